@@ -1,0 +1,205 @@
+//! `mako-gateway parse`: print an interchange as a tree, JSON or EDIFACT.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use serde_json::{json, Value as Json};
+
+use super::{display_name, read_input, ParseFormat, EXIT_INVALID_INPUT, EXIT_USAGE};
+use crate::edifact::{parse, write_document, Document, Segment, SyntaxError};
+
+pub(super) fn run(path: &Path, format: ParseFormat) -> ExitCode {
+    let started = Instant::now();
+    let input = match read_input(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("{}: error: cannot read: {e}", display_name(path));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let document = match parse(&input) {
+        Ok(d) => d,
+        Err(error) => {
+            if format == ParseFormat::Json || format == ParseFormat::Stats {
+                println!("{}", error_json(&error));
+            } else {
+                let p = &error.position;
+                eprintln!(
+                    "{}:{}:{}: error: {error}",
+                    display_name(path),
+                    p.line,
+                    p.column
+                );
+            }
+            return ExitCode::from(EXIT_INVALID_INPUT);
+        }
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let written = match format {
+        ParseFormat::Text => out.write_all(render_text(&document).as_bytes()),
+        ParseFormat::Json => writeln!(out, "{}", summary_json(&document)),
+        ParseFormat::Edifact => out.write_all(&write_document(&document)),
+        ParseFormat::Stats => writeln!(out, "{}", stats_json(&document, elapsed)),
+    };
+    match written.and_then(|_| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is not an error of ours.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write output: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// The machine-readable error object of `parse --format json`.
+pub fn error_json(error: &SyntaxError) -> Json {
+    let p = &error.position;
+    let mut e = json!({
+        "kind": error.kind.name(),
+        "message": error.to_string(),
+        "offset": p.offset,
+        "line": p.line,
+        "column": p.column,
+        "segment": p.segment,
+        "tag": p.tag.map(|t| t.to_string()),
+    });
+    if let Some(element) = p.element {
+        e["element"] = json!(element);
+    }
+    if let Some(component) = p.component {
+        e["component"] = json!(component);
+    }
+    if let Some(ms) = p.message_segment {
+        e["message_segment"] = json!(ms);
+    }
+    json!({ "error": e })
+}
+
+/// The JSON summary of `parse --format json`.
+pub fn summary_json(document: &Document<'_>) -> Json {
+    let interchanges: Vec<Json> = document
+        .interchanges()
+        .map(|ic| {
+            let sender = ic.sender();
+            let recipient = ic.recipient();
+            let messages: Vec<Json> = ic
+                .messages()
+                .map(|m| {
+                    json!({
+                        "ref": m.reference(),
+                        "type": m.message_type(),
+                        "version": m.version(),
+                        "segments": m.segment_count(),
+                    })
+                })
+                .collect();
+            let mut obj = json!({
+                "syntax": ic.syntax().to_string(),
+                "sender": {"id": sender.id, "qualifier": sender.qualifier},
+                "recipient": {"id": recipient.id, "qualifier": recipient.qualifier},
+                "control_ref": ic.control_reference(),
+                "messages": messages,
+                "segments": ic.segment_count(),
+            });
+            if ic.group_count() > 0 {
+                obj["groups"] = json!(ic.group_count());
+            }
+            obj
+        })
+        .collect();
+    json!({ "interchanges": interchanges })
+}
+
+fn stats_json(document: &Document<'_>, seconds: f64) -> Json {
+    let bytes = document.input().len();
+    let segments = document.segment_count();
+    let messages: usize = document.interchanges().map(|ic| ic.messages().len()).sum();
+    json!({
+        "bytes": bytes,
+        "interchanges": document.interchanges().len(),
+        "messages": messages,
+        "segments": segments,
+        "parse_s": (seconds * 1e4).round() / 1e4,
+        "mb_s": (bytes as f64 / 1e6 / seconds).round(),
+        "segments_s": (segments as f64 / seconds).round(),
+    })
+}
+
+/// The readable tree of `parse --format text`: one line per interchange, message and segment,
+/// values unescaped and decoded, elements separated by ` + `, components by `:`. A value that
+/// itself contains `+`, `:` or leading/trailing spaces is quoted.
+pub fn render_text(document: &Document<'_>) -> String {
+    let mut out = String::new();
+    for (i, ic) in document.interchanges().enumerate() {
+        let s = ic.sender();
+        let r = ic.recipient();
+        let _ = writeln!(
+            out,
+            "interchange {}: {} from {}:{} to {}:{}, reference {}, {} segments",
+            i + 1,
+            ic.syntax(),
+            s.id,
+            s.qualifier,
+            r.id,
+            r.qualifier,
+            ic.control_reference(),
+            ic.segment_count()
+        );
+        if let Some(una) = ic.una() {
+            let _ = writeln!(out, "  UNA {}", String::from_utf8_lossy(&una[3..]));
+        }
+        let mut messages = ic.messages().peekable();
+        let mut in_message = false;
+        for segment in ic.segments() {
+            if segment.is(b"UNH") {
+                if let Some(m) = messages.next() {
+                    let _ = writeln!(
+                        out,
+                        "  message {}: {} {}, {} segments",
+                        m.reference(),
+                        m.message_type(),
+                        m.version(),
+                        m.segment_count()
+                    );
+                }
+                in_message = true;
+            }
+            let indent = if in_message { "    " } else { "  " };
+            let _ = writeln!(out, "{indent}{}", render_segment(&segment));
+            if segment.is(b"UNT") {
+                in_message = false;
+            }
+        }
+    }
+    out
+}
+
+fn render_segment(segment: &Segment<'_>) -> String {
+    let mut line = format!("{:>4} {}", segment.number(), segment.tag());
+    for (i, element) in segment.elements().enumerate() {
+        line.push_str(if i == 0 { " " } else { " + " });
+        for (r, repetition) in element.repetitions().enumerate() {
+            if r > 0 {
+                line.push_str(" * ");
+            }
+            for (c, component) in repetition.components().enumerate() {
+                if c > 0 {
+                    line.push(':');
+                }
+                let text = component.text();
+                if text.contains([':', '+', '*', '"']) || text.trim() != text {
+                    let _ = write!(line, "{text:?}");
+                } else {
+                    line.push_str(&text);
+                }
+            }
+        }
+    }
+    line
+}

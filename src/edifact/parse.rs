@@ -1,0 +1,862 @@
+//! Bytes to tree: segment scanning, service segment checks and control values.
+//!
+//! The scan is one pass over the input: `memchr` finds each segment terminator, the tag and
+//! the characters of the segment are checked, and a small state machine follows the envelope
+//! (UNB, UNG, UNH, UNT, UNE, UNZ). Control values are checked as the trailers arrive: UNT's
+//! segment count and reference, UNE's message count and reference, UNZ's message (or group)
+//! count and reference (ISO 9735-1:2002 §7, ISO 9735:1988 §9).
+//!
+//! Errors are of two kinds. Errors after which the segment structure is still known (a bad
+//! control count, a stray character, an invalid release) are collected and the scan goes on,
+//! so that an acknowledgement can name all of them; errors that lose the structure (no
+//! terminator, unreadable UNA or UNB, a segment where the envelope allows none) end the scan.
+
+use super::charset::Charset;
+use super::delimiters::{parse_una, Delimiters, UnaProblem, UNA_LEN};
+use super::error::{Position, SegmentTag, SyntaxError, SyntaxErrorKind};
+use super::tree::{
+    Document, GroupIndex, InterchangeIndex, MessageIndex, Segment, Span, SyntaxIdentifier,
+};
+
+/// Parses every interchange in `input`. Returns the first error if there is any.
+///
+/// ```
+/// let doc = mako_gateway::edifact::parse(b"UNA:+.? 'UNB+UNOC:3+9900000000003:500+9900000000010:500+251001:0815+REF1'UNH+1+APERAK:D:07B:UN:2.1i'BGM+312+X'UNT+3+1'UNZ+1+REF1'").unwrap();
+/// let interchange = doc.interchanges().next().unwrap();
+/// assert_eq!(interchange.sender().id, "9900000000003");
+/// assert_eq!(interchange.messages().next().unwrap().message_type(), "APERAK");
+/// ```
+// A syntax error carries its whole position (about 150 bytes); errors are rare and returned
+// once per parse, so boxing would only add an allocation to every caller's error path.
+#[allow(clippy::result_large_err)]
+pub fn parse(input: &[u8]) -> Result<Document<'_>, SyntaxError> {
+    let outcome = parse_lenient(input);
+    match outcome.errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(outcome
+            .document
+            .expect("a scan without errors always yields a document")),
+    }
+}
+
+/// The result of [`parse_lenient`]: the tree as far as it could be built, and every error.
+#[derive(Debug)]
+pub struct ParseOutcome<'a> {
+    /// The tree, unless an error made the structure unreadable.
+    pub document: Option<Document<'a>>,
+    /// Every error found, in input order.
+    pub errors: Vec<SyntaxError>,
+}
+
+/// Parses `input`, collecting every error that leaves the structure readable.
+pub fn parse_lenient(input: &[u8]) -> ParseOutcome<'_> {
+    let mut scanner = Scanner {
+        input,
+        // A typical BDEW segment is 20-40 bytes long; reserving for that avoids most regrowth.
+        spans: Vec::with_capacity(input.len() / 24 + 4),
+        interchanges: Vec::new(),
+        errors: Vec::new(),
+    };
+    let complete = scanner.run().is_ok();
+    let Scanner {
+        spans,
+        interchanges,
+        mut errors,
+        ..
+    } = scanner;
+    for e in &mut errors {
+        e.position = e.position.locate(input);
+    }
+    ParseOutcome {
+        document: complete.then_some(Document {
+            input,
+            spans,
+            interchanges,
+        }),
+        errors,
+    }
+}
+
+/// Marker: the scan stopped at an error that loses the structure (already recorded).
+struct Fatal;
+
+struct Scanner<'a> {
+    input: &'a [u8],
+    spans: Vec<Span>,
+    interchanges: Vec<InterchangeIndex>,
+    errors: Vec<SyntaxError>,
+}
+
+/// Where the envelope state machine is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// After UNB, or after UNT/UNE: UNG, UNH or UNZ may follow.
+    Interchange,
+    /// After UNG, or after a UNT inside a group.
+    Group,
+    /// Inside a message after UNH.
+    Message { in_group: bool },
+}
+
+impl<'a> Scanner<'a> {
+    fn run(&mut self) -> Result<(), Fatal> {
+        if self.input.len() > u32::MAX as usize - 2 {
+            return Err(self.fatal(SyntaxErrorKind::InputTooLarge, self.pos(0)));
+        }
+        let mut at = skip_line_breaks(self.input, 0);
+        if at == self.input.len() {
+            return Err(self.fatal(SyntaxErrorKind::EmptyInput, self.pos(0)));
+        }
+        loop {
+            at = self.interchange(at)?;
+            at = skip_line_breaks(self.input, at);
+            if at == self.input.len() {
+                return Ok(());
+            }
+            let rest = &self.input[at..];
+            if !(rest.starts_with(b"UNA") || rest.starts_with(b"UNB")) {
+                return Err(self.fatal(
+                    SyntaxErrorKind::TrailingData,
+                    Position {
+                        offset: at,
+                        segment: self.spans.len() + 1,
+                        ..Position::default()
+                    },
+                ));
+            }
+        }
+    }
+
+    fn pos(&self, offset: usize) -> Position {
+        Position {
+            offset,
+            segment: self.spans.len().max(1),
+            ..Position::default()
+        }
+    }
+
+    fn fatal(&mut self, kind: SyntaxErrorKind, position: Position) -> Fatal {
+        self.errors.push(SyntaxError { kind, position });
+        Fatal
+    }
+
+    fn report(&mut self, kind: SyntaxErrorKind, position: Position) {
+        self.errors.push(SyntaxError { kind, position });
+    }
+
+    /// Reads one interchange starting at `at` (UNA or UNB). Returns the offset after UNZ's
+    /// terminator.
+    fn interchange(&mut self, mut at: usize) -> Result<usize, Fatal> {
+        let una_offset = at;
+        let advice = parse_una(&self.input[at..]).map_err(|problem| {
+            let problem = match problem {
+                UnaProblem::TooShort => "fewer than six characters after UNA".to_string(),
+                UnaProblem::NotDistinct(a, b) => {
+                    format!("characters {a} and {b} are the same")
+                }
+                UnaProblem::Unusable(a) => {
+                    format!("character {a} is a letter, digit or space")
+                }
+            };
+            self.fatal(
+                SyntaxErrorKind::InvalidServiceStringAdvice { problem },
+                Position {
+                    offset: una_offset,
+                    segment: self.spans.len() + 1,
+                    ..Position::default()
+                },
+            )
+        })?;
+        let (una, mut delimiters, una_repetition) = match advice {
+            Some(a) => {
+                at = skip_line_breaks(self.input, at + UNA_LEN);
+                (
+                    Some(una_offset as u32),
+                    a.delimiters,
+                    Some(a.repetition_or_reserved),
+                )
+            }
+            None => {
+                let d = Delimiters::default_for(&self.input[at..]);
+                let rep = if d == Delimiters::LEVEL_B_V3 {
+                    Delimiters::LEVEL_B_V4.repetition
+                } else {
+                    Delimiters::LEVEL_A_V4.repetition
+                };
+                (None, d, rep)
+            }
+        };
+
+        // UNB: the syntax identifier decides the charset and the repetition separator.
+        let unb_span = self.next_segment(at, &delimiters, "UNB")?;
+        let unb_number = self.spans.len() as u32;
+        let unb_raw = &self.input[unb_span.range()];
+        if !unb_raw.starts_with(b"UNB") {
+            return Err(self.fatal(
+                SyntaxErrorKind::UnexpectedSegment {
+                    expected: if una.is_some() {
+                        "UNB after UNA"
+                    } else {
+                        "UNA or UNB"
+                    },
+                },
+                self.segment_position(unb_span, None),
+            ));
+        }
+        self.spans.push(unb_span);
+        let syntax = self.syntax_identifier(unb_span, &delimiters)?;
+        delimiters = delimiters.for_version(syntax.version, una_repetition);
+        self.check_characters(unb_span, &delimiters, syntax.charset, None);
+        self.check_unb(unb_span, &delimiters, syntax.charset);
+
+        let mut index = InterchangeIndex {
+            una,
+            delimiters,
+            syntax,
+            unb: unb_number,
+            unz: unb_number,
+            groups: Vec::new(),
+            messages: Vec::new(),
+        };
+        let mut place = Place::Interchange;
+        let mut unh_number = 0u32;
+        let mut ung_number = 0u32;
+        let mut group_messages = 0usize;
+        let mut bare_messages = 0usize;
+        at = unb_span.after_terminator();
+
+        loop {
+            let expected = match place {
+                Place::Interchange => "UNZ to close the interchange",
+                Place::Group => "UNE to close the functional group",
+                Place::Message { .. } => "UNT to close the message",
+            };
+            let span = self.next_segment(at, &delimiters, expected)?;
+            let number = self.spans.len() as u32;
+            let raw = &self.input[span.range()];
+            let tag = [raw[0], raw[1], raw[2]];
+            let message_segment = match place {
+                Place::Message { .. } => Some((number - unh_number + 1) as usize),
+                _ => None,
+            };
+            self.spans.push(span);
+            self.check_characters(span, &delimiters, syntax.charset, message_segment);
+            at = span.after_terminator();
+
+            match (&tag, place) {
+                (b"UNH", Place::Interchange | Place::Group) => {
+                    if place == Place::Interchange && !index.groups.is_empty() {
+                        return Err(self.fatal(
+                            SyntaxErrorKind::UnexpectedSegment {
+                                expected: "UNG or UNZ (messages of an interchange with functional groups must all be inside groups)",
+                            },
+                            self.segment_position(span, Some(1)),
+                        ));
+                    }
+                    self.check_unh(span, &delimiters, syntax.charset);
+                    unh_number = number;
+                    place = Place::Message {
+                        in_group: place == Place::Group,
+                    };
+                }
+                (b"UNT", Place::Message { in_group }) => {
+                    let counted = (number - unh_number + 1) as usize;
+                    self.check_trailer(
+                        span,
+                        &delimiters,
+                        syntax.charset,
+                        counted,
+                        self.spans[unh_number as usize],
+                        1,
+                        "UNT",
+                    );
+                    index.messages.push(MessageIndex {
+                        unh: unh_number,
+                        unt: number,
+                    });
+                    if in_group {
+                        group_messages += 1;
+                        place = Place::Group;
+                    } else {
+                        bare_messages += 1;
+                        place = Place::Interchange;
+                    }
+                }
+                (b"UNG", Place::Interchange) => {
+                    if bare_messages > 0 {
+                        return Err(self.fatal(
+                            SyntaxErrorKind::UnexpectedSegment {
+                                expected: "UNH or UNZ (an interchange with messages outside groups cannot also have groups)",
+                            },
+                            self.segment_position(span, None),
+                        ));
+                    }
+                    self.check_ung(span, &delimiters, syntax.charset);
+                    ung_number = number;
+                    group_messages = 0;
+                    place = Place::Group;
+                }
+                (b"UNE", Place::Group) => {
+                    self.check_trailer(
+                        span,
+                        &delimiters,
+                        syntax.charset,
+                        group_messages,
+                        self.spans[ung_number as usize],
+                        // UNG DE0048, the group reference, is its 5th element.
+                        5,
+                        "UNE",
+                    );
+                    index.groups.push(GroupIndex {
+                        ung: ung_number,
+                        une: number,
+                    });
+                    place = Place::Interchange;
+                }
+                (b"UNZ", Place::Interchange) => {
+                    let counted = if index.groups.is_empty() {
+                        bare_messages
+                    } else {
+                        index.groups.len()
+                    };
+                    self.check_trailer(
+                        span,
+                        &delimiters,
+                        syntax.charset,
+                        counted,
+                        unb_span,
+                        5,
+                        "UNZ",
+                    );
+                    index.unz = number;
+                    self.interchanges.push(index);
+                    return Ok(at);
+                }
+                (_, Place::Message { .. })
+                    if !matches!(&tag, b"UNB" | b"UNG" | b"UNE" | b"UNZ" | b"UNH") =>
+                {
+                    // an ordinary segment, or UNS/UCI… service segments inside a message
+                }
+                (_, place) => {
+                    let expected = match place {
+                        Place::Interchange => "UNH, UNG or UNZ",
+                        Place::Group => "UNH or UNE",
+                        Place::Message { .. } => "UNT before the next envelope segment",
+                    };
+                    return Err(self.fatal(
+                        SyntaxErrorKind::UnexpectedSegment { expected },
+                        Position {
+                            message_segment,
+                            ..self.segment_position(span, None)
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Finds the segment starting at `at` (after optional line breaks): checks that it is
+    /// terminated and that its tag is well formed. Does not push the span.
+    fn next_segment(
+        &mut self,
+        at: usize,
+        delimiters: &Delimiters,
+        expected: &'static str,
+    ) -> Result<Span, Fatal> {
+        let input = self.input;
+        let start = skip_line_breaks(input, at);
+        if start == input.len() {
+            return Err(self.fatal(
+                SyntaxErrorKind::MissingSegment { expected },
+                Position {
+                    offset: input.len().saturating_sub(1),
+                    segment: self.spans.len(),
+                    ..Position::default()
+                },
+            ));
+        }
+        let mut search = start;
+        let end = loop {
+            match memchr::memchr(delimiters.terminator, &input[search..]) {
+                Some(i) => {
+                    let t = search + i;
+                    if is_released(input, start, t, delimiters.release) {
+                        search = t + 1;
+                        continue;
+                    }
+                    break t;
+                }
+                None => {
+                    let tag = tag_at(input, start);
+                    return Err(self.fatal(
+                        SyntaxErrorKind::UnterminatedSegment {
+                            terminator: delimiters.terminator as char,
+                        },
+                        Position {
+                            offset: start,
+                            segment: self.spans.len() + 1,
+                            tag,
+                            ..Position::default()
+                        },
+                    ));
+                }
+            }
+        };
+        let span = Span {
+            start: start as u32,
+            len: (end - start) as u32,
+        };
+        let raw = &input[start..end];
+        let tag_ok = raw.len() >= 3
+            && raw[0].is_ascii_uppercase()
+            && raw[1..3]
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            && (raw.len() == 3 || raw[3] == delimiters.element || raw[3] == delimiters.component);
+        if !tag_ok {
+            let shown = &raw[..raw.len().min(8)];
+            return Err(self.fatal(
+                SyntaxErrorKind::InvalidSegmentTag {
+                    found: String::from_utf8_lossy(shown).into_owned(),
+                },
+                Position {
+                    offset: start,
+                    segment: self.spans.len() + 1,
+                    ..Position::default()
+                },
+            ));
+        }
+        Ok(span)
+    }
+
+    /// A position pointing into `span`, with element/component filled from `offset`.
+    fn segment_position(&self, span: Span, message_segment: Option<usize>) -> Position {
+        Position {
+            offset: span.start as usize,
+            segment: self.segment_number(span),
+            message_segment,
+            tag: tag_at(self.input, span.start as usize),
+            ..Position::default()
+        }
+    }
+
+    fn segment_number(&self, span: Span) -> usize {
+        // Spans are pushed in order; the segment is usually the last one.
+        match self.spans.iter().rposition(|s| *s == span) {
+            Some(i) => i + 1,
+            None => self.spans.len() + 1,
+        }
+    }
+
+    /// Position of element `element`, component `component` inside `span`.
+    fn element_position(
+        &self,
+        span: Span,
+        delimiters: &Delimiters,
+        element: usize,
+        component: Option<usize>,
+    ) -> Position {
+        let raw = &self.input[span.range()];
+        let seg = Segment::new(raw, span.start as usize, 0, *delimiters, Charset::Unob);
+        let offset = match seg.element(element) {
+            Some(e) => match component.and_then(|c| e.component(c)) {
+                Some(c) => c.offset(),
+                None => e.offset(),
+            },
+            // Absent: point at the end of the segment (its terminator).
+            None => span.after_terminator() - 1,
+        };
+        Position {
+            offset,
+            element: Some(element),
+            component,
+            ..self.segment_position(span, None)
+        }
+    }
+
+    /// Checks each byte of the segment against the repertoire and each release character.
+    fn check_characters(
+        &mut self,
+        span: Span,
+        delimiters: &Delimiters,
+        charset: Charset,
+        message_segment: Option<usize>,
+    ) {
+        let raw = &self.input[span.range()];
+        let d = *delimiters;
+        if let Some(i) = charset.first_invalid(raw, |b| d.is_service(b)) {
+            self.report_in_segment(
+                span,
+                delimiters,
+                span.start as usize + i,
+                message_segment,
+                SyntaxErrorKind::InvalidCharacter {
+                    byte: raw[i],
+                    charset: charset.identifier(),
+                },
+            );
+        }
+        if charset.is_utf8() && std::str::from_utf8(raw).is_err() {
+            let valid = std::str::from_utf8(raw)
+                .map_err(|e| e.valid_up_to())
+                .unwrap_err();
+            self.report_in_segment(
+                span,
+                delimiters,
+                span.start as usize + valid,
+                message_segment,
+                SyntaxErrorKind::InvalidUtf8,
+            );
+        }
+        if let Some(rel) = d.release {
+            let mut from = 0;
+            while let Some(i) = memchr::memchr(rel, &raw[from..]) {
+                let at = from + i;
+                match raw.get(at + 1) {
+                    Some(&next) if d.is_service(next) => from = at + 2,
+                    found => {
+                        let found = found.copied();
+                        self.report_in_segment(
+                            span,
+                            delimiters,
+                            span.start as usize + at,
+                            message_segment,
+                            SyntaxErrorKind::InvalidRelease { found },
+                        );
+                        from = at + 1;
+                    }
+                }
+                if from >= raw.len() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Records an error at byte `offset` inside `span`, naming element and component.
+    fn report_in_segment(
+        &mut self,
+        span: Span,
+        delimiters: &Delimiters,
+        offset: usize,
+        message_segment: Option<usize>,
+        kind: SyntaxErrorKind,
+    ) {
+        let raw = &self.input[span.range()];
+        let seg = Segment::new(raw, span.start as usize, 0, *delimiters, Charset::Unob);
+        let mut element = None;
+        let mut component = None;
+        for (ei, e) in seg.elements().enumerate() {
+            if offset >= e.offset() && offset <= e.offset() + e.raw().len() {
+                element = Some(ei + 1);
+                for (ci, c) in e.components().enumerate() {
+                    if offset >= c.offset() && offset <= c.offset() + c.raw().len() {
+                        component = Some(ci + 1);
+                        break;
+                    }
+                }
+                break;
+            }
+        }
+        let position = Position {
+            offset,
+            element,
+            component,
+            message_segment,
+            ..self.segment_position(span, message_segment)
+        };
+        self.report(kind, position);
+    }
+
+    /// Reads UNB S001 (syntax identifier and version).
+    fn syntax_identifier(
+        &mut self,
+        span: Span,
+        delimiters: &Delimiters,
+    ) -> Result<SyntaxIdentifier, Fatal> {
+        let raw = &self.input[span.range()];
+        let seg = Segment::new(raw, span.start as usize, 0, *delimiters, Charset::Unob);
+        let s001 = seg.element(1);
+        let id = s001
+            .and_then(|e| e.component(1))
+            .map(|c| c.raw())
+            .unwrap_or(b"");
+        let version = s001
+            .and_then(|e| e.component(2))
+            .map(|c| c.raw())
+            .unwrap_or(b"");
+        if id.is_empty() || version.is_empty() {
+            let position =
+                self.element_position(span, delimiters, 1, Some(if id.is_empty() { 1 } else { 2 }));
+            return Err(self.fatal(
+                SyntaxErrorKind::MissingElement {
+                    name: if id.is_empty() {
+                        "syntax identifier (UNB S001 DE0001)"
+                    } else {
+                        "syntax version number (UNB S001 DE0002)"
+                    },
+                },
+                position,
+            ));
+        }
+        let charset = Charset::from_identifier(id);
+        let version = match version {
+            [v @ b'1'..=b'4'] => Some(v - b'0'),
+            _ => None,
+        };
+        match (charset, version) {
+            (Some(charset), Some(version)) => Ok(SyntaxIdentifier { charset, version }),
+            _ => {
+                let position = self.element_position(
+                    span,
+                    delimiters,
+                    1,
+                    Some(if charset.is_none() { 1 } else { 2 }),
+                );
+                let found =
+                    String::from_utf8_lossy(s001.map_or(&b""[..], |e| e.raw())).into_owned();
+                Err(self.fatal(SyntaxErrorKind::UnsupportedSyntax { found }, position))
+            }
+        }
+    }
+
+    /// Mandatory UNB elements: S002/S003 identification, S004 date and time, DE0020.
+    fn check_unb(&mut self, span: Span, delimiters: &Delimiters, charset: Charset) {
+        const REQUIRED: [(usize, usize, &str); 5] = [
+            (2, 1, "interchange sender identification (UNB S002 DE0004)"),
+            (
+                3,
+                1,
+                "interchange recipient identification (UNB S003 DE0004)",
+            ),
+            (4, 1, "date of preparation (UNB S004 DE0017)"),
+            (4, 2, "time of preparation (UNB S004 DE0019)"),
+            (5, 1, "interchange control reference (UNB DE0020)"),
+        ];
+        self.require(span, delimiters, charset, &REQUIRED);
+    }
+
+    /// Mandatory UNH elements: DE0062 and S009 0065/0052/0054/0051.
+    fn check_unh(&mut self, span: Span, delimiters: &Delimiters, charset: Charset) {
+        const REQUIRED: [(usize, usize, &str); 5] = [
+            (1, 1, "message reference number (UNH DE0062)"),
+            (2, 1, "message type (UNH S009 DE0065)"),
+            (2, 2, "message version number (UNH S009 DE0052)"),
+            (2, 3, "message release number (UNH S009 DE0054)"),
+            (2, 4, "controlling agency (UNH S009 DE0051)"),
+        ];
+        self.require(span, delimiters, charset, &REQUIRED);
+    }
+
+    /// Mandatory UNG elements (ISO 9735-2:2002): DE0038 group identification, sender and
+    /// recipient identification, date/time, DE0048 group reference.
+    fn check_ung(&mut self, span: Span, delimiters: &Delimiters, charset: Charset) {
+        const REQUIRED: [(usize, usize, &str); 3] = [
+            (1, 1, "message group identification (UNG DE0038)"),
+            (4, 1, "date of group preparation (UNG S006 DE0017)"),
+            (5, 1, "group reference number (UNG DE0048)"),
+        ];
+        self.require(span, delimiters, charset, &REQUIRED);
+    }
+
+    fn require(
+        &mut self,
+        span: Span,
+        delimiters: &Delimiters,
+        charset: Charset,
+        required: &[(usize, usize, &'static str)],
+    ) {
+        let raw = &self.input[span.range()];
+        let seg = Segment::new(raw, span.start as usize, 0, *delimiters, charset);
+        for &(element, component, name) in required {
+            let present = seg
+                .element(element)
+                .and_then(|e| e.component(component))
+                .is_some_and(|c| !c.is_empty());
+            if !present {
+                let position = self.element_position(span, delimiters, element, Some(component));
+                self.report(SyntaxErrorKind::MissingElement { name }, position);
+            }
+        }
+    }
+
+    /// Checks a trailer: element 1 is the count, element 2 the reference, which must equal
+    /// the header's element `header_ref_element`.
+    #[allow(clippy::too_many_arguments)]
+    fn check_trailer(
+        &mut self,
+        span: Span,
+        delimiters: &Delimiters,
+        charset: Charset,
+        counted: usize,
+        header: Span,
+        header_ref_element: usize,
+        name: &'static str,
+    ) {
+        let raw = &self.input[span.range()];
+        let seg = Segment::new(raw, span.start as usize, 0, *delimiters, charset);
+        let declared = seg.value(1, 1);
+        let message_segment = (name == "UNT").then_some(counted);
+        if declared.is_empty() {
+            let position = Position {
+                message_segment,
+                ..self.element_position(span, delimiters, 1, Some(1))
+            };
+            self.report(
+                SyntaxErrorKind::MissingElement {
+                    name: match name {
+                        "UNT" => "number of segments in the message (UNT DE0074)",
+                        "UNE" => "number of messages in the group (UNE DE0060)",
+                        _ => "interchange control count (UNZ DE0036)",
+                    },
+                },
+                position,
+            );
+        } else if !declared.bytes().all(|b| b.is_ascii_digit()) || declared.len() > 10 {
+            let position = Position {
+                message_segment,
+                ..self.element_position(span, delimiters, 1, Some(1))
+            };
+            self.report(
+                SyntaxErrorKind::InvalidValue {
+                    name: "control count",
+                    expected: "digits (n..10)",
+                    found: declared.into_owned(),
+                },
+                position,
+            );
+        } else if declared.parse::<usize>().ok() != Some(counted) {
+            let position = Position {
+                message_segment,
+                ..self.element_position(span, delimiters, 1, Some(1))
+            };
+            self.report(
+                SyntaxErrorKind::ControlCountMismatch {
+                    declared: declared.into_owned(),
+                    counted,
+                },
+                position,
+            );
+        }
+        let header_raw = &self.input[header.range()];
+        let header_seg = Segment::new(header_raw, header.start as usize, 0, *delimiters, charset);
+        let header_ref = header_seg
+            .element(header_ref_element)
+            .and_then(|e| e.component(1))
+            .map_or(&b""[..], |c| c.raw());
+        let trailer_ref = seg
+            .element(2)
+            .and_then(|e| e.component(1))
+            .map_or(&b""[..], |c| c.raw());
+        if header_ref != trailer_ref {
+            let position = Position {
+                message_segment,
+                ..self.element_position(span, delimiters, 2, Some(1))
+            };
+            self.report(
+                SyntaxErrorKind::ControlReferenceMismatch {
+                    header: String::from_utf8_lossy(header_ref).into_owned(),
+                    trailer: String::from_utf8_lossy(trailer_ref).into_owned(),
+                },
+                position,
+            );
+        }
+    }
+}
+
+/// True when the byte at `at` is preceded by an odd number of release characters (counting
+/// back no further than `start`).
+#[inline]
+fn is_released(input: &[u8], start: usize, at: usize, release: Option<u8>) -> bool {
+    let Some(rel) = release else {
+        return false;
+    };
+    let mut k = at;
+    while k > start && input[k - 1] == rel {
+        k -= 1;
+    }
+    (at - k) % 2 == 1
+}
+
+#[inline]
+fn skip_line_breaks(input: &[u8], mut at: usize) -> usize {
+    while at < input.len() && (input[at] == b'\n' || input[at] == b'\r') {
+        at += 1;
+    }
+    at
+}
+
+fn tag_at(input: &[u8], at: usize) -> Option<SegmentTag> {
+    let t = input.get(at..at + 3)?;
+    t.iter()
+        .all(|b| b.is_ascii_alphanumeric())
+        .then(|| SegmentTag([t[0], t[1], t[2]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APERAK: &[u8] = b"UNA:+.? 'UNB+UNOC:3+9900000000003:500+9900000000010:500+251001:0815+REF1'UNH+1+APERAK:D:07B:UN:2.1i'BGM+312+X'UNT+3+1'UNZ+1+REF1'";
+
+    #[test]
+    fn parses_a_minimal_interchange() {
+        let doc = parse(APERAK).unwrap();
+        assert_eq!(doc.segment_count(), 5);
+        let ic = doc.interchanges().next().unwrap();
+        assert_eq!(ic.control_reference(), "REF1");
+        assert_eq!(ic.sender().qualifier, "500");
+        let m = ic.messages().next().unwrap();
+        assert_eq!(m.version(), "D:07B:UN:2.1i");
+        assert_eq!(m.segment_count(), 3);
+    }
+
+    #[test]
+    fn reports_a_wrong_unt_count_at_the_count() {
+        let bad = String::from_utf8_lossy(APERAK).replace("UNT+3+1", "UNT+4+1");
+        let err = parse(bad.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.kind,
+            SyntaxErrorKind::ControlCountMismatch {
+                declared: "4".into(),
+                counted: 3
+            }
+        );
+        assert_eq!(err.position.tag, Some(SegmentTag(*b"UNT")));
+        assert_eq!(err.position.element, Some(1));
+        assert_eq!(
+            &bad.as_bytes()[err.position.offset..err.position.offset + 1],
+            b"4"
+        );
+        assert_eq!(err.position.segment, 4);
+        assert_eq!(err.position.message_segment, Some(3));
+    }
+
+    #[test]
+    fn lenient_parse_collects_several_errors() {
+        let bad = String::from_utf8_lossy(APERAK)
+            .replace("UNT+3+1", "UNT+4+2")
+            .replace("UNZ+1+REF1", "UNZ+2+REF1");
+        let outcome = parse_lenient(bad.as_bytes());
+        let kinds: Vec<_> = outcome.errors.iter().map(|e| e.kind.name()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                "control_count_mismatch",
+                "control_reference_mismatch",
+                "control_count_mismatch"
+            ]
+        );
+        assert!(outcome.document.is_some());
+    }
+
+    #[test]
+    fn released_terminator_does_not_end_a_segment() {
+        let input =
+            b"UNB+UNOC:3+A+B+251001:0815+R'UNH+1+X:D:1:UN'FTX+AAP+++O?'Brien??'UNT+3+1'UNZ+1+R'";
+        let doc = parse(input).unwrap();
+        let ic = doc.interchanges().next().unwrap();
+        let ftx = ic.messages().next().unwrap().body().next().unwrap();
+        assert_eq!(ftx.value(4, 1), "O'Brien?");
+    }
+}
