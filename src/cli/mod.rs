@@ -5,6 +5,8 @@
 
 mod parse;
 
+pub use parse::{error_json, render_text, summary_json};
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;

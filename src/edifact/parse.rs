@@ -237,6 +237,7 @@ impl<'a> Scanner<'a> {
             let tag = [raw[0], raw[1], raw[2]];
             let message_segment = match place {
                 Place::Message { .. } => Some((number - unh_number + 1) as usize),
+                _ if &tag == b"UNH" => Some(1),
                 _ => None,
             };
             self.spans.push(span);
@@ -461,6 +462,8 @@ impl<'a> Scanner<'a> {
         let offset = match seg.element(element) {
             Some(e) => match component.and_then(|c| e.component(c)) {
                 Some(c) => c.offset(),
+                // Absent component: point just past the element, where it would be.
+                None if component.is_some() => e.offset() + e.raw().len(),
                 None => e.offset(),
             },
             // Absent: point at the end of the segment (its terminator).

@@ -1,0 +1,177 @@
+//! The `parse` command as a user runs it: formats, exit codes and error output.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mako-gateway"))
+}
+
+fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples/syntax")
+        .join(name)
+}
+
+fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = binary()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+const APERAK: &str = "UNA:+.? 'UNB+UNOC:3+9900000000003:500+9900000000010:500+251001:0815+REF1'UNH+M1+APERAK:D:07B:UN:2.1i'BGM+312+X'UNT+3+M1'UNZ+1+REF1'";
+
+#[test]
+fn json_format_summarises_interchanges_and_messages() {
+    let out = run_with_stdin(&["parse", "-", "--format", "json"], APERAK.as_bytes());
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"interchanges": [{
+            "syntax": "UNOC:3",
+            "sender": {"id": "9900000000003", "qualifier": "500"},
+            "recipient": {"id": "9900000000010", "qualifier": "500"},
+            "control_ref": "REF1",
+            "messages": [{"ref": "M1", "type": "APERAK", "version": "D:07B:UN:2.1i", "segments": 3}],
+            "segments": 5
+        }]})
+    );
+    // Keys come in the documented order.
+    let text = String::from_utf8(out.stdout).unwrap();
+    let order: Vec<usize> = [
+        "\"syntax\"",
+        "\"sender\"",
+        "\"recipient\"",
+        "\"control_ref\"",
+        "\"messages\"",
+    ]
+    .iter()
+    .map(|k| text.find(k).unwrap())
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
+
+#[test]
+fn json_error_points_into_the_offending_segment() {
+    let bad = APERAK.replace("UNT+3+M1", "UNT+7+M1");
+    let out = run_with_stdin(&["parse", "-", "--format", "json"], bad.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &json["error"];
+    assert_eq!(e["kind"], "control_count_mismatch");
+    assert_eq!(e["tag"], "UNT");
+    assert_eq!(e["segment"], 4);
+    assert_eq!(e["line"], 1);
+    let offset = e["offset"].as_u64().unwrap() as usize;
+    let unt = bad.find("UNT+").unwrap();
+    let unt_end = unt + bad[unt..].find('\'').unwrap();
+    assert!(
+        (unt..unt_end).contains(&offset),
+        "offset {offset} outside UNT"
+    );
+    assert_eq!(e["column"].as_u64().unwrap() as usize, offset + 1);
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains("declares 7, counted 3"));
+}
+
+#[test]
+fn text_error_is_one_line_with_file_line_and_column() {
+    let dir = std::env::temp_dir().join(format!("mako-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("broken.edi");
+    std::fs::write(
+        &file,
+        APERAK
+            .replace('\'', "'\n")
+            .replace("BGM+312+X", "BGM+312+?X"),
+    )
+    .unwrap();
+    let out = binary().args(["parse"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let expected_prefix = format!("{}:4:9: error: release character", file.display());
+    assert!(stderr.starts_with(&expected_prefix), "{stderr}");
+    assert!(out.stdout.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn edifact_format_writes_every_sample_back_unchanged() {
+    for entry in std::fs::read_dir(sample("")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "edi") {
+            continue;
+        }
+        let out = binary()
+            .args(["parse", "--format", "edifact"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", path.display());
+        assert_eq!(
+            out.stdout,
+            std::fs::read(&path).unwrap(),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn text_format_shows_decoded_values() {
+    let out = binary()
+        .args(["parse"])
+        .arg(sample("unoc_umlauts_crlf.edi"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\"Müller:Jürgen\":Anna"), "{text}");
+    assert!(text.contains("O'Brien ? Maß"), "{text}");
+    assert!(
+        text.contains("message 1: UTILMD D:11A:UN:S2.1, 6 segments"),
+        "{text}"
+    );
+}
+
+#[test]
+fn stats_format_prints_throughput_figures() {
+    let out = binary()
+        .args(["parse", "--format", "stats"])
+        .arg(sample("custom_delimiters_group.edi"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["segments"], 11);
+    assert_eq!(json["messages"], 2);
+    assert!(json["parse_s"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
+fn missing_file_and_bad_usage_exit_with_2() {
+    let out = binary()
+        .args(["parse", "does-not-exist.edi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does-not-exist.edi"));
+    let out = binary()
+        .args(["parse", "x.edi", "--format", "yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = binary().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
