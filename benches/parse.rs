@@ -1,1 +1,223 @@
-fn main() {}
+//! Parser throughput against the physical floor, on interchanges made by the shared generator.
+//!
+//! ```text
+//! cargo bench --bench parse                   # 100 MB MSCONS and UTILMD, 5 runs each
+//! BENCH_SIZE_MB=10 BENCH_RUNS=3 cargo bench --bench parse
+//! ```
+//!
+//! For each file it prints, in-process: read + parse time, MB/s and segments/s; as whole
+//! processes (start-up, read, parse and exit, as a user runs `mako-gateway parse`): wall time
+//! and peak RSS of our binary next to the floor (read the file and count unreleased segment
+//! terminators with memchr, the same work as `../shared/bench/floor`). The targets of issue 2:
+//! whole-process time within 2x the floor, peak memory below 2x the file size.
+//!
+//! The generator is `../shared/bench/gen_edifact.py` (or `MAKO_BENCH_GEN`); files are kept in
+//! `target/bench-data/` and reused.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mako_gateway::edifact::parse;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // Child mode: the floor as its own process, so that it is timed like our binary.
+    if args.len() == 3 && args[1] == "--floor" {
+        let started = Instant::now();
+        let data = std::fs::read(&args[2]).expect("read");
+        let segments = floor_count(&data);
+        println!(
+            "{{\"segments\":{segments},\"parse_s\":{:.4}}}",
+            started.elapsed().as_secs_f64()
+        );
+        return;
+    }
+    // `cargo bench` passes `--bench`; any other argument is a filter we do not use.
+    let size_mb: usize = env_number("BENCH_SIZE_MB", 100);
+    let runs: usize = env_number("BENCH_RUNS", 5).max(1);
+    let data_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&data_dir).expect("create target/bench-data");
+    let generator = std::env::var_os("MAKO_BENCH_GEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_edifact.py")
+        });
+    if !generator.exists() {
+        eprintln!(
+            "generator not found at {} (set MAKO_BENCH_GEN)",
+            generator.display()
+        );
+        std::process::exit(2);
+    }
+    println!("# parse benchmark: {size_mb} MB per file, {runs} runs, 1 MB = 10^6 bytes");
+    for kind in ["mscons", "utilmd"] {
+        let file = data_dir.join(format!("{kind}_{size_mb}mb.edi"));
+        if !file.exists() {
+            let status = Command::new("python3")
+                .arg(&generator)
+                .args(["--kind", kind, "--size-mb", &size_mb.to_string(), "--out"])
+                .arg(&file)
+                .status()
+                .expect("run python3");
+            assert!(status.success(), "generator failed");
+        }
+        bench_file(&file, runs);
+    }
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Segment terminators not released by `?`: the floor's whole work.
+fn floor_count(data: &[u8]) -> usize {
+    let mut segments = 0;
+    for pos in memchr::memchr_iter(b'\'', data) {
+        let mut k = pos;
+        while k > 0 && data[k - 1] == b'?' {
+            k -= 1;
+        }
+        if (pos - k) % 2 == 0 {
+            segments += 1;
+        }
+    }
+    segments
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn bench_file(path: &Path, runs: usize) {
+    let bytes = std::fs::metadata(path).expect("stat").len() as f64;
+    let mb = bytes / 1e6;
+    println!(
+        "\n## {} ({:.1} MB)",
+        path.file_name().unwrap().to_string_lossy(),
+        mb
+    );
+
+    // In-process: read + parse, and parse alone.
+    let mut total = Vec::new();
+    let mut parse_only = Vec::new();
+    let mut segments = 0;
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let data = std::fs::read(path).expect("read");
+        let t1 = Instant::now();
+        let document = parse(&data).expect("generated interchange parses");
+        let t2 = Instant::now();
+        segments = document.segment_count();
+        drop(document);
+        total.push(t2 - t0);
+        parse_only.push(t2 - t1);
+    }
+    let (total, parse_only) = (median(total), median(parse_only));
+    println!(
+        "in-process   read+parse {:>7.1} ms  {:>7.0} MB/s  {:>10.0} segments/s   parse alone {:>7.0} MB/s  ({segments} segments)",
+        total.as_secs_f64() * 1e3,
+        mb / total.as_secs_f64(),
+        segments as f64 / total.as_secs_f64(),
+        mb / parse_only.as_secs_f64(),
+    );
+    let mut floor_in = Vec::new();
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let data = std::fs::read(path).expect("read");
+        let n = floor_count(&data);
+        floor_in.push(t0.elapsed());
+        assert_eq!(n, segments + 1, "floor counts the UNA terminator too");
+    }
+    let floor_in = median(floor_in);
+    println!(
+        "in-process   floor      {:>7.1} ms  {:>7.0} MB/s",
+        floor_in.as_secs_f64() * 1e3,
+        mb / floor_in.as_secs_f64()
+    );
+
+    // Whole processes, as run from a shell.
+    let ours = Path::new(env!("CARGO_BIN_EXE_mako-gateway"));
+    let me = std::env::current_exe().expect("own path");
+    let ours_cmd = [
+        ours.to_string_lossy().into_owned(),
+        "parse".into(),
+        "--format".into(),
+        "stats".into(),
+    ];
+    let floor_cmd = [me.to_string_lossy().into_owned(), "--floor".into()];
+    let ours_run = whole_process(&ours_cmd, path, runs);
+    let floor_run = whole_process(&floor_cmd, path, runs);
+    for (name, run) in [("mako-gateway", &ours_run), ("memchr floor", &floor_run)] {
+        println!(
+            "process      {name:<12} {:>7.1} ms  {:>7.0} MB/s  {:>10.0} segments/s  peak RSS {}",
+            run.wall.as_secs_f64() * 1e3,
+            mb / run.wall.as_secs_f64(),
+            segments as f64 / run.wall.as_secs_f64(),
+            run.peak_rss_kib
+                .map_or("n/a (no /usr/bin/time)".to_string(), |k| format!(
+                    "{:.0} MiB",
+                    k as f64 / 1024.0
+                )),
+        );
+    }
+    let ratio = ours_run.wall.as_secs_f64() / floor_run.wall.as_secs_f64();
+    println!(
+        "target       time vs floor {ratio:.2}x (target <= 2.0x: {})",
+        if ratio <= 2.0 { "met" } else { "MISSED" }
+    );
+    if let Some(rss) = ours_run.peak_rss_kib {
+        let factor = rss as f64 * 1024.0 / bytes;
+        println!(
+            "target       peak memory {factor:.2}x file size (target < 2.0x: {})",
+            if factor < 2.0 { "met" } else { "MISSED" }
+        );
+    }
+}
+
+struct ProcessRun {
+    wall: Duration,
+    peak_rss_kib: Option<u64>,
+}
+
+fn whole_process(cmd: &[String], file: &Path, runs: usize) -> ProcessRun {
+    let time = Path::new("/usr/bin/time");
+    let mut walls = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..runs {
+        let report = std::env::temp_dir().join(format!("mako-bench-time-{}", std::process::id()));
+        let mut command = if time.exists() {
+            let mut c = Command::new(time);
+            c.args(["-f", "%M", "-o"]).arg(&report).args(cmd);
+            c
+        } else {
+            let mut c = Command::new(&cmd[0]);
+            c.args(&cmd[1..]);
+            c
+        };
+        let t0 = Instant::now();
+        let out = command.arg(file).output().expect("run");
+        walls.push(t0.elapsed());
+        assert!(
+            out.status.success(),
+            "{:?} failed: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if let Ok(text) = std::fs::read_to_string(&report) {
+            if let Some(k) = text.lines().last().and_then(|l| l.trim().parse().ok()) {
+                rss.push(k);
+            }
+            let _ = std::fs::remove_file(&report);
+        }
+    }
+    rss.sort();
+    ProcessRun {
+        wall: median(walls),
+        peak_rss_kib: rss.get(rss.len() / 2).copied(),
+    }
+}

@@ -168,8 +168,8 @@ fn lenient_parse_keeps_the_tree_and_every_recoverable_error() {
     assert_eq!(
         kinds,
         [
-            "invalid_character",
             "invalid_release",
+            "invalid_character",
             "control_count_mismatch",
             "control_reference_mismatch"
         ]

@@ -77,25 +77,18 @@ impl Charset {
     }
 
     /// Index of the first byte in `data` the repertoire does not allow, skipping bytes that
-    /// `also_allowed` accepts (the delimiters). The common case, a clean segment, is checked 16
-    /// bytes at a time with a branch-free test the compiler vectorises.
+    /// `also_allowed` accepts (the delimiters). For checking single values; the parser checks
+    /// whole interchanges in its block scanner.
     #[inline]
     pub fn first_invalid(self, data: &[u8], also_allowed: impl Fn(u8) -> bool) -> Option<usize> {
         match self {
             Charset::Unoc | Charset::Unod | Charset::Unoe | Charset::Unow | Charset::Unoy => {
-                let mut base = 0;
-                let mut chunks = data.chunks_exact(16);
-                for chunk in &mut chunks {
-                    let bad = chunk.iter().fold(false, |acc, &b| acc | is_8859_control(b));
-                    if bad {
-                        if let Some(i) = self.scan(chunk, &also_allowed) {
-                            return Some(base + i);
-                        }
-                    }
-                    base += 16;
+                let suspicious = data.iter().fold(false, |acc, &b| acc | is_8859_control(b));
+                if suspicious {
+                    self.scan(data, &also_allowed)
+                } else {
+                    None
                 }
-                self.scan(chunks.remainder(), &also_allowed)
-                    .map(|i| base + i)
             }
             Charset::Unoa | Charset::Unob => self.scan(data, &also_allowed),
         }

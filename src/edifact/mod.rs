@@ -20,6 +20,7 @@ mod delimiters;
 mod envelope;
 mod error;
 mod parse;
+mod scan;
 mod tree;
 mod write;
 

@@ -14,6 +14,7 @@
 use super::charset::Charset;
 use super::delimiters::{parse_una, Delimiters, UnaProblem, UNA_LEN};
 use super::error::{Position, SegmentTag, SyntaxError, SyntaxErrorKind};
+use super::scan::{ScanProblem, SegmentCursor};
 use super::tree::{
     Document, GroupIndex, InterchangeIndex, MessageIndex, Segment, Span, SyntaxIdentifier,
 };
@@ -206,7 +207,14 @@ impl<'a> Scanner<'a> {
         self.spans.push(unb_span);
         let syntax = self.syntax_identifier(unb_span, &delimiters)?;
         delimiters = delimiters.for_version(syntax.version, una_repetition);
-        self.check_characters(unb_span, &delimiters, syntax.charset, None);
+        // From here on the scanner knows the delimiters and the repertoire; it reads UNB again
+        // so that its characters are checked like every other segment's.
+        let mut cursor = SegmentCursor::new(self.input, at, delimiters, syntax.charset);
+        match cursor.next_segment() {
+            Some(Ok(found)) if found.start == unb_span.start as usize => {}
+            _ => unreachable!("the cursor finds the UNB the plain scan found"),
+        }
+        self.report_scan_problems(&cursor, unb_span, &delimiters, syntax.charset, None);
         self.check_unb(unb_span, &delimiters, syntax.charset);
 
         let mut index = InterchangeIndex {
@@ -223,7 +231,6 @@ impl<'a> Scanner<'a> {
         let mut ung_number = 0u32;
         let mut group_messages = 0usize;
         let mut bare_messages = 0usize;
-        at = unb_span.after_terminator();
 
         loop {
             let expected = match place {
@@ -231,7 +238,36 @@ impl<'a> Scanner<'a> {
                 Place::Group => "UNE to close the functional group",
                 Place::Message { .. } => "UNT to close the message",
             };
-            let span = self.next_segment(at, &delimiters, expected)?;
+            let span = match cursor.next_segment() {
+                Some(Ok(found)) => Span {
+                    start: found.start as u32,
+                    len: (found.end - found.start) as u32,
+                },
+                Some(Err(start)) => {
+                    return Err(self.fatal(
+                        SyntaxErrorKind::UnterminatedSegment {
+                            terminator: delimiters.terminator as char,
+                        },
+                        Position {
+                            offset: start,
+                            segment: self.spans.len() + 1,
+                            tag: tag_at(self.input, start),
+                            ..Position::default()
+                        },
+                    ))
+                }
+                None => {
+                    return Err(self.fatal(
+                        SyntaxErrorKind::MissingSegment { expected },
+                        Position {
+                            offset: self.input.len().saturating_sub(1),
+                            segment: self.spans.len(),
+                            ..Position::default()
+                        },
+                    ))
+                }
+            };
+            self.check_tag(span, &delimiters)?;
             let number = self.spans.len() as u32;
             let raw = &self.input[span.range()];
             let tag = [raw[0], raw[1], raw[2]];
@@ -241,8 +277,16 @@ impl<'a> Scanner<'a> {
                 _ => None,
             };
             self.spans.push(span);
-            self.check_characters(span, &delimiters, syntax.charset, message_segment);
-            at = span.after_terminator();
+            if !cursor.problems.is_empty() || syntax.charset.is_utf8() {
+                self.report_scan_problems(
+                    &cursor,
+                    span,
+                    &delimiters,
+                    syntax.charset,
+                    message_segment,
+                );
+            }
+            let at = span.after_terminator();
 
             match (&tag, place) {
                 (b"UNH", Place::Interchange | Place::Group) => {
@@ -407,27 +451,47 @@ impl<'a> Scanner<'a> {
             start: start as u32,
             len: (end - start) as u32,
         };
-        let raw = &input[start..end];
-        let tag_ok = raw.len() >= 3
-            && raw[0].is_ascii_uppercase()
-            && raw[1..3]
-                .iter()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-            && (raw.len() == 3 || raw[3] == delimiters.element || raw[3] == delimiters.component);
-        if !tag_ok {
-            let shown = &raw[..raw.len().min(8)];
-            return Err(self.fatal(
-                SyntaxErrorKind::InvalidSegmentTag {
-                    found: String::from_utf8_lossy(shown).into_owned(),
-                },
-                Position {
-                    offset: start,
-                    segment: self.spans.len() + 1,
-                    ..Position::default()
-                },
-            ));
-        }
+        self.check_tag(span, delimiters)?;
         Ok(span)
+    }
+
+    /// A tag is three upper-case letters or digits starting with a letter, followed by the
+    /// element separator, a component separator (version 4 nesting indicator) or the end.
+    #[inline(always)]
+    fn check_tag(&mut self, span: Span, delimiters: &Delimiters) -> Result<(), Fatal> {
+        let raw = &self.input[span.range()];
+        let alnum = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit();
+        let tag_ok = match *raw {
+            [a, b, c] => a.is_ascii_uppercase() && alnum(b) && alnum(c),
+            [a, b, c, next, ..] => {
+                a.is_ascii_uppercase()
+                    && alnum(b)
+                    && alnum(c)
+                    && (next == delimiters.element || next == delimiters.component)
+            }
+            _ => false,
+        };
+        if tag_ok {
+            Ok(())
+        } else {
+            Err(self.invalid_tag(span))
+        }
+    }
+
+    #[cold]
+    fn invalid_tag(&mut self, span: Span) -> Fatal {
+        let raw = &self.input[span.range()];
+        let shown = &raw[..raw.len().min(8)];
+        self.fatal(
+            SyntaxErrorKind::InvalidSegmentTag {
+                found: String::from_utf8_lossy(shown).into_owned(),
+            },
+            Position {
+                offset: span.start as usize,
+                segment: self.spans.len() + 1,
+                ..Position::default()
+            },
+        )
     }
 
     /// A position pointing into `span`, with element/component filled from `offset`.
@@ -477,61 +541,41 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Checks each byte of the segment against the repertoire and each release character.
-    fn check_characters(
+    /// Reports what the scanner found inside the segment, and checks UTF-8 well-formedness for
+    /// the UTF-8 repertoires.
+    fn report_scan_problems(
         &mut self,
+        cursor: &SegmentCursor<'_>,
         span: Span,
         delimiters: &Delimiters,
         charset: Charset,
         message_segment: Option<usize>,
     ) {
-        let raw = &self.input[span.range()];
-        let d = *delimiters;
-        if let Some(i) = charset.first_invalid(raw, |b| d.is_service(b)) {
-            self.report_in_segment(
-                span,
-                delimiters,
-                span.start as usize + i,
-                message_segment,
-                SyntaxErrorKind::InvalidCharacter {
-                    byte: raw[i],
-                    charset: charset.identifier(),
-                },
-            );
-        }
-        if charset.is_utf8() && std::str::from_utf8(raw).is_err() {
-            let valid = std::str::from_utf8(raw)
-                .map_err(|e| e.valid_up_to())
-                .unwrap_err();
-            self.report_in_segment(
-                span,
-                delimiters,
-                span.start as usize + valid,
-                message_segment,
-                SyntaxErrorKind::InvalidUtf8,
-            );
-        }
-        if let Some(rel) = d.release {
-            let mut from = 0;
-            while let Some(i) = memchr::memchr(rel, &raw[from..]) {
-                let at = from + i;
-                match raw.get(at + 1) {
-                    Some(&next) if d.is_service(next) => from = at + 2,
-                    found => {
-                        let found = found.copied();
-                        self.report_in_segment(
-                            span,
-                            delimiters,
-                            span.start as usize + at,
-                            message_segment,
-                            SyntaxErrorKind::InvalidRelease { found },
-                        );
-                        from = at + 1;
-                    }
+        for problem in &cursor.problems {
+            let (offset, kind) = match *problem {
+                ScanProblem::InvalidCharacter(at) => (
+                    at,
+                    SyntaxErrorKind::InvalidCharacter {
+                        byte: self.input[at],
+                        charset: charset.identifier(),
+                    },
+                ),
+                ScanProblem::InvalidRelease(at, found) => {
+                    (at, SyntaxErrorKind::InvalidRelease { found })
                 }
-                if from >= raw.len() {
-                    break;
-                }
+            };
+            self.report_in_segment(span, delimiters, offset, message_segment, kind);
+        }
+        if charset.is_utf8() {
+            let raw = &self.input[span.range()];
+            if let Err(e) = std::str::from_utf8(raw) {
+                self.report_in_segment(
+                    span,
+                    delimiters,
+                    span.start as usize + e.valid_up_to(),
+                    message_segment,
+                    SyntaxErrorKind::InvalidUtf8,
+                );
             }
         }
     }
@@ -666,17 +710,12 @@ impl<'a> Scanner<'a> {
         &mut self,
         span: Span,
         delimiters: &Delimiters,
-        charset: Charset,
+        _charset: Charset,
         required: &[(usize, usize, &'static str)],
     ) {
-        let raw = &self.input[span.range()];
-        let seg = Segment::new(raw, span.start as usize, 0, *delimiters, charset);
+        let present = nonempty_fields(&self.input[span.range()], delimiters);
         for &(element, component, name) in required {
-            let present = seg
-                .element(element)
-                .and_then(|e| e.component(component))
-                .is_some_and(|c| !c.is_empty());
-            if !present {
+            if present & field_bit(element, component) == 0 {
                 let position = self.element_position(span, delimiters, element, Some(component));
                 self.report(SyntaxErrorKind::MissingElement { name }, position);
             }
@@ -690,21 +729,22 @@ impl<'a> Scanner<'a> {
         &mut self,
         span: Span,
         delimiters: &Delimiters,
-        charset: Charset,
+        _charset: Charset,
         counted: usize,
         header: Span,
         header_ref_element: usize,
         name: &'static str,
     ) {
-        let raw = &self.input[span.range()];
-        let seg = Segment::new(raw, span.start as usize, 0, *delimiters, charset);
-        let declared = seg.value(1, 1);
+        let input = self.input;
+        let raw = &input[span.range()];
+        let declared = field(raw, delimiters, 1, 1);
         let message_segment = (name == "UNT").then_some(counted);
+        let at_count = |this: &Self| Position {
+            message_segment,
+            ..this.element_position(span, delimiters, 1, Some(1))
+        };
         if declared.is_empty() {
-            let position = Position {
-                message_segment,
-                ..self.element_position(span, delimiters, 1, Some(1))
-            };
+            let position = at_count(self);
             self.report(
                 SyntaxErrorKind::MissingElement {
                     name: match name {
@@ -715,42 +755,28 @@ impl<'a> Scanner<'a> {
                 },
                 position,
             );
-        } else if !declared.bytes().all(|b| b.is_ascii_digit()) || declared.len() > 10 {
-            let position = Position {
-                message_segment,
-                ..self.element_position(span, delimiters, 1, Some(1))
-            };
+        } else if !declared.iter().all(u8::is_ascii_digit) || declared.len() > 10 {
+            let position = at_count(self);
             self.report(
                 SyntaxErrorKind::InvalidValue {
                     name: "control count",
                     expected: "digits (n..10)",
-                    found: declared.into_owned(),
+                    found: String::from_utf8_lossy(declared).into_owned(),
                 },
                 position,
             );
-        } else if declared.parse::<usize>().ok() != Some(counted) {
-            let position = Position {
-                message_segment,
-                ..self.element_position(span, delimiters, 1, Some(1))
-            };
+        } else if parse_digits(declared) != Some(counted) {
+            let position = at_count(self);
             self.report(
                 SyntaxErrorKind::ControlCountMismatch {
-                    declared: declared.into_owned(),
+                    declared: String::from_utf8_lossy(declared).into_owned(),
                     counted,
                 },
                 position,
             );
         }
-        let header_raw = &self.input[header.range()];
-        let header_seg = Segment::new(header_raw, header.start as usize, 0, *delimiters, charset);
-        let header_ref = header_seg
-            .element(header_ref_element)
-            .and_then(|e| e.component(1))
-            .map_or(&b""[..], |c| c.raw());
-        let trailer_ref = seg
-            .element(2)
-            .and_then(|e| e.component(1))
-            .map_or(&b""[..], |c| c.raw());
+        let header_ref = field(&input[header.range()], delimiters, header_ref_element, 1);
+        let trailer_ref = field(raw, delimiters, 2, 1);
         if header_ref != trailer_ref {
             let position = Position {
                 message_segment,
@@ -764,6 +790,105 @@ impl<'a> Scanner<'a> {
                 position,
             );
         }
+    }
+}
+
+fn parse_digits(digits: &[u8]) -> Option<usize> {
+    digits.iter().try_fold(0usize, |n, &d| {
+        n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+    })
+}
+
+/// Bit of element `element` (1 to 6), component `component` (1 to 5) in [`nonempty_fields`].
+fn field_bit(element: usize, component: usize) -> u32 {
+    debug_assert!((1..=6).contains(&element) && (1..=5).contains(&component));
+    1 << ((element - 1) * 5 + component - 1)
+}
+
+/// Which of the first six elements' first five components (first repetition) are non-empty,
+/// as [`field_bit`]s, in one pass over the segment.
+fn nonempty_fields(raw: &[u8], d: &Delimiters) -> u32 {
+    let (mut e, mut c, mut len) = (0usize, 1usize, 0usize);
+    let mut in_repetition = false;
+    let mut bits = 0u32;
+    let mut record = |e: usize, c: usize, len: usize, in_repetition: bool| {
+        if len > 0 && !in_repetition && (1..=6).contains(&e) && c <= 5 {
+            bits |= field_bit(e, c);
+        }
+    };
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if Some(b) == d.release {
+            len += 2;
+            i += 2;
+            continue;
+        }
+        if b == d.element {
+            record(e, c, len, in_repetition);
+            e += 1;
+            c = 1;
+            len = 0;
+            in_repetition = false;
+            if e > 6 {
+                break;
+            }
+        } else if b == d.component {
+            record(e, c, len, in_repetition);
+            c += 1;
+            len = 0;
+        } else if Some(b) == d.repetition {
+            record(e, c, len, in_repetition);
+            in_repetition = true;
+        } else {
+            len += 1;
+        }
+        i += 1;
+    }
+    record(e, c, len, in_repetition);
+    bits
+}
+
+/// Raw value of element `element`, component `component` (1-based) of a service segment, or
+/// empty when absent. One tight pass over the (short) segment: cheaper here than the general
+/// views of `tree`, which are built for arbitrary access.
+fn field<'a>(raw: &'a [u8], d: &Delimiters, element: usize, component: usize) -> &'a [u8] {
+    let (mut e, mut c, mut start) = (0usize, 1usize, 0usize);
+    // After a repetition separator the rest of the element belongs to later repetitions.
+    let mut in_repetition = false;
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if Some(b) == d.release {
+            i += 2;
+            continue;
+        }
+        let ends_element = b == d.element;
+        let ends_component = b == d.component || Some(b) == d.repetition;
+        if ends_element || ends_component {
+            if e == element && c == component && !in_repetition {
+                return &raw[start..i];
+            }
+            if ends_element {
+                e += 1;
+                c = 1;
+                in_repetition = false;
+                if e > element {
+                    return &[];
+                }
+            } else if b == d.component {
+                c += 1;
+            } else {
+                in_repetition = true;
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    if e == element && c == component && !in_repetition {
+        &raw[start..]
+    } else {
+        &[]
     }
 }
 
