@@ -19,6 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mako_gateway::edifact::parse;
+use mako_gateway::grammar::{validate_message, Registry, Severity};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -63,7 +64,102 @@ fn main() {
             assert!(status.success(), "generator failed");
         }
         bench_file(&file, runs);
+        if kind == "utilmd" {
+            let data = std::fs::read(&file).expect("read");
+            bench_validation(
+                "generated UTILMD (not MIG-conformant: many findings)",
+                &data,
+                runs,
+            );
+        }
     }
+    // Validation of conformant messages: our ORDERS 17133 sample, repeated to the same size.
+    let valid = repeated_sample(size_mb * 1_000_000);
+    bench_validation(
+        "ORDERS 17133 sample repeated (conformant, MIG + AHB)",
+        &valid,
+        runs,
+    );
+}
+
+/// An interchange of `bytes` size made of the sample ORDERS 17133 message, renumbered.
+fn repeated_sample(bytes: usize) -> Vec<u8> {
+    let sample = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/outbound/orders_17133_modul1.edi"),
+    )
+    .expect("sample");
+    let text: String = sample.iter().map(|&b| b as char).collect();
+    let segments: Vec<&str> = text
+        .split('\'')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (unb, body) = (segments[1], &segments[2..segments.len() - 1]);
+    let mut out = format!("UNA:+.? '{unb}'");
+    let mut n = 0;
+    while out.len() < bytes {
+        n += 1;
+        for s in body {
+            if s.starts_with("UNH+") {
+                out.push_str(&format!(
+                    "UNH+{n}+{}'",
+                    s.splitn(3, '+').nth(2).unwrap_or("")
+                ));
+            } else if s.starts_with("UNT+") {
+                out.push_str(&format!("UNT+{}+{n}'", s.split('+').nth(1).unwrap_or("")));
+            } else {
+                out.push_str(s);
+                out.push('\'');
+            }
+        }
+    }
+    out.push_str(&format!("UNZ+{n}+MG10000000001'"));
+    out.chars().map(|c| c as u8).collect()
+}
+
+/// Validation throughput (MIG structure, data elements, formats, codes, AHB where the PID has
+/// rules) on an already parsed interchange. Target of issue 3: >= 200 MB/s on the UTILMD file.
+fn bench_validation(label: &str, data: &[u8], runs: usize) {
+    println!(
+        "\n## validation: {label} ({:.1} MB)",
+        data.len() as f64 / 1e6
+    );
+    let mb = data.len() as f64 / 1e6;
+    let document = parse(data).expect("interchange parses");
+    let registry = Registry::embedded();
+    let mut times = Vec::new();
+    let (mut messages, mut errors, mut warnings) = (0, 0, 0);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        (messages, errors, warnings) = (0, 0, 0);
+        // Message by message, as the inbound worker does: validate, count, drop.
+        for ic in document.interchanges() {
+            let fallback = None;
+            for m in ic.messages() {
+                let report = validate_message(&m, registry, fallback);
+                messages += 1;
+                for f in &report.findings {
+                    match f.severity {
+                        Severity::Error => errors += 1,
+                        Severity::Warning => warnings += 1,
+                    }
+                }
+            }
+        }
+        times.push(t0.elapsed());
+    }
+    let t = median(times);
+    println!(
+        "validate     {:>7.1} ms  {:>7.0} MB/s  {:>10.0} messages/s  ({messages} messages, {errors} errors, {warnings} warnings)",
+        t.as_secs_f64() * 1e3,
+        mb / t.as_secs_f64(),
+        messages as f64 / t.as_secs_f64(),
+    );
+    let rate = mb / t.as_secs_f64();
+    println!(
+        "target       validation {rate:.0} MB/s (target >= 200 MB/s: {})",
+        if rate >= 200.0 { "met" } else { "MISSED" }
+    );
 }
 
 fn env_number(name: &str, default: usize) -> usize {

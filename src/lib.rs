@@ -3,10 +3,16 @@
 //! Layers, from the bottom up; a layer may only use the ones below it:
 //!
 //! - [`edifact`]: bytes to tree and back (pure: no I/O, no clock).
+//! - [`ids`]: market identifiers and EDIFACT dates as checked newtypes (pure).
+//! - [`grammar`]: MIG and AHB data from `grammars/`, and the validator (pure).
+//! - [`acks`]: CONTRL and APERAK both ways, working days and deadlines (pure).
 //! - [`cli`]: the command line, which reads files and prints.
 //!
 //! The grammar, message, order, store, transport, API and daemon layers described in the
 //! README are added on top of these.
 
+pub mod acks;
 pub mod cli;
 pub mod edifact;
+pub mod grammar;
+pub mod ids;

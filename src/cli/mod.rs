@@ -4,8 +4,10 @@
 //! error.
 
 mod parse;
+mod validate;
 
 pub use parse::{error_json, render_text, summary_json};
+pub use validate::{render_findings, render_plan};
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -36,6 +38,39 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ParseFormat::Text)]
         format: ParseFormat,
     },
+    /// Validate every message against its MIG and AHB rules; exit 1 if there is an error.
+    Validate {
+        /// The file to read, or `-` for standard input.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = FindingsFormat::Text)]
+        format: FindingsFormat,
+    },
+    /// Print the CONTRL (and APERAK, if due) the gateway would send back for a file.
+    Ack {
+        /// The file to read, or `-` for standard input.
+        file: PathBuf,
+        /// The time of the answer, UTC (`2026-11-23T10:00:00`); default: now.
+        #[arg(long, value_parser = parse_utc)]
+        now: Option<chrono::NaiveDateTime>,
+        /// Answer as a gas market partner: a CONTRL on every interchange.
+        #[arg(long)]
+        gas: bool,
+    },
+}
+
+/// Output formats of `validate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FindingsFormat {
+    /// One line per finding.
+    Text,
+    /// JSON with every finding's fields.
+    Json,
+}
+
+fn parse_utc(s: &str) -> Result<chrono::NaiveDateTime, String> {
+    chrono::NaiveDateTime::parse_from_str(s.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S")
+        .map_err(|e| format!("expected YYYY-MM-DDTHH:MM:SS (UTC): {e}"))
 }
 
 /// Output formats of `parse`.
@@ -56,6 +91,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Parse { file, format } => parse::run(&file, format),
+        Command::Validate { file, format } => {
+            validate::run_validate(&file, format == FindingsFormat::Json)
+        }
+        Command::Ack { file, now, gas } => validate::run_ack(&file, now, gas),
     }
 }
 

@@ -1,0 +1,215 @@
+//! Acknowledgements, both ways: what to send back for a received interchange (CONTRL for
+//! syntax errors, APERAK for every business message), reading the CONTRL and APERAK that
+//! partners send, matching them to what we sent, and the deadlines of both (pure: the time is
+//! an argument).
+//!
+//! The rules applied (sources in the comments at each place):
+//! - Strom: a CONTRL only as Syntaxfehlermeldung (UCI action 4 or a UCM 4), never a positive
+//!   one, and never a CONTRL on a CONTRL (APERAK AHB 1.1 §1.2, identical to the CONTRL AHB's
+//!   chapter 1; Gas answers every interchange, see [`ContrlPolicy::Always`]).
+//! - Strom: every business message (Geschäftsvorfall) gets an APERAK, positive (`BGM+312`) or
+//!   negative (`BGM+313` with ERC codes), unless the whole interchange was rejected by CONTRL;
+//!   no APERAK on an APERAK or a CONTRL (APERAK AHB 1.1 §2.5).
+
+mod aperak;
+pub mod calendar;
+mod contrl;
+mod inbound;
+
+use chrono::NaiveDateTime;
+
+pub use aperak::build_aperak;
+pub use calendar::{Calendar, Deadline, DeadlineRules};
+pub use contrl::{build_contrl, ContrlPolicy};
+pub use inbound::{
+    erc_meaning, match_acknowledgement, read_acknowledgements, AckMatch, Acknowledgement,
+    AperakError, ContrlMessageError, SentLookup, SentMessage,
+};
+
+use crate::edifact::{
+    parse_lenient, Charset, InterchangeHeader, LineBreak, OwnedInterchange, PartnerQualifier,
+    Party, ReferenceSequence, SyntaxError, SyntaxIdentifier, Writer,
+};
+use crate::grammar::{validate_interchange, MessageReport, Registry};
+
+/// What the gateway answers to one received interchange.
+#[derive(Debug)]
+pub struct AckPlan<'a> {
+    /// Syntax errors of the parse (with their positions).
+    pub syntax_errors: Vec<SyntaxError>,
+    /// Per message: the validation report.
+    pub reports: Vec<MessageReport<'a>>,
+    /// The CONTRL to send, if the rules ask for one.
+    pub contrl: Option<OwnedInterchange>,
+    /// The APERAKs to send (one interchange holding one APERAK per business message).
+    pub aperak: Option<OwnedInterchange>,
+}
+
+impl AckPlan<'_> {
+    /// The answers written as EDIFACT, CONTRL first.
+    pub fn render(&self) -> Result<Vec<Vec<u8>>, crate::edifact::WriteError> {
+        let mut out = Vec::new();
+        for ic in [&self.contrl, &self.aperak].into_iter().flatten() {
+            out.push(
+                Writer::new(ic.header.syntax)
+                    .with_line_break(LineBreak::None)
+                    .write_interchange(ic)?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Everything the acknowledgement decisions need besides the received bytes.
+#[derive(Debug)]
+pub struct AckContext<'r> {
+    /// The grammars.
+    pub registry: &'r Registry,
+    /// Now, in UTC (the message date of our answers).
+    pub now: NaiveDateTime,
+    /// CONTRL policy (Strom: only on errors).
+    pub contrl_policy: ContrlPolicy,
+    /// Where our interchange and message references come from.
+    pub references: ReferenceSequence,
+}
+
+/// The syntax identifier of everything the gateway writes: `UNOC:3` (BDEW).
+pub const OUR_SYNTAX: SyntaxIdentifier = SyntaxIdentifier {
+    charset: Charset::Unoc,
+    version: 3,
+};
+
+/// The envelope of a received interchange as far as it could be read: enough to address an
+/// answer even when the rest of the interchange is broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedEnvelope {
+    /// UNB S002.
+    pub sender: Party,
+    /// UNB S003 (normally us).
+    pub recipient: Party,
+    /// UNB DE0020.
+    pub control_reference: String,
+    /// UNB S004 as `CCYYMMDDHHMM` (for APERAK DTM+171), when readable.
+    pub prepared: Option<NaiveDateTime>,
+}
+
+/// Reads the UNB of `input` without trusting anything after it.
+pub fn read_envelope(input: &[u8]) -> Option<ReceivedEnvelope> {
+    let start = input.iter().position(|b| !matches!(b, b'\r' | b'\n'))?;
+    let rest = &input[start..];
+    let (delimiters, at) = match crate::edifact::parse_una(rest) {
+        Ok(Some(advice)) => (advice.delimiters, crate::edifact::UNA_LEN),
+        Ok(None) => (crate::edifact::Delimiters::default_for(rest), 0),
+        Err(_) => return None,
+    };
+    let body = &rest[at..];
+    let body = &body[body.iter().position(|b| !matches!(b, b'\r' | b'\n'))?..];
+    if !body.starts_with(b"UNB") {
+        return None;
+    }
+    // The terminator not preceded by a release character.
+    let mut end = None;
+    let mut i = 0;
+    while i < body.len() {
+        if Some(body[i]) == delimiters.release {
+            i += 2;
+            continue;
+        }
+        if body[i] == delimiters.terminator {
+            end = Some(i);
+            break;
+        }
+        i += 1;
+    }
+    let raw = &body[..end?];
+    let seg = crate::edifact::Segment::new(raw, start + at, 1, delimiters, Charset::Unoc);
+    let sender = party(&seg.value(2, 1), &seg.value(2, 2));
+    let recipient = party(&seg.value(3, 1), &seg.value(3, 2));
+    let control_reference = seg.value(5, 1).into_owned();
+    if sender.id.is_empty() || recipient.id.is_empty() || control_reference.is_empty() {
+        return None;
+    }
+    Some(ReceivedEnvelope {
+        sender,
+        recipient,
+        control_reference,
+        prepared: crate::edifact::parse_preparation_date_time(&seg.value(4, 1), &seg.value(4, 2)),
+    })
+}
+
+/// Decides what to answer to a received interchange: parses it leniently, validates every
+/// message, and builds the CONTRL and the APERAKs the rules ask for.
+pub fn plan<'a>(input: &'a [u8], context: &mut AckContext<'_>) -> AckPlan<'a> {
+    let outcome = parse_lenient(input);
+    let mut reports = Vec::new();
+    let mut contrl = None;
+    let mut aperak = None;
+    let envelope = read_envelope(input);
+    match &outcome.document {
+        Some(document) => {
+            // The gateway receives one interchange per file or mail (BDEW); should there be
+            // several, the answers cover the first and the others are reported as findings by
+            // the caller.
+            if let Some(interchange) = document.interchanges().next() {
+                let ic_reports = validate_interchange(&interchange, context.registry);
+                let only_contrl = interchange.messages().len() > 0
+                    && interchange.messages().all(|m| m.message_type() == "CONTRL");
+                if !only_contrl {
+                    contrl = envelope.as_ref().and_then(|env| {
+                        build_contrl(
+                            env,
+                            Some(&interchange),
+                            &outcome.errors,
+                            &ic_reports,
+                            context,
+                        )
+                    });
+                    let rejected_whole = contrl.as_ref().is_some_and(contrl::rejects_interchange);
+                    if !rejected_whole {
+                        aperak = envelope
+                            .as_ref()
+                            .and_then(|env| build_aperak(env, &interchange, &ic_reports, context));
+                    }
+                }
+                reports.extend(ic_reports);
+            }
+        }
+        None => {
+            // The structure could not be read: the whole interchange is rejected by CONTRL,
+            // if its UNB names whom to answer (a CONTRL-only interchange is never answered).
+            let is_contrl = input.windows(7).any(|w| w == b"CONTRL:");
+            if !is_contrl {
+                contrl = envelope
+                    .as_ref()
+                    .and_then(|env| build_contrl(env, None, &outcome.errors, &[], context));
+            }
+        }
+    }
+    AckPlan {
+        syntax_errors: outcome.errors,
+        reports,
+        contrl,
+        aperak,
+    }
+}
+
+/// The header of an answer: from us (the recipient of what we answer) to its sender.
+fn answer_header(received: &ReceivedEnvelope, context: &mut AckContext<'_>) -> InterchangeHeader {
+    InterchangeHeader {
+        syntax: OUR_SYNTAX,
+        sender: received.recipient.clone(),
+        recipient: received.sender.clone(),
+        prepared: context.now,
+        control_reference: context.references.next_reference(),
+        application_reference: None,
+        test: false,
+    }
+}
+
+fn party(id: &str, qualifier: &str) -> Party {
+    Party {
+        id: id.to_string(),
+        qualifier: PartnerQualifier::from_code(qualifier)
+            .unwrap_or_else(|| PartnerQualifier::for_id(id)),
+    }
+}

@@ -1,0 +1,163 @@
+//! `mako-gateway validate` and `mako-gateway ack`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::NaiveDateTime;
+use serde_json::json;
+
+use super::{display_name, read_input, EXIT_INVALID_INPUT, EXIT_USAGE};
+use crate::acks::{plan, AckContext, AckPlan, ContrlPolicy};
+use crate::edifact::{parse_lenient, ReferenceSequence};
+use crate::grammar::{validate_interchange, MessageReport, Registry, Severity};
+
+/// Renders the findings of a validation as text lines.
+pub fn render_findings(
+    file: &str,
+    syntax: &[crate::edifact::SyntaxError],
+    reports: &[MessageReport<'_>],
+) -> String {
+    let mut out = String::new();
+    for e in syntax {
+        let p = &e.position;
+        out.push_str(&format!("{file}:{}:{}: error: {e}\n", p.line, p.column));
+    }
+    for r in reports {
+        let pid = r.pid.map_or(String::new(), |p| format!(" PID {p}"));
+        let grammar = r.mig.as_deref().unwrap_or("no grammar");
+        out.push_str(&format!(
+            "message {} {}{pid}: {} finding(s) ({grammar}{})\n",
+            r.reference,
+            r.identifier,
+            r.findings.len(),
+            r.ahb.as_deref().map_or(String::new(), |a| format!(", {a}"))
+        ));
+        for f in &r.findings {
+            let codes = match (f.contrl_code, f.aperak_code) {
+                (Some(c), _) => format!(" [CONTRL {c}]"),
+                (None, Some(a)) => format!(" [APERAK {a}]"),
+                _ => String::new(),
+            };
+            out.push_str(&format!("  {f}{codes}\n"));
+        }
+    }
+    out
+}
+
+fn reports_json(
+    syntax: &[crate::edifact::SyntaxError],
+    reports: &[MessageReport<'_>],
+) -> serde_json::Value {
+    json!({
+        "syntax_errors": syntax.iter().map(|e| super::error_json(e)["error"].clone()).collect::<Vec<_>>(),
+        "messages": reports.iter().map(|r| json!({
+            "ref": r.reference,
+            "identifier": r.identifier,
+            "pid": r.pid,
+            "date": r.date.map(|d| d.to_string()),
+            "mig": r.mig,
+            "ahb": r.ahb,
+            "findings": r.findings,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub(super) fn run_validate(path: &Path, json_output: bool) -> ExitCode {
+    let input = match read_input(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{}: error: cannot read: {e}", display_name(path));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let outcome = parse_lenient(&input);
+    let registry = Registry::embedded();
+    let reports: Vec<MessageReport<'_>> = outcome
+        .document
+        .as_ref()
+        .map(|d| {
+            d.interchanges()
+                .flat_map(|ic| validate_interchange(&ic, registry))
+                .collect()
+        })
+        .unwrap_or_default();
+    if json_output {
+        println!("{}", reports_json(&outcome.errors, &reports));
+    } else {
+        print!(
+            "{}",
+            render_findings(&display_name(path), &outcome.errors, &reports)
+        );
+    }
+    let errors = !outcome.errors.is_empty()
+        || reports
+            .iter()
+            .any(|r| r.findings.iter().any(|f| f.severity == Severity::Error));
+    if errors {
+        ExitCode::from(EXIT_INVALID_INPUT)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The answers for a received interchange as text: each planned interchange, or a line saying
+/// why there is none.
+pub fn render_plan(plan: &AckPlan<'_>) -> Result<String, crate::edifact::WriteError> {
+    let mut out = String::new();
+    let rendered = plan.render()?;
+    let mut it = rendered.iter();
+    match &plan.contrl {
+        Some(_) => {
+            out.push_str("# CONTRL\n");
+            out.push_str(
+                &String::from_utf8_lossy(it.next().expect("rendered CONTRL")).replace('\'', "'\n"),
+            );
+        }
+        None => out.push_str("# no CONTRL due (Strom: CONTRL only for syntax errors)\n"),
+    }
+    match &plan.aperak {
+        Some(_) => {
+            out.push_str("# APERAK\n");
+            let bytes = it.next().expect("rendered APERAK");
+            // UNOC: show Latin-1 as text.
+            let text: String = bytes.iter().map(|&b| b as char).collect();
+            out.push_str(&text.replace('\'', "'\n"));
+        }
+        None => out.push_str("# no APERAK due\n"),
+    }
+    Ok(out)
+}
+
+pub(super) fn run_ack(path: &Path, now: Option<NaiveDateTime>, gas: bool) -> ExitCode {
+    let input = match read_input(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{}: error: cannot read: {e}", display_name(path));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    // The command line is an edge of the program: the one place besides the daemon's clock
+    // that reads the wall clock, and only when --now is not given.
+    let now = now.unwrap_or_else(|| chrono::Utc::now().naive_utc());
+    let mut context = AckContext {
+        registry: Registry::embedded(),
+        now,
+        contrl_policy: if gas {
+            ContrlPolicy::Always
+        } else {
+            ContrlPolicy::OnErrors
+        },
+        references: ReferenceSequence::new("ACK", 1).expect("valid prefix"),
+    };
+    let plan = plan(&input, &mut context);
+    match render_plan(&plan) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot write the answer: {e}");
+            ExitCode::from(EXIT_INVALID_INPUT)
+        }
+    }
+}

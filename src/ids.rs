@@ -1,0 +1,301 @@
+//! Identifiers of the German energy market as newtypes that check their format and check
+//! digit when they are made ("parse, don't validate"), and the EDIFACT date formats.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{NaiveDate, NaiveDateTime};
+
+/// Why an identifier or date was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {value:?}: {problem}")]
+pub struct IdError {
+    /// What was expected (`market location ID`, …).
+    pub what: &'static str,
+    /// The value.
+    pub value: String,
+    /// What is wrong.
+    pub problem: &'static str,
+}
+
+/// The digits of `s` (at most 16), or `None` if it has another character or is longer.
+fn digits(s: &str) -> Option<([u32; 16], usize)> {
+    let mut out = [0u32; 16];
+    if s.len() > out.len() {
+        return None;
+    }
+    for (slot, b) in out.iter_mut().zip(s.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        *slot = u32::from(b - b'0');
+    }
+    Some((out, s.len()))
+}
+
+/// The check digit procedure of BDEW "Identifikatoren in der Marktkommunikation" §8.1
+/// ("Lok- und Waggon-Kennzeichnungsverfahren"), used for Marktlokations-IDs and BDEW/DVGW
+/// codes: a = sum of the digits at odd positions, b = 2 × sum of the digits at even positions
+/// (1-based, from the left), check = (10 − (a + b) mod 10) mod 10.
+pub fn lok_check_digit(payload: &[u32]) -> u32 {
+    let (mut odd, mut even) = (0, 0);
+    for (i, d) in payload.iter().enumerate() {
+        if i % 2 == 0 {
+            odd += d;
+        } else {
+            even += d;
+        }
+    }
+    (10 - (odd + 2 * even) % 10) % 10
+}
+
+/// GS1 (EAN-13 / GLN) check digit: weights 1, 3, 1, 3, … from the left over 12 digits.
+pub fn gs1_check_digit(payload: &[u32]) -> u32 {
+    let sum: u32 = payload
+        .iter()
+        .enumerate()
+        .map(|(i, d)| if i % 2 == 0 { *d } else { 3 * d })
+        .sum();
+    (10 - sum % 10) % 10
+}
+
+/// Marktlokations-ID: 11 digits, the first not 0, the last a check digit (§8.1 procedure).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MarketLocationId(String);
+
+impl FromStr for MarketLocationId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let fail = |problem| IdError {
+            what: "market location ID",
+            value: s.to_string(),
+            problem,
+        };
+        let (d, len) = digits(s).ok_or_else(|| fail("must be digits only"))?;
+        if len != 11 {
+            return Err(fail("must have 11 digits"));
+        }
+        if d[0] == 0 {
+            return Err(fail("must not start with 0"));
+        }
+        if lok_check_digit(&d[..10]) != d[10] {
+            return Err(fail("check digit does not match"));
+        }
+        Ok(MarketLocationId(s.to_string()))
+    }
+}
+
+/// Messlokations-ID (Zählpunktbezeichnung): `DE`, 11 digits (network operator number and
+/// postcode) and 20 upper-case letters or digits; 33 characters, no check digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MeteringLocationId(String);
+
+impl FromStr for MeteringLocationId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let fail = |problem| IdError {
+            what: "metering location ID",
+            value: s.to_string(),
+            problem,
+        };
+        let b = s.as_bytes();
+        if b.len() != 33 {
+            return Err(fail("must have 33 characters"));
+        }
+        if &b[..2] != b"DE" {
+            return Err(fail("must start with DE"));
+        }
+        if !b[2..13].iter().all(u8::is_ascii_digit) {
+            return Err(fail("characters 3 to 13 must be digits"));
+        }
+        if !b[13..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        {
+            return Err(fail(
+                "characters 14 to 33 must be upper-case letters or digits",
+            ));
+        }
+        Ok(MeteringLocationId(s.to_string()))
+    }
+}
+
+/// Market partner ID: 13 digits; BDEW and DVGW codes carry a §8.1 check digit, GS1 GLNs a GS1
+/// check digit. The prefix does not reliably tell which, so either procedure is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MarketPartnerId(String);
+
+impl FromStr for MarketPartnerId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let fail = |problem| IdError {
+            what: "market partner ID",
+            value: s.to_string(),
+            problem,
+        };
+        let (d, len) = digits(s).ok_or_else(|| fail("must be digits only"))?;
+        if len != 13 {
+            return Err(fail("must have 13 digits"));
+        }
+        if lok_check_digit(&d[..12]) != d[12] && gs1_check_digit(&d[..12]) != d[12] {
+            return Err(fail(
+                "check digit matches neither the BDEW/DVGW nor the GS1 procedure",
+            ));
+        }
+        Ok(MarketPartnerId(s.to_string()))
+    }
+}
+
+macro_rules! id_common {
+    ($t:ty) => {
+        impl $t {
+            /// The ID as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+id_common!(MarketLocationId);
+id_common!(MeteringLocationId);
+id_common!(MarketPartnerId);
+
+/// Reads a DTM value in format 303 (`CCYYMMDDHHMMZZZ`, BDEW: zone `+00`, i.e. UTC, condition
+/// [931]) as UTC.
+pub fn parse_date_303(value: &str) -> Result<NaiveDateTime, IdError> {
+    let fail = |problem| IdError {
+        what: "date in format 303",
+        value: value.to_string(),
+        problem,
+    };
+    if value.len() != 15 {
+        return Err(fail("must be CCYYMMDDHHMM and a time zone such as +00"));
+    }
+    let (stamp, zone) = value.split_at(12);
+    if zone != "+00" {
+        return Err(fail("time zone must be +00 (UTC)"));
+    }
+    parse_date_203(stamp).map_err(|_| fail("not a valid date and time"))
+}
+
+/// Reads a DTM value in format 203 (`CCYYMMDDHHMM`).
+pub fn parse_date_203(value: &str) -> Result<NaiveDateTime, IdError> {
+    let fail = |problem| IdError {
+        what: "date in format 203",
+        value: value.to_string(),
+        problem,
+    };
+    if value.len() != 12 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(fail("must be CCYYMMDDHHMM"));
+    }
+    let date = parse_date_102(&value[..8]).map_err(|_| fail("not a valid date and time"))?;
+    let hour = number(&value[8..10]);
+    let minute = number(&value[10..12]);
+    date.and_hms_opt(hour, minute, 0)
+        .ok_or_else(|| fail("not a valid date and time"))
+}
+
+/// Digits to a number (the caller has checked they are digits).
+fn number(digits: &str) -> u32 {
+    digits.bytes().fold(0, |n, b| n * 10 + u32::from(b - b'0'))
+}
+
+/// Reads a DTM value in format 102 (`CCYYMMDD`).
+pub fn parse_date_102(value: &str) -> Result<NaiveDate, IdError> {
+    let fail = |problem| IdError {
+        what: "date in format 102",
+        value: value.to_string(),
+        problem,
+    };
+    if value.len() != 8 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(fail("must be CCYYMMDD"));
+    }
+    NaiveDate::from_ymd_opt(
+        number(&value[..4]) as i32,
+        number(&value[4..6]),
+        number(&value[6..8]),
+    )
+    .ok_or_else(|| fail("not a valid date"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn market_location_ids_check_their_digit() {
+        // Sample IDs named in the domain notes (research.md §2.2).
+        for ok in [
+            "51238696781",
+            "55123678945",
+            "20072281644",
+            "50375312838",
+            "74018657187",
+        ] {
+            ok.parse::<MarketLocationId>().unwrap();
+        }
+        assert_eq!(
+            "51238696782"
+                .parse::<MarketLocationId>()
+                .unwrap_err()
+                .problem,
+            "check digit does not match"
+        );
+        assert!("01238696781".parse::<MarketLocationId>().is_err());
+        assert!("5123869678".parse::<MarketLocationId>().is_err());
+    }
+
+    #[test]
+    fn market_partner_ids_accept_either_procedure() {
+        // Real BDEW codes (§8.1) and a GLN (GS1), from the research notes.
+        for ok in [
+            "9904292000003",
+            "9903829000006",
+            "9900269000000",
+            "4012345000023",
+        ] {
+            ok.parse::<MarketPartnerId>().unwrap();
+        }
+        assert!("9900357000004".parse::<MarketPartnerId>().is_err());
+        assert!("99042920000".parse::<MarketPartnerId>().is_err());
+    }
+
+    #[test]
+    fn metering_location_ids_have_33_characters() {
+        "DE0032106765712000000000000000037"
+            .parse::<MeteringLocationId>()
+            .unwrap();
+        assert!("DE003210676571200000000000000003"
+            .parse::<MeteringLocationId>()
+            .is_err());
+        assert!("AT0032106765712000000000000000037"
+            .parse::<MeteringLocationId>()
+            .is_err());
+        assert!("DE00321067657120000000000000000a7"
+            .parse::<MeteringLocationId>()
+            .is_err());
+    }
+
+    #[test]
+    fn dates_in_the_three_formats() {
+        assert_eq!(
+            parse_date_303("202510142200+00").unwrap().to_string(),
+            "2025-10-14 22:00:00"
+        );
+        assert!(parse_date_303("202510142200+01").is_err());
+        assert!(parse_date_303("202513142200+00").is_err());
+        assert!(parse_date_102("20250229").is_err());
+        assert!(parse_date_102("20240229").is_ok());
+        assert!(parse_date_203("{{date}}").is_err());
+    }
+}
