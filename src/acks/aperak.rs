@@ -50,12 +50,13 @@ fn ftx_text(text: &str) -> String {
 }
 
 /// Builds the APERAKs for the business messages of a received interchange: one per message
-/// without syntax errors (those are answered by the CONTRL), positive unless an AHB rule was
-/// broken. `None` when no message needs one.
+/// without syntax errors (those are answered by the CONTRL; `rejected_by_contrl` names them),
+/// positive unless an AHB rule was broken. `None` when no message needs one.
 pub fn build_aperak(
     envelope: &ReceivedEnvelope,
     interchange: &Interchange<'_, '_>,
     reports: &[MessageReport<'_>],
+    rejected_by_contrl: &[String],
     context: &mut AckContext<'_>,
 ) -> Option<OwnedInterchange> {
     let version = context
@@ -79,7 +80,10 @@ pub fn build_aperak(
         let Some(report) = reports.iter().find(|r| r.reference == message.reference()) else {
             continue;
         };
-        if report.errors(Level::Syntax).next().is_some() {
+        // A message with syntax errors is answered by the CONTRL only (APERAK AHB 1.1 §2.5).
+        if report.errors(Level::Syntax).next().is_some()
+            || rejected_by_contrl.iter().any(|r| *r == report.reference)
+        {
             continue;
         }
         let document_number = message

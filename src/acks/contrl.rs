@@ -60,6 +60,23 @@ pub(crate) fn rejects_interchange(contrl: &OwnedInterchange) -> bool {
         })
 }
 
+/// The references of the messages a CONTRL rejects (its UCM segments with action 4).
+pub(crate) fn rejected_messages(contrl: &OwnedInterchange) -> Vec<String> {
+    contrl
+        .messages
+        .iter()
+        .flat_map(|m| &m.segments)
+        .filter(|s| {
+            s.tag == "UCM"
+                && s.elements
+                    .get(2)
+                    .and_then(|e| e.first())
+                    .is_some_and(|a| a == "4")
+        })
+        .filter_map(|s| s.elements.first().and_then(|e| e.first()).cloned())
+        .collect()
+}
+
 /// Builds the CONTRL for a received interchange, or `None` when none is due.
 pub fn build_contrl(
     envelope: &ReceivedEnvelope,
@@ -78,7 +95,7 @@ pub fn build_contrl(
             )
     });
     // Message-level errors, by message reference.
-    let mut per_message: Vec<(String, String, Vec<Placed>)> = Vec::new();
+    let mut per_message: Vec<(String, Vec<String>, Vec<Placed>)> = Vec::new();
     if let Some(ic) = interchange {
         for m in ic.messages() {
             let (from, to) = (m.unh().offset(), m.unt().offset() + m.unt().raw().len());
@@ -103,9 +120,11 @@ pub fn build_contrl(
                 );
             }
             if !placed.is_empty() {
-                let s009 =
-                    String::from_utf8_lossy(m.unh().element(2).map_or(&b""[..], |e| e.raw()))
-                        .into_owned();
+                let s009: Vec<String> = m
+                    .unh()
+                    .element(2)
+                    .map(|e| e.components().map(|c| c.text().into_owned()).collect())
+                    .unwrap_or_default();
                 per_message.push((m.reference().into_owned(), s009, placed));
             }
         }
@@ -156,7 +175,7 @@ pub fn build_contrl(
             let trailer = trailer_at.map(|i| &placed[i]);
             let mut ucm = OwnedSegment::new("UCM")
                 .simple(reference)
-                .composite(s009.split(':').map(str::to_string).collect::<Vec<_>>())
+                .composite(s009)
                 .simple("4");
             if let Some(t) = trailer {
                 ucm = ucm

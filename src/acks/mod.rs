@@ -166,9 +166,13 @@ pub fn plan<'a>(input: &'a [u8], context: &mut AckContext<'_>) -> AckPlan<'a> {
                     });
                     let rejected_whole = contrl.as_ref().is_some_and(contrl::rejects_interchange);
                     if !rejected_whole {
-                        aperak = envelope
+                        let rejected = contrl
                             .as_ref()
-                            .and_then(|env| build_aperak(env, &interchange, &ic_reports, context));
+                            .map(contrl::rejected_messages)
+                            .unwrap_or_default();
+                        aperak = envelope.as_ref().and_then(|env| {
+                            build_aperak(env, &interchange, &ic_reports, &rejected, context)
+                        });
                     }
                 }
                 reports.extend(ic_reports);

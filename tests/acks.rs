@@ -1,0 +1,253 @@
+//! Acknowledgements both ways: the CONTRL and APERAK the gateway sends for received
+//! interchanges, reading the ones partners send, matching them to what we sent, and their
+//! deadlines.
+
+use std::path::Path;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use mako_gateway::acks::{
+    match_acknowledgement, plan, read_acknowledgements, AckContext, AckMatch, Acknowledgement,
+    Calendar, ContrlPolicy, Deadline, DeadlineRules, SentMessage,
+};
+use mako_gateway::edifact::{parse, ReferenceSequence, Writer};
+use mako_gateway::grammar::Registry;
+
+fn context(policy: ContrlPolicy) -> AckContext<'static> {
+    AckContext {
+        registry: Registry::embedded(),
+        now: at(2026, 5, 12, 10, 0),
+        contrl_policy: policy,
+        references: ReferenceSequence::new("ACK", 1).unwrap(),
+    }
+}
+
+fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(y, m, d)
+        .unwrap()
+        .and_hms_opt(h, min, 0)
+        .unwrap()
+}
+
+fn sample(path: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples")
+            .join(path),
+    )
+    .unwrap()
+}
+
+/// The segments of the first message of the first answer, as text lines without UNA.
+fn answer_segments(answer: &mako_gateway::edifact::OwnedInterchange) -> Vec<String> {
+    let bytes = Writer::new(answer.header.syntax)
+        .write_interchange(answer)
+        .unwrap();
+    let text: String = bytes.iter().map(|&b| b as char).collect();
+    text[9..]
+        .split('\'')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+const ORDRSP: &str = "UNA:+.? 'UNB+UNOC:3+9900000000011:500+9900000000003:500+260512:0930+NB1'UNH+M1+ORDRSP:D:10A:UN:1.4b'BGM+Z91+D1'DTM+137:202605120930?+00:303'RFF+ON:MG10000000001'RFF+Z13:19133'AJT+A20+E_0595'NAD+MS+9900000000011::293'NAD+MR+9900000000003::293'UNS+S'UNT+10+M1'UNZ+1+NB1'";
+
+#[test]
+fn a_clean_interchange_gets_no_contrl_in_strom_and_a_positive_one_in_gas() {
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    assert!(plan(ORDRSP.as_bytes(), &mut ctx).contrl.is_none());
+    let mut gas = context(ContrlPolicy::Always);
+    let contrl = plan(ORDRSP.as_bytes(), &mut gas)
+        .contrl
+        .expect("gas answers every interchange");
+    let segs = answer_segments(&contrl);
+    assert_eq!(
+        segs[0],
+        "UNB+UNOC:3+9900000000003:500+9900000000011:500+260512:1000+ACK00000001"
+    );
+    assert_eq!(segs[2], "UCI+NB1+9900000000011:500+9900000000003:500+7");
+}
+
+#[test]
+fn a_wrong_segment_count_is_answered_with_ucm_29_on_unt() {
+    let bad = ORDRSP.replace("UNT+10+M1", "UNT+11+M1");
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    let answer = plan(bad.as_bytes(), &mut ctx);
+    let segs = answer_segments(answer.contrl.as_ref().unwrap());
+    assert_eq!(segs[2], "UCI+NB1+9900000000011:500+9900000000003:500+7");
+    assert_eq!(segs[3], "UCM+M1+ORDRSP:D:10A:UN:1.4b+4+29+UNT");
+    assert!(
+        answer.aperak.is_none(),
+        "the rejected message gets no APERAK"
+    );
+}
+
+#[test]
+fn a_bad_character_is_answered_with_ucs_and_ucd_21() {
+    let bad = ORDRSP.replace("BGM+Z91+D1", "BGM+Z91+D\u{1}1");
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    let answer = plan(bad.as_bytes(), &mut ctx);
+    let segs = answer_segments(answer.contrl.as_ref().unwrap());
+    assert_eq!(segs[3], "UCM+M1+ORDRSP:D:10A:UN:1.4b+4");
+    assert_eq!(segs[4], "UCS+2");
+    assert_eq!(segs[5], "UCD+21+2");
+}
+
+#[test]
+fn an_unreadable_interchange_is_rejected_whole() {
+    let broken = ORDRSP.trim_end_matches('\'');
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    let answer = plan(broken.as_bytes(), &mut ctx);
+    let segs = answer_segments(answer.contrl.as_ref().unwrap());
+    // UCI action 4 (rejected) with syntax error 12 naming UNZ: the whole interchange counts
+    // as not received (APERAK AHB 1.1 §1.4).
+    assert_eq!(
+        segs[2],
+        "UCI+NB1+9900000000011:500+9900000000003:500+4+12+UNZ"
+    );
+    assert!(answer.aperak.is_none());
+}
+
+#[test]
+fn no_contrl_on_a_contrl_even_a_broken_one() {
+    let contrl = sample("inbound/contrl_uci4_rejected.edi");
+    let mut ctx = context(ContrlPolicy::Always);
+    let answer = plan(&contrl, &mut ctx);
+    assert!(answer.contrl.is_none() && answer.aperak.is_none());
+    let text: String = contrl.iter().map(|&b| b as char).collect();
+    let broken = text.replace("UNT+3+1", "UNT+9+1");
+    let answer = plan(broken.as_bytes(), &mut ctx);
+    assert!(answer.contrl.is_none(), "never a CONTRL on a CONTRL");
+}
+
+#[test]
+fn an_aperak_is_answered_by_nobody() {
+    let aperak = sample("inbound/aperak_313_z29.edi");
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    let answer = plan(&aperak, &mut ctx);
+    assert!(answer.contrl.is_none() && answer.aperak.is_none());
+}
+
+#[test]
+fn the_aperak_references_the_received_interchange_and_message() {
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    let answer = plan(ORDRSP.as_bytes(), &mut ctx);
+    let segs = answer_segments(answer.aperak.as_ref().unwrap());
+    let body: Vec<&str> = segs.iter().map(String::as_str).skip(2).take(8).collect();
+    assert_eq!(
+        body,
+        [
+            "BGM+312+ACK00000001",
+            "DTM+137:202605121000?+00:303",
+            "RFF+ACE:NB1",
+            "DTM+171:202605120930?+00:303",
+            "RFF+AGO:D1",
+            "NAD+MS+9900000000003::293",
+            "NAD+MR+9900000000011::293",
+            "UNT+9+ACK00000002",
+        ]
+    );
+}
+
+fn sent() -> Vec<SentMessage> {
+    vec![SentMessage {
+        interchange_reference: "MG10000000001".into(),
+        message_reference: "1".into(),
+        document_number: "MG10000000001".into(),
+        order: Some("gfr_1".into()),
+    }]
+}
+
+#[test]
+fn a_partners_contrl_rejecting_our_interchange_marks_our_order() {
+    let bytes = sample("inbound/contrl_uci4_rejected.edi");
+    let doc = parse(&bytes).unwrap();
+    let acks = read_acknowledgements(&doc.interchanges().next().unwrap());
+    assert_eq!(
+        acks,
+        vec![Acknowledgement::Contrl {
+            interchange_reference: "MG10000000001".into(),
+            rejected: true,
+            interchange_code: Some(29),
+            rejected_messages: vec![],
+        }]
+    );
+    match match_acknowledgement(&acks[0], "9900000000011", sent().as_slice()) {
+        AckMatch::Rejected {
+            messages,
+            codes,
+            reason,
+        } => {
+            assert_eq!(messages[0].order.as_deref(), Some("gfr_1"));
+            assert_eq!(codes, vec!["29"]);
+            assert!(reason.contains("29"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_partners_negative_aperak_carries_code_and_text() {
+    let bytes = sample("inbound/aperak_313_z29.edi");
+    let doc = parse(&bytes).unwrap();
+    let acks = read_acknowledgements(&doc.interchanges().next().unwrap());
+    match match_acknowledgement(&acks[0], "9900000000011", sent().as_slice()) {
+        AckMatch::Rejected { codes, reason, .. } => {
+            assert_eq!(codes, vec!["Z29"]);
+            assert_eq!(
+                reason,
+                "Z29 Erforderliche Angabe für diesen Anwendungsfall fehlt: Segment 12 LOC: Marktlokation fehlt"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_acknowledgement_for_something_we_never_sent_goes_to_clearing() {
+    let bytes = sample("inbound/aperak_313_z29.edi");
+    let doc = parse(&bytes).unwrap();
+    let acks = read_acknowledgements(&doc.interchanges().next().unwrap());
+    let nothing: Vec<SentMessage> = Vec::new();
+    match match_acknowledgement(&acks[0], "9900000000011", nothing.as_slice()) {
+        AckMatch::Unmatched { reason } => assert!(reason.contains("MG10000000001"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // A positive CONTRL (gas) for our interchange is an acceptance.
+    let ack = Acknowledgement::Contrl {
+        interchange_reference: "MG10000000001".into(),
+        rejected: false,
+        interchange_code: None,
+        rejected_messages: vec![],
+    };
+    assert!(matches!(
+        match_acknowledgement(&ack, "9900000000011", sent().as_slice()),
+        AckMatch::Accepted { .. }
+    ));
+}
+
+#[test]
+fn deadlines_of_our_answers_and_overdue_answers_of_partners() {
+    let (rules, calendar) = (DeadlineRules::embedded(), Calendar::embedded());
+    // An ORDRSP received on Wednesday 23.12.2026 09:00 UTC: 24., 25., 26. are no working days,
+    // 27. is a Sunday: the APERAK is due Monday 28.12. 12:00 German time (11:00 UTC).
+    assert_eq!(
+        rules.due(Deadline::Aperak, "ORDRSP", at(2026, 12, 23, 9, 0), calendar),
+        Some(at(2026, 12, 28, 11, 0))
+    );
+    // We sent an ORDERS at 09:00: the partner's APERAK is overdue after 45 minutes.
+    assert!(!rules.is_overdue(
+        Deadline::Aperak,
+        "ORDERS",
+        at(2026, 5, 12, 9, 0),
+        at(2026, 5, 12, 9, 45),
+        calendar
+    ));
+    assert!(rules.is_overdue(
+        Deadline::Aperak,
+        "ORDERS",
+        at(2026, 5, 12, 9, 0),
+        at(2026, 5, 12, 9, 46),
+        calendar
+    ));
+}
