@@ -82,7 +82,7 @@ pub fn build_aperak(
         };
         // A message with syntax errors is answered by the CONTRL only (APERAK AHB 1.1 §2.5).
         if report.errors(Level::Syntax).next().is_some()
-            || rejected_by_contrl.iter().any(|r| *r == report.reference)
+            || rejected_by_contrl.contains(&report.reference)
         {
             continue;
         }
