@@ -18,6 +18,7 @@ fn context(policy: ContrlPolicy) -> AckContext<'static> {
         now: at(2026, 5, 12, 10, 0),
         contrl_policy: policy,
         references: ReferenceSequence::new("ACK", 1).unwrap(),
+        processing: &mako_gateway::acks::NoProcessingCheck,
     }
 }
 
@@ -250,4 +251,50 @@ fn deadlines_of_our_answers_and_overdue_answers_of_partners() {
         at(2026, 5, 12, 9, 46),
         calendar
     ));
+}
+
+/// A business check as the order logic will provide it: answers referring to an order we do
+/// not know get ERC Z33 ("Referenziertes Geschäftsvorfall-Tupel nicht vorhanden").
+#[derive(Debug)]
+struct KnownOrders(Vec<&'static str>);
+
+impl mako_gateway::acks::ProcessingCheck for KnownOrders {
+    fn check(
+        &self,
+        message: &mako_gateway::edifact::Message<'_, '_>,
+    ) -> Vec<mako_gateway::acks::ProcessingError> {
+        message
+            .segments()
+            .enumerate()
+            .filter(|(_, s)| s.is(b"RFF") && s.value(1, 1) == "ON")
+            .filter(|(_, s)| !self.0.contains(&s.value(1, 2).as_ref()))
+            .map(|(i, s)| mako_gateway::acks::ProcessingError {
+                code: "Z33",
+                text: format!("order {} is unknown", s.value(1, 2)),
+                segment: i,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn an_answer_to_an_unknown_order_gets_aperak_z33_and_deadlines_are_planned() {
+    let known = KnownOrders(vec!["MG99999999999"]);
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    ctx.processing = &known;
+    let answer = plan(ORDRSP.as_bytes(), &mut ctx);
+    let segs = answer_segments(answer.aperak.as_ref().unwrap());
+    assert!(
+        segs.contains(&"BGM+313+ACK00000001".to_string()),
+        "{segs:?}"
+    );
+    assert!(segs.contains(&"ERC+Z33".to_string()), "{segs:?}");
+    assert!(
+        segs.iter()
+            .any(|s| s.starts_with("FTX+Z02+++Segment 4 RFF?: order MG10000000001 is unknown")),
+        "{segs:?}"
+    );
+    // ORDRSP received Tuesday 12.05.2026 10:00 UTC: APERAK by Wednesday 12:00 German time.
+    assert_eq!(answer.aperak_due, Some(at(2026, 5, 13, 10, 0)));
+    assert_eq!(answer.contrl_due, None);
 }

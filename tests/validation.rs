@@ -37,6 +37,7 @@ fn context(now: &str) -> AckContext<'static> {
         now: chrono::NaiveDateTime::parse_from_str(now, "%Y-%m-%dT%H:%M").unwrap(),
         contrl_policy: ContrlPolicy::OnErrors,
         references: ReferenceSequence::new("ACK", 1).unwrap(),
+        processing: &mako_gateway::acks::NoProcessingCheck,
     }
 }
 

@@ -27,8 +27,8 @@ pub use inbound::{
 };
 
 use crate::edifact::{
-    parse_lenient, Charset, InterchangeHeader, LineBreak, OwnedInterchange, PartnerQualifier,
-    Party, ReferenceSequence, SyntaxError, SyntaxIdentifier, Writer,
+    parse_lenient, Charset, InterchangeHeader, LineBreak, Message, OwnedInterchange,
+    PartnerQualifier, Party, ReferenceSequence, SyntaxError, SyntaxIdentifier, Writer,
 };
 use crate::grammar::{validate_interchange, MessageReport, Registry};
 
@@ -43,6 +43,39 @@ pub struct AckPlan<'a> {
     pub contrl: Option<OwnedInterchange>,
     /// The APERAKs to send (one interchange holding one APERAK per business message).
     pub aperak: Option<OwnedInterchange>,
+    /// When the CONTRL must have left (UTC), if one is due.
+    pub contrl_due: Option<NaiveDateTime>,
+    /// When the APERAKs must have left (UTC), if any are due.
+    pub aperak_due: Option<NaiveDateTime>,
+}
+
+/// A reason why a syntactically correct message cannot be processed, found by the layers
+/// above (unknown market location → `Z10`/`Z14`, unknown referenced order → `Z33`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessingError {
+    /// The BDEW APERAK error code (ERC DE9321).
+    pub code: &'static str,
+    /// What is wrong, for `FTX+Z02`.
+    pub text: String,
+    /// The segment concerned (index in the message, UNH = 0).
+    pub segment: usize,
+}
+
+/// The business checks of a received message that the pure layers cannot do themselves
+/// (they need the store): the order logic implements it.
+pub trait ProcessingCheck: std::fmt::Debug {
+    /// The reasons why `message` cannot be processed (empty when it can).
+    fn check(&self, message: &Message<'_, '_>) -> Vec<ProcessingError>;
+}
+
+/// A [`ProcessingCheck`] that knows nothing (for `mako-gateway ack` and tests of syntax).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProcessingCheck;
+
+impl ProcessingCheck for NoProcessingCheck {
+    fn check(&self, _message: &Message<'_, '_>) -> Vec<ProcessingError> {
+        Vec::new()
+    }
 }
 
 impl AckPlan<'_> {
@@ -71,6 +104,8 @@ pub struct AckContext<'r> {
     pub contrl_policy: ContrlPolicy,
     /// Where our interchange and message references come from.
     pub references: ReferenceSequence,
+    /// Business checks of the layers above (unknown location, unknown reference).
+    pub processing: &'r dyn ProcessingCheck,
 }
 
 /// The syntax identifier of everything the gateway writes: `UNOC:3` (BDEW).
@@ -151,7 +186,8 @@ pub fn plan<'a>(input: &'a [u8], context: &mut AckContext<'_>) -> AckPlan<'a> {
             // several, the answers cover the first and the others are reported as findings by
             // the caller.
             if let Some(interchange) = document.interchanges().next() {
-                let ic_reports = validate_interchange(&interchange, context.registry);
+                let mut ic_reports = validate_interchange(&interchange, context.registry);
+                add_processing_errors(&interchange, &mut ic_reports, context.processing);
                 let only_contrl = interchange.messages().len() > 0
                     && interchange.messages().all(|m| m.message_type() == "CONTRL");
                 if !only_contrl {
@@ -189,11 +225,64 @@ pub fn plan<'a>(input: &'a [u8], context: &mut AckContext<'_>) -> AckPlan<'a> {
             }
         }
     }
+    let (rules, calendar) = (DeadlineRules::embedded(), Calendar::embedded());
+    let contrl_due = contrl
+        .as_ref()
+        .and_then(|_| rules.due(Deadline::Contrl, "*", context.now, calendar));
+    // The earliest deadline of the answered message types (45 minutes for UTILMD/ORDERS).
+    let aperak_due = aperak.as_ref().and_then(|_| {
+        reports
+            .iter()
+            .filter_map(|r| {
+                let message_type = r.identifier.split([':', '+']).next().unwrap_or("");
+                rules.due(Deadline::Aperak, message_type, context.now, calendar)
+            })
+            .min()
+    });
     AckPlan {
         syntax_errors: outcome.errors,
         reports,
         contrl,
         aperak,
+        contrl_due,
+        aperak_due,
+    }
+}
+
+/// Turns the business checks' reasons into APERAK findings of the messages' reports.
+fn add_processing_errors(
+    interchange: &crate::edifact::Interchange<'_, '_>,
+    reports: &mut [MessageReport<'_>],
+    processing: &dyn ProcessingCheck,
+) {
+    for message in interchange.messages() {
+        let Some(report) = reports
+            .iter_mut()
+            .find(|r| r.reference == message.reference())
+        else {
+            continue;
+        };
+        for e in processing.check(&message) {
+            let segment = message
+                .segments()
+                .nth(e.segment)
+                .unwrap_or_else(|| message.unh());
+            report.findings.push(crate::grammar::Finding {
+                severity: crate::grammar::Severity::Error,
+                level: crate::grammar::Level::Application,
+                rule: "not_processable",
+                message: e.text,
+                offset: segment.offset(),
+                segment: segment.number(),
+                message_segment: e.segment + 1,
+                tag: segment.tag().to_string(),
+                element: None,
+                component: None,
+                reference: format!("APERAK {} ({})", e.code, inbound::erc_meaning(e.code)),
+                contrl_code: None,
+                aperak_code: Some(e.code),
+            });
+        }
     }
 }
 

@@ -125,6 +125,11 @@ pub fn render_plan(plan: &AckPlan<'_>) -> Result<String, crate::edifact::WriteEr
         }
         None => out.push_str("# no APERAK due\n"),
     }
+    for (what, due) in [("CONTRL", plan.contrl_due), ("APERAK", plan.aperak_due)] {
+        if let Some(due) = due {
+            out.push_str(&format!("# {what} due by {due} UTC\n"));
+        }
+    }
     Ok(out)
 }
 
@@ -148,6 +153,7 @@ pub(super) fn run_ack(path: &Path, now: Option<NaiveDateTime>, gas: bool) -> Exi
             ContrlPolicy::OnErrors
         },
         references: ReferenceSequence::new("ACK", 1).expect("valid prefix"),
+        processing: &crate::acks::NoProcessingCheck,
     };
     let plan = plan(&input, &mut context);
     match render_plan(&plan) {
