@@ -298,3 +298,19 @@ fn an_answer_to_an_unknown_order_gets_aperak_z33_and_deadlines_are_planned() {
     assert_eq!(answer.aperak_due, Some(at(2026, 5, 13, 10, 0)));
     assert_eq!(answer.contrl_due, None);
 }
+
+/// Found by the fuzzer: a UNB whose sender holds control characters and a byte UNOC cannot
+/// carry made the CONTRL unwritable. Values copied into answers are made writable.
+#[test]
+fn regression_answer_to_unb_with_control_characters_is_writable() {
+    let input: &[u8] = &[
+        85, 78, 66, 43, 85, 78, 79, 67, 58, 51, 43, 0, 0, 0, 0, 0, 0, 0, 0, 233, 52, 48, 49, 58,
+        51, 52, 53, 48, 48, 48, 48, 50, 43, 51, 58, 49, 52, 43, 57, 57, 48, 48, 51, 53, 55, 48, 48,
+        48, 48, 43, 57, 57, 48, 50, 51, 49, 55, 48, 48, 48, 48, 48, 39, 10, 85, 48, 78,
+    ];
+    let mut ctx = context(ContrlPolicy::Always);
+    let answer = plan(input, &mut ctx);
+    for bytes in answer.render().expect("answers are always writable") {
+        parse(&bytes).expect("and parse");
+    }
+}

@@ -1,12 +1,32 @@
 //! parse -> write -> parse on arbitrary bytes: no panic, and every accepted input is written
-//! back byte for byte; the canonical model of an accepted interchange survives its writer.
+//! back byte for byte; the canonical model of an accepted interchange survives its writer; and
+//! validating and planning the answers (CONTRL/APERAK) never panics and always writes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use mako_gateway::cli::{render_text, summary_json};
-use mako_gateway::edifact::{parse, parse_lenient, write_document, OwnedInterchange, Writer};
+use mako_gateway::acks::{plan, AckContext, ContrlPolicy, NoProcessingCheck};
+use mako_gateway::edifact::{
+    parse, parse_lenient, write_document, OwnedInterchange, ReferenceSequence, Writer,
+};
+use mako_gateway::grammar::Registry;
 
 fuzz_target!(|data: &[u8]| {
+    let mut context = AckContext {
+        registry: Registry::embedded(),
+        now: chrono::NaiveDate::from_ymd_opt(2026, 5, 12)
+            .unwrap()
+            .and_hms_opt(10, 0, 0)
+            .unwrap(),
+        contrl_policy: ContrlPolicy::Always,
+        references: ReferenceSequence::new("FZ", 1).unwrap(),
+        processing: &NoProcessingCheck,
+    };
+    let answers = plan(data, &mut context);
+    for answer in answers.render().expect("answers are always writable") {
+        parse(&answer).expect("our answers parse");
+    }
+
     let outcome = parse_lenient(data);
     for error in &outcome.errors {
         assert!(error.position.offset <= data.len());

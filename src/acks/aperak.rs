@@ -89,7 +89,7 @@ pub fn build_aperak(
         let document_number = message
             .body()
             .find(|s| s.is(b"BGM"))
-            .map(|s| s.value(2, 1).into_owned())
+            .map(|s| super::copyable(&s.value(2, 1)))
             .unwrap_or_default();
         let errors: Vec<_> = report
             .findings

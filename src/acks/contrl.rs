@@ -123,9 +123,9 @@ pub fn build_contrl(
                 let s009: Vec<String> = m
                     .unh()
                     .element(2)
-                    .map(|e| e.components().map(|c| c.text().into_owned()).collect())
+                    .map(|e| e.components().map(|c| super::copyable(&c.text())).collect())
                     .unwrap_or_default();
-                per_message.push((m.reference().into_owned(), s009, placed));
+                per_message.push((super::copyable(&m.reference()), s009, placed));
             }
         }
     }

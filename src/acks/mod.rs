@@ -128,6 +128,25 @@ pub struct ReceivedEnvelope {
     pub prepared: Option<NaiveDateTime>,
 }
 
+/// A value copied from a received interchange into one of our answers: characters our
+/// syntax (UNOC) cannot carry, and controls, become `?`, so that an answer can always be
+/// written, whatever the partner sent.
+pub(crate) fn copyable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let fits = OUR_SYNTAX
+                .charset
+                .encode(c.encode_utf8(&mut [0; 4]))
+                .is_ok();
+            if fits {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
 /// Reads the UNB of `input` without trusting anything after it.
 pub fn read_envelope(input: &[u8]) -> Option<ReceivedEnvelope> {
     let start = input.iter().position(|b| !matches!(b, b'\r' | b'\n'))?;
@@ -158,9 +177,9 @@ pub fn read_envelope(input: &[u8]) -> Option<ReceivedEnvelope> {
     }
     let raw = &body[..end?];
     let seg = crate::edifact::Segment::new(raw, start + at, 1, delimiters, Charset::Unoc);
-    let sender = party(&seg.value(2, 1), &seg.value(2, 2));
-    let recipient = party(&seg.value(3, 1), &seg.value(3, 2));
-    let control_reference = seg.value(5, 1).into_owned();
+    let sender = party(&copyable(&seg.value(2, 1)), &seg.value(2, 2));
+    let recipient = party(&copyable(&seg.value(3, 1)), &seg.value(3, 2));
+    let control_reference = copyable(&seg.value(5, 1));
     if sender.id.is_empty() || recipient.id.is_empty() || control_reference.is_empty() {
         return None;
     }
