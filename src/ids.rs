@@ -171,7 +171,7 @@ id_common!(MeteringLocationId);
 id_common!(MarketPartnerId);
 
 /// Reads a DTM value in format 303 (`CCYYMMDDHHMMZZZ`, BDEW: zone `+00`, i.e. UTC, condition
-/// [931]) as UTC.
+/// \[931\]) as UTC.
 pub fn parse_date_303(value: &str) -> Result<NaiveDateTime, IdError> {
     let fail = |problem| IdError {
         what: "date in format 303",
