@@ -6,6 +6,7 @@
 //! - [`ids`]: market identifiers and EDIFACT dates as checked newtypes (pure).
 //! - [`grammar`]: MIG and AHB data from `grammars/`, and the validator (pure).
 //! - [`acks`]: CONTRL and APERAK both ways, working days and deadlines (pure).
+//! - [`orders`]: the two order kinds, product rules, outbound builders, `apply` (pure).
 //! - [`cli`]: the command line, which reads files and prints.
 //!
 //! The grammar, message, order, store, transport, API and daemon layers described in the
@@ -16,3 +17,4 @@ pub mod cli;
 pub mod edifact;
 pub mod grammar;
 pub mod ids;
+pub mod orders;

@@ -1,0 +1,116 @@
+//! Inbound answers read into typed values: what each PID says about an order, with the
+//! references that match it to the order (never guesswork).
+
+use chrono::{NaiveDate, NaiveDateTime};
+use serde::Serialize;
+
+use crate::grammar::Validated;
+use crate::ids::parse_date_303;
+
+/// What a partner's message says about one of our orders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Answer {
+    /// ORDRSP 19133 "Bearbeitungsstand Bestellung Änderung Abrechnungsdaten": `AJT+<code>+E_0595`,
+    /// `RFF+ON` = the BGM document number of our ORDERS 17133.
+    GridFeeResponse {
+        /// RFF+ON.
+        order_document: String,
+        /// AJT DE4465 (A20 accepted, A21 lead time missed, A99 other …).
+        code: String,
+        /// FTX+AAP, the grid operator's text.
+        text: Option<String>,
+    },
+    /// UTILMD 55218 "Abrechnungsdaten NNA": the new billing data apply from `DTM+Z25`.
+    BillingData {
+        /// LOC+172: the market location.
+        market_location: String,
+        /// DTM+Z25 "Verwendung der Daten ab" (German day).
+        valid_from: NaiveDate,
+    },
+    /// ORDRSP 19005 (confirmation) or 19006 (rejection) of an iMSys order.
+    MeterOrderResponse {
+        /// RFF+ON: the BGM document number of our ORDERS.
+        order_document: String,
+        /// 19005 or 19006.
+        pid: u32,
+        /// AJT DE4465.
+        code: String,
+        /// AJT DE1082: the decision tree (E_0250 plain order, E_0283 offer route).
+        decision_tree: String,
+        /// DTM+203: the confirmed (possibly shifted) appointment.
+        appointment: Option<NaiveDateTime>,
+        /// DTM+469 / DTM+472: an alternative window offered with A04.
+        window: Option<(NaiveDateTime, NaiveDateTime)>,
+        /// FTX+AAP text.
+        text: Option<String>,
+    },
+}
+
+fn date_of(v: &Validated<'_>, qualifier: &str) -> Option<NaiveDateTime> {
+    let dtm = v.root().qualified(b"DTM", qualifier)?;
+    parse_date_303(&dtm.value(1, 2)).ok()
+}
+
+fn text_aap(v: &Validated<'_>) -> Option<String> {
+    v.groups_at("SG2")
+        .iter()
+        .find_map(|g| g.qualified(b"FTX", "AAP"))
+        .or_else(|| v.root().qualified(b"FTX", "AAP"))
+        .map(|f| {
+            let parts: Vec<String> = (1..=5)
+                .map(|c| f.value(4, c).into_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            parts.join(" ")
+        })
+}
+
+fn order_reference(v: &Validated<'_>) -> Option<String> {
+    v.groups_at("SG1")
+        .iter()
+        .find_map(|g| g.qualified(b"RFF", "ON"))
+        .map(|r| r.value(1, 2).into_owned())
+}
+
+/// Reads an answer from a validated message with its PID. `None` for messages that are no
+/// answer to our orders.
+pub fn read_answer(v: &Validated<'_>, pid: u32) -> Option<Answer> {
+    match pid {
+        19133 => {
+            let ajt = v.groups_at("SG2").iter().find_map(|g| g.segment(b"AJT"))?;
+            Some(Answer::GridFeeResponse {
+                order_document: order_reference(v)?,
+                code: ajt.value(1, 1).into_owned(),
+                text: text_aap(v),
+            })
+        }
+        19005 | 19006 => {
+            let ajt = v.groups_at("SG2").iter().find_map(|g| g.segment(b"AJT"))?;
+            let window = date_of(v, "469").zip(date_of(v, "472"));
+            Some(Answer::MeterOrderResponse {
+                order_document: order_reference(v)?,
+                pid,
+                code: ajt.value(1, 1).into_owned(),
+                decision_tree: ajt.value(2, 1).into_owned(),
+                appointment: date_of(v, "203"),
+                window,
+                text: text_aap(v),
+            })
+        }
+        55218 => {
+            // UTILMD: the transaction (SG4) names the market location (LOC+172) and the date
+            // from which the data apply (DTM+Z25, a German day written as 22:00/23:00 UTC).
+            let all = v.groups_at("SG4");
+            let tx = all.first()?;
+            let loc = tx.qualified(b"LOC", "172")?;
+            let dtm = tx.qualified(b"DTM", "Z25")?;
+            let at = parse_date_303(&dtm.value(1, 2)).ok()?;
+            Some(Answer::BillingData {
+                market_location: loc.value(2, 1).into_owned(),
+                valid_from: crate::acks::calendar::berlin_local(at).date(),
+            })
+        }
+        _ => None,
+    }
+}

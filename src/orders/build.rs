@@ -1,0 +1,273 @@
+//! Outbound messages: ORDERS 17133 (§14a module order to the grid operator) and ORDERS
+//! 17011 / 17003 (iMSys installation order to the metering operator), built in the message
+//! version in force on the day they are written.
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+
+use super::rules::{ModuleProduct, PRODUCT_14A};
+use crate::acks::calendar::berlin_to_utc;
+use crate::edifact::{
+    InterchangeHeader, MessageIdentifier, OutboundMessage, OwnedInterchange, OwnedSegment, Party,
+    ReferenceSequence,
+};
+use crate::grammar::Registry;
+use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
+
+/// `PIA+5` product "Einbau iMS" (Codeliste der Konfigurationen 1.3c §7.1).
+pub const PRODUCT_IMS_INSTALLATION: &str = "9991000002305";
+
+/// Why a message could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// No ORDERS version is in force on the day (the grammars lack it).
+    #[error("no ORDERS version in force on {0}")]
+    NoVersion(NaiveDate),
+}
+
+/// Our side of a message: market partner ID and the contact named in `CTA`/`COM`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    /// Our market partner ID.
+    pub id: MarketPartnerId,
+    /// Contact person (CTA+IC).
+    pub contact_name: Option<String>,
+    /// Contact e-mail (COM …:EM).
+    pub contact_email: Option<String>,
+}
+
+/// When a change is wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeDate {
+    /// On this day (`DTM+203`, Ausführungsdatum).
+    On(NaiveDate),
+    /// At the next possible date, not before this day (`DTM+469`, "Beginn zum nächstmöglichen
+    /// Termin").
+    NextPossibleFrom(NaiveDate),
+}
+
+/// A day as the market writes it: 00:00 German legal time, in UTC with format 303 (summer
+/// `2200?+00` of the day before, winter `2300?+00`; ORDERS conditions \[932\]/\[933\]).
+pub fn day_start_303(day: NaiveDate) -> String {
+    let utc = berlin_to_utc(day.and_time(NaiveTime::MIN));
+    format!("{}+00", utc.format("%Y%m%d%H%M"))
+}
+
+fn now_303(now: NaiveDateTime) -> String {
+    format!("{}+00", now.format("%Y%m%d%H%M"))
+}
+
+fn party_nad(qualifier: &str, id: &MarketPartnerId) -> OwnedSegment {
+    let agency = crate::edifact::PartnerQualifier::for_id(id.as_str()).nad_agency();
+    OwnedSegment::new("NAD")
+        .simple(qualifier)
+        .composite([id.as_str(), "", agency])
+}
+
+fn contact(sender: &Sender) -> Vec<OwnedSegment> {
+    let mut out = Vec::new();
+    if let Some(name) = &sender.contact_name {
+        out.push(
+            OwnedSegment::new("CTA")
+                .simple("IC")
+                .composite(["", name.as_str()]),
+        );
+        if let Some(mail) = &sender.contact_email {
+            out.push(OwnedSegment::new("COM").composite([mail.as_str(), "EM"]));
+        }
+    }
+    out
+}
+
+fn interchange(
+    sender: &Sender,
+    recipient: &MarketPartnerId,
+    now: NaiveDateTime,
+    references: &mut ReferenceSequence,
+    message: OutboundMessage,
+) -> OwnedInterchange {
+    OwnedInterchange {
+        header: InterchangeHeader {
+            syntax: crate::acks::OUR_SYNTAX,
+            sender: Party::new(sender.id.as_str()),
+            recipient: Party::new(recipient.as_str()),
+            prepared: now,
+            control_reference: references.next_reference(),
+            application_reference: None,
+            test: false,
+        },
+        messages: vec![message],
+    }
+}
+
+fn orders_identifier(registry: &Registry, day: NaiveDate) -> Result<MessageIdentifier, BuildError> {
+    let mig = registry
+        .mig_in_force("ORDERS", day)
+        .ok_or(BuildError::NoVersion(day))?;
+    Ok(MessageIdentifier::parse(&format!("ORDERS:{}", mig.identifier)).expect("MIG identifier"))
+}
+
+/// What a §14a module order says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridFeeOrder {
+    /// The grid operator of the market location.
+    pub grid_operator: MarketPartnerId,
+    /// The market location.
+    pub market_location: MarketLocationId,
+    /// The product (module combination) to order.
+    pub product: ModuleProduct,
+    /// When.
+    pub change: ChangeDate,
+}
+
+/// A built order: the interchange and the references an answer will name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltOrder {
+    /// The interchange to send.
+    pub interchange: OwnedInterchange,
+    /// BGM DE1004: answers refer to it with `RFF+ON` (ORDRSP) or `RFF+AGO` (APERAK).
+    pub document_number: String,
+    /// The Prüfidentifikator used.
+    pub pid: u32,
+}
+
+/// ORDERS 17133 "Bestellung Änderung Abrechnungsdaten" (AHB ORDERS, FV2504-FV2610): the §14a
+/// module as product `9991000002496` with `CCI+Z66` / `CAV+ZH9:::<module>`.
+pub fn grid_fee_order(
+    registry: &Registry,
+    sender: &Sender,
+    order: &GridFeeOrder,
+    now: NaiveDateTime,
+    references: &mut ReferenceSequence,
+) -> Result<BuiltOrder, BuildError> {
+    let GridFeeOrder {
+        grid_operator,
+        market_location,
+        product,
+        change,
+    } = order;
+    let (product, change) = (*product, *change);
+    let identifier = orders_identifier(registry, now.date())?;
+    let document_number = references.next_reference();
+    let date = match change {
+        ChangeDate::On(day) => OwnedSegment::new("DTM").composite([
+            "203".to_string(),
+            day_start_303(day),
+            "303".into(),
+        ]),
+        ChangeDate::NextPossibleFrom(day) => OwnedSegment::new("DTM").composite([
+            "469".to_string(),
+            day_start_303(day),
+            "303".into(),
+        ]),
+    };
+    let mut segments = vec![
+        OwnedSegment::new("BGM")
+            .simple("Z91")
+            .simple(document_number.clone()),
+        OwnedSegment::new("DTM").composite(["137".to_string(), now_303(now), "303".into()]),
+        date,
+        OwnedSegment::new("RFF").composite(["Z13", "17133"]),
+        party_nad("MS", &sender.id),
+    ];
+    segments.extend(contact(sender));
+    segments.extend([
+        party_nad("MR", grid_operator),
+        OwnedSegment::new("NAD").simple("DP"),
+        OwnedSegment::new("LOC")
+            .simple("172")
+            .simple(market_location.as_str()),
+        OwnedSegment::new("LIN").simple("1").simple("Z79"),
+        OwnedSegment::new("PIA")
+            .simple("5")
+            .composite([PRODUCT_14A, "Z11"]),
+        OwnedSegment::new("CCI").simple("Z66"),
+        OwnedSegment::new("CAV").composite(["ZH9", "", "", product.code()]),
+        OwnedSegment::new("UNS").simple("S"),
+    ]);
+    let message = OutboundMessage {
+        reference: references.next_reference(),
+        identifier,
+        segments,
+    };
+    Ok(BuiltOrder {
+        interchange: interchange(sender, grid_operator, now, references, message),
+        document_number,
+        pid: 17133,
+    })
+}
+
+/// The iMSys installation order "Messlokationsänderung vom LF an MSB" (WiM Teil 1 §3.3.2):
+/// ORDERS 17003 up to FV2504, ORDERS 17011 with `BGM+Z12` from FV2510 on (17003 is gas only
+/// since then: AHB ORDERS 1.1 condition \[60\]); `LOC+172+<MeLo>`, `LIN+1+Z19`,
+/// `PIA+5+9991000002305:Z11` ("Einbau iMS"), `DTM+203` = the wanted date (≥ 20 working days
+/// ahead, checked by the caller with the calendar).
+pub fn meter_order(
+    registry: &Registry,
+    sender: &Sender,
+    metering_operator: &MarketPartnerId,
+    metering_location: &MeteringLocationId,
+    wanted: NaiveDate,
+    now: NaiveDateTime,
+    references: &mut ReferenceSequence,
+) -> Result<BuiltOrder, BuildError> {
+    let identifier = orders_identifier(registry, now.date())?;
+    // 17011 where the AHB of the day has it, else 17003 (FV2504).
+    let pid = match registry.ahb(17011) {
+        Some(a) if a.blocks.iter().any(|b| b.in_force(now.date())) => 17011,
+        _ => 17003,
+    };
+    let document_number = references.next_reference();
+    let mut segments = vec![
+        OwnedSegment::new("BGM")
+            .simple("Z12")
+            .simple(document_number.clone()),
+        OwnedSegment::new("DTM").composite(["137".to_string(), now_303(now), "303".into()]),
+        OwnedSegment::new("DTM").composite([
+            "203".to_string(),
+            day_start_303(wanted),
+            "303".into(),
+        ]),
+        OwnedSegment::new("RFF").composite(["Z13".to_string(), pid.to_string()]),
+        party_nad("MS", &sender.id),
+    ];
+    segments.extend(contact(sender));
+    segments.extend([
+        party_nad("MR", metering_operator),
+        OwnedSegment::new("NAD").simple("DP"),
+        OwnedSegment::new("LOC")
+            .simple("172")
+            .simple(metering_location.as_str()),
+        OwnedSegment::new("LIN").simple("1").simple("Z19"),
+        OwnedSegment::new("PIA")
+            .simple("5")
+            .composite([PRODUCT_IMS_INSTALLATION, "Z11"]),
+        OwnedSegment::new("UNS").simple("S"),
+    ]);
+    let message = OutboundMessage {
+        reference: references.next_reference(),
+        identifier,
+        segments,
+    };
+    Ok(BuiltOrder {
+        interchange: interchange(sender, metering_operator, now, references, message),
+        document_number,
+        pid,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_start_at_german_midnight() {
+        assert_eq!(
+            day_start_303(NaiveDate::from_ymd_opt(2026, 6, 1).unwrap()),
+            "202605312200+00"
+        );
+        assert_eq!(
+            day_start_303(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()),
+            "202611302300+00"
+        );
+    }
+}

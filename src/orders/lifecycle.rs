@@ -1,0 +1,557 @@
+//! The two order lifecycles and `apply`: a pure function from (order, input, now) to the
+//! order's next state, or the reason the input does not apply. A repeated input is
+//! idempotent (the state stays and no event is emitted); an out-of-order one is reported.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use serde::{Deserialize, Serialize};
+
+use super::answers::Answer;
+use super::reasons::reason_text;
+use super::rules::{GridFeeStatus, MeterType, ModuleProduct, ReductionType};
+use crate::acks::AckMatch;
+
+/// Why the partner declined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The code (AJT result code, APERAK ERC code or CONTRL syntax error code).
+    pub code: String,
+    /// The partner's free text, if any.
+    pub text: Option<String>,
+    /// German meaning of the code.
+    pub meaning_de: String,
+    /// English meaning of the code.
+    pub meaning_en: String,
+}
+
+impl Rejection {
+    fn new(code: &str, decision_tree: &str, text: Option<String>) -> Rejection {
+        let (de, en) = reason_text(decision_tree, code);
+        Rejection {
+            code: code.to_string(),
+            text,
+            meaning_de: de.to_string(),
+            meaning_en: en.to_string(),
+        }
+    }
+}
+
+/// A §14a grid-fee reduction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GridFeeReduction {
+    /// The store's id.
+    pub id: String,
+    /// The supplier's subscription.
+    pub subscription: String,
+    /// The module.
+    pub reduction_type: ReductionType,
+    /// Market location (MaLo-ID).
+    pub market_location: String,
+    /// Grid operator (MP-ID).
+    pub grid_operator: String,
+    /// The meter at the location.
+    pub meter_type: MeterType,
+    /// Status.
+    pub status: GridFeeStatus,
+    /// The product ordered for it (Modul 3 travels as "Modul 1 und 3").
+    pub product: Option<ModuleProduct>,
+    /// BGM document number of our ORDERS 17133 (answers name it in RFF+ON).
+    pub order_document: Option<String>,
+    /// The grid operator accepted the order (A20); the data follow in UTILMD 55218.
+    pub accepted: bool,
+    /// From when it applies.
+    pub valid_from: Option<NaiveDate>,
+    /// Until when it applied.
+    pub valid_until: Option<NaiveDate>,
+    /// Why it was rejected.
+    pub rejection: Option<Rejection>,
+}
+
+/// Milestones of a smart-meter order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeterStatus {
+    /// Metering details still being collected.
+    Created,
+    /// ORDERS sent to the metering operator.
+    Placed,
+    /// A wMSB partner's site check was submitted (no market message: partner status).
+    CheckSubmitted,
+    /// The wMSB partner reviewed the site check (no market message: partner status).
+    CheckReviewed,
+    /// Appointment confirmed (ORDRSP 19005).
+    Scheduled,
+    /// Installed (master-data change of the Messlokation).
+    Installed,
+    /// Meter live and reporting (partner status or configuration confirmation).
+    Activated,
+    /// Cancelled (terminal).
+    Cancelled,
+}
+
+/// Why a meter order was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// An iMSys is already there (E_0283 A01 "bestellte Technik liegt bereits vor").
+    PreExisting,
+    /// The customer cancelled.
+    CustomerRequest,
+}
+
+/// A smart-meter (iMSys) installation order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterOrder {
+    /// The store's id.
+    pub id: String,
+    /// The supplier's subscription.
+    pub subscription: String,
+    /// Market location.
+    pub market_location: String,
+    /// Messlokation, when known.
+    pub metering_location: Option<String>,
+    /// Metering operator (MP-ID).
+    pub metering_operator: String,
+    /// Milestone.
+    pub status: MeterStatus,
+    /// BGM document number of our ORDERS.
+    pub order_document: Option<String>,
+    /// Confirmed appointment.
+    pub appointment_at: Option<NaiveDateTime>,
+    /// Installation time.
+    pub installed_at: Option<NaiveDateTime>,
+    /// Activation time.
+    pub activated_at: Option<NaiveDateTime>,
+    /// Why cancelled.
+    pub cancelled_reason: Option<CancelReason>,
+    /// Parked since.
+    pub blocked_at: Option<NaiveDateTime>,
+    /// Why parked.
+    pub blocked_reason: Option<Rejection>,
+}
+
+/// What comes in for an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// A partner's answer message.
+    Answer(&'a Answer),
+    /// A CONTRL or APERAK matched to the order's message.
+    Acknowledgement(&'a AckMatch),
+    /// A partner-specific status (configured per partner; no market message exists for it).
+    PartnerStatus(MeterStatus),
+    /// The Messlokation's master data show the iMSys, installed at this time.
+    MeteringLocationInstalled(NaiveDateTime),
+}
+
+/// Why an input does not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+pub enum ApplyError {
+    /// The input is not allowed in the order's status (reported, not applied).
+    #[error("{input} is not possible in status {status}")]
+    IllegalTransition {
+        /// The status.
+        status: String,
+        /// The input, described.
+        input: String,
+    },
+    /// The input is for another order (its references do not match).
+    #[error("the input refers to {found:?}, the order is {expected:?}")]
+    NotThisOrder {
+        /// The order's reference.
+        expected: String,
+        /// The input's reference.
+        found: String,
+    },
+}
+
+/// A state change and the event topic to publish (`None` when nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied<T> {
+    /// The order after the input.
+    pub order: T,
+    /// Webhook topic (`grid_fee_reduction.activated`, …), `None` for an idempotent repeat or a
+    /// change without status change (e.g. A20 accepted).
+    pub event: Option<&'static str>,
+}
+
+fn status_name<S: Serialize>(s: &S) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn illegal<S: Serialize>(status: &S, input: &str) -> ApplyError {
+    ApplyError::IllegalTransition {
+        status: status_name(status),
+        input: input.to_string(),
+    }
+}
+
+impl GridFeeReduction {
+    /// The order was sent.
+    pub fn ordered(
+        mut self,
+        product: ModuleProduct,
+        document: String,
+    ) -> Result<Applied<Self>, ApplyError> {
+        match self.status {
+            GridFeeStatus::Intended => {
+                self.status = GridFeeStatus::Ordered;
+                self.product = Some(product);
+                self.order_document = Some(document);
+                Ok(Applied {
+                    order: self,
+                    event: Some("grid_fee_reduction.ordered"),
+                })
+            }
+            GridFeeStatus::Ordered if self.order_document.as_deref() == Some(document.as_str()) => {
+                Ok(Applied {
+                    order: self,
+                    event: None,
+                })
+            }
+            s => Err(illegal(&s, "sending the order")),
+        }
+    }
+
+    /// The module no longer applies from the day after `valid_until` (supply ended, or a
+    /// module switch made it obsolete).
+    pub fn end(mut self, valid_until: NaiveDate) -> Result<Applied<Self>, ApplyError> {
+        match self.status {
+            GridFeeStatus::Activated | GridFeeStatus::Ordered | GridFeeStatus::Intended => {
+                self.status = GridFeeStatus::Ended;
+                self.valid_until = Some(valid_until);
+                Ok(Applied {
+                    order: self,
+                    event: Some("grid_fee_reduction.ended"),
+                })
+            }
+            GridFeeStatus::Ended if self.valid_until == Some(valid_until) => Ok(Applied {
+                order: self,
+                event: None,
+            }),
+            s => Err(illegal(&s, "ending")),
+        }
+    }
+
+    fn check_reference(&self, found: &str) -> Result<(), ApplyError> {
+        match &self.order_document {
+            Some(d) if d == found => Ok(()),
+            other => Err(ApplyError::NotThisOrder {
+                expected: other.clone().unwrap_or_default(),
+                found: found.to_string(),
+            }),
+        }
+    }
+
+    fn reject(mut self, rejection: Rejection) -> Result<Applied<Self>, ApplyError> {
+        match self.status {
+            GridFeeStatus::Ordered => {
+                self.status = GridFeeStatus::Rejected;
+                self.rejection = Some(rejection);
+                Ok(Applied {
+                    order: self,
+                    event: Some("grid_fee_reduction.rejected"),
+                })
+            }
+            GridFeeStatus::Rejected
+                if self.rejection.as_ref().map(|r| &r.code) == Some(&rejection.code) =>
+            {
+                Ok(Applied {
+                    order: self,
+                    event: None,
+                })
+            }
+            s => Err(illegal(&s, &format!("rejection {}", rejection.code))),
+        }
+    }
+
+    /// Applies an input (pure; `now` only for inputs that record a time).
+    pub fn apply(
+        self,
+        input: &Input<'_>,
+        _now: NaiveDateTime,
+    ) -> Result<Applied<Self>, ApplyError> {
+        match input {
+            Input::Answer(Answer::GridFeeResponse {
+                order_document,
+                code,
+                text,
+            }) => {
+                self.check_reference(order_document)?;
+                // E_0595: A20 = Zustimmung, new master data follow (UTILMD 55218); every other
+                // code means no change.
+                if code == "A20" {
+                    return match self.status {
+                        GridFeeStatus::Ordered => {
+                            let changed = !self.accepted;
+                            let mut order = self;
+                            order.accepted = true;
+                            Ok(Applied {
+                                order,
+                                event: None.filter(|_: &&str| changed),
+                            })
+                        }
+                        GridFeeStatus::Activated => Ok(Applied {
+                            order: self,
+                            event: None,
+                        }),
+                        s => Err(illegal(&s, "acceptance A20")),
+                    };
+                }
+                self.reject(Rejection::new(code, "E_0595", text.clone()))
+            }
+            Input::Answer(Answer::BillingData {
+                market_location,
+                valid_from,
+            }) => {
+                if *market_location != self.market_location {
+                    return Err(ApplyError::NotThisOrder {
+                        expected: self.market_location.clone(),
+                        found: market_location.clone(),
+                    });
+                }
+                match self.status {
+                    GridFeeStatus::Ordered => {
+                        let mut order = self;
+                        order.status = GridFeeStatus::Activated;
+                        order.valid_from = Some(*valid_from);
+                        Ok(Applied {
+                            order,
+                            event: Some("grid_fee_reduction.activated"),
+                        })
+                    }
+                    GridFeeStatus::Activated if self.valid_from == Some(*valid_from) => {
+                        Ok(Applied {
+                            order: self,
+                            event: None,
+                        })
+                    }
+                    s => Err(illegal(&s, "billing data (UTILMD 55218)")),
+                }
+            }
+            Input::Acknowledgement(AckMatch::Rejected { codes, reason, .. }) => {
+                let code = codes.first().cloned().unwrap_or_default();
+                let (de, en) = reason_text("APERAK", &code);
+                self.reject(Rejection {
+                    code,
+                    text: Some(reason.clone()),
+                    meaning_de: de.to_string(),
+                    meaning_en: en.to_string(),
+                })
+            }
+            Input::Acknowledgement(AckMatch::Accepted { .. }) => Ok(Applied {
+                order: self,
+                event: None,
+            }),
+            other => Err(illegal(&self.status, &format!("{other:?}"))),
+        }
+    }
+}
+
+impl MeterOrder {
+    /// The order was sent.
+    pub fn placed(mut self, document: String) -> Result<Applied<Self>, ApplyError> {
+        match self.status {
+            MeterStatus::Created => {
+                self.status = MeterStatus::Placed;
+                self.order_document = Some(document);
+                Ok(Applied {
+                    order: self,
+                    event: Some("meter_order.placed"),
+                })
+            }
+            MeterStatus::Placed if self.order_document.as_deref() == Some(document.as_str()) => {
+                Ok(Applied {
+                    order: self,
+                    event: None,
+                })
+            }
+            s => Err(illegal(&s, "sending the order")),
+        }
+    }
+
+    /// The customer cancels (possible until installation).
+    pub fn cancel(mut self, reason: CancelReason) -> Result<Applied<Self>, ApplyError> {
+        match self.status {
+            MeterStatus::Installed | MeterStatus::Activated => {
+                Err(illegal(&self.status, "cancelling"))
+            }
+            MeterStatus::Cancelled if self.cancelled_reason == Some(reason) => Ok(Applied {
+                order: self,
+                event: None,
+            }),
+            MeterStatus::Cancelled => Err(illegal(&self.status, "cancelling")),
+            _ => {
+                self.status = MeterStatus::Cancelled;
+                self.cancelled_reason = Some(reason);
+                Ok(Applied {
+                    order: self,
+                    event: Some("meter_order.cancelled"),
+                })
+            }
+        }
+    }
+
+    fn block(mut self, at: NaiveDateTime, reason: Rejection) -> Result<Applied<Self>, ApplyError> {
+        if self.blocked_reason.as_ref().map(|r| &r.code) == Some(&reason.code) {
+            return Ok(Applied {
+                order: self,
+                event: None,
+            });
+        }
+        self.blocked_at = Some(at);
+        self.blocked_reason = Some(reason);
+        Ok(Applied {
+            order: self,
+            event: Some("meter_order.blocked"),
+        })
+    }
+
+    fn advance(mut self, to: MeterStatus, event: &'static str) -> Applied<Self> {
+        self.status = to;
+        self.blocked_at = None;
+        self.blocked_reason = None;
+        Applied {
+            order: self,
+            event: Some(event),
+        }
+    }
+
+    /// Applies an input.
+    pub fn apply(self, input: &Input<'_>, now: NaiveDateTime) -> Result<Applied<Self>, ApplyError> {
+        use MeterStatus::*;
+        if self.status == Cancelled {
+            return Err(illegal(&self.status, &format!("{input:?}")));
+        }
+        match input {
+            Input::Answer(Answer::MeterOrderResponse {
+                order_document,
+                code,
+                decision_tree,
+                appointment,
+                window,
+                text,
+                ..
+            }) => {
+                if self.order_document.as_deref() != Some(order_document.as_str()) {
+                    return Err(ApplyError::NotThisOrder {
+                        expected: self.order_document.clone().unwrap_or_default(),
+                        found: order_document.clone(),
+                    });
+                }
+                // E_0250 (plain order): A02 Zustimmung; E_0283 (offer route): A06 Zustimmung,
+                // A01 "bestellte Technik liegt bereits vor" (WiM Teil 1 §3.3.2; EBDs FV2510+).
+                let agreed = matches!(
+                    (decision_tree.as_str(), code.as_str()),
+                    ("E_0250", "A02") | ("E_0283", "A06")
+                );
+                if agreed {
+                    return match self.status {
+                        Placed | CheckSubmitted | CheckReviewed => {
+                            let mut a = self.advance(Scheduled, "meter_order.scheduled");
+                            a.order.appointment_at = *appointment;
+                            Ok(a)
+                        }
+                        Scheduled if self.appointment_at == *appointment => Ok(Applied {
+                            order: self,
+                            event: None,
+                        }),
+                        Scheduled => {
+                            let mut order = self;
+                            order.appointment_at = *appointment;
+                            Ok(Applied {
+                                order,
+                                event: Some("meter_order.scheduled"),
+                            })
+                        }
+                        s => Err(illegal(&s, &format!("confirmation {code}"))),
+                    };
+                }
+                if (decision_tree.as_str(), code.as_str()) == ("E_0283", "A01") {
+                    return self.cancel(CancelReason::PreExisting);
+                }
+                let mut text = text.clone();
+                if let Some((from, to)) = window {
+                    let w = format!("alternative window {from} to {to} UTC");
+                    text = Some(text.map_or(w.clone(), |t| format!("{t}; {w}")));
+                }
+                match self.status {
+                    Placed | CheckSubmitted | CheckReviewed | Scheduled => {
+                        self.block(now, Rejection::new(code, decision_tree, text))
+                    }
+                    s => Err(illegal(&s, &format!("rejection {code}"))),
+                }
+            }
+            Input::Acknowledgement(AckMatch::Rejected { codes, reason, .. }) => {
+                let code = codes.first().cloned().unwrap_or_default();
+                let (de, en) = reason_text("APERAK", &code);
+                self.block(
+                    now,
+                    Rejection {
+                        code,
+                        text: Some(reason.clone()),
+                        meaning_de: de.into(),
+                        meaning_en: en.into(),
+                    },
+                )
+            }
+            Input::Acknowledgement(_) => Ok(Applied {
+                order: self,
+                event: None,
+            }),
+            Input::PartnerStatus(to) => {
+                let order_of = |s: MeterStatus| {
+                    [
+                        Created,
+                        Placed,
+                        CheckSubmitted,
+                        CheckReviewed,
+                        Scheduled,
+                        Installed,
+                        Activated,
+                    ]
+                    .iter()
+                    .position(|x| *x == s)
+                };
+                match (order_of(self.status), order_of(*to)) {
+                    (Some(a), Some(b)) if a == b => Ok(Applied {
+                        order: self,
+                        event: None,
+                    }),
+                    (Some(a), Some(b)) if b > a && *to != Installed => {
+                        let topic = match to {
+                            CheckSubmitted => "meter_order.check_submitted",
+                            CheckReviewed => "meter_order.check_reviewed",
+                            Scheduled => "meter_order.scheduled",
+                            Activated => "meter_order.activated",
+                            _ => return Err(illegal(&self.status, "partner status")),
+                        };
+                        let mut a = self.advance(*to, topic);
+                        if *to == Activated {
+                            a.order.activated_at = Some(now);
+                        }
+                        Ok(a)
+                    }
+                    _ => Err(illegal(
+                        &self.status,
+                        &format!("partner status {}", status_name(to)),
+                    )),
+                }
+            }
+            Input::MeteringLocationInstalled(at) => match self.status {
+                Placed | CheckSubmitted | CheckReviewed | Scheduled => {
+                    let mut a = self.advance(Installed, "meter_order.installed");
+                    a.order.installed_at = Some(*at);
+                    Ok(a)
+                }
+                Installed if self.installed_at == Some(*at) => Ok(Applied {
+                    order: self,
+                    event: None,
+                }),
+                s => Err(illegal(&s, "installation")),
+            },
+            other => Err(illegal(&self.status, &format!("{other:?}"))),
+        }
+    }
+}

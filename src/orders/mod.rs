@@ -1,0 +1,25 @@
+//! The two kinds of order and their messages: §14a grid-fee reductions (ORDERS 17133 to the
+//! grid operator) and smart-meter installation orders (ORDERS 17011/17003 to the metering
+//! operator); the product rules; the answers read from partners' messages; and the pure
+//! `apply` of each answer onto the order's state.
+//!
+//! Pure: time comes in as an argument, lookups of the store happen outside.
+
+pub mod answers;
+pub mod build;
+pub mod lifecycle;
+pub mod reasons;
+pub mod rules;
+
+pub use answers::{read_answer, Answer};
+pub use build::{
+    grid_fee_order, meter_order, BuildError, BuiltOrder, ChangeDate, GridFeeOrder, Sender,
+};
+pub use lifecycle::{
+    Applied, ApplyError, CancelReason, GridFeeReduction, Input, MeterOrder, MeterStatus, Rejection,
+};
+pub use reasons::reason_text;
+pub use rules::{
+    check_new_meter_order, check_new_reductions, Existing, GridFeeStatus, MeterType, ModuleProduct,
+    ReductionType, RuleViolation,
+};

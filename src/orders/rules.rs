@@ -1,0 +1,347 @@
+//! The product rules of §14a grid-fee reductions and smart-meter orders, in one place (the
+//! HTTP API and the order logic both call them).
+//!
+//! Sources: BNetzA BK8-22/010-A (Module 1-3) as summarised in `shared/domain/README.md`;
+//! Codeliste der Konfigurationen 1.3c §6.2 (only the combinations Modul 1, Modul 2 and
+//! Modul 1+3 can be ordered).
+
+use serde::{Deserialize, Serialize};
+
+/// The type of a grid-fee reduction (API: `enwg-14a-module-1|2|3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ReductionType {
+    /// Modul 1: flat annual reduction.
+    #[serde(rename = "enwg-14a-module-1")]
+    Module1,
+    /// Modul 2: percentage reduction of the energy price; needs a separate metering point.
+    #[serde(rename = "enwg-14a-module-2")]
+    Module2,
+    /// Modul 3: time-variable grid fee; only on top of Modul 1 and only with a smart meter.
+    #[serde(rename = "enwg-14a-module-3")]
+    Module3,
+}
+
+/// The meter at the market location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeterType {
+    /// An intelligent metering system (iMSys, smart meter gateway).
+    Smart,
+    /// A conventional or modern meter without gateway.
+    Conventional,
+}
+
+/// Status of a grid-fee reduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GridFeeStatus {
+    /// Recorded; the subscription is not confirmed yet, nothing sent.
+    Intended,
+    /// ORDERS 17133 sent to the grid operator.
+    Ordered,
+    /// The grid operator applies it (`valid_from` set).
+    Activated,
+    /// The grid operator declined (with its reason).
+    Rejected,
+    /// No longer applies (`valid_until` set).
+    Ended,
+}
+
+impl GridFeeStatus {
+    /// Intended, ordered and activated reductions are active: a second one of the same type
+    /// is refused while one exists; re-ordering after `rejected` or `ended` is allowed.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            GridFeeStatus::Intended | GridFeeStatus::Ordered | GridFeeStatus::Activated
+        )
+    }
+}
+
+/// A product rule a request breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleViolation {
+    /// Modul 2 cannot be combined with Modul 1 or 3.
+    #[error("Modul 2 cannot be combined with Modul 1 or Modul 3")]
+    Module2Exclusive,
+    /// Modul 3 needs Modul 1 (active, or ordered in the same request).
+    #[error("Modul 3 can only be added on top of Modul 1")]
+    Module3WithoutModule1,
+    /// Modul 3 needs a smart meter.
+    #[error("Modul 3 needs a smart meter (iMSys)")]
+    Module3WithoutSmartMeter,
+    /// The same type is already active for the subscription.
+    #[error("a reduction of this type is already active for the subscription")]
+    DuplicateActive,
+    /// A subscription gets at most one meter order, ever.
+    #[error("the subscription already has a meter order")]
+    SecondMeterOrder,
+}
+
+/// An existing reduction of the subscription, as the rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Existing {
+    /// Its type.
+    pub reduction_type: ReductionType,
+    /// Its status.
+    pub status: GridFeeStatus,
+}
+
+/// Checks a request for new reductions (one or more types at once, e.g. Modul 1 and 3)
+/// against the subscription's existing ones and its meter. Returns every rule broken.
+pub fn check_new_reductions(
+    existing: &[Existing],
+    requested: &[ReductionType],
+    meter: MeterType,
+) -> Result<(), Vec<RuleViolation>> {
+    let mut broken = Vec::new();
+    let active: Vec<ReductionType> = existing
+        .iter()
+        .filter(|e| e.status.is_active())
+        .map(|e| e.reduction_type)
+        .collect();
+    let has = |t: ReductionType| active.contains(&t) || requested.contains(&t);
+    for t in requested {
+        if active.contains(t) || requested.iter().filter(|r| *r == t).count() > 1 {
+            broken.push(RuleViolation::DuplicateActive);
+        }
+    }
+    if has(ReductionType::Module2) && (has(ReductionType::Module1) || has(ReductionType::Module3)) {
+        broken.push(RuleViolation::Module2Exclusive);
+    }
+    if requested.contains(&ReductionType::Module3) {
+        if !has(ReductionType::Module1) {
+            broken.push(RuleViolation::Module3WithoutModule1);
+        }
+        if meter != MeterType::Smart {
+            broken.push(RuleViolation::Module3WithoutSmartMeter);
+        }
+    }
+    broken.dedup();
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(broken)
+    }
+}
+
+/// At most one meter order per subscription, ever (whatever became of the first).
+pub fn check_new_meter_order(existing_orders: usize) -> Result<(), RuleViolation> {
+    if existing_orders == 0 {
+        Ok(())
+    } else {
+        Err(RuleViolation::SecondMeterOrder)
+    }
+}
+
+/// The product ordered with ORDERS 17133: `PIA+5+9991000002496:Z11` ("Netzentgelte aufgrund
+/// netzorientierter Steuerung") with `CAV+ZH9:::<code>` (Codeliste der Konfigurationen 1.3c
+/// §6.2). Only these three combinations exist: Modul 3 alone and 2+3 cannot be ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleProduct {
+    /// `9991000002579` pauschale Netzentgeltreduzierung (Modul 1).
+    Module1,
+    /// `9991000002587` prozentuale Reduzierung des Arbeitspreises (Modul 2).
+    Module2,
+    /// `9991000002595` Anreizmodul zeitvariables Netzentgelt (Modul 1 und Modul 3).
+    Module1And3,
+}
+
+/// `PIA+5` product code of the §14a products.
+pub const PRODUCT_14A: &str = "9991000002496";
+
+impl ModuleProduct {
+    /// The `CAV+ZH9` property code.
+    pub fn code(self) -> &'static str {
+        match self {
+            ModuleProduct::Module1 => "9991000002579",
+            ModuleProduct::Module2 => "9991000002587",
+            ModuleProduct::Module1And3 => "9991000002595",
+        }
+    }
+
+    /// Reads a `CAV+ZH9` property code.
+    pub fn from_code(code: &str) -> Option<ModuleProduct> {
+        Some(match code {
+            "9991000002579" => ModuleProduct::Module1,
+            "9991000002587" => ModuleProduct::Module2,
+            "9991000002595" => ModuleProduct::Module1And3,
+            _ => return None,
+        })
+    }
+
+    /// The reduction types a product grants.
+    pub fn types(self) -> &'static [ReductionType] {
+        match self {
+            ModuleProduct::Module1 => &[ReductionType::Module1],
+            ModuleProduct::Module2 => &[ReductionType::Module2],
+            ModuleProduct::Module1And3 => &[ReductionType::Module1, ReductionType::Module3],
+        }
+    }
+
+    /// The product to order so that `wanted` types apply, given the `active` ones: Modul 3 is
+    /// added to an active Modul 1 by ordering "Modul 1 und Modul 3"; ending Modul 3 while
+    /// keeping Modul 1 is ordering "Modul 1". `None` for combinations that cannot be ordered.
+    pub fn for_types(wanted: &[ReductionType], active: &[ReductionType]) -> Option<ModuleProduct> {
+        let all = |t: ReductionType| wanted.contains(&t) || active.contains(&t);
+        match (
+            all(ReductionType::Module1),
+            all(ReductionType::Module2),
+            all(ReductionType::Module3),
+        ) {
+            (true, false, true) => Some(ModuleProduct::Module1And3),
+            (true, false, false) => Some(ModuleProduct::Module1),
+            (false, true, false) => Some(ModuleProduct::Module2),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ReductionType::*;
+
+    fn active(t: ReductionType) -> Existing {
+        Existing {
+            reduction_type: t,
+            status: GridFeeStatus::Activated,
+        }
+    }
+
+    /// name, existing reductions, requested types, meter, expected result
+    type Case = (
+        &'static str,
+        Vec<Existing>,
+        Vec<ReductionType>,
+        MeterType,
+        Result<(), Vec<RuleViolation>>,
+    );
+
+    #[test]
+    fn the_table_of_wrong_orders() {
+        let cases: &[Case] = &[
+            (
+                "Modul 1 alone",
+                vec![],
+                vec![Module1],
+                MeterType::Conventional,
+                Ok(()),
+            ),
+            (
+                "Modul 2 with Modul 1 active",
+                vec![active(Module1)],
+                vec![Module2],
+                MeterType::Smart,
+                Err(vec![RuleViolation::Module2Exclusive]),
+            ),
+            (
+                "Modul 1 with Modul 2 active",
+                vec![active(Module2)],
+                vec![Module1],
+                MeterType::Smart,
+                Err(vec![RuleViolation::Module2Exclusive]),
+            ),
+            (
+                "Modul 2 and 3 together",
+                vec![],
+                vec![Module2, Module3],
+                MeterType::Smart,
+                Err(vec![
+                    RuleViolation::Module2Exclusive,
+                    RuleViolation::Module3WithoutModule1,
+                ]),
+            ),
+            (
+                "Modul 3 without Modul 1",
+                vec![],
+                vec![Module3],
+                MeterType::Smart,
+                Err(vec![RuleViolation::Module3WithoutModule1]),
+            ),
+            (
+                "Modul 3 on an analog meter",
+                vec![active(Module1)],
+                vec![Module3],
+                MeterType::Conventional,
+                Err(vec![RuleViolation::Module3WithoutSmartMeter]),
+            ),
+            (
+                "Modul 3 on top of Modul 1",
+                vec![active(Module1)],
+                vec![Module3],
+                MeterType::Smart,
+                Ok(()),
+            ),
+            (
+                "Modul 1 and 3 in one request",
+                vec![],
+                vec![Module1, Module3],
+                MeterType::Smart,
+                Ok(()),
+            ),
+            (
+                "second active Modul 1",
+                vec![active(Module1)],
+                vec![Module1],
+                MeterType::Smart,
+                Err(vec![RuleViolation::DuplicateActive]),
+            ),
+            (
+                "re-order after rejection",
+                vec![Existing {
+                    reduction_type: Module1,
+                    status: GridFeeStatus::Rejected,
+                }],
+                vec![Module1],
+                MeterType::Smart,
+                Ok(()),
+            ),
+            (
+                "re-order after end",
+                vec![Existing {
+                    reduction_type: Module2,
+                    status: GridFeeStatus::Ended,
+                }],
+                vec![Module1],
+                MeterType::Smart,
+                Ok(()),
+            ),
+        ];
+        for (name, existing, requested, meter, expected) in cases {
+            assert_eq!(
+                &check_new_reductions(existing, requested, *meter),
+                expected,
+                "{name}"
+            );
+        }
+        assert_eq!(check_new_meter_order(0), Ok(()));
+        assert_eq!(
+            check_new_meter_order(1),
+            Err(RuleViolation::SecondMeterOrder)
+        );
+    }
+
+    #[test]
+    fn products_for_the_wanted_modules() {
+        assert_eq!(
+            ModuleProduct::for_types(&[Module3], &[Module1]),
+            Some(ModuleProduct::Module1And3)
+        );
+        assert_eq!(
+            ModuleProduct::for_types(&[Module1, Module3], &[]),
+            Some(ModuleProduct::Module1And3)
+        );
+        assert_eq!(
+            ModuleProduct::for_types(&[Module2], &[]),
+            Some(ModuleProduct::Module2)
+        );
+        assert_eq!(ModuleProduct::for_types(&[Module3], &[]), None);
+        assert_eq!(
+            ModuleProduct::from_code("9991000002595"),
+            Some(ModuleProduct::Module1And3)
+        );
+    }
+}

@@ -1,0 +1,394 @@
+//! Orders out and answers in: the built messages validate against our grammars (and are
+//! snapshotted), the inbound samples are read into answers, and the answers move the orders
+//! through their lifecycles.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use mako_gateway::acks::AckMatch;
+use mako_gateway::edifact::{parse, ReferenceSequence, Writer};
+use mako_gateway::grammar::{validate_interchange, Registry, Severity};
+use mako_gateway::orders::*;
+
+fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(y, m, d)
+        .unwrap()
+        .and_hms_opt(h, min, 0)
+        .unwrap()
+}
+
+fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn sender() -> Sender {
+    Sender {
+        id: "9900000000003".parse().unwrap(),
+        contact_name: Some("Jürgen Weiß".into()),
+        contact_email: Some("mako@lieferant.example".into()),
+    }
+}
+
+/// Writes the built interchange, parses it back and validates it: every outbound message must
+/// pass our own MIG and AHB rules. Returns the text for the snapshot.
+fn written_and_validated(built: &BuiltOrder) -> String {
+    let bytes = Writer::new(built.interchange.header.syntax)
+        .write_interchange(&built.interchange)
+        .unwrap();
+    let doc = parse(&bytes).unwrap();
+    let ic = doc.interchanges().next().unwrap();
+    for report in validate_interchange(&ic, Registry::embedded()) {
+        let errors: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+        assert_eq!(report.pid, Some(built.pid));
+        assert!(report.ahb.is_some(), "the AHB of {} was applied", built.pid);
+    }
+    bytes
+        .iter()
+        .map(|&b| b as char)
+        .collect::<String>()
+        .replace('\'', "'\n")
+}
+
+#[test]
+fn grid_fee_orders_for_every_module_validate_and_are_snapshotted() {
+    let registry = Registry::embedded();
+    let malo: mako_gateway::ids::MarketLocationId = "51238696781".parse().unwrap();
+    let vnb: mako_gateway::ids::MarketPartnerId = "9900000000011".parse().unwrap();
+    let cases = [
+        (
+            "modul_1",
+            ModuleProduct::Module1,
+            ChangeDate::On(day(2026, 6, 1)),
+        ),
+        (
+            "modul_2",
+            ModuleProduct::Module2,
+            ChangeDate::On(day(2026, 6, 1)),
+        ),
+        // Modul 3 is ordered on top of an active Modul 1 as "Modul 1 und Modul 3".
+        (
+            "modul_1_und_3",
+            ModuleProduct::for_types(&[ReductionType::Module3], &[ReductionType::Module1]).unwrap(),
+            ChangeDate::On(day(2026, 6, 1)),
+        ),
+        // Ending Modul 3 while keeping Modul 1: ordering Modul 1 alone.
+        (
+            "modul_3_beenden",
+            ModuleProduct::for_types(&[], &[ReductionType::Module1]).unwrap(),
+            ChangeDate::NextPossibleFrom(day(2026, 7, 1)),
+        ),
+    ];
+    for (name, product, change) in cases {
+        let mut refs = ReferenceSequence::new("MG", 1).unwrap();
+        let order = GridFeeOrder {
+            grid_operator: vnb.clone(),
+            market_location: malo.clone(),
+            product,
+            change,
+        };
+        let built = grid_fee_order(
+            registry,
+            &sender(),
+            &order,
+            at(2026, 5, 10, 8, 15),
+            &mut refs,
+        )
+        .unwrap();
+        assert_eq!(built.pid, 17133);
+        insta::assert_snapshot!(
+            format!("orders_17133_{name}"),
+            written_and_validated(&built)
+        );
+    }
+}
+
+#[test]
+fn meter_orders_use_17011_now_and_17003_in_fv2504() {
+    let registry = Registry::embedded();
+    let melo = "DE0032106765712000000000000000037".parse().unwrap();
+    let msb = "9900000000029".parse().unwrap();
+    let mut refs = ReferenceSequence::new("MG", 7).unwrap();
+    let now = meter_order(
+        registry,
+        &sender(),
+        &msb,
+        &melo,
+        day(2026, 7, 1),
+        at(2026, 5, 10, 8, 15),
+        &mut refs,
+    )
+    .unwrap();
+    assert_eq!(now.pid, 17011);
+    insta::assert_snapshot!("orders_17011_imsys", written_and_validated(&now));
+    let then = meter_order(
+        registry,
+        &sender(),
+        &msb,
+        &melo,
+        day(2025, 8, 1),
+        at(2025, 6, 20, 8, 15),
+        &mut refs,
+    )
+    .unwrap();
+    assert_eq!(then.pid, 17003);
+    insta::assert_snapshot!("orders_17003_imsys_fv2504", written_and_validated(&then));
+}
+
+fn read(path: &str) -> Answer {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples")
+            .join(path),
+    )
+    .unwrap();
+    let doc = parse(&bytes).unwrap();
+    let ic = doc.interchanges().next().unwrap();
+    let report = validate_interchange(&ic, Registry::embedded()).remove(0);
+    read_answer(report.validated.as_ref().unwrap(), report.pid.unwrap()).unwrap()
+}
+
+fn reduction() -> GridFeeReduction {
+    GridFeeReduction {
+        id: "gfr_1".into(),
+        subscription: "sub_1".into(),
+        reduction_type: ReductionType::Module1,
+        market_location: "51238696781".into(),
+        grid_operator: "9900000000011".into(),
+        meter_type: MeterType::Smart,
+        status: GridFeeStatus::Intended,
+        product: None,
+        order_document: None,
+        accepted: false,
+        valid_from: None,
+        valid_until: None,
+        rejection: None,
+    }
+}
+
+#[test]
+fn a_rejection_with_free_text_rejects_the_reduction_with_its_reason() {
+    let answer = read("inbound/ordrsp_19133_a99_rejected.edi");
+    let now = at(2026, 5, 12, 10, 0);
+    let order = reduction()
+        .ordered(ModuleProduct::Module1, "MG10000000001".into())
+        .unwrap();
+    assert_eq!(order.event, Some("grid_fee_reduction.ordered"));
+    let rejected = order.order.apply(&Input::Answer(&answer), now).unwrap();
+    assert_eq!(rejected.event, Some("grid_fee_reduction.rejected"));
+    let r = rejected.order.rejection.clone().unwrap();
+    assert_eq!(r.code, "A99");
+    assert_eq!(r.text.as_deref(), Some("Steuerbare Verbrauchseinrichtung ist nicht angemeldet (§14a EnWG: Anmeldung nachholen)"));
+    assert_eq!(r.meaning_en, "rejected: other reason (see free text)");
+    // The same answer again changes nothing; re-ordering is a new reduction.
+    let again = rejected.order.apply(&Input::Answer(&answer), now).unwrap();
+    assert_eq!(again.event, None);
+}
+
+#[test]
+fn acceptance_then_billing_data_activate_the_reduction() {
+    let accepted = read("inbound/ordrsp_19133_a20_accepted.edi");
+    let now = at(2026, 5, 12, 10, 0);
+    let order = reduction()
+        .ordered(ModuleProduct::Module1, "MG10000000001".into())
+        .unwrap()
+        .order;
+    let order = order.apply(&Input::Answer(&accepted), now).unwrap();
+    assert_eq!(order.event, None, "A20 only records the acceptance");
+    assert!(order.order.accepted);
+    let billing = Answer::BillingData {
+        market_location: "51238696781".into(),
+        valid_from: day(2026, 6, 1),
+    };
+    let active = order.order.apply(&Input::Answer(&billing), now).unwrap();
+    assert_eq!(active.event, Some("grid_fee_reduction.activated"));
+    assert_eq!(active.order.valid_from, Some(day(2026, 6, 1)));
+    let ended = active.order.end(day(2026, 12, 31)).unwrap();
+    assert_eq!(ended.event, Some("grid_fee_reduction.ended"));
+    // Out of order: billing data after the end is reported, not applied.
+    assert!(matches!(
+        ended.order.apply(&Input::Answer(&billing), now),
+        Err(ApplyError::IllegalTransition { .. })
+    ));
+}
+
+#[test]
+fn answers_are_matched_by_reference_never_by_guesswork() {
+    let accepted = read("inbound/ordrsp_19133_a20_accepted.edi");
+    let order = reduction()
+        .ordered(ModuleProduct::Module1, "MG99999999999".into())
+        .unwrap()
+        .order;
+    assert_eq!(
+        order.apply(&Input::Answer(&accepted), at(2026, 5, 12, 10, 0)),
+        Err(ApplyError::NotThisOrder {
+            expected: "MG99999999999".into(),
+            found: "MG10000000001".into()
+        })
+    );
+    // A billing data message before the order was sent is out of order.
+    let billing = Answer::BillingData {
+        market_location: "51238696781".into(),
+        valid_from: day(2026, 6, 1),
+    };
+    assert!(reduction()
+        .apply(&Input::Answer(&billing), at(2026, 5, 12, 10, 0))
+        .is_err());
+}
+
+#[test]
+fn a_negative_aperak_rejects_the_reduction() {
+    let order = reduction()
+        .ordered(ModuleProduct::Module1, "MG10000000001".into())
+        .unwrap()
+        .order;
+    let ack = AckMatch::Rejected {
+        messages: vec![],
+        codes: vec!["Z29".into()],
+        reason: "Z29 …: Segment 12 LOC".into(),
+    };
+    let r = order
+        .apply(&Input::Acknowledgement(&ack), at(2026, 5, 10, 9, 0))
+        .unwrap();
+    assert_eq!(r.order.status, GridFeeStatus::Rejected);
+    assert_eq!(
+        r.order.rejection.unwrap().meaning_de,
+        "Erforderliche Angabe für diesen Anwendungsfall fehlt"
+    );
+}
+
+fn meter() -> MeterOrder {
+    MeterOrder {
+        id: "mo_1".into(),
+        subscription: "sub_1".into(),
+        market_location: "51238696781".into(),
+        metering_location: Some("DE0032106765712000000000000000037".into()),
+        metering_operator: "9900000000029".into(),
+        status: MeterStatus::Created,
+        order_document: None,
+        appointment_at: None,
+        installed_at: None,
+        activated_at: None,
+        cancelled_reason: None,
+        blocked_at: None,
+        blocked_reason: None,
+    }
+}
+
+fn response(code: &str, tree: &str, pid: u32) -> Answer {
+    Answer::MeterOrderResponse {
+        order_document: "MG00000007".into(),
+        pid,
+        code: code.into(),
+        decision_tree: tree.into(),
+        appointment: Some(at(2026, 6, 30, 22, 0)),
+        window: (code == "A04").then(|| (at(2026, 7, 31, 22, 0), at(2026, 8, 31, 22, 0))),
+        text: None,
+    }
+}
+
+#[test]
+fn a_meter_order_goes_from_placed_to_activated() {
+    let now = at(2026, 5, 20, 9, 0);
+    let placed = meter().placed("MG00000007".into()).unwrap();
+    assert_eq!(placed.event, Some("meter_order.placed"));
+    let checked = placed
+        .order
+        .apply(&Input::PartnerStatus(MeterStatus::CheckSubmitted), now)
+        .unwrap();
+    assert_eq!(checked.event, Some("meter_order.check_submitted"));
+    let reviewed = checked
+        .order
+        .apply(&Input::PartnerStatus(MeterStatus::CheckReviewed), now)
+        .unwrap();
+    let confirmed = response("A02", "E_0250", 19005);
+    let scheduled = reviewed
+        .order
+        .apply(&Input::Answer(&confirmed), now)
+        .unwrap();
+    assert_eq!(scheduled.event, Some("meter_order.scheduled"));
+    assert_eq!(scheduled.order.appointment_at, Some(at(2026, 6, 30, 22, 0)));
+    let installed = scheduled
+        .order
+        .apply(
+            &Input::MeteringLocationInstalled(at(2026, 7, 1, 9, 30)),
+            now,
+        )
+        .unwrap();
+    assert_eq!(installed.order.installed_at, Some(at(2026, 7, 1, 9, 30)));
+    let activated = installed
+        .order
+        .apply(
+            &Input::PartnerStatus(MeterStatus::Activated),
+            at(2026, 7, 2, 8, 0),
+        )
+        .unwrap();
+    assert_eq!(activated.event, Some("meter_order.activated"));
+    assert_eq!(activated.order.activated_at, Some(at(2026, 7, 2, 8, 0)));
+    // A late partner status for an earlier milestone is reported, not applied.
+    assert!(activated
+        .order
+        .apply(&Input::PartnerStatus(MeterStatus::CheckSubmitted), now)
+        .is_err());
+}
+
+#[test]
+fn rejections_block_or_cancel_the_meter_order() {
+    let now = at(2026, 5, 20, 9, 0);
+    let placed = meter().placed("MG00000007".into()).unwrap().order;
+    // E_0283 A01: the technology is already there.
+    let pre = placed
+        .clone()
+        .apply(&Input::Answer(&response("A01", "E_0283", 19006)), now)
+        .unwrap();
+    assert_eq!(pre.order.status, MeterStatus::Cancelled);
+    assert_eq!(pre.order.cancelled_reason, Some(CancelReason::PreExisting));
+    // E_0250 A03: customer's authorisation missing → blocked with reason, milestone kept.
+    let blocked = placed
+        .clone()
+        .apply(&Input::Answer(&response("A03", "E_0250", 19006)), now)
+        .unwrap();
+    assert_eq!(blocked.event, Some("meter_order.blocked"));
+    assert_eq!(blocked.order.status, MeterStatus::Placed);
+    assert_eq!(blocked.order.blocked_at, Some(now));
+    assert_eq!(
+        blocked.order.blocked_reason.as_ref().unwrap().meaning_en,
+        "rejected: the customer's authorisation is missing"
+    );
+    // E_0283 A04 offers another window: kept in the reason.
+    let window = placed
+        .clone()
+        .apply(&Input::Answer(&response("A04", "E_0283", 19006)), now)
+        .unwrap();
+    assert!(window
+        .order
+        .blocked_reason
+        .unwrap()
+        .text
+        .unwrap()
+        .contains("2026-07-31 22:00:00"));
+    // A later confirmation unblocks.
+    let scheduled = blocked
+        .order
+        .apply(&Input::Answer(&response("A02", "E_0250", 19005)), now)
+        .unwrap();
+    assert_eq!(scheduled.order.blocked_reason, None);
+    // The customer cancels; after installation that is no longer possible.
+    assert_eq!(
+        scheduled
+            .order
+            .clone()
+            .cancel(CancelReason::CustomerRequest)
+            .unwrap()
+            .event,
+        Some("meter_order.cancelled")
+    );
+    let installed = scheduled
+        .order
+        .apply(&Input::MeteringLocationInstalled(now), now)
+        .unwrap()
+        .order;
+    assert!(installed.cancel(CancelReason::CustomerRequest).is_err());
+}
