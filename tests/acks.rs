@@ -75,8 +75,15 @@ fn a_wrong_segment_count_is_answered_with_ucm_29_on_unt() {
     let mut ctx = context(ContrlPolicy::OnErrors);
     let answer = plan(bad.as_bytes(), &mut ctx);
     let segs = answer_segments(answer.contrl.as_ref().unwrap());
-    assert_eq!(segs[2], "UCI+NB1+9900000000011:500+9900000000003:500+7");
+    // Strom: the Syntaxfehlermeldung rejects the interchange (UCI 4), UCM says where.
+    assert_eq!(segs[2], "UCI+NB1+9900000000011:500+9900000000003:500+4");
     assert_eq!(segs[3], "UCM+M1+ORDRSP:D:10A:UN:1.4b+4+29+UNT");
+    // Gas answers the same interchange with UCI 7 and the message rejected by UCM 4.
+    let mut gas = context(ContrlPolicy::Always);
+    let gas_answer = plan(bad.as_bytes(), &mut gas);
+    let gas_segs = answer_segments(gas_answer.contrl.as_ref().unwrap());
+    assert_eq!(gas_segs[2], "UCI+NB1+9900000000011:500+9900000000003:500+7");
+    assert_eq!(gas_segs[3], "UCM+M1+ORDRSP:D:10A:UN:1.4b+4+29+UNT");
     assert!(
         answer.aperak.is_none(),
         "the rejected message gets no APERAK"

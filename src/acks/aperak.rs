@@ -116,7 +116,10 @@ pub fn build_aperak(
                 "303".into(),
             ]));
         }
-        if !document_number.is_empty() {
+        // SG2 RFF+AGO (document number of the answered message): for 312 in every version; for
+        // 313 only from APERAK 2.2 (AHB 1.1 change history: "SG2 RFF+AGO … added for 313"). In
+        // 2.1i a 313 names the message in each error group's SG5 RFF+AGO instead.
+        if !document_number.is_empty() && (errors.is_empty() || version != "2.1i") {
             segments.push(OwnedSegment::new("RFF").composite(["AGO", document_number.as_str()]));
         }
         segments.push(OwnedSegment::new("NAD").simple("MS").composite([

@@ -162,7 +162,14 @@ pub fn build_contrl(
                 uci = uci.simple(tag);
             }
         }
-        // DE0083 7: acknowledged; lower levels acknowledged unless rejected below.
+        // Strom: a CONTRL is only ever a Syntaxfehlermeldung, and a justified one means the
+        // whole interchange counts as not received (APERAK AHB 1.1 §1.4, identical to the
+        // CONTRL AHB's chapter 1): UCI action 4, the UCM/UCS/UCD below say where. The
+        // independent validator edi-energy admits only 4 in the Strom template, too.
+        None if !per_message.is_empty() && context.contrl_policy == ContrlPolicy::OnErrors => {
+            uci = uci.simple("4");
+        }
+        // DE0083 7: acknowledged; lower levels acknowledged unless rejected below (Gas).
         None => uci = uci.simple("7"),
     }
     segments.push(uci);

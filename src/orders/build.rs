@@ -63,8 +63,16 @@ fn party_nad(qualifier: &str, id: &MarketPartnerId) -> OwnedSegment {
         .composite([id.as_str(), "", agency])
 }
 
-fn contact(sender: &Sender) -> Vec<OwnedSegment> {
+/// The optional sender contact (SG5 `CTA`/`COM`). Written up to ORDERS 1.4b only: the
+/// independent validator `edi-energy` (whose FV2610 profiles say they were imported from the
+/// BDEW XML AHB) has no SG5 in the 17133/17011 templates of FV2610, and the AHB ORDERS 1.1b was
+/// not readable here; the segment group is optional in 1.4b, so leaving it out is safe either
+/// way (tests/edi_energy.rs).
+fn contact(sender: &Sender, identifier: &MessageIdentifier) -> Vec<OwnedSegment> {
     let mut out = Vec::new();
+    if !matches!(identifier.association.as_str(), "1.4a" | "1.4b") {
+        return out;
+    }
     if let Some(name) = &sender.contact_name {
         out.push(
             OwnedSegment::new("CTA")
@@ -169,7 +177,7 @@ pub fn grid_fee_order(
         OwnedSegment::new("RFF").composite(["Z13", "17133"]),
         party_nad("MS", &sender.id),
     ];
-    segments.extend(contact(sender));
+    segments.extend(contact(sender, &identifier));
     segments.extend([
         party_nad("MR", grid_operator),
         OwnedSegment::new("NAD").simple("DP"),
@@ -230,7 +238,7 @@ pub fn meter_order(
         OwnedSegment::new("RFF").composite(["Z13".to_string(), pid.to_string()]),
         party_nad("MS", &sender.id),
     ];
-    segments.extend(contact(sender));
+    segments.extend(contact(sender, &identifier));
     segments.extend([
         party_nad("MR", metering_operator),
         OwnedSegment::new("NAD").simple("DP"),
