@@ -175,3 +175,38 @@ fn missing_file_and_bad_usage_exit_with_2() {
     let out = binary().output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn render_writes_the_order_and_refuses_what_the_rules_forbid() {
+    let orders = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/orders");
+    let out = binary()
+        .arg("render")
+        .arg(orders.join("grid_fee_modul_1_und_3.json"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text: String = out.stdout.iter().map(|&b| b as char).collect();
+    // Modul 3 on top of an active Modul 1 is ordered as "Modul 1 und Modul 3".
+    assert!(text.contains("CAV+ZH9:::9991000002595'"), "{text}");
+    // What render writes validates (the FV2610 grammar only warns that it is unverified).
+    let validated = run_with_stdin(&["validate", "-"], &out.stdout);
+    assert_eq!(
+        validated.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&validated.stdout)
+    );
+
+    let refused = binary()
+        .arg("render")
+        .arg(orders.join("grid_fee_modul_3_analog_rejected.json"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Modul 3 needs a smart meter"));
+}

@@ -4,9 +4,11 @@
 //! error.
 
 mod parse;
+mod render;
 mod validate;
 
 pub use parse::{error_json, render_text, summary_json};
+pub use render::render_order;
 pub use validate::{render_findings, render_plan};
 
 use std::io::Read;
@@ -45,6 +47,11 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = FindingsFormat::Text)]
         format: FindingsFormat,
+    },
+    /// Write the interchange for an order given as JSON (see samples/orders/).
+    Render {
+        /// The order JSON file, or `-` for standard input.
+        file: PathBuf,
     },
     /// Print the CONTRL (and APERAK, if due) the gateway would send back for a file.
     Ack {
@@ -95,6 +102,7 @@ pub fn main() -> ExitCode {
             validate::run_validate(&file, format == FindingsFormat::Json)
         }
         Command::Ack { file, now, gas } => validate::run_ack(&file, now, gas),
+        Command::Render { file } => render::run(&file),
     }
 }
 

@@ -1,0 +1,186 @@
+//! `mako-gateway render ORDER.json`: the interchange the gateway writes for an order given as
+//! JSON (for debugging and for the snapshots).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use serde::Deserialize;
+
+use super::{display_name, read_input, EXIT_INVALID_INPUT, EXIT_USAGE};
+use crate::edifact::{LineBreak, ReferenceSequence, Writer};
+use crate::grammar::Registry;
+use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
+use crate::orders::{
+    check_new_reductions, grid_fee_order, meter_order, ChangeDate, Existing, GridFeeOrder,
+    GridFeeStatus, MeterType, ModuleProduct, ReductionType, Sender,
+};
+
+/// Our side of the message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SenderJson {
+    id: String,
+    contact_name: Option<String>,
+    contact_email: Option<String>,
+}
+
+/// An order as `render` reads it.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum OrderJson {
+    /// A §14a grid-fee reduction (one or more module types at once).
+    GridFeeReduction {
+        now: NaiveDateTime,
+        sender: SenderJson,
+        grid_operator: String,
+        market_location: String,
+        types: Vec<ReductionType>,
+        #[serde(default)]
+        active: Vec<ReductionType>,
+        meter_type: MeterType,
+        change_date: Option<NaiveDate>,
+        next_possible_from: Option<NaiveDate>,
+        #[serde(default = "default_prefix")]
+        reference_prefix: String,
+        #[serde(default = "one")]
+        sequence: u64,
+    },
+    /// A smart-meter installation order.
+    MeterOrder {
+        now: NaiveDateTime,
+        sender: SenderJson,
+        metering_operator: String,
+        metering_location: String,
+        wanted_date: NaiveDate,
+        #[serde(default = "default_prefix")]
+        reference_prefix: String,
+        #[serde(default = "one")]
+        sequence: u64,
+    },
+}
+
+fn default_prefix() -> String {
+    "MG".to_string()
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn sender(s: SenderJson) -> Result<Sender, String> {
+    Ok(Sender {
+        id: s.id.parse::<MarketPartnerId>().map_err(|e| e.to_string())?,
+        contact_name: s.contact_name,
+        contact_email: s.contact_email,
+    })
+}
+
+/// Renders an order given as JSON into EDIFACT bytes (one segment per line).
+pub fn render_order(json: &[u8]) -> Result<Vec<u8>, String> {
+    let order: OrderJson =
+        serde_json::from_slice(json).map_err(|e| format!("invalid order JSON: {e}"))?;
+    let registry = Registry::embedded();
+    let built = match order {
+        OrderJson::GridFeeReduction {
+            now,
+            sender: s,
+            grid_operator,
+            market_location,
+            types,
+            active,
+            meter_type,
+            change_date,
+            next_possible_from,
+            reference_prefix,
+            sequence,
+        } => {
+            let existing: Vec<Existing> = active
+                .iter()
+                .map(|&t| Existing {
+                    reduction_type: t,
+                    status: GridFeeStatus::Activated,
+                })
+                .collect();
+            check_new_reductions(&existing, &types, meter_type).map_err(|broken| {
+                broken
+                    .iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
+            let product = ModuleProduct::for_types(&types, &active)
+                .ok_or("this combination of modules cannot be ordered")?;
+            let change = match (change_date, next_possible_from) {
+                (Some(d), None) => ChangeDate::On(d),
+                (None, Some(d)) => ChangeDate::NextPossibleFrom(d),
+                _ => return Err("give exactly one of change_date and next_possible_from".into()),
+            };
+            let order = GridFeeOrder {
+                grid_operator: grid_operator
+                    .parse()
+                    .map_err(|e: crate::ids::IdError| e.to_string())?,
+                market_location: market_location
+                    .parse::<MarketLocationId>()
+                    .map_err(|e| e.to_string())?,
+                product,
+                change,
+            };
+            let mut refs = ReferenceSequence::new(&reference_prefix, sequence)?;
+            grid_fee_order(registry, &sender(s)?, &order, now, &mut refs)
+                .map_err(|e| e.to_string())?
+        }
+        OrderJson::MeterOrder {
+            now,
+            sender: s,
+            metering_operator,
+            metering_location,
+            wanted_date,
+            reference_prefix,
+            sequence,
+        } => {
+            let operator: MarketPartnerId = metering_operator
+                .parse()
+                .map_err(|e: crate::ids::IdError| e.to_string())?;
+            let melo: MeteringLocationId = metering_location
+                .parse()
+                .map_err(|e: crate::ids::IdError| e.to_string())?;
+            let mut refs = ReferenceSequence::new(&reference_prefix, sequence)?;
+            meter_order(
+                registry,
+                &sender(s)?,
+                &operator,
+                &melo,
+                wanted_date,
+                now,
+                &mut refs,
+            )
+            .map_err(|e| e.to_string())?
+        }
+    };
+    Writer::new(built.interchange.header.syntax)
+        .with_line_break(LineBreak::Lf)
+        .write_interchange(&built.interchange)
+        .map_err(|e| e.to_string())
+}
+
+pub(super) fn run(path: &Path) -> ExitCode {
+    let input = match read_input(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{}: error: cannot read: {e}", display_name(path));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match render_order(&input) {
+        Ok(bytes) => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&bytes);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: error: {e}", display_name(path));
+            ExitCode::from(EXIT_INVALID_INPUT)
+        }
+    }
+}
