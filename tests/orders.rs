@@ -392,3 +392,89 @@ fn rejections_block_or_cancel_the_meter_order() {
         .order;
     assert!(installed.cancel(CancelReason::CustomerRequest).is_err());
 }
+
+/// For every inbound sample: what it is read as, and what it does to a matching order in the
+/// state where it normally arrives. One snapshot lists them all.
+#[test]
+fn every_inbound_sample_and_the_transition_it_causes() {
+    use mako_gateway::acks::{match_acknowledgement, read_acknowledgements, SentMessage};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/inbound");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let now = at(2026, 6, 16, 9, 0);
+    let sent = vec![SentMessage {
+        interchange_reference: "MG10000000001".into(),
+        message_reference: "1".into(),
+        document_number: "MG10000000001".into(),
+        order: Some("gfr_1".into()),
+    }];
+    let mut out = String::new();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).unwrap();
+        let doc = parse(&bytes).unwrap();
+        let ic = doc.interchanges().next().unwrap();
+        let report = validate_interchange(&ic, Registry::embedded()).remove(0);
+        let ordered = reduction()
+            .ordered(ModuleProduct::Module1, "MG10000000001".into())
+            .unwrap()
+            .order;
+        let placed = meter().placed("MG00000007".into()).unwrap().order;
+        let line = if let Some(pid) = report.pid {
+            let answer = read_answer(report.validated.as_ref().unwrap(), pid);
+            match &answer {
+                Some(a @ (Answer::GridFeeResponse { .. } | Answer::BillingData { .. })) => {
+                    let r = ordered.apply(&Input::Answer(a), now);
+                    format!(
+                        "{a:?}\n  -> {:?}",
+                        r.map(|x| (
+                            x.order.status,
+                            x.event,
+                            x.order.valid_from,
+                            x.order.rejection.map(|r| r.code)
+                        ))
+                    )
+                }
+                Some(a @ Answer::MeterOrderResponse { .. }) => {
+                    let r = placed.apply(&Input::Answer(a), now);
+                    format!(
+                        "{a:?}\n  -> {:?}",
+                        r.map(|x| (
+                            x.order.status,
+                            x.event,
+                            x.order.appointment_at,
+                            x.order.cancelled_reason,
+                            x.order.blocked_reason.map(|r| r.code)
+                        ))
+                    )
+                }
+                Some(a @ Answer::MeteringLocationChanged { .. }) => {
+                    let scheduled = placed
+                        .apply(&Input::Answer(&response("A02", "E_0250", 19005)), now)
+                        .unwrap()
+                        .order;
+                    let r = scheduled.apply(&Input::Answer(a), now);
+                    format!(
+                        "{a:?}\n  -> {:?}",
+                        r.map(|x| (x.order.status, x.event, x.order.installed_at))
+                    )
+                }
+                None => format!("PID {pid}: no answer to an order"),
+            }
+        } else {
+            let acks = read_acknowledgements(&ic);
+            let m = match_acknowledgement(&acks[0], "9900000000011", sent.as_slice());
+            let r = ordered.apply(&Input::Acknowledgement(&m), now);
+            format!(
+                "{:?}\n  -> {:?}",
+                acks[0],
+                r.map(|x| (x.order.status, x.event, x.order.rejection.map(|r| r.code)))
+            )
+        };
+        out.push_str(&format!("{name}: {line}\n"));
+    }
+    insta::assert_snapshot!("inbound_transitions", out);
+}

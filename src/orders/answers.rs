@@ -28,6 +28,18 @@ pub enum Answer {
         /// DTM+Z25 "Verwendung der Daten ab" (German day).
         valid_from: NaiveDate,
     },
+    /// UTILMD 55620 "Änderung Daten der MeLo" (NB an LF): the Messlokation's master data
+    /// changed from `DTM+Z25`. After an iMSys order, this is how the installation shows up
+    /// (WiM Teil 1 §3.3.2 Nr. 3: the MSB sends the master-data change after the change; it
+    /// reaches the supplier through the grid operator). FV2604's 55620 carries no device data,
+    /// so the gateway takes the change of the ordered Messlokation after the appointment as
+    /// the installation (an inference, see the README's domain section).
+    MeteringLocationChanged {
+        /// LOC+Z17: the Messlokation.
+        metering_location: String,
+        /// DTM+Z25 (UTC).
+        valid_from: NaiveDateTime,
+    },
     /// ORDRSP 19005 (confirmation) or 19006 (rejection) of an iMSys order.
     MeterOrderResponse {
         /// RFF+ON: the BGM document number of our ORDERS.
@@ -98,18 +110,29 @@ pub fn read_answer(v: &Validated<'_>, pid: u32) -> Option<Answer> {
                 text: text_aap(v),
             })
         }
-        55218 => {
-            // UTILMD: the transaction (SG4) names the market location (LOC+172) and the date
-            // from which the data apply (DTM+Z25, a German day written as 22:00/23:00 UTC).
-            let all = v.groups_at("SG4");
-            let tx = all.first()?;
-            let loc = tx.qualified(b"LOC", "172")?;
-            let dtm = tx.qualified(b"DTM", "Z25")?;
-            let at = parse_date_303(&dtm.value(1, 2)).ok()?;
-            Some(Answer::BillingData {
-                market_location: loc.value(2, 1).into_owned(),
-                valid_from: crate::acks::calendar::berlin_local(at).date(),
-            })
+        55218 | 55620 => {
+            // UTILMD S2.1: the transaction (SG4) names the location in SG5 (LOC+Z16 market
+            // location, LOC+Z17 Messlokation) and, in SG6 under RFF+Z49, the date from which
+            // the data apply (DTM+Z25, a German day written as 22:00/23:00 UTC).
+            let sg5 = v.groups_at("SG4/SG5");
+            let sg6 = v.groups_at("SG4/SG6");
+            let valid_from = sg6
+                .iter()
+                .find_map(|g| g.qualified(b"DTM", "Z25"))
+                .and_then(|d| parse_date_303(&d.value(1, 2)).ok())?;
+            if pid == 55218 {
+                let loc = sg5.iter().find_map(|g| g.qualified(b"LOC", "Z16"))?;
+                Some(Answer::BillingData {
+                    market_location: loc.value(2, 1).into_owned(),
+                    valid_from: crate::acks::calendar::berlin_local(valid_from).date(),
+                })
+            } else {
+                let loc = sg5.iter().find_map(|g| g.qualified(b"LOC", "Z17"))?;
+                Some(Answer::MeteringLocationChanged {
+                    metering_location: loc.value(2, 1).into_owned(),
+                    valid_from,
+                })
+            }
         }
         _ => None,
     }

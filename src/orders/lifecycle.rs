@@ -539,6 +539,18 @@ impl MeterOrder {
                     )),
                 }
             }
+            Input::Answer(Answer::MeteringLocationChanged {
+                metering_location,
+                valid_from,
+            }) => {
+                if self.metering_location.as_deref() != Some(metering_location.as_str()) {
+                    return Err(ApplyError::NotThisOrder {
+                        expected: self.metering_location.clone().unwrap_or_default(),
+                        found: metering_location.clone(),
+                    });
+                }
+                self.apply(&Input::MeteringLocationInstalled(*valid_from), now)
+            }
             Input::MeteringLocationInstalled(at) => match self.status {
                 Placed | CheckSubmitted | CheckReviewed | Scheduled => {
                     let mut a = self.advance(Installed, "meter_order.installed");
