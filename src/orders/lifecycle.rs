@@ -280,8 +280,10 @@ impl GridFeeReduction {
             }) => {
                 self.check_reference(order_document)?;
                 // E_0595: A20 = Zustimmung, new master data follow (UTILMD 55218); every other
-                // code means no change.
-                if code == "A20" {
+                // code means no change (grammars/codes/answer_codes.txt).
+                if super::reasons::outcome("E_0595", code)
+                    == Some(super::reasons::Outcome::Accepted)
+                {
                     return match self.status {
                         GridFeeStatus::Ordered => {
                             let changed = !self.accepted;
@@ -441,12 +443,9 @@ impl MeterOrder {
                     });
                 }
                 // E_0250 (plain order): A02 Zustimmung; E_0283 (offer route): A06 Zustimmung,
-                // A01 "bestellte Technik liegt bereits vor" (WiM Teil 1 §3.3.2; EBDs FV2510+).
-                let agreed = matches!(
-                    (decision_tree.as_str(), code.as_str()),
-                    ("E_0250", "A02") | ("E_0283", "A06")
-                );
-                if agreed {
+                // A01 "bestellte Technik liegt bereits vor" (grammars/codes/answer_codes.txt).
+                let outcome = super::reasons::outcome(decision_tree, code);
+                if outcome == Some(super::reasons::Outcome::Accepted) {
                     return match self.status {
                         Placed | CheckSubmitted | CheckReviewed => {
                             let mut a = self.advance(Scheduled, "meter_order.scheduled");
@@ -468,7 +467,7 @@ impl MeterOrder {
                         s => Err(illegal(&s, &format!("confirmation {code}"))),
                     };
                 }
-                if (decision_tree.as_str(), code.as_str()) == ("E_0283", "A01") {
+                if outcome == Some(super::reasons::Outcome::CancelledPreExisting) {
                     return self.cancel(CancelReason::PreExisting);
                 }
                 let mut text = text.clone();

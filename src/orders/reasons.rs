@@ -1,107 +1,116 @@
-//! Reason codes as readable text, German original and English, for the API.
-//!
-//! Sources: EBD E_0595 (ORDRSP 19133), E_0250 and E_0283 (ORDRSP 19005/19006) of FV2504 to
-//! FV2610 (Hochfrequenz/machine-readable_entscheidungsbaumdiagramme); APERAK ERC codes from
-//! APERAK AHB 1.1 §4.3.
+//! Answer codes as data (`grammars/codes/answer_codes.txt`): their meaning in German and
+//! English for the API, and what each does to an order.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// What an answer code does to the order it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The order goes on.
+    Accepted,
+    /// A reduction ends as rejected.
+    Rejected,
+    /// A meter order is parked with the reason.
+    Blocked,
+    /// A meter order ends: the technology is already there.
+    CancelledPreExisting,
+}
+
+struct Entry {
+    outcome: Outcome,
+    german: String,
+    english: String,
+}
+
+fn table() -> &'static HashMap<(String, String), Entry> {
+    static TABLE: OnceLock<HashMap<(String, String), Entry>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let text = crate::grammar::embedded_file("codes/answer_codes.txt")
+            .expect("grammars/codes/answer_codes.txt is embedded");
+        parse(text).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+fn parse(text: &str) -> Result<HashMap<(String, String), Entry>, String> {
+    let mut map = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with("source ") {
+            continue;
+        }
+        let err = || {
+            format!(
+                "grammars/codes/answer_codes.txt:{}: cannot read {line:?}",
+                n + 1
+            )
+        };
+        let mut parts = line.split(" | ");
+        let head: Vec<&str> = parts.next().ok_or_else(err)?.split_whitespace().collect();
+        let (german, english) = (parts.next().ok_or_else(err)?, parts.next().ok_or_else(err)?);
+        let [tree, code, outcome] = head[..] else {
+            return Err(err());
+        };
+        let outcome = match outcome {
+            "accepted" => Outcome::Accepted,
+            "rejected" => Outcome::Rejected,
+            "blocked" => Outcome::Blocked,
+            "cancelled_pre_existing" => Outcome::CancelledPreExisting,
+            _ => return Err(err()),
+        };
+        map.insert(
+            (tree.to_string(), code.to_string()),
+            Entry {
+                outcome,
+                german: german.to_string(),
+                english: english.to_string(),
+            },
+        );
+    }
+    Ok(map)
+}
 
 /// The German and English meaning of `code` in the decision tree `tree` (`E_0595`, `E_0250`,
-/// `E_0283`, or `APERAK` for ERC codes).
+/// `E_0283`, or `APERAK` for ERC codes; a CONTRL syntax error code under `APERAK` is named as
+/// such).
 pub fn reason_text(tree: &str, code: &str) -> (&'static str, &'static str) {
-    match (tree, code) {
-        ("E_0595", "A20") => (
-            "Zustimmung: Änderung der Daten, neue Stammdaten folgen",
-            "accepted: data change, new master data follow",
-        ),
-        ("E_0595", "A21") => (
-            "Ablehnung: Vorlauffrist von 2 Werktagen vor dem Änderungstermin nicht eingehalten",
-            "rejected: lead time of 2 working days before the change date not met",
-        ),
-        ("E_0595", "A22") => (
-            "Ablehnung: Vorlauffrist von 7 Werktagen nicht eingehalten",
-            "rejected: lead time of 7 working days not met",
-        ),
-        ("E_0595", "A99") => (
-            "Ablehnung: Sonstiges (siehe Freitext)",
-            "rejected: other reason (see free text)",
-        ),
-        ("E_0595", _) => ("Ablehnung: keine Änderung", "rejected: no change"),
-        ("E_0250", "A01") => (
-            "Ablehnung: Frist nicht eingehalten (weniger als 20 Werktage)",
-            "rejected: deadline not met (fewer than 20 working days)",
-        ),
-        ("E_0250", "A02") => (
-            "Zustimmung: Änderung kann durchgeführt werden",
-            "accepted: the change can be made",
-        ),
-        ("E_0250", "A03") => (
-            "Ablehnung: Vollmacht des Letztverbrauchers fehlt",
-            "rejected: the customer's authorisation is missing",
-        ),
-        ("E_0250", "A04") => (
-            "Ablehnung: Vollmacht nicht plausibel oder ungültig",
-            "rejected: the customer's authorisation is not plausible or invalid",
-        ),
-        ("E_0283", "A01") => (
-            "Ablehnung: bestellte Technik liegt bereits vor",
-            "rejected: the ordered technology is already installed",
-        ),
-        ("E_0283", "A02") => (
-            "Ablehnung: MSB ist zum Beginn des Umsetzungszeitraums nicht mehr zugeordnet",
-            "rejected: the metering operator is no longer assigned at the start of the period",
-        ),
-        ("E_0283", "A03") => (
-            "Ablehnung: gewünschte Technik an der Lokation nicht möglich",
-            "rejected: the technology is not possible at the location",
-        ),
-        ("E_0283", "A04") => (
-            "Ablehnung: Realisierung im gewünschten Zeitraum nicht möglich",
-            "rejected: not possible in the wanted period (alternative window offered)",
-        ),
-        ("E_0283", "A05") => (
-            "Ablehnung: Preisblatt in der angegebenen Version nicht akzeptiert",
-            "rejected: price sheet version not accepted",
-        ),
-        ("E_0283", "A06") => (
-            "Zustimmung: Bestellbestätigung",
-            "accepted: order confirmed",
-        ),
-        ("E_0283", "A99") => (
-            "Ablehnung: Sonstiges (siehe Freitext)",
-            "rejected: other reason (see free text)",
-        ),
-        ("APERAK", "Z10") => ("ID unbekannt", "ID unknown"),
-        ("APERAK", "Z14") => (
-            "Objekt im IT-System nicht gefunden",
-            "object not found in the IT system",
-        ),
-        ("APERAK", "Z17") => (
-            "Absender zum Zeitpunkt dem Objekt nicht zugeordnet",
-            "sender not assigned to the object at that time",
-        ),
-        ("APERAK", "Z29") => (
-            "Erforderliche Angabe für diesen Anwendungsfall fehlt",
-            "information required for this use case is missing",
-        ),
-        ("APERAK", "Z33") => (
-            "Referenziertes Geschäftsvorfall-Tupel nicht vorhanden",
-            "referenced business transaction unknown",
-        ),
-        ("APERAK", "Z35") => ("Format nicht eingehalten", "format not met"),
-        ("APERAK", "Z39") => (
-            "Code nicht aus erlaubtem Wertebereich",
-            "code not in the allowed range",
-        ),
-        ("APERAK", "Z43") => (
-            "Geschäftsvorfall für Objekt mit der Eigenschaft nicht erlaubt",
-            "business transaction not allowed for an object with this property",
-        ),
-        ("APERAK", code) if code.chars().all(|c| c.is_ascii_digit()) => {
+    match table().get(&(tree.to_string(), code.to_string())) {
+        Some(e) => (e.german.as_str(), e.english.as_str()),
+        None if tree == "APERAK"
+            && !code.is_empty()
+            && code.chars().all(|c| c.is_ascii_digit()) =>
+        {
             ("Syntaxfehler (CONTRL)", "syntax error (CONTRL)")
         }
-        ("APERAK", _) => (
-            "Verarbeitbarkeitsfehler (APERAK)",
-            "message could not be processed (APERAK)",
-        ),
-        _ => ("unbekannter Code", "unknown code"),
+        None => ("unbekannter Code", "unknown code"),
+    }
+}
+
+/// What `code` of `tree` does to the order; codes not listed count as a refusal.
+pub fn outcome(tree: &str, code: &str) -> Option<Outcome> {
+    table()
+        .get(&(tree.to_string(), code.to_string()))
+        .map(|e| e.outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_table_reads_and_knows_the_codes() {
+        assert_eq!(outcome("E_0595", "A20"), Some(Outcome::Accepted));
+        assert_eq!(
+            outcome("E_0283", "A01"),
+            Some(Outcome::CancelledPreExisting)
+        );
+        assert_eq!(outcome("E_0250", "A02"), Some(Outcome::Accepted));
+        assert_eq!(outcome("E_0283", "A06"), Some(Outcome::Accepted));
+        assert_eq!(
+            reason_text("APERAK", "Z33").1,
+            "referenced business transaction unknown"
+        );
+        assert_eq!(reason_text("APERAK", "29").0, "Syntaxfehler (CONTRL)");
+        assert_eq!(reason_text("E_9999", "A01").1, "unknown code");
     }
 }
