@@ -6,46 +6,12 @@
 //! carry no licence, so their snapshot records only the structure (tags, element counts and
 //! the envelope summary), never their values.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{corpus_dir, edi_files};
 
 use mako_gateway::cli::render_text;
 use mako_gateway::edifact::{parse, parse_lenient, write_document, Document};
-
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("MAKO_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "corpus not found at {}: CI must run beside shared/",
-        dir.display()
-    );
-    eprintln!(
-        "NOTICE: corpus not found at {}; corpus tests skipped (set MAKO_CORPUS_DIR)",
-        dir.display()
-    );
-    None
-}
-
-fn corpus_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "edi") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
-}
 
 fn shape(document: &Document<'_>) -> String {
     let mut out = String::new();
@@ -83,7 +49,7 @@ fn shape(document: &Document<'_>) -> String {
 #[test]
 fn every_corpus_file_parses_round_trips_and_matches_its_snapshot() {
     let Some(dir) = corpus_dir() else { return };
-    let files = corpus_files(&dir);
+    let files = edi_files(&dir);
     assert!(
         files.len() > 300,
         "expected the whole corpus, found {} files",

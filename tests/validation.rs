@@ -2,7 +2,10 @@
 //! sample, a table of broken messages with the finding and code each must produce, and the
 //! corpus of other people's interchanges checked against our grammars.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{corpus_dir, edi_files};
+use std::path::Path;
 
 use chrono::NaiveDate;
 use mako_gateway::acks::{plan, AckContext, ContrlPolicy};
@@ -12,23 +15,6 @@ use mako_gateway::grammar::{validate_interchange, Level, Registry, Severity};
 
 fn manifest() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn edi_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "edi") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 fn context(now: &str) -> AckContext<'static> {
@@ -364,25 +350,6 @@ fn answers_after_the_october_switch_use_aperak_2_2() {
     // The message itself is an ORDERS 1.4b, not in force any more on its own date? Its date is
     // 2026-05-10, when 1.4b was in force: no warning.
     assert!(answer.reports[0].findings.is_empty());
-}
-
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("MAKO_CORPUS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest().join("../shared/corpus"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "corpus not found at {}",
-        dir.display()
-    );
-    eprintln!(
-        "NOTICE: corpus not found at {}; corpus validation skipped",
-        dir.display()
-    );
-    None
 }
 
 #[test]
