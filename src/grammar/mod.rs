@@ -50,6 +50,13 @@ pub struct Registry {
     migs: Vec<Mig>,
     ahbs: Vec<Ahb>,
     by_pid: HashMap<u32, usize>,
+    /// Per MIG (same order as `migs`): its tables for the validator.
+    mig_tables: Vec<validate::MigTables>,
+    /// Per AHB and block (same order as `ahbs` and their blocks): tables for the validator.
+    ahb_tables: Vec<Vec<validate::AhbTables>>,
+    /// Per MIG (same order as `migs`): its message type and association as keys
+    /// (`validate::short_key`), `None` where longer than a key.
+    mig_keys: Vec<(Option<u64>, Option<u64>)>,
 }
 
 impl Registry {
@@ -153,6 +160,22 @@ impl Registry {
         registry.migs.sort_by(|a, b| {
             (a.message_type.as_str(), a.valid_from).cmp(&(b.message_type.as_str(), b.valid_from))
         });
+        registry.mig_tables = registry.migs.iter().map(validate::mig_tables).collect();
+        registry.mig_keys = registry
+            .migs
+            .iter()
+            .map(|m| {
+                (
+                    validate::short_key(m.message_type.as_bytes()),
+                    validate::short_key(m.association.as_bytes()),
+                )
+            })
+            .collect();
+        registry.ahb_tables = registry
+            .ahbs
+            .iter()
+            .map(|a| validate::ahb_tables(a, &registry.migs))
+            .collect();
         if errors.is_empty() {
             Ok(registry)
         } else {
@@ -172,9 +195,30 @@ impl Registry {
 
     /// The MIG for a message type and association code (S009 DE0057), e.g. (`ORDERS`, `1.4b`).
     pub fn mig(&self, message_type: &str, association: &str) -> Option<&Mig> {
-        self.migs
-            .iter()
-            .find(|m| m.message_type == message_type && m.association == association)
+        self.mig_index(message_type, association)
+            .map(|i| &self.migs[i])
+    }
+
+    /// Index in [`Registry::migs`] of the MIG for a message type and association code.
+    fn mig_index(&self, message_type: &str, association: &str) -> Option<usize> {
+        self.mig_index_bytes(message_type.as_bytes(), association.as_bytes())
+    }
+
+    /// [`Registry::mig_index`] on the bytes of the two texts.
+    fn mig_index_bytes(&self, message_type: &[u8], association: &[u8]) -> Option<usize> {
+        match (
+            validate::short_key(message_type),
+            validate::short_key(association),
+        ) {
+            // Equal keys, equal texts: a key holds the bytes and their number.
+            (Some(t), Some(a)) => self
+                .mig_keys
+                .iter()
+                .position(|&keys| keys == (Some(t), Some(a))),
+            _ => self.migs.iter().position(|m| {
+                m.message_type.as_bytes() == message_type && m.association.as_bytes() == association
+            }),
+        }
     }
 
     /// The MIG of a message type in force on `date`.

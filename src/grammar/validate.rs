@@ -8,9 +8,10 @@
 use std::borrow::Cow;
 
 use chrono::NaiveDate;
+use wide::u8x16;
 
-use super::ahb::{AhbBlock, CompiledRule, CompiledSelector, Locations, RuleKind, ValueKind};
-use super::mig::{CharClass, Node, SegmentDef, SimpleDef, Status};
+use super::ahb::{Ahb, AhbBlock, CompiledRule, CompiledSelector, Locations, RuleKind, ValueKind};
+use super::mig::{CharClass, GroupDef, Mig, Node, SegmentDef, SimpleDef, Status};
 use super::Registry;
 use crate::edifact::{Delimiters, Interchange, Message, Segment};
 use crate::ids::{
@@ -286,15 +287,288 @@ pub fn validate_message<'a>(
     fallback_date: Option<NaiveDate>,
 ) -> MessageReport<'a> {
     let segments: Vec<Segment<'a>> = message.segments().collect();
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let report = validate_segments(segments, registry, fallback_date, &mut scratch);
+            scratch.trim();
+            report
+        }
+        // Only reachable if validation ever re-entered itself on this thread.
+        Err(_) => validate_segments(segments, registry, fallback_date, &mut Scratch::default()),
+    })
+}
+
+/// Buffers reused from message to message (per thread), so that validating a conformant
+/// message allocates only what its report keeps.
+#[derive(Default)]
+struct Scratch {
+    /// Every segment's components, split once (see [`split_parts`]).
+    parts: Vec<Part>,
+    /// Per segment: its range in `parts`.
+    ranges: Vec<(u32, u32)>,
+    /// Per segment: its tag.
+    tags: Vec<[u8; 3]>,
+    /// Per segment: the MIG position it matched ([`SegmentDef::index`]) or [`UNPLACED`].
+    placed: Vec<u32>,
+    /// Segment indices of the group repetitions being matched (innermost last).
+    segment_stack: Vec<usize>,
+    /// Finished group repetitions whose parent is still being matched.
+    instance_stack: Vec<GroupInstance>,
+    /// The last message date that was written out, and its text.
+    date_text: Option<(NaiveDate, String)>,
+    /// The splitter of the last message's delimiters.
+    splitter: Option<(Delimiters, Box<Splitter>)>,
+    /// The conditions of AHB rules that the segments meet.
+    ahb: AhbScratch,
+}
+
+impl Scratch {
+    /// Gives back memory after an unusually large message.
+    fn trim(&mut self) {
+        const KEEP: usize = 1 << 16;
+        if self.parts.capacity() > 16 * KEEP {
+            *self = Scratch::default();
+        } else if self.ranges.capacity() > KEEP {
+            self.ranges = Vec::new();
+            self.tags = Vec::new();
+            self.placed = Vec::new();
+            self.ahb = AhbScratch::default();
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// No MIG position (the segment was not matched).
+const UNPLACED: u32 = u32::MAX;
+
+/// A message's segments with their components split once.
+#[derive(Clone, Copy)]
+struct Split<'v, 'a> {
+    segments: &'v [Segment<'a>],
+    /// Per segment: its tag.
+    tags: &'v [[u8; 3]],
+    parts: &'v [Part],
+    ranges: &'v [(u32, u32)],
+}
+
+impl<'v, 'a> Split<'v, 'a> {
+    /// The components of segment `i`.
+    fn parts(&self, i: usize) -> &'v [Part] {
+        let (from, to) = self.ranges[i];
+        &self.parts[from as usize..to as usize]
+    }
+
+    /// Component `c` of element `e` of segment `i`, if present.
+    fn part(&self, i: usize, e: u16, c: u16) -> Option<&'v Part> {
+        self.parts(i)
+            .iter()
+            .find(|p| p.element == e && p.component == c)
+    }
+
+    /// Raw bytes of a part of segment `i`.
+    fn bytes(&self, i: usize, p: &Part) -> &'a [u8] {
+        &self.segments[i].raw()[p.start as usize..p.end as usize]
+    }
+
+    /// Text of element `e`, component `c` of segment `i`: the same as [`Segment::value`].
+    fn value(&self, i: usize, e: u16, c: u16) -> Cow<'a, str> {
+        match self.part(i, e, c) {
+            Some(p) => self.text(i, p),
+            None => Cow::Borrowed(""),
+        }
+    }
+
+    /// A part unescaped and decoded, as [`crate::edifact::Value::text`] does it.
+    fn text(&self, i: usize, p: &Part) -> Cow<'a, str> {
+        let seg = &self.segments[i];
+        let raw = self.bytes(i, p);
+        if p.escaped {
+            if let Cow::Owned(bytes) = unescape(raw, &seg.delimiters()) {
+                return Cow::Owned(seg.charset().decode(&bytes).into_owned());
+            }
+        }
+        seg.charset().decode(raw)
+    }
+
+    /// Calls `f` with the text of a part (the same text as [`Split::text`]), unescaping short
+    /// values on the stack.
+    fn with_text<R>(&self, i: usize, p: &Part, f: impl FnOnce(&str) -> R) -> R {
+        let seg = &self.segments[i];
+        let raw = self.bytes(i, p);
+        if p.escaped {
+            let mut buf = [0u8; UNESCAPE_BUFFER];
+            f(&seg
+                .charset()
+                .decode(&unescape_in(raw, &seg.delimiters(), &mut buf)))
+        } else {
+            f(&seg.charset().decode(raw))
+        }
+    }
+
+    /// Byte offset of a finding's place: the same as [`finding_offset`] on the segment.
+    fn offset(&self, i: usize, place: Option<(usize, usize)>) -> usize {
+        let base = self.segments[i].offset();
+        let Some((e, c)) = place else {
+            return base;
+        };
+        let (Ok(e), Ok(c)) = (u16::try_from(e), u16::try_from(c)) else {
+            return finding_offset(&self.segments[i], place);
+        };
+        match self.part(i, e, 1) {
+            Some(element) => base + self.part(i, e, c).unwrap_or(element).start as usize,
+            None => base,
+        }
+    }
+
+    /// A finding about segment `i` (message position `i + 1`).
+    #[allow(clippy::too_many_arguments)]
+    fn finding(
+        &self,
+        i: usize,
+        severity: Severity,
+        level: Level,
+        rule: &'static str,
+        message: String,
+        place: Option<(usize, usize)>,
+        reference: String,
+        contrl_code: Option<u8>,
+        aperak_code: Option<&'static str>,
+    ) -> Finding {
+        let segment = &self.segments[i];
+        Finding {
+            severity,
+            level,
+            rule,
+            message,
+            offset: self.offset(i, place),
+            segment: segment.number(),
+            message_segment: i + 1,
+            tag: segment.tag().as_str().to_string(),
+            element: place.map(|p| p.0),
+            component: place.map(|p| p.1),
+            reference,
+            contrl_code,
+            aperak_code,
+        }
+    }
+
+    /// The PID as [`message_pid`] reads it.
+    fn pid(&self) -> Option<u32> {
+        let body = 1..self.segments.len().saturating_sub(1);
+        body.into_iter()
+            .find(|&i| {
+                // An ASCII text equals the bytes that every repertoire decodes it from.
+                self.tags[i] == *b"RFF"
+                    && self.part(i, 1, 1).is_some_and(|p| {
+                        if p.escaped {
+                            self.with_text(i, p, |t| t == "Z13")
+                        } else {
+                            self.bytes(i, p) == b"Z13"
+                        }
+                    })
+            })
+            .and_then(|i| {
+                let p = self.part(i, 1, 2)?;
+                if p.escaped {
+                    self.with_text(i, p, |t| t.parse().ok())
+                } else {
+                    parse_u32(self.bytes(i, p))
+                }
+            })
+    }
+
+    /// The message date as [`message_date`] reads it, and the segment whose C507 DE2380 it
+    /// is (a valid date in format 303).
+    fn date(&self) -> Option<(NaiveDate, usize)> {
+        let body = 1..self.segments.len().saturating_sub(1).min(9);
+        body.into_iter()
+            .filter(|&i| self.tags[i] == *b"DTM")
+            .find_map(|i| {
+                let qualifier = self.part(i, 1, 1)?;
+                (self.bytes(i, qualifier) == b"137")
+                    .then(|| self.part(i, 1, 2))
+                    .flatten()
+                    .and_then(|v| self.with_text(i, v, |t| parse_date_303(t).ok()))
+                    .map(|d| (d.date(), i))
+            })
+    }
+}
+
+fn validate_segments<'a>(
+    segments: Vec<Segment<'a>>,
+    registry: &Registry,
+    fallback_date: Option<NaiveDate>,
+    scratch: &mut Scratch,
+) -> MessageReport<'a> {
+    let Scratch {
+        parts,
+        ranges,
+        tags,
+        placed,
+        segment_stack,
+        instance_stack,
+        date_text,
+        splitter,
+        ahb: ahb_scratch,
+    } = scratch;
+    let delimiters = segments[0].delimiters();
+    let splitter = match splitter {
+        Some((d, s)) if *d == delimiters => s,
+        _ => {
+            &mut splitter
+                .insert((delimiters, Box::new(Splitter::new(&delimiters))))
+                .1
+        }
+    };
+    parts.clear();
+    ranges.clear();
+    tags.clear();
+    for s in &segments {
+        tags.push(s.tag().0);
+        let from = parts.len() as u32;
+        split_parts(s.raw(), splitter, parts);
+        ranges.push((from, parts.len() as u32));
+    }
+    placed.clear();
+    placed.resize(segments.len(), UNPLACED);
+    let split = Split {
+        segments: &segments,
+        tags: &tags[..],
+        parts: &parts[..],
+        ranges: &ranges[..],
+    };
+
+    // S009 DE0065 and DE0057 as written: when plain ASCII, they are their own text.
+    let plain = |c: u16| match split.part(0, 2, c) {
+        None => Some(&b""[..]),
+        Some(p) if !p.escaped && split.bytes(0, p).is_ascii() => Some(split.bytes(0, p)),
+        Some(_) => None,
+    };
+    let mig_index = match (plain(1), plain(5)) {
+        (Some(message_type), Some(association)) => {
+            registry.mig_index_bytes(message_type, association)
+        }
+        _ => registry.mig_index(&split.value(0, 2, 1), &split.value(0, 2, 5)),
+    };
     let unh = segments[0];
-    let message_type = unh.value(2, 1).into_owned();
-    let association = unh.value(2, 5).into_owned();
-    let identifier =
-        String::from_utf8_lossy(unh.element(2).map_or(&b""[..], |e| e.raw())).into_owned();
-    let pid = message_pid(message);
-    let date = message_date(message).or(fallback_date);
+    // UNH element 2 as written: from its first byte to the separator before element 3.
+    let identifier = match split.part(0, 2, 1) {
+        Some(first) => {
+            let end = split
+                .part(0, 3, 1)
+                .map_or(unh.raw().len(), |next| next.start as usize - 1);
+            String::from_utf8_lossy(&unh.raw()[first.start as usize..end]).into_owned()
+        }
+        None => String::new(),
+    };
+    let pid = split.pid();
+    let message_date = split.date();
+    let date = message_date.map(|(d, _)| d).or(fallback_date);
     let mut report = MessageReport {
-        reference: message.reference().into_owned(),
+        reference: split.value(0, 1, 1).into_owned(),
         identifier,
         pid,
         date,
@@ -303,16 +577,16 @@ pub fn validate_message<'a>(
         findings: Vec::new(),
         validated: None,
     };
-    let Some(mig) = registry.mig(&message_type, &association) else {
+    let Some(mig_index) = mig_index else {
+        let (message_type, association) = (split.value(0, 2, 1), split.value(0, 2, 5));
         let known: Vec<&str> = registry
             .migs()
             .iter()
             .filter(|m| m.message_type == message_type)
             .map(|m| m.association.as_str())
             .collect();
-        report.findings.push(finding_at(
-            &unh,
-            1,
+        report.findings.push(split.finding(
+            0,
             Severity::Error,
             Level::Syntax,
             "unknown_message_version",
@@ -331,18 +605,19 @@ pub fn validate_message<'a>(
         ));
         return report;
     };
+    // From here on, the message's type and association are the MIG's (equal as text).
+    let mig = &registry.migs()[mig_index];
+    let tables = &registry.mig_tables[mig_index];
     report.mig = Some(mig.file.clone());
-    let mig_ref = format!("MIG {} {}", mig.message_type, mig.association);
-    for note in &mig.unverified {
-        report.findings.push(finding_at(
-            &unh,
-            1,
+    for note in &tables.unverified {
+        report.findings.push(split.finding(
+            0,
             Severity::Warning,
             Level::Syntax,
             "grammar_unverified",
-            format!("grammar {} is unverified: {note}", mig.file),
+            note.clone(),
             None,
-            mig_ref.clone(),
+            tables.mig_ref.clone(),
             None,
             None,
         ));
@@ -350,90 +625,140 @@ pub fn validate_message<'a>(
     if let Some(date) = date {
         if !mig.in_force(date) {
             let in_force = registry
-                .mig_in_force(&message_type, date)
+                .mig_in_force(&mig.message_type, date)
                 .map_or("none known".to_string(), |m| m.association.clone());
-            report.findings.push(finding_at(
-                &unh,
-                1,
+            // The same text as formatting the whole message, with the date's text (the slow
+            // part) kept from the previous message when the date is the same.
+            if date_text.as_ref().is_none_or(|(d, _)| *d != date) {
+                *date_text = Some((date, date.to_string()));
+            }
+            let day = date_text.as_ref().map_or("", |(_, t)| t.as_str());
+            let mut message = String::with_capacity(80);
+            for piece in [
+                mig.message_type.as_str(),
+                " ",
+                mig.association.as_str(),
+                " is not in force on the message date ",
+                day,
+                " (in force: ",
+                in_force.as_str(),
+                ")",
+            ] {
+                message.push_str(piece);
+            }
+            report.findings.push(split.finding(
+                0,
                 Severity::Warning,
                 Level::Syntax,
                 "version_not_in_force",
-                format!(
-                    "{message_type} {association} is not in force on the message date {date} (in force: {in_force})"
-                ),
+                message,
                 Some((2, 5)),
-                mig_ref.clone(),
+                tables.mig_ref.clone(),
                 None,
                 None,
             ));
         }
     }
 
-    let mut matcher = Matcher {
-        segments: &segments,
-        pos: 0,
-        findings: Vec::new(),
-        mig_ref: &mig_ref,
-        parts: Vec::with_capacity(segments.len() * 12),
-        placed: vec![(0, 0, None); segments.len()],
-        scratch: Vec::with_capacity(16),
-        classes: classes(&segments[0].delimiters()),
-        stack: Vec::new(),
+    // AHB rules of the PID (or of the PID-less type) in force on the message date: chosen
+    // now, so that the matcher reads their conditions' data elements as it goes.
+    let ahb_index = match pid {
+        Some(pid) => registry.by_pid.get(&pid).copied(),
+        None => registry
+            .ahbs()
+            .iter()
+            .position(|a| a.pid.is_none() && a.message_type == mig.message_type),
     };
-    let mut root = GroupInstance::default();
-    matcher.match_level(&mig.root, &mut root, true);
-    let structure_ok = !matcher.findings.iter().any(|f| {
+    let ahb = ahb_index.map(|ahb_index| {
+        let ahb = &registry.ahbs()[ahb_index];
+        let block = ahb
+            .blocks
+            .iter()
+            .position(|b| date.is_none_or(|d| b.in_force(d)) && b.mig_version == mig.association)
+            .or_else(|| {
+                ahb.blocks
+                    .iter()
+                    .position(|b| b.mig_version == mig.association)
+            });
+        (ahb, block.map(|b| (b, &registry.ahb_tables[ahb_index][b])))
+    });
+    let conditions = match ahb {
+        Some((_, Some((_, tables)))) => {
+            let words = segments.len().div_ceil(64);
+            ahb_scratch.sets.clear();
+            ahb_scratch
+                .sets
+                .resize((tables.conditions + tables.tags.len()) * words, 0);
+            Some(Conditions {
+                tables,
+                sets: &mut ahb_scratch.sets[..],
+                words,
+            })
+        }
+        _ => None,
+    };
+
+    segment_stack.clear();
+    instance_stack.clear();
+    let delimiters = segments[0].delimiters();
+    // The matcher adds to the report's findings (one vector, grown once).
+    let matcher_from = report.findings.len();
+    let mut matcher = Matcher {
+        split,
+        tables,
+        pos: 0,
+        findings: std::mem::take(&mut report.findings),
+        placed: &mut placed[..],
+        segment_stack,
+        instance_stack,
+        conditions,
+        delimiters,
+        utf8: segments[0].charset().is_utf8(),
+    };
+    matcher.match_level(&mig.root, 0, true);
+    let root = GroupInstance {
+        segments: matcher.segment_stack.split_off(0),
+        groups: matcher.instance_stack.split_off(0),
+        ..GroupInstance::default()
+    };
+    let structure_ok = !matcher.findings[matcher_from..].iter().any(|f| {
         f.severity == Severity::Error
             && matches!(
                 f.rule,
                 "unexpected_segment" | "missing_segment" | "missing_group"
             )
     });
-    report.findings.append(&mut matcher.findings);
-    let Matcher { parts, placed, .. } = matcher;
-
-    // AHB rules of the PID (or of the PID-less type) in force on the message date.
-    let ahb = match pid {
-        Some(pid) => registry.ahb(pid),
-        None => registry.ahb_without_pid(&message_type),
-    };
-    if let Some(ahb) = ahb {
-        let block = ahb
-            .blocks
-            .iter()
-            .filter(|b| date.is_none_or(|d| b.in_force(d)))
-            .find(|b| b.mig_version == mig.association)
-            .or_else(|| ahb.blocks.iter().find(|b| b.mig_version == mig.association));
-        match block {
-            Some(block) => {
-                report.ahb = Some(ahb.file.clone());
-                let ahb_ref = match ahb.pid {
-                    Some(pid) => format!("AHB {pid} ({} {})", ahb.message_type, block.mig_version),
-                    None => format!("AHB {} {}", ahb.message_type, block.mig_version),
-                };
-                let view = Placed {
-                    segments: &segments,
-                    parts: &parts,
-                    placed: &placed,
-                };
-                apply_ahb(block, &view, &ahb_ref, &mut report.findings);
-            }
-            None => report.findings.push(finding_at(
-                &unh,
-                1,
-                Severity::Warning,
-                Level::Application,
-                "no_ahb_for_version",
-                format!(
-                    "{} has no rules for {} {}",
-                    ahb.file, mig.message_type, mig.association
-                ),
-                None,
-                ahb.file.clone(),
-                None,
-                None,
-            )),
+    report.findings = std::mem::take(&mut matcher.findings);
+    match ahb {
+        Some((ahb, Some((block, tables)))) => {
+            report.ahb = Some(ahb.file.clone());
+            let words = segments.len().div_ceil(64);
+            mark_slots(tables, &mut ahb_scratch.sets, words, split, placed);
+            let view = Placed {
+                split,
+                placed: &placed[..],
+                sets: &ahb_scratch.sets,
+                words,
+                slots: tables.conditions * words,
+                date_at: message_date.map(|(_, i)| i),
+            };
+            apply_ahb(&ahb.blocks[block], tables, &view, &mut report.findings);
         }
+        Some((ahb, None)) => report.findings.push(split.finding(
+            0,
+            Severity::Warning,
+            Level::Application,
+            "no_ahb_for_version",
+            format!(
+                "{} has no rules for {} {}",
+                ahb.file, mig.message_type, mig.association
+            ),
+            None,
+            ahb.file.clone(),
+            None,
+            None,
+        )),
+        None => {}
     }
     if structure_ok {
         report.validated = Some(Validated { segments, root });
@@ -441,47 +766,23 @@ pub fn validate_message<'a>(
     report
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finding_at(
-    segment: &Segment<'_>,
-    message_segment: usize,
-    severity: Severity,
-    level: Level,
-    rule: &'static str,
-    message: String,
-    place: Option<(usize, usize)>,
-    reference: String,
-    contrl_code: Option<u8>,
-    aperak_code: Option<&'static str>,
-) -> Finding {
-    let offset = match place.and_then(|(e, c)| segment.element(e).map(|el| (el, c))) {
+/// Byte offset of a place in a segment: the component, else its element, else the segment.
+fn finding_offset(segment: &Segment<'_>, place: Option<(usize, usize)>) -> usize {
+    match place.and_then(|(e, c)| segment.element(e).map(|el| (el, c))) {
         Some((el, c)) => el.component(c).map_or(el.offset(), |v| v.offset()),
         None => segment.offset(),
-    };
-    Finding {
-        severity,
-        level,
-        rule,
-        message,
-        offset,
-        segment: segment.number(),
-        message_segment,
-        tag: segment.tag().to_string(),
-        element: place.map(|p| p.0),
-        component: place.map(|p| p.1),
-        reference,
-        contrl_code,
-        aperak_code,
     }
 }
 
-/// One component of a split segment: element and component position (1-based) and raw bytes.
+/// One component of a split segment: element and component position (1-based), raw bytes,
+/// and whether it holds a release character.
 #[derive(Debug, Clone, Copy)]
 struct Part {
     element: u16,
     component: u16,
     start: u32,
     end: u32,
+    escaped: bool,
 }
 
 /// Byte classes for [`split_parts`]: 0 ordinary, 1 element separator, 2 component separator,
@@ -501,66 +802,343 @@ fn classes(d: &Delimiters) -> Classes {
     c
 }
 
-/// Splits a segment's raw bytes into its components in one pass (first repetition only; the
-/// BDEW MIGs repeat no data element).
-fn split_parts(raw: &[u8], classes: &Classes, out: &mut Vec<Part>) {
-    out.clear();
+/// The service characters that split a segment, as byte classes and as SIMD lanes.
+struct Splitter {
+    classes: Classes,
+    element: u8x16,
+    component: u8x16,
+    repetition: Option<u8x16>,
+    release: Option<u8x16>,
+}
+
+impl Splitter {
+    fn new(d: &Delimiters) -> Splitter {
+        Splitter {
+            classes: classes(d),
+            element: u8x16::splat(d.element),
+            component: u8x16::splat(d.component),
+            repetition: d.repetition.map(u8x16::splat),
+            release: d.release.map(u8x16::splat),
+        }
+    }
+
+    /// Bit `j`: byte `j` of the block is a service character.
+    #[inline(always)]
+    fn mask(&self, block: &[u8; 16]) -> u32 {
+        let v = u8x16::new(*block);
+        let mut lanes = v.simd_eq(self.element) | v.simd_eq(self.component);
+        if let Some(r) = self.repetition {
+            lanes |= v.simd_eq(r);
+        }
+        if let Some(r) = self.release {
+            lanes |= v.simd_eq(r);
+        }
+        lanes.to_bitmask()
+    }
+}
+
+/// Appends a segment's components to `out` in one pass (first repetition only; the BDEW MIGs
+/// repeat no data element). Service characters are found sixteen bytes at a time; only they
+/// are looked at one by one.
+fn split_parts(raw: &[u8], splitter: &Splitter, out: &mut Vec<Part>) {
+    let n = raw.len();
     let (mut element, mut component, mut start) = (0u16, 1u16, 0usize);
     let mut repetition = false;
-    let mut i = 0;
-    while i < raw.len() {
-        let class = classes[raw[i] as usize];
-        if class == 0 {
-            i += 1;
-            continue;
-        }
-        if class == 4 {
-            i += 2;
-            continue;
-        }
-        if element > 0 && !repetition {
-            out.push(Part {
-                element,
-                component,
-                start: start as u32,
-                end: i as u32,
-            });
-        }
-        match class {
-            1 => {
-                element += 1;
-                component = 1;
-                repetition = false;
+    let mut escaped = false;
+    // Bytes before this offset are released.
+    let mut released_until = 0usize;
+    let mut base = 0usize;
+    while base < n {
+        let mut mask = if n - base >= 16 {
+            splitter.mask(raw[base..base + 16].try_into().expect("16 bytes"))
+        } else if n >= 16 {
+            // The last bytes: the final sixteen, without the lanes already looked at.
+            splitter.mask(raw[n - 16..].try_into().expect("16 bytes")) >> (base + 16 - n)
+        } else {
+            raw.iter().enumerate().fold(0u32, |m, (j, &b)| {
+                m | u32::from(splitter.classes[b as usize] != 0) << j
+            })
+        };
+        while mask != 0 {
+            let i = base + mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if i < released_until {
+                continue;
             }
-            2 => component += 1,
-            _ => repetition = true,
+            let class = splitter.classes[raw[i] as usize];
+            if class == 4 {
+                escaped = true;
+                released_until = i + 2;
+                continue;
+            }
+            if element > 0 && !repetition {
+                out.push(Part {
+                    element,
+                    component,
+                    start: start as u32,
+                    end: i as u32,
+                    escaped,
+                });
+            }
+            match class {
+                1 => {
+                    element += 1;
+                    component = 1;
+                    repetition = false;
+                }
+                2 => component += 1,
+                _ => repetition = true,
+            }
+            start = i + 1;
+            escaped = false;
         }
-        start = i + 1;
-        i += 1;
+        base += 16;
     }
     if element > 0 && !repetition {
         out.push(Part {
             element,
             component,
             start: start as u32,
-            end: raw.len() as u32,
+            end: n as u32,
+            escaped,
         });
     }
 }
 
+// ---- the MIG as tables (built once by the registry) ----
+
+/// What validation needs of one MIG beyond its tree, made once instead of per message: the
+/// tree's levels as flat node entries, the data elements of every segment position as flat
+/// arrays for [`elements_ok`], and the reference texts of findings.
+#[derive(Debug, Default)]
+pub(super) struct MigTables {
+    /// `MIG ORDERS 1.4b`.
+    mig_ref: String,
+    /// `MIG ORDERS 1.4b (message level)`.
+    message_level_ref: String,
+    /// The messages of the `grammar_unverified` warnings.
+    unverified: Vec<String>,
+    /// The levels of the tree, the message level first.
+    levels: Vec<LevelTable>,
+    /// Per segment position ([`SegmentDef::index`]).
+    positions: Vec<PositionTable>,
+    /// The data elements of all positions, position by position.
+    elements: Vec<ElementTable>,
+    /// The components of all data elements, element by element.
+    components: Vec<ComponentTable>,
+    /// Sorted code keys of the components, component by component.
+    codes: Vec<u64>,
+    /// Per position: `MIG ORDERS 1.4b SG2/NAD`.
+    position_refs: Vec<String>,
+    /// Per data element (as in `elements`): `MIG ORDERS 1.4b SG2/NAD 3035`.
+    element_refs: Vec<String>,
+}
+
+/// One level of the tree (the message level or a group's children), node by node.
+#[derive(Debug, Default)]
+struct LevelTable {
+    nodes: Vec<NodeTable>,
+    /// Per node: the reference of a `missing_segment` / `missing_group` finding.
+    missing_refs: Vec<String>,
+    /// Per node: the reference of a `too_many_group_repetitions` finding (empty for segments).
+    group_refs: Vec<String>,
+}
+
+/// One node of a level.
+#[derive(Debug, Clone, Copy)]
+struct NodeTable {
+    /// The tag (a group's trigger).
+    tag: [u8; 3],
+    /// Status M or R.
+    required: bool,
+    /// A segment (else a group).
+    segment: bool,
+    /// A segment with status N.
+    unused: bool,
+    /// Most repetitions.
+    max: u32,
+    /// A segment's position, a group's level.
+    target: u32,
+}
+
+/// The data elements of one segment position.
+#[derive(Debug, Clone, Copy, Default)]
+struct PositionTable {
+    /// Its first data element in [`MigTables::elements`].
+    first: u32,
+    /// Number of data elements.
+    count: u32,
+    /// Bit `e - 1`: data element `e` is required.
+    required: u64,
+    /// At most 64 data elements of at most 64 components each: [`elements_ok`] applies.
+    small: bool,
+}
+
+/// One data element of a segment position.
+#[derive(Debug, Clone, Copy)]
+struct ElementTable {
+    /// Its first component in [`MigTables::components`].
+    first: u32,
+    /// Number of components (1 for a simple data element).
+    count: u32,
+    /// Bit `c - 1`: component `c` is required.
+    required: u64,
+    /// Status N.
+    unused: bool,
+}
+
+/// One simple data element (component), for [`value_ok`].
+#[derive(Debug, Clone, Copy)]
+struct ComponentTable {
+    class: CharClass,
+    min: u16,
+    max: u16,
+    unused: bool,
+    codes: Codes,
+}
+
+/// The allowed codes of a simple data element, for [`value_ok`].
+#[derive(Debug, Clone, Copy)]
+enum Codes {
+    /// Any value.
+    Any,
+    /// Every code has a key ([`code_key`](super::mig::code_key)): these are
+    /// `MigTables::codes[from..to]`, sorted.
+    Keys(u32, u32),
+    /// Some code is longer than a key: left to [`check_value`].
+    Def,
+}
+
+/// Builds the tables of a MIG (after `based-on` is resolved and positions are numbered).
+pub(super) fn mig_tables(mig: &Mig) -> MigTables {
+    let mig_ref = format!("MIG {} {}", mig.message_type, mig.association);
+    let mut tables = MigTables {
+        message_level_ref: format!("{mig_ref} (message level)"),
+        unverified: mig
+            .unverified
+            .iter()
+            .map(|note| format!("grammar {} is unverified: {note}", mig.file))
+            .collect(),
+        positions: vec![PositionTable::default(); mig.positions],
+        position_refs: vec![String::new(); mig.positions],
+        mig_ref,
+        ..MigTables::default()
+    };
+    add_level(&mut tables, &mig.root, "");
+    tables
+}
+
+/// Adds the level of `nodes` (and the levels below it); returns its number.
+fn add_level(tables: &mut MigTables, nodes: &[Node], path: &str) -> u32 {
+    let number = tables.levels.len();
+    tables.levels.push(LevelTable::default());
+    let mut level = LevelTable::default();
+    for node in nodes {
+        let (target, max) = match node {
+            Node::Segment(s) => {
+                let reference = format!("{} {path}{}", tables.mig_ref, s.tag_str());
+                level.missing_refs.push(reference.clone());
+                level.group_refs.push(String::new());
+                add_position(tables, s, reference);
+                (s.index as u32, s.max)
+            }
+            Node::Group(g) => {
+                let child = add_level(tables, &g.children, &format!("{path}{}/", g.id));
+                level.missing_refs.push(format!(
+                    "{} {path}{} ({})",
+                    tables.mig_ref,
+                    g.id,
+                    String::from_utf8_lossy(&g.trigger())
+                ));
+                level
+                    .group_refs
+                    .push(format!("{} {path}{}", tables.mig_ref, g.id));
+                (child, g.max)
+            }
+        };
+        level.nodes.push(NodeTable {
+            tag: node_tag(node),
+            required: node_status(node).is_required(),
+            segment: matches!(node, Node::Segment(_)),
+            unused: matches!(node, Node::Segment(s) if s.status == Status::N),
+            max,
+            target,
+        });
+    }
+    tables.levels[number] = level;
+    number as u32
+}
+
+/// Adds the data elements of segment position `s.index`.
+fn add_position(tables: &mut MigTables, s: &SegmentDef, reference: String) {
+    let mut position = PositionTable {
+        first: tables.elements.len() as u32,
+        count: s.elements.len() as u32,
+        required: 0,
+        small: s.elements.len() <= 64,
+    };
+    for (e, element) in s.elements.iter().enumerate() {
+        let components = element.components();
+        position.small &= components.len() <= 64;
+        if element.status().is_required() && e < 64 {
+            position.required |= 1 << e;
+        }
+        let mut required = 0u64;
+        for (c, component) in components.iter().enumerate() {
+            if component.status.is_required() && c < 64 {
+                required |= 1 << c;
+            }
+            let codes = if component.codes.is_empty() {
+                Codes::Any
+            } else if component.code_keys.len() == component.codes.len() {
+                let mut keys = component.code_keys.clone();
+                keys.sort_unstable();
+                keys.dedup();
+                let from = tables.codes.len() as u32;
+                tables.codes.extend(keys);
+                Codes::Keys(from, tables.codes.len() as u32)
+            } else {
+                Codes::Def
+            };
+            tables.components.push(ComponentTable {
+                class: component.format.class,
+                min: component.format.min,
+                max: component.format.max,
+                unused: component.status == Status::N,
+                codes,
+            });
+        }
+        tables.elements.push(ElementTable {
+            first: (tables.components.len() - components.len()) as u32,
+            count: components.len() as u32,
+            required,
+            unused: element.status() == Status::N,
+        });
+        tables
+            .element_refs
+            .push(format!("{reference} {}", element.id()));
+    }
+    if let Some(slot) = tables.positions.get_mut(s.index) {
+        *slot = position;
+        tables.position_refs[s.index] = reference;
+    }
+}
+
 struct Matcher<'s, 'a> {
-    segments: &'s [Segment<'a>],
+    split: Split<'s, 'a>,
+    tables: &'s MigTables,
     pos: usize,
     findings: Vec<Finding>,
-    mig_ref: &'s str,
-    /// Every segment's components, split once (for element checks and the AHB rules).
-    parts: Vec<Part>,
-    /// Per segment: its range in `parts` and the MIG position it matched (if any).
-    placed: Vec<(u32, u32, Option<usize>)>,
-    scratch: Vec<Part>,
-    classes: Classes,
-    /// Ids of the groups being matched, outermost first (for the references of findings).
-    stack: Vec<std::sync::Arc<str>>,
+    /// Per segment: the MIG position it matched (for the AHB rules).
+    placed: &'s mut [u32],
+    /// Segments of the group repetitions being matched (see [`Scratch::segment_stack`]).
+    segment_stack: &'s mut Vec<usize>,
+    /// Finished group repetitions (see [`Scratch::instance_stack`]).
+    instance_stack: &'s mut Vec<GroupInstance>,
+    /// The conditions of the AHB rules to apply, marked segment by segment.
+    conditions: Option<Conditions<'s>>,
+    delimiters: Delimiters,
+    utf8: bool,
 }
 
 fn node_tag(node: &Node) -> [u8; 3] {
@@ -571,121 +1149,138 @@ fn node_tag(node: &Node) -> [u8; 3] {
 }
 
 impl<'a> Matcher<'_, 'a> {
-    /// The group path being matched, as `SG2/SG5/` (empty at the message level).
-    fn path(&self) -> String {
-        self.stack.iter().map(|g| format!("{g}/")).collect()
-    }
-
-    fn current(&self) -> Option<&Segment<'a>> {
-        self.segments.get(self.pos)
-    }
-
-    /// Matches the segments from `self.pos` against `nodes` (one level of the tree). At the
-    /// message level a segment that no later position takes is reported and skipped; inside a
-    /// group it ends the group repetition.
-    fn match_level(&mut self, nodes: &[Node], instance: &mut GroupInstance, root: bool) {
+    /// Matches the segments from `self.pos` against `nodes` (one level of the tree, numbered
+    /// `level` in the tables). At the message level a segment that no later position takes is
+    /// reported and skipped; inside a group it ends the group repetition. The segments taken
+    /// directly at this level are left on the segment stack, its finished group repetitions on
+    /// the instance stack.
+    fn match_level(&mut self, nodes: &[Node], level: u32, root: bool) {
+        let table = &self.tables.levels[level as usize];
+        let entries = &table.nodes[..nodes.len().min(table.nodes.len())];
+        let tags = self.split.tags;
         let mut i = 0;
         let mut count = 0u32;
-        while i < nodes.len() {
-            let node = &nodes[i];
-            if let Some(seg) = self.current() {
-                let tag = seg.tag().0;
-                if node_tag(node) == tag {
+        while i < entries.len() {
+            let entry = entries[i];
+            if let Some(&tag) = tags.get(self.pos) {
+                if entry.tag == tag {
                     count += 1;
-                    match node {
-                        Node::Segment(def) => {
-                            self.segment(def, count);
-                            instance.segments.push(self.pos);
-                            self.pos += 1;
-                            if !root && i == 0 {
-                                // The trigger opens this repetition once; its next occurrence
-                                // opens the next repetition of the group.
-                                i = 1;
-                                count = 0;
-                            }
+                    if entry.segment {
+                        self.segment(&nodes[i], entry, count);
+                        self.segment_stack.push(self.pos);
+                        self.pos += 1;
+                        if !root && i == 0 {
+                            // The trigger opens this repetition once; its next occurrence
+                            // opens the next repetition of the group.
+                            i = 1;
+                            count = 0;
                         }
-                        Node::Group(g) => {
-                            let seg = *seg;
-                            if count > g.max {
-                                self.push(
-                                    &seg,
-                                    Severity::Error,
-                                    "too_many_group_repetitions",
-                                    format!(
-                                        "segment group {} repeats more than {} times",
-                                        g.id, g.max
-                                    ),
-                                    None,
-                                    format!("{} {}{}", self.mig_ref, self.path(), g.id),
-                                    36,
-                                );
-                            }
-                            let mut child = GroupInstance {
-                                id: g.id.clone(),
-                                ..GroupInstance::default()
-                            };
-                            self.stack.push(g.id.clone());
-                            self.match_level(&g.children, &mut child, false);
-                            self.stack.pop();
-                            instance.groups.push(child);
+                    } else {
+                        let Node::Group(g) = &nodes[i] else {
+                            // The tables are made from these nodes: not reached.
+                            i += 1;
+                            continue;
+                        };
+                        if count > entry.max {
+                            self.too_many_groups(g, &table.group_refs[i]);
                         }
+                        let segments_from = self.segment_stack.len();
+                        let groups_from = self.instance_stack.len();
+                        self.match_level(&g.children, entry.target, false);
+                        // Exact-size vectors: one allocation each, none when empty.
+                        let child = GroupInstance {
+                            id: g.id.clone(),
+                            segments: self.segment_stack.split_off(segments_from),
+                            groups: self.instance_stack.split_off(groups_from),
+                        };
+                        self.instance_stack.push(child);
                     }
                     continue;
                 }
-                if root && !nodes[i..].iter().any(|n| node_tag(n) == tag) {
-                    let seg = *seg;
-                    self.push(
-                        &seg,
-                        Severity::Error,
-                        "unexpected_segment",
-                        format!("segment {} is not allowed at this position", seg.tag()),
-                        None,
-                        format!(
-                            "{} {}",
-                            self.mig_ref,
-                            if self.stack.is_empty() {
-                                "(message level)".to_string()
-                            } else {
-                                self.path()
-                            }
-                        ),
-                        15,
-                    );
+                if root && !entries[i..].iter().any(|n| n.tag == tag) {
+                    self.unexpected();
                     self.pos += 1;
                     continue;
                 }
             }
             // Node `i` is done: was it required?
-            if count == 0 && node_status(node).is_required() {
-                let (what, rule, name) = match node {
-                    Node::Segment(s) => ("segment", "missing_segment", s.tag_str().to_string()),
-                    Node::Group(g) => (
-                        "segment group",
-                        "missing_group",
-                        format!("{} ({})", g.id, String::from_utf8_lossy(&g.trigger())),
-                    ),
-                };
-                // Report at the segment where it was expected (or the last one).
-                let at = self.segments[self.pos.min(self.segments.len() - 1)];
-                self.push(
-                    &at,
-                    Severity::Error,
-                    rule,
-                    format!("mandatory {what} {name} is missing before this segment"),
-                    None,
-                    format!("{} {}{}", self.mig_ref, self.path(), name),
-                    13,
-                );
+            if count == 0 && entry.required {
+                self.missing(&nodes[i], &table.missing_refs[i]);
             }
             i += 1;
             count = 0;
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn too_many_groups(&mut self, g: &GroupDef, reference: &str) {
+        self.push(
+            self.pos,
+            Severity::Error,
+            "too_many_group_repetitions",
+            format!("segment group {} repeats more than {} times", g.id, g.max),
+            None,
+            reference.to_string(),
+            36,
+        );
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unexpected(&mut self) {
+        // "segment {tag} is not allowed at this position", without the formatting machinery.
+        let tag = self.split.segments[self.pos].tag();
+        let tag = tag.as_str();
+        let mut message = String::with_capacity(40 + tag.len());
+        message.push_str("segment ");
+        message.push_str(tag);
+        message.push_str(" is not allowed at this position");
+        self.push(
+            self.pos,
+            Severity::Error,
+            "unexpected_segment",
+            message,
+            None,
+            self.tables.message_level_ref.clone(),
+            15,
+        );
+    }
+
+    /// Reports a required node that has no segment.
+    #[cold]
+    #[inline(never)]
+    fn missing(&mut self, node: &Node, reference: &str) {
+        let (what, rule, name) = match node {
+            Node::Segment(s) => ("segment", "missing_segment", Cow::Borrowed(s.tag_str())),
+            Node::Group(g) => (
+                "segment group",
+                "missing_group",
+                Cow::Owned(format!(
+                    "{} ({})",
+                    g.id,
+                    String::from_utf8_lossy(&g.trigger())
+                )),
+            ),
+        };
+        // Report at the segment where it was expected (or the last one).
+        let at = self.pos.min(self.split.segments.len() - 1);
+        self.push(
+            at,
+            Severity::Error,
+            rule,
+            format!("mandatory {what} {name} is missing before this segment"),
+            None,
+            reference.to_string(),
+            13,
+        );
+    }
+
+    /// Records a syntax finding about segment `i` of the message.
     #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
-        seg: &Segment<'a>,
+        i: usize,
         severity: Severity,
         rule: &'static str,
         message: String,
@@ -693,14 +1288,8 @@ impl<'a> Matcher<'_, 'a> {
         reference: String,
         code: u8,
     ) {
-        let message_segment = self
-            .segments
-            .iter()
-            .position(|s| s.offset() == seg.offset())
-            .map_or(self.pos + 1, |p| p + 1);
-        self.findings.push(finding_at(
-            seg,
-            message_segment,
+        self.findings.push(self.split.finding(
+            i,
             severity,
             Level::Syntax,
             rule,
@@ -712,23 +1301,56 @@ impl<'a> Matcher<'_, 'a> {
         ));
     }
 
-    /// Checks one segment against its definition: repetitions, status, data elements.
-    fn segment(&mut self, def: &SegmentDef, count: u32) {
-        let seg = self.segments[self.pos];
+    /// Checks one segment against its definition (`node`, with its table `entry`):
+    /// repetitions, status, data elements.
+    #[inline]
+    fn segment(&mut self, node: &Node, entry: NodeTable, count: u32) {
+        let pos = self.pos;
+        self.placed[pos] = entry.target;
+        let parts = self.split.parts(pos);
+        let raw = self.split.segments[pos].raw();
+        if let Some(conditions) = &mut self.conditions {
+            conditions.mark(pos, entry.target, parts, raw, &self.split.segments[pos]);
+        }
+        if !entry.unused
+            && count != entry.max.wrapping_add(1)
+            && elements_ok(
+                self.tables,
+                entry.target as usize,
+                parts,
+                raw,
+                &self.delimiters,
+                self.utf8,
+            )
+        {
+            return;
+        }
+        if let Node::Segment(def) = node {
+            self.segment_findings(def, count, parts, raw);
+        }
+    }
+
+    /// Records what is wrong with the segment at `self.pos`, in the order of the checks.
+    #[cold]
+    #[inline(never)]
+    fn segment_findings(&mut self, def: &SegmentDef, count: u32, parts: &[Part], raw: &[u8]) {
+        let pos = self.pos;
+        let tables = self.tables;
+        let reference = &tables.position_refs[def.index];
         if def.status == Status::N {
             self.push(
-                &seg,
+                pos,
                 Severity::Error,
                 "segment_not_used",
                 format!("segment {} is not used in this message", def.tag_str()),
                 None,
-                format!("{} {}{}", self.mig_ref, self.path(), def.tag_str()),
+                reference.clone(),
                 15,
             );
         }
         if count == def.max + 1 {
             self.push(
-                &seg,
+                pos,
                 Severity::Error,
                 "too_many_repetitions",
                 format!(
@@ -737,22 +1359,14 @@ impl<'a> Matcher<'_, 'a> {
                     def.max
                 ),
                 None,
-                format!("{} {}{}", self.mig_ref, self.path(), def.tag_str()),
+                reference.clone(),
                 35,
             );
         }
-        let d = seg.delimiters();
-        let mut parts = std::mem::take(&mut self.scratch);
-        split_parts(seg.raw(), &self.classes, &mut parts);
-        let first = self.parts.len() as u32;
-        self.parts.extend_from_slice(&parts);
-        self.placed[self.pos] = (first, self.parts.len() as u32, Some(def.index));
-        let raw = seg.raw();
         let element_count = parts.last().map_or(0, |p| p.element as usize);
         if element_count > def.elements.len() {
-            let reference = format!("{} {}{}", self.mig_ref, self.path(), def.tag_str());
             self.push(
-                &seg,
+                pos,
                 Severity::Error,
                 "too_many_elements",
                 format!(
@@ -761,12 +1375,21 @@ impl<'a> Matcher<'_, 'a> {
                     def.elements.len()
                 ),
                 Some((def.elements.len() + 1, 1)),
-                reference,
+                reference.clone(),
                 16,
             );
         }
+        self.element_findings(def, parts, raw);
+    }
+
+    /// Checks every data element of the segment at `self.pos` and records what is wrong.
+    fn element_findings(&mut self, def: &SegmentDef, parts: &[Part], raw: &[u8]) {
+        let pos = self.pos;
+        let tables = self.tables;
+        let first_ref = tables.positions[def.index].first as usize;
+        let references = &tables.element_refs[first_ref..first_ref + def.elements.len()];
         let mut p = 0;
-        for (ei, element) in def.elements.iter().enumerate() {
+        for ((ei, element), reference) in def.elements.iter().enumerate().zip(references) {
             let e = (ei + 1) as u16;
             let first = p;
             while p < parts.len() && parts[p].element == e {
@@ -774,44 +1397,36 @@ impl<'a> Matcher<'_, 'a> {
             }
             let present = &parts[first..p];
             let any_value = present.iter().any(|q| q.end > q.start);
-            let mig_ref = self.mig_ref;
-            let reference = |stack: &[std::sync::Arc<str>]| {
-                let path: String = stack.iter().map(|g| format!("{g}/")).collect();
-                format!("{} {}{} {}", mig_ref, path, def.tag_str(), element.id())
-            };
             if !any_value {
                 if element.status().is_required() {
-                    let r = reference(&self.stack);
                     self.push(
-                        &seg,
+                        pos,
                         Severity::Error,
                         "missing_element",
                         format!("mandatory data element {} is missing", element.id()),
                         Some((ei + 1, 1)),
-                        r,
+                        reference.clone(),
                         13,
                     );
                 }
                 continue;
             }
             if element.status() == Status::N {
-                let r = reference(&self.stack);
                 self.push(
-                    &seg,
+                    pos,
                     Severity::Error,
                     "element_not_used",
                     format!("data element {} is not used in this segment", element.id()),
                     Some((ei + 1, 1)),
-                    r,
+                    reference.clone(),
                     12,
                 );
                 continue;
             }
             let components = element.components();
             if present.len() > components.len() {
-                let r = reference(&self.stack);
                 self.push(
-                    &seg,
+                    pos,
                     Severity::Error,
                     "too_many_components",
                     format!(
@@ -821,7 +1436,7 @@ impl<'a> Matcher<'_, 'a> {
                         components.len()
                     ),
                     Some((ei + 1, components.len() + 1)),
-                    r,
+                    reference.clone(),
                     16,
                 );
             }
@@ -831,22 +1446,20 @@ impl<'a> Matcher<'_, 'a> {
                     .find(|q| q.component as usize == ci + 1)
                     .map_or(&b""[..], |q| &raw[q.start as usize..q.end as usize]);
                 if let Some((rule, message, code)) =
-                    check_value(cdef, value, &d, seg.charset().is_utf8())
+                    check_value(cdef, value, &self.delimiters, self.utf8)
                 {
-                    let r = reference(&self.stack);
                     self.push(
-                        &seg,
+                        pos,
                         Severity::Error,
                         rule,
                         message,
                         Some((ei + 1, ci + 1)),
-                        r,
+                        reference.clone(),
                         code,
                     );
                 }
             }
         }
-        self.scratch = parts;
     }
 }
 
@@ -854,6 +1467,152 @@ fn node_status(node: &Node) -> Status {
     match node {
         Node::Segment(s) => s.status,
         Node::Group(g) => g.status,
+    }
+}
+
+/// True when no data element of a segment (matched to `position`) has anything to report:
+/// the common case of [`Matcher::element_findings`] in one pass over the parts, without
+/// allocating. False where that finds something, or where a value needs [`check_value`] to
+/// decide.
+///
+/// An element without any value is only checked for being required. In an element with a
+/// value, a non-empty component must be used and pass [`value_ok`], every required component
+/// must be non-empty, and there must be no more components than the MIG defines.
+#[inline]
+fn elements_ok(
+    tables: &MigTables,
+    position: usize,
+    parts: &[Part],
+    raw: &[u8],
+    delimiters: &Delimiters,
+    utf8: bool,
+) -> bool {
+    let Some(&position) = tables.positions.get(position) else {
+        return false;
+    };
+    let first = position.first as usize;
+    let Some(elements) = tables.elements.get(first..first + position.count as usize) else {
+        return false;
+    };
+    if !position.small {
+        return false;
+    }
+    // Elements with a value; the element being read, its non-empty components, and whether
+    // it has more components than defined.
+    let mut with_value = 0u64;
+    let (mut current, mut filled, mut surplus) = (0usize, 0u64, false);
+    let mut element = None::<&ElementTable>;
+    for q in parts {
+        let e = q.element as usize;
+        if e != current {
+            if filled != 0 {
+                let el = element.expect("an element with a value was read");
+                if surplus || el.required & !filled != 0 {
+                    return false;
+                }
+                with_value |= 1 << (current - 1);
+            }
+            let Some(el) = e.checked_sub(1).and_then(|i| elements.get(i)) else {
+                // More data elements than the MIG defines.
+                return false;
+            };
+            (current, filled, surplus, element) = (e, 0, false, Some(el));
+        }
+        let el = element.expect("set above");
+        let c = q.component as usize;
+        let value = &raw[q.start as usize..q.end as usize];
+        if c == 0 || c > el.count as usize {
+            surplus = true;
+            if !value.is_empty() {
+                return false;
+            }
+            continue;
+        }
+        if value.is_empty() {
+            continue;
+        }
+        let component = &tables.components[el.first as usize + c - 1];
+        if el.unused || component.unused {
+            return false;
+        }
+        let ok = if q.escaped {
+            let mut buf = [0u8; UNESCAPE_BUFFER];
+            let unescaped = unescape_in(value, delimiters, &mut buf);
+            value_ok(tables, component, &unescaped, delimiters.decimal, utf8)
+        } else {
+            value_ok(tables, component, value, delimiters.decimal, utf8)
+        };
+        if !ok {
+            return false;
+        }
+        filled |= 1 << (c - 1);
+    }
+    if filled != 0 {
+        let el = element.expect("an element with a value was read");
+        if surplus || el.required & !filled != 0 {
+            return false;
+        }
+        with_value |= 1 << (current - 1);
+    }
+    position.required & !with_value == 0
+}
+
+/// The format and code checks of [`check_value`] for a present value of a used data element,
+/// given unescaped, without allocating: true only when `check_value` finds nothing. False
+/// where it would find something, or where it must decide (a UTF-8 value that is not ASCII,
+/// codes longer than 8 bytes).
+#[inline(always)]
+fn value_ok(tables: &MigTables, c: &ComponentTable, raw: &[u8], decimal: u8, utf8: bool) -> bool {
+    let length = match c.class {
+        CharClass::Numeric => {
+            let body = raw.strip_prefix(b"-").unwrap_or(raw);
+            let (mut digits, mut marks) = (0usize, 0usize);
+            for &b in body {
+                let digit = b.is_ascii_digit();
+                let mark = b == decimal || b == b'.' || b == b',';
+                // Neither (or both, with a digit as decimal mark): left to `check_value`.
+                if digit == mark {
+                    return false;
+                }
+                digits += usize::from(digit);
+                marks += usize::from(mark);
+            }
+            if marks > 1 {
+                return false;
+            }
+            digits
+        }
+        CharClass::Alphabetic => {
+            if (utf8 && !raw.is_ascii()) || raw.iter().any(|b| b.is_ascii_digit()) {
+                return false;
+            }
+            raw.len()
+        }
+        CharClass::Alphanumeric => {
+            if utf8 && !raw.is_ascii() {
+                return false;
+            }
+            raw.len()
+        }
+    };
+    if length > c.max as usize || length < c.min as usize {
+        return false;
+    }
+    match c.codes {
+        Codes::Any => true,
+        // Every code has a key, so a value without one (longer than 8 bytes) is no code.
+        Codes::Keys(from, to) => {
+            let Some(k) = pack(raw) else {
+                return false;
+            };
+            let keys = &tables.codes[from as usize..to as usize];
+            if keys.len() <= 8 {
+                keys.contains(&k)
+            } else {
+                keys.binary_search(&k).is_ok()
+            }
+        }
+        Codes::Def => false,
     }
 }
 
@@ -876,6 +1635,77 @@ fn unescape<'v>(raw: &'v [u8], d: &Delimiters) -> Cow<'v, [u8]> {
         }
         _ => Cow::Borrowed(raw),
     }
+}
+
+/// `str::parse::<u32>` on the text of `bytes`: a non-ASCII text is no number either, and an
+/// ASCII one is these bytes.
+fn parse_u32(bytes: &[u8]) -> Option<u32> {
+    let digits = bytes.strip_prefix(b"+").unwrap_or(bytes);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+            .flatten()
+    })
+}
+
+/// Values up to this length are unescaped on the stack.
+const UNESCAPE_BUFFER: usize = 64;
+
+/// [`unescape`] into `buf` when the value fits (BDEW values are short), else into a vector: the
+/// same bytes. For values known to hold a release character (a value without one is copied).
+fn unescape_in<'v>(
+    raw: &'v [u8],
+    d: &Delimiters,
+    buf: &'v mut [u8; UNESCAPE_BUFFER],
+) -> Cow<'v, [u8]> {
+    match d.release {
+        Some(rel) if raw.len() <= buf.len() => {
+            let mut n = 0;
+            let mut it = raw.iter();
+            while let Some(&b) = it.next() {
+                let byte = if b == rel {
+                    match it.next() {
+                        Some(&next) => next,
+                        None => break,
+                    }
+                } else {
+                    b
+                };
+                buf[n] = byte;
+                n += 1;
+            }
+            Cow::Borrowed(&buf[..n])
+        }
+        _ => unescape(raw, d),
+    }
+}
+
+/// [`code_key`](super::mig::code_key) without a variable-length copy: the same key for the
+/// same bytes.
+#[inline]
+fn pack(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() > 8 {
+        return None;
+    }
+    let mut k = 0u64;
+    for (j, &b) in bytes.iter().enumerate() {
+        k |= u64::from(b) << (8 * j);
+    }
+    Some(k ^ ((bytes.len() as u64) << 60))
+}
+
+/// A key for up to 7 bytes: equal keys, equal bytes (unlike
+/// [`code_key`](super::mig::code_key) for 8 bytes, where the length bits overlap the last
+/// byte). For comparisons that must be exact byte equality.
+#[inline]
+pub(super) fn short_key(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() > 7 {
+        return None;
+    }
+    pack(bytes)
 }
 
 /// Checks one value against its definition: presence, format and codes.
@@ -974,230 +1804,662 @@ fn check_value(
 
 // ---- AHB rules ----
 
-/// A message's segments with their split components and matched MIG positions.
-struct Placed<'v, 'a> {
-    segments: &'v [Segment<'a>],
-    parts: &'v [Part],
-    placed: &'v [(u32, u32, Option<usize>)],
+/// What applying one AHB block needs beyond its rules, made once instead of per message: the
+/// reference texts of findings, each rule as a [`Plan`], and the rules' conditions in a form
+/// that a message's segments are tested against once each (see [`Conditions`]).
+#[derive(Debug, Default)]
+pub(super) struct AhbTables {
+    /// `AHB 17133 (ORDERS 1.4b)`.
+    reference: String,
+    /// The messages of the `rules_unverified` warnings.
+    unverified: Vec<String>,
+    /// Per rule: the reference with its citation.
+    cites: Vec<String>,
+    /// Per rule: what to check.
+    plans: Vec<Plan>,
+    /// The distinct tags of the selectors; a selector names its tag by index (slot).
+    tags: Vec<[u8; 3]>,
+    /// Per MIG position: its tag and that tag's slot (`u32::MAX`: no selector has it), a
+    /// shortcut past searching `tags`, taken when the segment has that tag.
+    position_slots: Vec<([u8; 3], u32)>,
+    /// Per MIG position: the data elements that conditions read there.
+    position_reads: Vec<Vec<Read>>,
+    /// Every selector of every rule.
+    selectors: Vec<SelectorTable>,
+    /// Number of distinct conditions.
+    conditions: usize,
 }
 
-impl Placed<'_, '_> {
-    /// Raw value of the data element located by `at` in segment `i`, if present.
-    fn raw(&self, i: usize, at: &Locations) -> Option<&[u8]> {
-        let (from, to, def) = self.placed[i];
-        let (e, c) = at.get(def?).copied().flatten()?;
-        let raw = self.segments[i].raw();
-        self.parts[from as usize..to as usize]
+/// A rule reduced to what the validator does with it (indices into [`AhbTables::selectors`]).
+#[derive(Debug)]
+enum Plan {
+    Require(usize),
+    Forbid(usize),
+    /// The selectors `from..to`.
+    OneOf(usize, usize),
+    /// A selector and the condition that the codes hold.
+    Values(usize, u32),
+    Check(usize, ValueKind),
+    If(usize, usize),
+    /// A rule whose compiled form does not fit it: checks nothing.
+    Nothing,
+}
+
+/// A data element read at one MIG position, and the conditions on its value.
+#[derive(Debug)]
+struct Read {
+    element: u16,
+    component: u16,
+    /// A value key ([`pack`]) and the condition that a value with that key meets, for the
+    /// conditions whose values all have keys.
+    keyed: Vec<(u64, u32)>,
+    /// Condition number and values, for the other conditions.
+    other: Vec<(u32, Values)>,
+}
+
+/// A compiled selector: its tag slot and conditions.
+#[derive(Debug)]
+struct SelectorTable {
+    slot: u32,
+    conditions: Vec<u32>,
+}
+
+/// Values a data element may have, with their keys ([`short_key`]) where every value has one.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Values {
+    values: Vec<String>,
+    keys: Box<[u64]>,
+    keyed: bool,
+}
+
+impl Values {
+    fn new(values: &[String]) -> Values {
+        let keys: Option<Vec<u64>> = values.iter().map(|v| short_key(v.as_bytes())).collect();
+        Values {
+            values: values.to_vec(),
+            keyed: keys.is_some(),
+            keys: keys.unwrap_or_default().into_boxed_slice(),
+        }
+    }
+
+    /// True when `v` (with key `key`, see [`short_key`]) is one of the values.
+    #[inline]
+    fn contains(&self, v: &[u8], key: Option<u64>) -> bool {
+        if self.keyed {
+            // Every value has a key, so a longer `v` equals none of them.
+            key.is_some_and(|k| self.keys.contains(&k))
+        } else {
+            self.values.iter().any(|x| x.as_bytes() == v)
+        }
+    }
+}
+
+/// A condition while the tables are built: a data element (by location) of a tag's segments
+/// holding one of some values.
+struct ConditionDef {
+    slot: usize,
+    at: Locations,
+    values: Values,
+}
+
+/// Builds [`AhbTables`].
+#[derive(Default)]
+struct TablesBuilder {
+    tables: AhbTables,
+    conditions: Vec<ConditionDef>,
+}
+
+impl TablesBuilder {
+    /// The slot of `tag`, added if new.
+    fn slot(&mut self, tag: [u8; 3]) -> usize {
+        let tags = &mut self.tables.tags;
+        tags.iter().position(|t| *t == tag).unwrap_or_else(|| {
+            tags.push(tag);
+            tags.len() - 1
+        })
+    }
+
+    /// The number of a condition, added if new.
+    fn condition(&mut self, slot: usize, at: &Locations, values: &[String]) -> u32 {
+        let values = Values::new(values);
+        if let Some(c) = self
+            .conditions
             .iter()
-            .find(|p| p.element == e && p.component == c)
-            .map(|p| &raw[p.start as usize..p.end as usize])
+            .position(|c| c.slot == slot && c.at == *at && c.values == values)
+        {
+            return c as u32;
+        }
+        self.conditions.push(ConditionDef {
+            slot,
+            at: at.clone(),
+            values,
+        });
+        (self.conditions.len() - 1) as u32
+    }
+
+    /// Adds a selector; returns its index.
+    fn selector(&mut self, c: &CompiledSelector) -> usize {
+        let slot = self.slot(c.tag);
+        let conditions: Vec<u32> = c
+            .conditions
+            .iter()
+            .map(|(at, values)| self.condition(slot, at, values))
+            .collect();
+        self.tables.selectors.push(SelectorTable {
+            slot: slot as u32,
+            conditions,
+        });
+        self.tables.selectors.len() - 1
+    }
+
+    fn plan(&mut self, rule: &RuleKind, compiled: &CompiledRule) -> Plan {
+        match (rule, compiled) {
+            (RuleKind::Require(_), CompiledRule::Require(c)) => Plan::Require(self.selector(c)),
+            (RuleKind::Forbid(_), CompiledRule::Forbid(c)) => Plan::Forbid(self.selector(c)),
+            (RuleKind::OneOf(_), CompiledRule::OneOf(cs)) => {
+                let from = self.tables.selectors.len();
+                for c in cs {
+                    self.selector(c);
+                }
+                Plan::OneOf(from, self.tables.selectors.len())
+            }
+            (RuleKind::Values { codes, .. }, CompiledRule::Values(c, at)) => {
+                let s = self.selector(c);
+                let slot = self.tables.selectors[s].slot as usize;
+                Plan::Values(s, self.condition(slot, at, codes))
+            }
+            (RuleKind::Check { kind, .. }, CompiledRule::Check(c, _)) => {
+                Plan::Check(self.selector(c), *kind)
+            }
+            (RuleKind::If { .. }, CompiledRule::If(w, t)) => {
+                Plan::If(self.selector(w), self.selector(t))
+            }
+            _ => Plan::Nothing,
+        }
+    }
+
+    /// Resolves the conditions by MIG position: per position, the data elements to read and
+    /// the conditions on each. Positions come from the conditions' locations, so this holds
+    /// whichever MIG the message was matched with.
+    fn finish(mut self, mig: Option<&Mig>) -> AhbTables {
+        let t = &mut self.tables;
+        t.conditions = self.conditions.len();
+        let positions = self.conditions.iter().map(|c| c.at.len()).max();
+        t.position_reads = (0..positions.unwrap_or(0)).map(|_| Vec::new()).collect();
+        for (number, c) in self.conditions.into_iter().enumerate() {
+            for (p, at) in c.at.iter().enumerate() {
+                let Some((element, component)) = *at else {
+                    continue;
+                };
+                let reads = &mut t.position_reads[p];
+                let read = match reads
+                    .iter()
+                    .position(|r| (r.element, r.component) == (element, component))
+                {
+                    Some(r) => &mut reads[r],
+                    None => {
+                        reads.push(Read {
+                            element,
+                            component,
+                            keyed: Vec::new(),
+                            other: Vec::new(),
+                        });
+                        reads.last_mut().expect("just pushed")
+                    }
+                };
+                if c.values.keyed {
+                    read.keyed
+                        .extend(c.values.keys.iter().map(|&k| (k, number as u32)));
+                } else {
+                    read.other.push((number as u32, c.values.clone()));
+                }
+            }
+        }
+        if let Some(mig) = mig {
+            t.position_slots = vec![(*b"\0\0\0", u32::MAX); mig.positions];
+            let mut defs = Vec::new();
+            collect_segment_defs(&mig.root, &mut defs);
+            for def in defs {
+                let slot = t.tags.iter().position(|tag| *tag == def.tag);
+                if let Some(entry) = t.position_slots.get_mut(def.index) {
+                    *entry = (def.tag, slot.map_or(u32::MAX, |s| s as u32));
+                }
+            }
+        }
+        self.tables
+    }
+}
+
+/// Builds the tables of every block of an AHB (after the blocks are compiled against `migs`).
+pub(super) fn ahb_tables(ahb: &Ahb, migs: &[Mig]) -> Vec<AhbTables> {
+    ahb.blocks
+        .iter()
+        .map(|block| {
+            let reference = match ahb.pid {
+                Some(pid) => format!("AHB {pid} ({} {})", ahb.message_type, block.mig_version),
+                None => format!("AHB {} {}", ahb.message_type, block.mig_version),
+            };
+            let mut b = TablesBuilder::default();
+            b.tables.unverified = block
+                .unverified
+                .iter()
+                .map(|note| format!("AHB rules unverified: {note}"))
+                .collect();
+            b.tables.cites = block
+                .rules
+                .iter()
+                .map(|rule| {
+                    if rule.citation.is_empty() {
+                        reference.clone()
+                    } else {
+                        format!("{reference} {}", rule.citation)
+                    }
+                })
+                .collect();
+            b.tables.reference = reference;
+            for (rule, compiled) in block.rules.iter().zip(&block.compiled) {
+                let plan = b.plan(&rule.kind, compiled);
+                b.tables.plans.push(plan);
+            }
+            let mig = migs
+                .iter()
+                .find(|m| m.message_type == ahb.message_type && m.association == block.mig_version);
+            b.finish(mig)
+        })
+        .collect()
+}
+
+fn collect_segment_defs<'m>(nodes: &'m [Node], out: &mut Vec<&'m SegmentDef>) {
+    for node in nodes {
+        match node {
+            Node::Segment(s) => out.push(s),
+            Node::Group(g) => collect_segment_defs(&g.children, out),
+        }
+    }
+}
+
+/// Buffers of [`Conditions`]: one bitset over the message's segments (`words` words) per
+/// condition, then one per tag slot.
+#[derive(Default)]
+struct AhbScratch {
+    sets: Vec<u64>,
+}
+
+/// The sets of [`AhbScratch`] being filled for a message and an AHB block: which segments
+/// have each tag slot, and which meet each condition, i.e. were matched to a MIG position
+/// where the condition's data element is located and hold one of its values there
+/// (unescaped). A segment may be marked for a condition on another tag; it is only read
+/// together with its own tag.
+struct Conditions<'s> {
+    tables: &'s AhbTables,
+    sets: &'s mut [u64],
+    words: usize,
+}
+
+impl Conditions<'_> {
+    /// Marks the conditions that segment `i`, matched to MIG position `position`, meets.
+    #[inline]
+    fn mark(&mut self, i: usize, position: u32, parts: &[Part], raw: &[u8], s: &Segment<'_>) {
+        let Some(reads) = self.tables.position_reads.get(position as usize) else {
+            return;
+        };
+        for read in reads {
+            let Some(p) = parts
+                .iter()
+                .find(|p| p.element == read.element && p.component == read.component)
+            else {
+                continue;
+            };
+            let value = &raw[p.start as usize..p.end as usize];
+            if p.escaped {
+                let mut buf = [0u8; UNESCAPE_BUFFER];
+                let value = unescape_in(value, &s.delimiters(), &mut buf);
+                mark(self.sets, read, &value, self.words, i);
+            } else {
+                mark(self.sets, read, value, self.words, i);
+            }
+        }
+    }
+}
+
+/// Marks every segment in the set of its tag's slot (see [`AhbScratch`]).
+fn mark_slots(
+    tables: &AhbTables,
+    sets: &mut [u64],
+    words: usize,
+    split: Split<'_, '_>,
+    placed: &[u32],
+) {
+    let slots = tables.conditions * words;
+    for (i, &tag) in split.tags.iter().enumerate() {
+        let slot = match tables.position_slots.get(placed[i] as usize) {
+            Some(&(t, slot)) if t == tag => (slot != u32::MAX).then_some(slot as usize),
+            _ => tables.tags.iter().position(|t| *t == tag),
+        };
+        if let Some(slot) = slot {
+            sets[slots + slot * words + i / 64] |= 1 << (i % 64);
+        }
+    }
+}
+
+/// Marks segment `i` in the sets of the conditions that its value at `read` meets.
+#[inline(always)]
+fn mark(sets: &mut [u64], read: &Read, value: &[u8], words: usize, i: usize) {
+    let (word, bit) = (i / 64, 1u64 << (i % 64));
+    let key = short_key(value);
+    if let Some(key) = key {
+        for &(k, c) in &read.keyed {
+            if k == key {
+                sets[c as usize * words + word] |= bit;
+            }
+        }
+    }
+    for (c, values) in &read.other {
+        if values.contains(value, key) {
+            sets[*c as usize * words + word] |= bit;
+        }
+    }
+}
+
+/// The part holding the data element located by `at` in segment `i`, if the segment was
+/// matched to a MIG position that has it and the message has a value there.
+#[inline]
+fn located<'v>(split: Split<'v, '_>, placed: &[u32], i: usize, at: &Locations) -> Option<&'v Part> {
+    let def = placed[i];
+    if def == UNPLACED {
+        return None;
+    }
+    let (e, c) = at.get(def as usize).copied().flatten()?;
+    split.part(i, e, c)
+}
+
+/// A message's segments with their split components, matched MIG positions and the
+/// conditions they meet.
+struct Placed<'v, 'a> {
+    split: Split<'v, 'a>,
+    placed: &'v [u32],
+    /// See [`AhbScratch`].
+    sets: &'v [u64],
+    words: usize,
+    /// Where the slots' sets start in `sets`.
+    slots: usize,
+    /// The segment whose DE2380 (element 1, component 2) was read as the message date: a
+    /// valid date in format 303.
+    date_at: Option<usize>,
+}
+
+impl<'v> Placed<'v, '_> {
+    fn condition(&self, c: u32) -> &[u64] {
+        let from = c as usize * self.words;
+        &self.sets[from..from + self.words]
+    }
+
+    /// Word `w` of the set of segments matching a selector.
+    #[inline]
+    fn word(&self, s: &SelectorTable, w: usize) -> u64 {
+        let slot = self.slots + s.slot as usize * self.words;
+        s.conditions
+            .iter()
+            .fold(self.sets[slot + w], |m, &c| m & self.condition(c)[w])
+    }
+
+    /// The segments matching a selector, in message order.
+    fn matching<'s>(&'s self, s: &'s SelectorTable) -> impl Iterator<Item = usize> + 's {
+        (0..self.words).flat_map(move |w| {
+            let mut m = self.word(s, w);
+            std::iter::from_fn(move || {
+                (m != 0).then(|| {
+                    let i = m.trailing_zeros() as usize;
+                    m &= m - 1;
+                    w * 64 + i
+                })
+            })
+        })
+    }
+
+    #[inline]
+    fn first(&self, s: &SelectorTable) -> Option<usize> {
+        (0..self.words).find_map(|w| {
+            let m = self.word(s, w);
+            (m != 0).then(|| w * 64 + m.trailing_zeros() as usize)
+        })
+    }
+
+    #[inline]
+    fn holds(&self, i: usize, c: u32) -> bool {
+        self.condition(c)[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// True when the data element located by `at` in segment `i` holds a non-empty value.
+    fn has_value(&self, i: usize, at: &Locations) -> bool {
+        located(self.split, self.placed, i, at).is_some_and(|p| p.end > p.start)
     }
 
     fn element_of(&self, i: usize, at: &Locations) -> Option<(usize, usize)> {
-        let def = self.placed[i].2?;
-        at.get(def)
+        let def = self.placed[i];
+        if def == UNPLACED {
+            return None;
+        }
+        at.get(def as usize)
             .copied()
             .flatten()
             .map(|(e, c)| (e as usize, c as usize))
     }
 
-    fn value_is(&self, i: usize, at: &Locations, values: &[String]) -> bool {
-        let Some(raw) = self.raw(i, at) else {
-            return false;
-        };
-        let d = self.segments[i].delimiters();
-        let v = unescape(raw, &d);
-        values.iter().any(|x| x.as_bytes() == &v[..])
+    fn text(&self, i: usize, at: &Locations) -> Option<Cow<'_, str>> {
+        located(self.split, self.placed, i, at).map(|p| self.split.text(i, p))
     }
 
-    fn matches(&self, i: usize, sel: &CompiledSelector) -> bool {
-        self.segments[i].is(&sel.tag)
-            && sel
-                .conditions
-                .iter()
-                .all(|(at, values)| self.value_is(i, at, values))
-    }
-
-    fn first(&self, sel: &CompiledSelector) -> Option<usize> {
-        (0..self.segments.len()).find(|&i| self.matches(i, sel))
-    }
-
-    fn text(&self, i: usize, at: &Locations) -> Option<String> {
-        let raw = self.raw(i, at)?;
-        let seg = &self.segments[i];
-        let v = unescape(raw, &seg.delimiters());
-        Some(seg.charset().decode(&v).into_owned())
+    /// Calls `f` with the text of the data element located by `at` in segment `i`, if present.
+    fn with_text<R>(&self, i: usize, at: &Locations, f: impl FnOnce(&str) -> R) -> Option<R> {
+        located(self.split, self.placed, i, at).map(|p| self.split.with_text(i, p, f))
     }
 }
 
-fn apply_ahb(block: &AhbBlock, view: &Placed<'_, '_>, reference: &str, out: &mut Vec<Finding>) {
-    let segments = view.segments;
-    let unh = &segments[0];
-    let cite = |citation: &str| {
-        if citation.is_empty() {
-            reference.to_string()
-        } else {
-            format!("{reference} {citation}")
+/// The problem a `check` rule finds with a value, if any.
+fn check_kind(kind: ValueKind, v: &str) -> Option<String> {
+    match kind {
+        ValueKind::MaLo => v.parse::<MarketLocationId>().err().map(|e| e.to_string()),
+        ValueKind::MeLo => v.parse::<MeteringLocationId>().err().map(|e| e.to_string()),
+        ValueKind::MpId => v.parse::<MarketPartnerId>().err().map(|e| e.to_string()),
+        ValueKind::Date303 => parse_date_303(v).err().map(|e| e.to_string()),
+        ValueKind::Date203 => parse_date_203(v).err().map(|e| e.to_string()),
+        ValueKind::Date102 => parse_date_102(v).err().map(|e| e.to_string()),
+    }
+}
+
+fn apply_ahb(block: &AhbBlock, tables: &AhbTables, view: &Placed<'_, '_>, out: &mut Vec<Finding>) {
+    for note in &tables.unverified {
+        out.push(view.split.finding(
+            0,
+            Severity::Warning,
+            Level::Application,
+            "rules_unverified",
+            note.clone(),
+            None,
+            tables.reference.clone(),
+            None,
+            None,
+        ));
+    }
+    let selectors = &tables.selectors;
+    for (r, plan) in tables.plans.iter().enumerate() {
+        match *plan {
+            Plan::Require(s) => {
+                if view.first(&selectors[s]).is_none() {
+                    ahb_finding(block, tables, view, r, None, out);
+                }
+            }
+            Plan::Forbid(s) => {
+                for i in view.matching(&selectors[s]) {
+                    ahb_finding(block, tables, view, r, Some(i), out);
+                }
+            }
+            Plan::OneOf(from, to) => {
+                let hits = selectors[from..to]
+                    .iter()
+                    .filter(|s| view.first(s).is_some())
+                    .count();
+                if hits != 1 {
+                    ahb_finding(block, tables, view, r, None, out);
+                }
+            }
+            Plan::Values(s, allowed) => {
+                for i in view.matching(&selectors[s]) {
+                    if !view.holds(i, allowed) {
+                        ahb_finding(block, tables, view, r, Some(i), out);
+                    }
+                }
+            }
+            Plan::Check(s, kind) => {
+                let CompiledRule::Check(_, at) = &block.compiled[r] else {
+                    continue;
+                };
+                for i in view.matching(&selectors[s]) {
+                    if kind == ValueKind::Date303
+                        && view.date_at == Some(i)
+                        && view.element_of(i, at) == Some((1, 2))
+                    {
+                        // Already read as the message date: valid in format 303.
+                        continue;
+                    }
+                    let problem = view.with_text(i, at, |v| {
+                        (!v.is_empty()).then(|| check_kind(kind, v)).flatten()
+                    });
+                    if let Some(Some(problem)) = problem {
+                        out.push(view.split.finding(
+                            i,
+                            Severity::Error,
+                            Level::Application,
+                            "format_by_ahb",
+                            problem,
+                            view.element_of(i, at),
+                            tables.cites[r].clone(),
+                            None,
+                            Some("Z35"),
+                        ));
+                    }
+                }
+            }
+            Plan::If(w, t) => {
+                if let Some(i) = view.first(&selectors[w]) {
+                    if view.first(&selectors[t]).is_none() {
+                        ahb_finding(block, tables, view, r, Some(i), out);
+                    }
+                }
+            }
+            // An unresolvable rule (the registry reports it when loading) checks nothing.
+            Plan::Nothing => {}
         }
-    };
-    let app = |i: usize, rule, message, place, reference, code| {
-        finding_at(
-            &segments[i],
-            i + 1,
+    }
+}
+
+/// Records what rule `r` finds, at segment `at` (`None`: where the rule's kind reports it),
+/// after the plan found that it does.
+#[cold]
+#[inline(never)]
+fn ahb_finding(
+    block: &AhbBlock,
+    tables: &AhbTables,
+    view: &Placed<'_, '_>,
+    r: usize,
+    at: Option<usize>,
+    out: &mut Vec<Finding>,
+) {
+    let segments = view.split.segments;
+    // A missing segment is reported at the last segment before UNT.
+    let last = segments.len().saturating_sub(2);
+    let cite = || tables.cites[r].clone();
+    let app = |i: usize, rule, message, place, code| {
+        view.split.finding(
+            i,
             Severity::Error,
             Level::Application,
             rule,
             message,
             place,
-            reference,
+            cite(),
             None,
             Some(code),
         )
     };
-    for note in &block.unverified {
-        out.push(finding_at(
-            unh,
-            1,
-            Severity::Warning,
-            Level::Application,
-            "rules_unverified",
-            format!("AHB rules unverified: {note}"),
+    let finding = match (&block.rules[r].kind, &block.compiled[r], &tables.plans[r]) {
+        (RuleKind::Require(sel), _, _) => app(
+            last,
+            "required_by_ahb",
+            format!("{sel} is required for this PID but missing"),
             None,
-            reference.to_string(),
+            "Z29",
+        ),
+        (RuleKind::Forbid(sel), _, _) => app(
+            at.unwrap_or(last),
+            "forbidden_by_ahb",
+            format!("{sel} must not be used for this PID"),
             None,
-            None,
-        ));
-    }
-    // A missing segment is reported at the last segment before UNT.
-    let last = segments.len().saturating_sub(2);
-    for (rule, compiled) in block.rules.iter().zip(&block.compiled) {
-        match (&rule.kind, compiled) {
-            (RuleKind::Require(sel), CompiledRule::Require(c)) if view.first(c).is_none() => {
-                out.push(app(
+            "Z39",
+        ),
+        (RuleKind::OneOf(sels), _, &Plan::OneOf(from, to)) => {
+            let names = sels
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(" | ");
+            let hits: Vec<usize> = tables.selectors[from..to]
+                .iter()
+                .filter_map(|s| view.first(s))
+                .collect();
+            match hits.get(1) {
+                None => app(
                     last,
                     "required_by_ahb",
-                    format!("{sel} is required for this PID but missing"),
+                    format!("exactly one of {names} is required, none is present"),
                     None,
-                    cite(&rule.citation),
                     "Z29",
-                ));
+                ),
+                Some(&i) => app(
+                    i,
+                    "exclusive_by_ahb",
+                    format!("only one of {names} may be present"),
+                    None,
+                    "Z40",
+                ),
             }
-            (RuleKind::Forbid(sel), CompiledRule::Forbid(c)) => {
-                for i in (0..segments.len()).filter(|&i| view.matches(i, c)) {
-                    out.push(app(
-                        i,
-                        "forbidden_by_ahb",
-                        format!("{sel} must not be used for this PID"),
-                        None,
-                        cite(&rule.citation),
-                        "Z39",
-                    ));
-                }
-            }
-            (RuleKind::OneOf(sels), CompiledRule::OneOf(cs)) => {
-                let hits: Vec<usize> = cs.iter().filter_map(|c| view.first(c)).collect();
-                if hits.len() != 1 {
-                    let names = sels
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" | ");
-                    if hits.is_empty() {
-                        out.push(app(
-                            last,
-                            "required_by_ahb",
-                            format!("exactly one of {names} is required, none is present"),
-                            None,
-                            cite(&rule.citation),
-                            "Z29",
-                        ));
-                    } else {
-                        out.push(app(
-                            hits[1],
-                            "exclusive_by_ahb",
-                            format!("only one of {names} may be present"),
-                            None,
-                            cite(&rule.citation),
-                            "Z40",
-                        ));
-                    }
-                }
-            }
-            (RuleKind::Values { element, codes, .. }, CompiledRule::Values(c, at)) => {
-                for i in (0..segments.len()).filter(|&i| view.matches(i, c)) {
-                    if view.raw(i, at).is_some_and(|r| !r.is_empty())
-                        && !view.value_is(i, at, codes)
-                    {
-                        let v = view.text(i, at).unwrap_or_default();
-                        out.push(app(
-                            i,
-                            "code_not_allowed_by_ahb",
-                            format!(
-                                "code {v:?} in {element} is not allowed for this PID (allowed: {})",
-                                codes.join(", ")
-                            ),
-                            view.element_of(i, at),
-                            cite(&rule.citation),
-                            "Z39",
-                        ));
-                    }
-                }
-            }
-            (RuleKind::Check { kind, .. }, CompiledRule::Check(c, at)) => {
-                for i in (0..segments.len()).filter(|&i| view.matches(i, c)) {
-                    let Some(v) = view.text(i, at).filter(|v| !v.is_empty()) else {
-                        continue;
-                    };
-                    let problem = match kind {
-                        ValueKind::MaLo => {
-                            v.parse::<MarketLocationId>().err().map(|e| e.to_string())
-                        }
-                        ValueKind::MeLo => {
-                            v.parse::<MeteringLocationId>().err().map(|e| e.to_string())
-                        }
-                        ValueKind::MpId => {
-                            v.parse::<MarketPartnerId>().err().map(|e| e.to_string())
-                        }
-                        ValueKind::Date303 => parse_date_303(&v).err().map(|e| e.to_string()),
-                        ValueKind::Date203 => parse_date_203(&v).err().map(|e| e.to_string()),
-                        ValueKind::Date102 => parse_date_102(&v).err().map(|e| e.to_string()),
-                    };
-                    if let Some(problem) = problem {
-                        out.push(app(
-                            i,
-                            "format_by_ahb",
-                            problem,
-                            view.element_of(i, at),
-                            cite(&rule.citation),
-                            "Z35",
-                        ));
-                    }
-                }
-            }
-            (RuleKind::If { when, then }, CompiledRule::If(w, t)) => {
-                if let Some(i) = view.first(w) {
-                    if view.first(t).is_none() {
-                        out.push(app(
-                            i,
-                            "required_by_ahb",
-                            format!("{then} is required when {when} is present"),
-                            None,
-                            cite(&rule.citation),
-                            "Z29",
-                        ));
-                    }
-                }
-            }
-            // An unresolvable rule (the registry reports it when loading) checks nothing.
-            _ => {}
         }
-    }
+        (RuleKind::Values { element, codes, .. }, CompiledRule::Values(_, loc), _) => {
+            let i = at.unwrap_or(last);
+            // A segment without a value there has nothing to object to.
+            if !view.has_value(i, loc) {
+                return;
+            }
+            let v = view.text(i, loc).unwrap_or_default();
+            app(
+                i,
+                "code_not_allowed_by_ahb",
+                format!(
+                    "code {v:?} in {element} is not allowed for this PID (allowed: {})",
+                    codes.join(", ")
+                ),
+                view.element_of(i, loc),
+                "Z39",
+            )
+        }
+        (RuleKind::If { when, then }, _, _) => app(
+            at.unwrap_or(last),
+            "required_by_ahb",
+            format!("{then} is required when {when} is present"),
+            None,
+            "Z29",
+        ),
+        _ => return,
+    };
+    out.push(finding);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::edifact::parse;
+    use crate::grammar::mig::code_key;
 
     const MIG: &str = r#"source test
 message TSTMSG D:1:UN:1.0
@@ -1347,6 +2609,136 @@ segment UNT M 1
             ]
         );
         assert_eq!(report(GOOD), vec![]);
+    }
+
+    /// The splitter before it scanned sixteen bytes at a time: one byte after the other.
+    fn split_bytewise(raw: &[u8], classes: &Classes) -> Vec<Part> {
+        let mut out = Vec::new();
+        let (mut element, mut component, mut start) = (0u16, 1u16, 0usize);
+        let (mut repetition, mut escaped) = (false, false);
+        let mut i = 0;
+        while i < raw.len() {
+            let class = classes[raw[i] as usize];
+            if class == 0 {
+                i += 1;
+                continue;
+            }
+            if class == 4 {
+                escaped = true;
+                i += 2;
+                continue;
+            }
+            if element > 0 && !repetition {
+                out.push(Part {
+                    element,
+                    component,
+                    start: start as u32,
+                    end: i as u32,
+                    escaped,
+                });
+            }
+            match class {
+                1 => {
+                    element += 1;
+                    component = 1;
+                    repetition = false;
+                }
+                2 => component += 1,
+                _ => repetition = true,
+            }
+            start = i + 1;
+            escaped = false;
+            i += 1;
+        }
+        if element > 0 && !repetition {
+            out.push(Part {
+                element,
+                component,
+                start: start as u32,
+                end: raw.len() as u32,
+                escaped,
+            });
+        }
+        out
+    }
+
+    fn parts_eq(a: &[Part], b: &[Part]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                (x.element, x.component, x.start, x.end, x.escaped)
+                    == (y.element, y.component, y.start, y.end, y.escaped)
+            })
+    }
+
+    #[test]
+    fn block_splitter_agrees_with_the_bytewise_one() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for d in [Delimiters::LEVEL_A_V3, Delimiters::LEVEL_A_V4] {
+            let splitter = Splitter::new(&d);
+            let alphabet = b"AB1+:*?'. ";
+            for len in 0..70 {
+                for _ in 0..200 {
+                    let raw: Vec<u8> = (0..len)
+                        .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                        .collect();
+                    let mut got = Vec::new();
+                    split_parts(&raw, &splitter, &mut got);
+                    let want = split_bytewise(&raw, &splitter.classes);
+                    assert!(parts_eq(&got, &want), "{:?}", String::from_utf8_lossy(&raw));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_keys_and_numbers_are_the_standard_ones() {
+        for v in [
+            &b""[..],
+            b"A",
+            b"A\0",
+            b"Z13",
+            b"12345678",
+            b"123456789",
+            b"\xff\x00",
+        ] {
+            assert_eq!(pack(v), code_key(v), "{v:?}");
+        }
+        // Keys of different byte strings differ up to 7 bytes; at 8 they may not.
+        assert_eq!(code_key(b"ABC"), code_key(b"ABC\0\0\0\0\xb0"));
+        assert_ne!(short_key(b"ABC"), short_key(b"ABC\0\0\0\0\xb0"));
+        assert_eq!(short_key(b"ABC\0\0\0\0\xb0"), None);
+        assert_ne!(short_key(b"ABC"), short_key(b"ABC\0"));
+        for v in [
+            "",
+            "+",
+            "-",
+            "0",
+            "+7",
+            "++7",
+            "-0",
+            "17133",
+            "4294967295",
+            "4294967296",
+            "1a",
+            " 1",
+            "\u{663}",
+        ] {
+            assert_eq!(parse_u32(v.as_bytes()), v.parse::<u32>().ok(), "{v:?}");
+        }
+        let d = Delimiters::LEVEL_A_V3;
+        for v in [&b"a?+b"[..], b"??", b"?", b"plain", b"x?:y?'z?"] {
+            let mut buf = [0u8; UNESCAPE_BUFFER];
+            assert_eq!(unescape_in(v, &d, &mut buf), unescape(v, &d), "{v:?}");
+        }
+        let long = vec![b'?'; UNESCAPE_BUFFER * 2 + 1];
+        let mut buf = [0u8; UNESCAPE_BUFFER];
+        assert_eq!(unescape_in(&long, &d, &mut buf), unescape(&long, &d));
     }
 
     #[test]
