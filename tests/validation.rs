@@ -150,6 +150,22 @@ const BROKEN: &[Broken] = &[
         None,
     ),
     broken(
+        "decimal comma where the UNA declares a point",
+        "LIN+1+Z79",
+        "LIN+1,5+Z79",
+        "invalid_decimal_notation",
+        Some(19),
+        None,
+    ),
+    broken(
+        "decimal mark without a digit before it",
+        "LIN+1+Z79",
+        "LIN+.5+Z79",
+        "missing_digit_before_decimal_mark",
+        Some(38),
+        None,
+    ),
+    broken(
         "NAD+MR missing",
         "NAD+MR+9900000000011::293'\n",
         "",

@@ -553,16 +553,14 @@ fn validate_segments<'a>(
         }
         _ => registry.mig_index(&split.value(0, 2, 1), &split.value(0, 2, 5)),
     };
-    let unh = segments[0];
-    // UNH element 2 as written: from its first byte to the separator before element 3.
-    let identifier = match split.part(0, 2, 1) {
-        Some(first) => {
-            let end = split
-                .part(0, 3, 1)
-                .map_or(unh.raw().len(), |next| next.start as usize - 1);
-            String::from_utf8_lossy(&unh.raw()[first.start as usize..end]).into_owned()
+    // UNH S009 as text, components joined with `:` whatever the delimiters (trailing empty
+    // components dropped), e.g. `ORDERS:D:09B:UN:1.4b`.
+    let identifier = {
+        let mut parts: Vec<Cow<'_, str>> = (1..=6).map(|c| split.value(0, 2, c)).collect();
+        while parts.last().is_some_and(|p| p.is_empty()) {
+            parts.pop();
         }
-        None => String::new(),
+        parts.join(":")
     };
     let pid = split.pid();
     let message_date = split.date();
@@ -1566,10 +1564,14 @@ fn value_ok(tables: &MigTables, c: &ComponentTable, raw: &[u8], decimal: u8, utf
     let length = match c.class {
         CharClass::Numeric => {
             let body = raw.strip_prefix(b"-").unwrap_or(raw);
+            if body.first() == Some(&decimal) {
+                // No digit before the decimal mark: left to `check_value`.
+                return false;
+            }
             let (mut digits, mut marks) = (0usize, 0usize);
             for &b in body {
                 let digit = b.is_ascii_digit();
-                let mark = b == decimal || b == b'.' || b == b',';
+                let mark = b == decimal;
                 // Neither (or both, with a digit as decimal mark): left to `check_value`.
                 if digit == mark {
                     return false;
@@ -1737,10 +1739,30 @@ fn check_value(
         CharClass::Numeric => {
             // Digits count; a leading minus sign and one decimal mark do not (ISO 9735-1 §10).
             let body = value.strip_prefix(b"-").unwrap_or(&value);
-            let marks = body
-                .iter()
-                .filter(|&&b| b == d.decimal || b == b'.' || b == b',')
-                .count();
+            // The decimal mark is the one the UNA names (default `.`): the other one is an
+            // invalid decimal notation (DE0085 19), and a mark needs a digit before it (38).
+            let other = if d.decimal == b',' { b'.' } else { b',' };
+            if body.contains(&other) && d.decimal != other {
+                return Some((
+                    "invalid_decimal_notation",
+                    format!(
+                        "data element {} uses {:?} as decimal mark, the interchange declares {:?}",
+                        def.id, other as char, d.decimal as char
+                    ),
+                    19,
+                ));
+            }
+            if body.first() == Some(&d.decimal) {
+                return Some((
+                    "missing_digit_before_decimal_mark",
+                    format!(
+                        "data element {} has no digit before the decimal mark",
+                        def.id
+                    ),
+                    38,
+                ));
+            }
+            let marks = body.iter().filter(|&&b| b == d.decimal).count();
             let digits = body.iter().filter(|b| b.is_ascii_digit()).count();
             (digits, digits + marks != body.len() || marks > 1)
         }
