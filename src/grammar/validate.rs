@@ -756,7 +756,22 @@ fn validate_segments<'a>(
             None,
             None,
         )),
-        None => {}
+        // A PID the grammars have no AHB rules for: say so, only the MIG was checked.
+        None => {
+            if let Some(pid) = pid {
+                report.findings.push(split.finding(
+                    0,
+                    Severity::Warning,
+                    Level::Application,
+                    "no_ahb_for_pid",
+                    format!("no AHB rules for PID {pid}: only the MIG was checked"),
+                    None,
+                    "grammars/ahb/".to_string(),
+                    None,
+                    None,
+                ));
+            }
+        }
     }
     if structure_ok {
         report.validated = Some(Validated { segments, root });
