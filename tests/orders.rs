@@ -478,3 +478,48 @@ fn every_inbound_sample_and_the_transition_it_causes() {
     }
     insta::assert_snapshot!("inbound_transitions", out);
 }
+
+#[test]
+fn answers_find_their_order_or_go_to_clearing() {
+    let ordered = reduction()
+        .ordered(ModuleProduct::Module1, "MG10000000001".into())
+        .unwrap()
+        .order;
+    let placed = meter().placed("MG00000007".into()).unwrap().order;
+    let reductions = vec![ordered.clone()];
+    let meters = vec![placed.clone()];
+    let response = read("inbound/ordrsp_19133_a20_accepted.edi");
+    assert_eq!(
+        match_answer(&response, &reductions, &meters),
+        AnswerMatch::GridFee(&reductions[0])
+    );
+    let billing = read("inbound/utilmd_55218_billing_data.edi");
+    assert_eq!(
+        match_answer(&billing, &reductions, &meters),
+        AnswerMatch::GridFee(&reductions[0])
+    );
+    let confirmed = read("inbound/ordrsp_19005_e0250_a02_confirmed.edi");
+    assert_eq!(
+        match_answer(&confirmed, &reductions, &meters),
+        AnswerMatch::Meter(&meters[0])
+    );
+    let installed = read("inbound/utilmd_55620_metering_location_change.edi");
+    assert_eq!(
+        match_answer(&installed, &reductions, &meters),
+        AnswerMatch::Meter(&meters[0])
+    );
+    // Nothing sent: every answer goes to clearing, with its reason.
+    for answer in [&response, &billing, &confirmed, &installed] {
+        match match_answer(answer, &[], &[]) {
+            AnswerMatch::Unmatched { reason } => assert!(!reason.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Two reductions waiting at one market location: not guessed between.
+    let mut second = ordered.clone();
+    second.id = "gfr_2".into();
+    match match_answer(&billing, &[ordered, second], &[]) {
+        AnswerMatch::Unmatched { reason } => assert!(reason.contains("several"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}

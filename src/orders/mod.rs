@@ -8,6 +8,7 @@
 pub mod answers;
 pub mod build;
 pub mod lifecycle;
+pub mod matching;
 pub mod reasons;
 pub mod rules;
 
@@ -18,6 +19,7 @@ pub use build::{
 pub use lifecycle::{
     Applied, ApplyError, CancelReason, GridFeeReduction, Input, MeterOrder, MeterStatus, Rejection,
 };
+pub use matching::{match_answer, AnswerMatch};
 pub use reasons::reason_text;
 pub use rules::{
     check_new_meter_order, check_new_reductions, Existing, GridFeeStatus, MeterType, ModuleProduct,
