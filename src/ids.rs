@@ -178,7 +178,8 @@ pub fn parse_date_303(value: &str) -> Result<NaiveDateTime, IdError> {
         value: value.to_string(),
         problem,
     };
-    if value.len() != 15 {
+    // Checked as bytes first: a value with characters outside ASCII must not be sliced.
+    if value.len() != 15 || !value.is_ascii() {
         return Err(fail("must be CCYYMMDDHHMM and a time zone such as +00"));
     }
     let (stamp, zone) = value.split_at(12);
@@ -297,5 +298,14 @@ mod tests {
         assert!(parse_date_102("20250229").is_err());
         assert!(parse_date_102("20240229").is_ok());
         assert!(parse_date_203("{{date}}").is_err());
+    }
+
+    /// Found by the fuzzer: a 15-byte value with a non-ASCII character was sliced inside it.
+    #[test]
+    fn regression_date_303_with_non_ascii_characters_is_an_error_not_a_panic() {
+        assert!(parse_date_303("20230Ç¯º\u{ad}AK").is_err());
+        assert!(parse_date_303("202305010000+\u{e4}").is_err());
+        assert!(parse_date_203("2023050100\u{e4}").is_err());
+        assert!(parse_date_102("202305\u{e4}").is_err());
     }
 }
