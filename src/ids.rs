@@ -60,7 +60,10 @@ pub fn gs1_check_digit(payload: &[u32]) -> u32 {
 }
 
 /// Marktlokations-ID: 11 digits, the first not 0, the last a check digit (§8.1 procedure).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct MarketLocationId(String);
 
 impl FromStr for MarketLocationId {
@@ -87,7 +90,10 @@ impl FromStr for MarketLocationId {
 
 /// Messlokations-ID (Zählpunktbezeichnung): `DE`, 11 digits (network operator number and
 /// postcode) and 20 upper-case letters or digits; 33 characters, no check digit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct MeteringLocationId(String);
 
 impl FromStr for MeteringLocationId {
@@ -122,7 +128,10 @@ impl FromStr for MeteringLocationId {
 
 /// Market partner ID: 13 digits; BDEW and DVGW codes carry a §8.1 check digit, GS1 GLNs a GS1
 /// check digit. The prefix does not reliably tell which, so either procedure is accepted.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct MarketPartnerId(String);
 
 impl FromStr for MarketPartnerId {
@@ -152,6 +161,22 @@ macro_rules! id_common {
             /// The ID as text.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+        }
+        impl TryFrom<String> for $t {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                s.parse()
+            }
+        }
+        impl From<$t> for String {
+            fn from(id: $t) -> String {
+                id.0
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
             }
         }
         impl fmt::Display for $t {

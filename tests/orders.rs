@@ -155,8 +155,8 @@ fn reduction() -> GridFeeReduction {
         id: "gfr_1".into(),
         subscription: "sub_1".into(),
         reduction_type: ReductionType::Module1,
-        market_location: "51238696781".into(),
-        grid_operator: "9900000000011".into(),
+        market_location: "51238696781".parse().unwrap(),
+        grid_operator: "9900000000011".parse().unwrap(),
         meter_type: MeterType::Smart,
         status: GridFeeStatus::Intended,
         product: None,
@@ -263,9 +263,9 @@ fn meter() -> MeterOrder {
     MeterOrder {
         id: "mo_1".into(),
         subscription: "sub_1".into(),
-        market_location: "51238696781".into(),
-        metering_location: Some("DE0032106765712000000000000000037".into()),
-        metering_operator: "9900000000029".into(),
+        market_location: "51238696781".parse().unwrap(),
+        metering_location: Some("DE0032106765712000000000000000037".parse().unwrap()),
+        metering_operator: "9900000000029".parse().unwrap(),
         status: MeterStatus::Created,
         order_document: None,
         appointment_at: None,
@@ -522,4 +522,17 @@ fn answers_find_their_order_or_go_to_clearing() {
         AnswerMatch::Unmatched { reason } => assert!(reason.contains("several"), "{reason}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn orders_carry_checked_ids_also_through_json() {
+    let json = serde_json::to_value(reduction()).unwrap();
+    assert_eq!(json["market_location"], "51238696781");
+    assert_eq!(json["reduction_type"], "enwg-14a-module-1");
+    let back: GridFeeReduction = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, reduction());
+    let mut bad = json;
+    bad["market_location"] = "51238696782".into();
+    let err = serde_json::from_value::<GridFeeReduction>(bad).unwrap_err();
+    assert!(err.to_string().contains("check digit"), "{err}");
 }

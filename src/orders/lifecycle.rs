@@ -9,6 +9,7 @@ use super::answers::Answer;
 use super::reasons::reason_text;
 use super::rules::{GridFeeStatus, MeterType, ModuleProduct, ReductionType};
 use crate::acks::AckMatch;
+use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
 
 /// Why the partner declined.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,10 +45,10 @@ pub struct GridFeeReduction {
     pub subscription: String,
     /// The module.
     pub reduction_type: ReductionType,
-    /// Market location (MaLo-ID).
-    pub market_location: String,
-    /// Grid operator (MP-ID).
-    pub grid_operator: String,
+    /// Market location.
+    pub market_location: MarketLocationId,
+    /// Grid operator.
+    pub grid_operator: MarketPartnerId,
     /// The meter at the location.
     pub meter_type: MeterType,
     /// Status.
@@ -106,11 +107,11 @@ pub struct MeterOrder {
     /// The supplier's subscription.
     pub subscription: String,
     /// Market location.
-    pub market_location: String,
+    pub market_location: MarketLocationId,
     /// Messlokation, when known.
-    pub metering_location: Option<String>,
-    /// Metering operator (MP-ID).
-    pub metering_operator: String,
+    pub metering_location: Option<MeteringLocationId>,
+    /// Metering operator.
+    pub metering_operator: MarketPartnerId,
     /// Milestone.
     pub status: MeterStatus,
     /// BGM document number of our ORDERS.
@@ -307,9 +308,9 @@ impl GridFeeReduction {
                 market_location,
                 valid_from,
             }) => {
-                if *market_location != self.market_location {
+                if self.market_location != *market_location.as_str() {
                     return Err(ApplyError::NotThisOrder {
-                        expected: self.market_location.clone(),
+                        expected: self.market_location.to_string(),
                         found: market_location.clone(),
                     });
                 }
@@ -542,9 +543,15 @@ impl MeterOrder {
                 metering_location,
                 valid_from,
             }) => {
-                if self.metering_location.as_deref() != Some(metering_location.as_str()) {
+                if self.metering_location.as_ref().map(|m| m.as_str())
+                    != Some(metering_location.as_str())
+                {
                     return Err(ApplyError::NotThisOrder {
-                        expected: self.metering_location.clone().unwrap_or_default(),
+                        expected: self
+                            .metering_location
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
                         found: metering_location.clone(),
                     });
                 }

@@ -49,7 +49,8 @@ pub fn match_answer<'o>(
             let waiting: Vec<&GridFeeReduction> = reductions
                 .iter()
                 .filter(|r| {
-                    r.market_location == *market_location && r.status == GridFeeStatus::Ordered
+                    r.market_location == *market_location.as_str()
+                        && r.status == GridFeeStatus::Ordered
                 })
                 .collect();
             let accepted: Vec<&&GridFeeReduction> = waiting.iter().filter(|r| r.accepted).collect();
@@ -84,7 +85,10 @@ pub fn match_answer<'o>(
         } => {
             let open: Vec<&MeterOrder> = meters
                 .iter()
-                .filter(|m| m.metering_location.as_deref() == Some(metering_location.as_str()))
+                .filter(|m| {
+                    m.metering_location.as_ref().map(|l| l.as_str())
+                        == Some(metering_location.as_str())
+                })
                 .filter(|m| {
                     !matches!(
                         m.status,
