@@ -98,7 +98,7 @@ fn a_bad_character_is_answered_with_ucs_and_ucd_21() {
     let segs = answer_segments(answer.contrl.as_ref().unwrap());
     assert_eq!(segs[3], "UCM+M1+ORDRSP:D:10A:UN:1.4b+4");
     assert_eq!(segs[4], "UCS+2");
-    assert_eq!(segs[5], "UCD+21+2");
+    assert_eq!(segs[5], "UCD+21+3");
 }
 
 #[test]
@@ -320,4 +320,21 @@ fn regression_answer_to_unb_with_control_characters_is_writable() {
     for bytes in answer.render().expect("answers are always writable") {
         parse(&bytes).expect("and parse");
     }
+}
+
+/// Found in review: an unreadable interchange was taken for a CONTRL when its free text held
+/// `CONTRL:`; now only a UNH-style `+CONTRL:` with the interchange's own delimiters counts.
+#[test]
+fn regression_contrl_in_free_text_does_not_suppress_the_contrl() {
+    let broken = ORDRSP
+        .replace("UNS+S'", "FTX+AAP+++siehe CONTRL?: 29'UNS+S'")
+        .trim_end_matches('\'')
+        .to_string();
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    assert!(plan(broken.as_bytes(), &mut ctx).contrl.is_some());
+    let contrl_with_other_delimiters =
+        "UNA|^.? 'UNB^UNOC|3^9900000000011|500^9900000000003|500^260512|0930^NB9'UNH^1^CONTRL|D|3|UN|2.0b'UCI^X^A|500^B|500^4";
+    assert!(plan(contrl_with_other_delimiters.as_bytes(), &mut ctx)
+        .contrl
+        .is_none());
 }

@@ -536,3 +536,49 @@ fn orders_carry_checked_ids_also_through_json() {
     let err = serde_json::from_value::<GridFeeReduction>(bad).unwrap_err();
     assert!(err.to_string().contains("check digit"), "{err}");
 }
+
+#[test]
+fn late_repeats_and_late_rejections_do_not_disturb_an_installed_meter() {
+    let now = at(2026, 6, 16, 9, 0);
+    let placed = meter().placed("MG00000007".into()).unwrap().order;
+    let confirmation = response("A02", "E_0250", 19005);
+    let scheduled = placed
+        .apply(&Input::Answer(&confirmation), now)
+        .unwrap()
+        .order;
+    let installed = scheduled
+        .apply(
+            &Input::MeteringLocationInstalled(at(2026, 6, 15, 8, 0)),
+            now,
+        )
+        .unwrap()
+        .order;
+    let activated = installed
+        .apply(&Input::PartnerStatus(MeterStatus::Activated), now)
+        .unwrap()
+        .order;
+    // The same confirmation and the same installation again: no change, no event.
+    let again = activated
+        .clone()
+        .apply(&Input::Answer(&confirmation), now)
+        .unwrap();
+    assert_eq!((again.event, &again.order), (None, &activated));
+    let again = activated
+        .clone()
+        .apply(
+            &Input::MeteringLocationInstalled(at(2026, 6, 15, 8, 0)),
+            now,
+        )
+        .unwrap();
+    assert_eq!(again.event, None);
+    // A late rejection of the original ORDERS is reported, not applied.
+    let late = AckMatch::Rejected {
+        messages: vec![],
+        codes: vec!["Z29".into()],
+        reason: "late".into(),
+    };
+    assert!(matches!(
+        activated.apply(&Input::Acknowledgement(&late), now),
+        Err(ApplyError::IllegalTransition { .. })
+    ));
+}

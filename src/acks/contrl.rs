@@ -2,7 +2,8 @@
 //!
 //! Layout: `UCI` answers the interchange (action 4 rejected / 7 acknowledged); one `UCM` per
 //! message with errors (action 4); under it a `UCS` per segment in error (position in the
-//! message, UNH = 1) and a `UCD` per data element in error (element:component). Codes are
+//! message, UNH = 1) and a `UCD` per data element in error (element:component, the segment
+//! tag counting as element 1). Codes are
 //! those of ISO 9735 DE0085, restricted to what the BDEW MIG 2.0b allows at each level (UCI:
 //! 2 7 12 13 16 20 21 23 25 26 28 29 32; UCM: 12 13 16 21 22 26 28 29 39; UCS: 13 15 16 22 35
 //! 36; UCD: 12 13 16 19 21 22 37 38 39 40; MIG CONTRL 2.0b, read in grammars/contrl/2.0b.mig).
@@ -208,9 +209,13 @@ pub fn build_contrl(
                     last_segment = Some(p.message_segment);
                 }
                 if let Some(e) = p.element {
+                    // S011 DE0098 counts the segment tag as position 1 ("The segment tag has
+                    // position number 1", ISO 9735 CONTRL), so the first data element after the
+                    // tag is 2; DE0104 counts components from 1.
+                    let element = (e + 1).to_string();
                     let position = match p.component {
-                        Some(c) if c > 1 => vec![e.to_string(), c.to_string()],
-                        _ => vec![e.to_string()],
+                        Some(c) if c > 1 => vec![element, c.to_string()],
+                        _ => vec![element],
                     };
                     segments.push(
                         OwnedSegment::new("UCD")

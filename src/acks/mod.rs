@@ -191,6 +191,28 @@ pub fn read_envelope(input: &[u8]) -> Option<ReceivedEnvelope> {
     })
 }
 
+/// True when an unreadable interchange still shows a CONTRL message header: `CONTRL` as UNH
+/// S009's first component, i.e. after an unreleased data element separator and before a
+/// component separator of the interchange's own delimiters (so that `CONTRL:` in free text,
+/// or a CONTRL written with other delimiters, is judged right).
+fn claims_contrl(input: &[u8]) -> bool {
+    let start = input
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(0);
+    let d = match crate::edifact::parse_una(&input[start..]) {
+        Ok(Some(advice)) => advice.delimiters,
+        _ => crate::edifact::Delimiters::default_for(&input[start..]),
+    };
+    let mut pattern = vec![d.element];
+    pattern.extend_from_slice(b"CONTRL");
+    pattern.push(d.component);
+    input
+        .windows(pattern.len())
+        .enumerate()
+        .any(|(i, w)| w == pattern.as_slice() && (i == 0 || Some(input[i - 1]) != d.release))
+}
+
 /// Decides what to answer to a received interchange: parses it leniently, validates every
 /// message, and builds the CONTRL and the APERAKs the rules ask for.
 pub fn plan<'a>(input: &'a [u8], context: &mut AckContext<'_>) -> AckPlan<'a> {
@@ -236,7 +258,7 @@ pub fn plan<'a>(input: &'a [u8], context: &mut AckContext<'_>) -> AckPlan<'a> {
         None => {
             // The structure could not be read: the whole interchange is rejected by CONTRL,
             // if its UNB names whom to answer (a CONTRL-only interchange is never answered).
-            let is_contrl = input.windows(7).any(|w| w == b"CONTRL:");
+            let is_contrl = claims_contrl(input);
             if !is_contrl {
                 contrl = envelope
                     .as_ref()

@@ -453,10 +453,14 @@ impl MeterOrder {
                             a.order.appointment_at = *appointment;
                             Ok(a)
                         }
-                        Scheduled if self.appointment_at == *appointment => Ok(Applied {
-                            order: self,
-                            event: None,
-                        }),
+                        Scheduled | Installed | Activated
+                            if self.appointment_at == *appointment =>
+                        {
+                            Ok(Applied {
+                                order: self,
+                                event: None,
+                            })
+                        }
                         Scheduled => {
                             let mut order = self;
                             order.appointment_at = *appointment;
@@ -483,7 +487,12 @@ impl MeterOrder {
                     s => Err(illegal(&s, &format!("rejection {code}"))),
                 }
             }
-            Input::Acknowledgement(AckMatch::Rejected { codes, reason, .. }) => {
+            Input::Acknowledgement(AckMatch::Rejected { codes, reason, .. })
+                if matches!(
+                    self.status,
+                    Placed | CheckSubmitted | CheckReviewed | Scheduled
+                ) =>
+            {
                 let code = codes.first().cloned().unwrap_or_default();
                 let (de, en) = reason_text("APERAK", &code);
                 self.block(
@@ -495,6 +504,10 @@ impl MeterOrder {
                         meaning_en: en.into(),
                     },
                 )
+            }
+            // A late rejection after installation does not park an installed meter.
+            Input::Acknowledgement(AckMatch::Rejected { .. }) => {
+                Err(illegal(&self.status, "rejection by CONTRL/APERAK"))
             }
             Input::Acknowledgement(_) => Ok(Applied {
                 order: self,
@@ -563,7 +576,7 @@ impl MeterOrder {
                     a.order.installed_at = Some(*at);
                     Ok(a)
                 }
-                Installed if self.installed_at == Some(*at) => Ok(Applied {
+                Installed | Activated if self.installed_at == Some(*at) => Ok(Applied {
                     order: self,
                     event: None,
                 }),
