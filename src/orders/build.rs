@@ -154,54 +154,29 @@ pub fn grid_fee_order(
         change,
     } = order;
     let (product, change) = (*product, *change);
-    let identifier = orders_identifier(registry, now.date())?;
-    let document_number = references.next_reference();
     let date = match change {
-        ChangeDate::On(day) => OwnedSegment::new("DTM").composite([
-            "203".to_string(),
-            day_start_303(day),
-            "303".into(),
-        ]),
-        ChangeDate::NextPossibleFrom(day) => OwnedSegment::new("DTM").composite([
-            "469".to_string(),
-            day_start_303(day),
-            "303".into(),
-        ]),
+        ChangeDate::On(day) => ("203", day),
+        ChangeDate::NextPossibleFrom(day) => ("469", day),
     };
-    let mut segments = vec![
-        OwnedSegment::new("BGM")
-            .simple("Z91")
-            .simple(document_number.clone()),
-        OwnedSegment::new("DTM").composite(["137".to_string(), now_303(now), "303".into()]),
-        date,
-        OwnedSegment::new("RFF").composite(["Z13", "17133"]),
-        party_nad("MS", &sender.id),
-    ];
-    segments.extend(contact(sender, &identifier));
-    segments.extend([
-        party_nad("MR", grid_operator),
-        OwnedSegment::new("NAD").simple("DP"),
-        OwnedSegment::new("LOC")
-            .simple("172")
-            .simple(market_location.as_str()),
-        OwnedSegment::new("LIN").simple("1").simple("Z79"),
-        OwnedSegment::new("PIA")
-            .simple("5")
-            .composite([PRODUCT_14A, "Z11"]),
-        OwnedSegment::new("CCI").simple("Z66"),
-        OwnedSegment::new("CAV").composite(["ZH9", "", "", product.code()]),
-        OwnedSegment::new("UNS").simple("S"),
-    ]);
-    let message = OutboundMessage {
-        reference: references.next_reference(),
-        identifier,
-        segments,
-    };
-    Ok(BuiltOrder {
-        interchange: interchange(sender, grid_operator, now, references, message),
-        document_number,
-        pid: 17133,
-    })
+    orders(
+        registry,
+        sender,
+        OrdersBody {
+            document: "Z91",
+            date,
+            pid: 17133,
+            recipient: grid_operator,
+            location: market_location.as_str(),
+            item: "Z79",
+            product: PRODUCT_14A,
+            properties: vec![
+                OwnedSegment::new("CCI").simple("Z66"),
+                OwnedSegment::new("CAV").composite(["ZH9", "", "", product.code()]),
+            ],
+        },
+        now,
+        references,
+    )
 }
 
 /// The iMSys installation order "Messlokationsänderung vom LF an MSB" (WiM Teil 1 §3.3.2):
@@ -218,48 +193,96 @@ pub fn meter_order(
     now: NaiveDateTime,
     references: &mut ReferenceSequence,
 ) -> Result<BuiltOrder, BuildError> {
-    let identifier = orders_identifier(registry, now.date())?;
     // 17011 where the AHB of the day has it, else 17003 (FV2504).
     let pid = match registry.ahb(17011) {
         Some(a) if a.blocks.iter().any(|b| b.in_force(now.date())) => 17011,
         _ => 17003,
     };
+    orders(
+        registry,
+        sender,
+        OrdersBody {
+            document: "Z12",
+            date: ("203", wanted),
+            pid,
+            recipient: metering_operator,
+            location: metering_location.as_str(),
+            item: "Z19",
+            product: PRODUCT_IMS_INSTALLATION,
+            properties: Vec::new(),
+        },
+        now,
+        references,
+    )
+}
+
+/// What distinguishes the two ORDERS the gateway writes.
+struct OrdersBody<'a> {
+    /// BGM DE1001.
+    document: &'a str,
+    /// DTM qualifier (203 Ausführungsdatum, 469 nächstmöglicher Termin) and day.
+    date: (&'a str, NaiveDate),
+    /// Prüfidentifikator (RFF+Z13).
+    pid: u32,
+    /// NAD+MR.
+    recipient: &'a MarketPartnerId,
+    /// LOC+172: market location or Messlokation.
+    location: &'a str,
+    /// LIN DE1229.
+    item: &'a str,
+    /// PIA+5 product code.
+    product: &'a str,
+    /// SG30 CCI/CAV after PIA, if the product has properties.
+    properties: Vec<OwnedSegment>,
+}
+
+/// The ORDERS layout both orders share (AHB ORDERS 17133/17011/17003): BGM, DTM+137, the
+/// date, RFF+Z13, NAD+MS (with the contact up to 1.4b), NAD+MR, NAD+DP with LOC+172, SG29
+/// LIN/PIA (and SG30), UNS+S.
+fn orders(
+    registry: &Registry,
+    sender: &Sender,
+    body: OrdersBody<'_>,
+    now: NaiveDateTime,
+    references: &mut ReferenceSequence,
+) -> Result<BuiltOrder, BuildError> {
+    let identifier = orders_identifier(registry, now.date())?;
     let document_number = references.next_reference();
+    let (qualifier, day) = body.date;
     let mut segments = vec![
         OwnedSegment::new("BGM")
-            .simple("Z12")
+            .simple(body.document)
             .simple(document_number.clone()),
         OwnedSegment::new("DTM").composite(["137".to_string(), now_303(now), "303".into()]),
         OwnedSegment::new("DTM").composite([
-            "203".to_string(),
-            day_start_303(wanted),
+            qualifier.to_string(),
+            day_start_303(day),
             "303".into(),
         ]),
-        OwnedSegment::new("RFF").composite(["Z13".to_string(), pid.to_string()]),
+        OwnedSegment::new("RFF").composite(["Z13".to_string(), body.pid.to_string()]),
         party_nad("MS", &sender.id),
     ];
     segments.extend(contact(sender, &identifier));
     segments.extend([
-        party_nad("MR", metering_operator),
+        party_nad("MR", body.recipient),
         OwnedSegment::new("NAD").simple("DP"),
-        OwnedSegment::new("LOC")
-            .simple("172")
-            .simple(metering_location.as_str()),
-        OwnedSegment::new("LIN").simple("1").simple("Z19"),
+        OwnedSegment::new("LOC").simple("172").simple(body.location),
+        OwnedSegment::new("LIN").simple("1").simple(body.item),
         OwnedSegment::new("PIA")
             .simple("5")
-            .composite([PRODUCT_IMS_INSTALLATION, "Z11"]),
-        OwnedSegment::new("UNS").simple("S"),
+            .composite([body.product, "Z11"]),
     ]);
+    segments.extend(body.properties);
+    segments.push(OwnedSegment::new("UNS").simple("S"));
     let message = OutboundMessage {
         reference: references.next_reference(),
         identifier,
         segments,
     };
     Ok(BuiltOrder {
-        interchange: interchange(sender, metering_operator, now, references, message),
+        interchange: interchange(sender, body.recipient, now, references, message),
         document_number,
-        pid,
+        pid: body.pid,
     })
 }
 
