@@ -243,19 +243,7 @@ impl<'a> Scanner<'a> {
                     start: found.start as u32,
                     len: (found.end - found.start) as u32,
                 },
-                Some(Err(start)) => {
-                    return Err(self.fatal(
-                        SyntaxErrorKind::UnterminatedSegment {
-                            terminator: delimiters.terminator as char,
-                        },
-                        Position {
-                            offset: start,
-                            segment: self.spans.len() + 1,
-                            tag: tag_at(self.input, start),
-                            ..Position::default()
-                        },
-                    ))
-                }
+                Some(Err(start)) => return Err(self.unterminated(start, &delimiters)),
                 None => {
                     return Err(self.fatal(
                         SyntaxErrorKind::MissingSegment { expected },
@@ -431,20 +419,7 @@ impl<'a> Scanner<'a> {
                     }
                     break t;
                 }
-                None => {
-                    let tag = tag_at(input, start);
-                    return Err(self.fatal(
-                        SyntaxErrorKind::UnterminatedSegment {
-                            terminator: delimiters.terminator as char,
-                        },
-                        Position {
-                            offset: start,
-                            segment: self.spans.len() + 1,
-                            tag,
-                            ..Position::default()
-                        },
-                    ));
-                }
+                None => return Err(self.unterminated(start, delimiters)),
             }
         };
         let span = Span {
@@ -489,6 +464,21 @@ impl<'a> Scanner<'a> {
             Position {
                 offset: span.start as usize,
                 segment: self.spans.len() + 1,
+                ..Position::default()
+            },
+        )
+    }
+
+    /// The fatal error of a segment starting at `start` that has no terminator.
+    fn unterminated(&mut self, start: usize, delimiters: &Delimiters) -> Fatal {
+        self.fatal(
+            SyntaxErrorKind::UnterminatedSegment {
+                terminator: delimiters.terminator as char,
+            },
+            Position {
+                offset: start,
+                segment: self.spans.len() + 1,
+                tag: tag_at(self.input, start),
                 ..Position::default()
             },
         )
