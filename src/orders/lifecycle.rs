@@ -164,6 +164,21 @@ pub enum ApplyError {
     },
 }
 
+impl<T> Applied<T> {
+    /// The order changed: publish `event`.
+    fn changed(order: T, event: &'static str) -> Self {
+        Applied {
+            order,
+            event: Some(event),
+        }
+    }
+
+    /// Nothing changed (a repeat, or a change without status change).
+    fn unchanged(order: T) -> Self {
+        Applied { order, event: None }
+    }
+}
+
 /// A state change and the event topic to publish (`None` when nothing changed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied<T> {
@@ -200,16 +215,10 @@ impl GridFeeReduction {
                 self.status = GridFeeStatus::Ordered;
                 self.product = Some(product);
                 self.order_document = Some(document);
-                Ok(Applied {
-                    order: self,
-                    event: Some("grid_fee_reduction.ordered"),
-                })
+                Ok(Applied::changed(self, "grid_fee_reduction.ordered"))
             }
             GridFeeStatus::Ordered if self.order_document.as_deref() == Some(document.as_str()) => {
-                Ok(Applied {
-                    order: self,
-                    event: None,
-                })
+                Ok(Applied::unchanged(self))
             }
             s => Err(illegal(&s, "sending the order")),
         }
@@ -222,15 +231,11 @@ impl GridFeeReduction {
             GridFeeStatus::Activated | GridFeeStatus::Ordered | GridFeeStatus::Intended => {
                 self.status = GridFeeStatus::Ended;
                 self.valid_until = Some(valid_until);
-                Ok(Applied {
-                    order: self,
-                    event: Some("grid_fee_reduction.ended"),
-                })
+                Ok(Applied::changed(self, "grid_fee_reduction.ended"))
             }
-            GridFeeStatus::Ended if self.valid_until == Some(valid_until) => Ok(Applied {
-                order: self,
-                event: None,
-            }),
+            GridFeeStatus::Ended if self.valid_until == Some(valid_until) => {
+                Ok(Applied::unchanged(self))
+            }
             s => Err(illegal(&s, "ending")),
         }
     }
@@ -250,18 +255,12 @@ impl GridFeeReduction {
             GridFeeStatus::Ordered => {
                 self.status = GridFeeStatus::Rejected;
                 self.rejection = Some(rejection);
-                Ok(Applied {
-                    order: self,
-                    event: Some("grid_fee_reduction.rejected"),
-                })
+                Ok(Applied::changed(self, "grid_fee_reduction.rejected"))
             }
             GridFeeStatus::Rejected
                 if self.rejection.as_ref().map(|r| &r.code) == Some(&rejection.code) =>
             {
-                Ok(Applied {
-                    order: self,
-                    event: None,
-                })
+                Ok(Applied::unchanged(self))
             }
             s => Err(illegal(&s, &format!("rejection {}", rejection.code))),
         }
@@ -295,10 +294,7 @@ impl GridFeeReduction {
                                 event: None.filter(|_: &&str| changed),
                             })
                         }
-                        GridFeeStatus::Activated => Ok(Applied {
-                            order: self,
-                            event: None,
-                        }),
+                        GridFeeStatus::Activated => Ok(Applied::unchanged(self)),
                         s => Err(illegal(&s, "acceptance A20")),
                     };
                 }
@@ -325,10 +321,7 @@ impl GridFeeReduction {
                         })
                     }
                     GridFeeStatus::Activated if self.valid_from == Some(*valid_from) => {
-                        Ok(Applied {
-                            order: self,
-                            event: None,
-                        })
+                        Ok(Applied::unchanged(self))
                     }
                     s => Err(illegal(&s, "billing data (UTILMD 55218)")),
                 }
@@ -343,10 +336,7 @@ impl GridFeeReduction {
                     meaning_en: en.to_string(),
                 })
             }
-            Input::Acknowledgement(AckMatch::Accepted { .. }) => Ok(Applied {
-                order: self,
-                event: None,
-            }),
+            Input::Acknowledgement(AckMatch::Accepted { .. }) => Ok(Applied::unchanged(self)),
             other => Err(illegal(&self.status, &format!("{other:?}"))),
         }
     }
@@ -359,16 +349,10 @@ impl MeterOrder {
             MeterStatus::Created => {
                 self.status = MeterStatus::Placed;
                 self.order_document = Some(document);
-                Ok(Applied {
-                    order: self,
-                    event: Some("meter_order.placed"),
-                })
+                Ok(Applied::changed(self, "meter_order.placed"))
             }
             MeterStatus::Placed if self.order_document.as_deref() == Some(document.as_str()) => {
-                Ok(Applied {
-                    order: self,
-                    event: None,
-                })
+                Ok(Applied::unchanged(self))
             }
             s => Err(illegal(&s, "sending the order")),
         }
@@ -380,45 +364,32 @@ impl MeterOrder {
             MeterStatus::Installed | MeterStatus::Activated => {
                 Err(illegal(&self.status, "cancelling"))
             }
-            MeterStatus::Cancelled if self.cancelled_reason == Some(reason) => Ok(Applied {
-                order: self,
-                event: None,
-            }),
+            MeterStatus::Cancelled if self.cancelled_reason == Some(reason) => {
+                Ok(Applied::unchanged(self))
+            }
             MeterStatus::Cancelled => Err(illegal(&self.status, "cancelling")),
             _ => {
                 self.status = MeterStatus::Cancelled;
                 self.cancelled_reason = Some(reason);
-                Ok(Applied {
-                    order: self,
-                    event: Some("meter_order.cancelled"),
-                })
+                Ok(Applied::changed(self, "meter_order.cancelled"))
             }
         }
     }
 
     fn block(mut self, at: NaiveDateTime, reason: Rejection) -> Result<Applied<Self>, ApplyError> {
         if self.blocked_reason.as_ref().map(|r| &r.code) == Some(&reason.code) {
-            return Ok(Applied {
-                order: self,
-                event: None,
-            });
+            return Ok(Applied::unchanged(self));
         }
         self.blocked_at = Some(at);
         self.blocked_reason = Some(reason);
-        Ok(Applied {
-            order: self,
-            event: Some("meter_order.blocked"),
-        })
+        Ok(Applied::changed(self, "meter_order.blocked"))
     }
 
     fn advance(mut self, to: MeterStatus, event: &'static str) -> Applied<Self> {
         self.status = to;
         self.blocked_at = None;
         self.blocked_reason = None;
-        Applied {
-            order: self,
-            event: Some(event),
-        }
+        Applied::changed(self, event)
     }
 
     /// Applies an input.
@@ -456,10 +427,7 @@ impl MeterOrder {
                         Scheduled | Installed | Activated
                             if self.appointment_at == *appointment =>
                         {
-                            Ok(Applied {
-                                order: self,
-                                event: None,
-                            })
+                            Ok(Applied::unchanged(self))
                         }
                         Scheduled => {
                             let mut order = self;
@@ -509,10 +477,7 @@ impl MeterOrder {
             Input::Acknowledgement(AckMatch::Rejected { .. }) => {
                 Err(illegal(&self.status, "rejection by CONTRL/APERAK"))
             }
-            Input::Acknowledgement(_) => Ok(Applied {
-                order: self,
-                event: None,
-            }),
+            Input::Acknowledgement(_) => Ok(Applied::unchanged(self)),
             Input::PartnerStatus(to) => {
                 let order_of = |s: MeterStatus| {
                     [
@@ -528,10 +493,7 @@ impl MeterOrder {
                     .position(|x| *x == s)
                 };
                 match (order_of(self.status), order_of(*to)) {
-                    (Some(a), Some(b)) if a == b => Ok(Applied {
-                        order: self,
-                        event: None,
-                    }),
+                    (Some(a), Some(b)) if a == b => Ok(Applied::unchanged(self)),
                     (Some(a), Some(b)) if b > a && *to != Installed => {
                         let topic = match to {
                             CheckSubmitted => "meter_order.check_submitted",
@@ -576,10 +538,9 @@ impl MeterOrder {
                     a.order.installed_at = Some(*at);
                     Ok(a)
                 }
-                Installed | Activated if self.installed_at == Some(*at) => Ok(Applied {
-                    order: self,
-                    event: None,
-                }),
+                Installed | Activated if self.installed_at == Some(*at) => {
+                    Ok(Applied::unchanged(self))
+                }
                 s => Err(illegal(&s, "installation")),
             },
             other => Err(illegal(&self.status, &format!("{other:?}"))),
