@@ -210,3 +210,54 @@ fn render_writes_the_order_and_refuses_what_the_rules_forbid() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Modul 3 needs a smart meter"));
 }
+
+/// The outbound samples are what the gateway writes today: each is regenerated from its input
+/// (an order JSON for `render`, an inbound sample for `ack`) and compared byte for byte, so
+/// the samples cannot drift from the builders.
+#[test]
+fn outbound_samples_are_exactly_what_the_gateway_writes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let rendered = [
+        ("grid_fee_modul_1.json", "orders_17133_modul1_fv2610.edi"),
+        ("grid_fee_modul_2.json", "orders_17133_modul2.edi"),
+        (
+            "grid_fee_modul_1_und_3.json",
+            "orders_17133_modul1_und_3.edi",
+        ),
+        ("meter_order_imsys.json", "orders_17011_imsys.edi"),
+        (
+            "billing_data_answer_55220.json",
+            "utilmd_55220_billing_data_answer.edi",
+        ),
+    ];
+    for (input, sample) in rendered {
+        let out = binary()
+            .arg("render")
+            .arg(root.join("orders").join(input))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{input}");
+        let expected = std::fs::read(root.join("outbound").join(sample)).unwrap();
+        assert!(
+            out.stdout == expected,
+            "{sample} differs from render {input}"
+        );
+    }
+    let out = binary()
+        .args(["ack", "--now", "2026-06-03T10:00:00"])
+        .arg(root.join("inbound/ordrsp_19133_broken.edi"))
+        .output()
+        .unwrap();
+    let written: Vec<u8> = out
+        .stdout
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|line| !line.starts_with(b"#"))
+        .flatten()
+        .copied()
+        .collect();
+    let expected = std::fs::read(root.join("outbound/aperak_313_z29_answer.edi")).unwrap();
+    assert!(
+        written == expected,
+        "aperak_313_z29_answer.edi differs from ack"
+    );
+}

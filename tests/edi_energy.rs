@@ -91,6 +91,18 @@ fn built_messages() -> Vec<(String, Vec<u8>)> {
             .write_interchange(&built.interchange)
             .unwrap();
         out.push((format!("{fv}_{}_imsys", built.pid), bytes));
+        let answer = BillingDataAnswer {
+            grid_operator: vnb.clone(),
+            market_location: malo.clone(),
+            transaction: "NB0000000006V1".into(),
+            periods: vec!["1".into()],
+            code: "A01",
+        };
+        let built = billing_data_answer(registry, &sender(), &answer, now, &mut refs).unwrap();
+        let bytes = Writer::new(built.interchange.header.syntax)
+            .write_interchange(&built.interchange)
+            .unwrap();
+        out.push((format!("{fv}_55220_billing_data_answer"), bytes));
     }
     out
 }

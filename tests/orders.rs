@@ -200,7 +200,10 @@ fn acceptance_then_billing_data_activate_the_reduction() {
     assert!(order.order.accepted);
     let billing = Answer::BillingData {
         market_location: "51238696781".into(),
+        transaction: "NB0000000006V1".into(),
+        periods: vec!["1".into()],
         valid_from: day(2026, 6, 1),
+        valid_until: None,
     };
     let active = order.order.apply(&Input::Answer(&billing), now).unwrap();
     assert_eq!(active.event, Some("grid_fee_reduction.activated"));
@@ -231,7 +234,10 @@ fn answers_are_matched_by_reference_never_by_guesswork() {
     // A billing data message before the order was sent is out of order.
     let billing = Answer::BillingData {
         market_location: "51238696781".into(),
+        transaction: "NB0000000006V1".into(),
+        periods: vec!["1".into()],
         valid_from: day(2026, 6, 1),
+        valid_until: None,
     };
     assert!(reduction()
         .apply(&Input::Answer(&billing), at(2026, 5, 12, 10, 0))
@@ -426,6 +432,32 @@ fn every_inbound_sample_and_the_transition_it_causes() {
         let line = if let Some(pid) = report.pid {
             let answer = read_answer(report.validated.as_ref().unwrap(), pid);
             match &answer {
+                Some(
+                    a @ Answer::BillingData {
+                        valid_until: Some(_),
+                        ..
+                    },
+                ) => {
+                    // A closed period arrives for an activated reduction: it ends.
+                    let activated = ordered
+                        .clone()
+                        .apply(
+                            &Input::Answer(&read("inbound/utilmd_55218_billing_data.edi")),
+                            now,
+                        )
+                        .unwrap()
+                        .order;
+                    let r = activated.apply(&Input::Answer(a), now);
+                    format!(
+                        "{a:?}\n  -> {:?}",
+                        r.map(|x| (
+                            x.order.status,
+                            x.event,
+                            x.order.valid_from,
+                            x.order.valid_until
+                        ))
+                    )
+                }
                 Some(a @ (Answer::GridFeeResponse { .. } | Answer::BillingData { .. })) => {
                     let r = ordered.apply(&Input::Answer(a), now);
                     format!(
@@ -449,6 +481,21 @@ fn every_inbound_sample_and_the_transition_it_causes() {
                             x.order.cancelled_reason,
                             x.order.blocked_reason.map(|r| r.code)
                         ))
+                    )
+                }
+                Some(Answer::StatusReport(report)) => {
+                    // What the partner's status means is configured per partner.
+                    let milestone = wmsb_status_rules().milestone("9900000000029", report);
+                    let r = match milestone {
+                        Some(status) => placed.apply(
+                            &Input::PartnerStatus(status),
+                            report.changed_at.unwrap_or(now),
+                        ),
+                        None => placed.apply(&Input::Answer(answer.as_ref().unwrap()), now),
+                    };
+                    format!(
+                        "{report:?}\n  configured as {milestone:?}\n  -> {:?}",
+                        r.map(|x| (x.order.status, x.event, x.order.activated_at))
                     )
                 }
                 Some(a @ Answer::MeteringLocationChanged { .. }) => {
@@ -479,6 +526,193 @@ fn every_inbound_sample_and_the_transition_it_causes() {
     insta::assert_snapshot!("inbound_transitions", out);
 }
 
+/// The partner statuses of the wMSB of the samples: IFTSTA 21043 `Z43` = site check
+/// submitted, `Z43:A01` = reviewed, `Z14` = meter activated.
+fn wmsb_status_rules() -> PartnerStatusRules {
+    let mut rules = PartnerStatusRules::default();
+    let wmsb: mako_gateway::ids::MarketPartnerId = "9900000000029".parse().unwrap();
+    for (code, status) in [
+        ("Z43", MeterStatus::CheckSubmitted),
+        ("Z43:A01", MeterStatus::CheckReviewed),
+        ("Z14", MeterStatus::Activated),
+    ] {
+        rules
+            .add(
+                wmsb.clone(),
+                PartnerStatusRule {
+                    message: "IFTSTA".into(),
+                    pid: Some(21043),
+                    code: code.into(),
+                    status,
+                },
+            )
+            .unwrap();
+    }
+    rules
+}
+
+#[test]
+fn partner_statuses_move_the_meter_order_only_as_configured() {
+    let submitted = read("inbound/iftsta_21043_z43_site_check_submitted.edi");
+    let activated = read("inbound/iftsta_21043_z14_meter_activated.edi");
+    let placed = meter().placed("MG00000007".into()).unwrap().order;
+    let meters = vec![placed.clone()];
+    assert_eq!(
+        match_answer(&submitted, &[], &meters),
+        AnswerMatch::Meter(&meters[0]),
+        "matched by RFF+AGI"
+    );
+    let Answer::StatusReport(report) = &submitted else {
+        panic!("{submitted:?}")
+    };
+    assert_eq!(report.status, "Z43");
+    assert_eq!(report.code, "A02");
+    assert_eq!(report.decision_tree, "E_0528");
+    // Without a configured meaning the status changes nothing and says why.
+    let unconfigured = placed
+        .clone()
+        .apply(&Input::Answer(&submitted), at(2026, 11, 20, 10, 0));
+    assert!(
+        matches!(&unconfigured, Err(ApplyError::IllegalTransition { input, .. }) if input.contains("configured")),
+        "{unconfigured:?}"
+    );
+    let rules = wmsb_status_rules();
+    let milestone = rules.milestone("9900000000029", report).unwrap();
+    assert_eq!(milestone, MeterStatus::CheckSubmitted);
+    let step = placed
+        .apply(&Input::PartnerStatus(milestone), at(2026, 11, 20, 10, 0))
+        .unwrap();
+    assert_eq!(step.event, Some("meter_order.check_submitted"));
+    let Answer::StatusReport(report) = &activated else {
+        panic!("{activated:?}")
+    };
+    // Activation before installation is out of order only if it goes backwards: the
+    // partner's activation after the check is accepted as the last milestone.
+    let done = step
+        .order
+        .apply(
+            &Input::PartnerStatus(rules.milestone("9900000000029", report).unwrap()),
+            at(2026, 12, 3, 9, 0),
+        )
+        .unwrap();
+    assert_eq!(done.event, Some("meter_order.activated"));
+    assert_eq!(done.order.activated_at, Some(at(2026, 12, 3, 9, 0)));
+}
+
+#[test]
+fn a_modul_1_und_3_order_gets_one_answer_for_both_reductions() {
+    let modul_1 = reduction()
+        .ordered(ModuleProduct::Module1And3, "MG10000000001".into())
+        .unwrap()
+        .order;
+    let mut modul_3 = modul_1.clone();
+    modul_3.id = "gfr_3".into();
+    modul_3.reduction_type = ReductionType::Module3;
+    let reductions = vec![modul_1, modul_3];
+    let accepted = read("inbound/ordrsp_19133_a20_accepted.edi");
+    assert_eq!(
+        match_answer(&accepted, &reductions, &[]),
+        AnswerMatch::GridFee(vec![&reductions[0], &reductions[1]])
+    );
+    let now = at(2026, 5, 12, 10, 0);
+    let accepted_rows: Vec<GridFeeReduction> = reductions
+        .iter()
+        .map(|r| {
+            r.clone()
+                .apply(&Input::Answer(&accepted), now)
+                .unwrap()
+                .order
+        })
+        .collect();
+    let billing = read("inbound/utilmd_55218_billing_data.edi");
+    let AnswerMatch::GridFee(matched) = match_answer(&billing, &accepted_rows, &[]) else {
+        panic!("55218 must match the accepted order")
+    };
+    assert_eq!(matched.len(), 2);
+    for r in matched {
+        let a = r.clone().apply(&Input::Answer(&billing), now).unwrap();
+        assert_eq!(a.event, Some("grid_fee_reduction.activated"));
+        assert_eq!(a.order.valid_from, Some(day(2026, 6, 1)));
+    }
+}
+
+#[test]
+fn a_closed_period_ends_the_activated_reductions_of_the_location() {
+    let now = at(2026, 12, 1, 10, 0);
+    let activated = reduction()
+        .ordered(ModuleProduct::Module1, "MG10000000001".into())
+        .unwrap()
+        .order
+        .apply(
+            &Input::Answer(&read("inbound/utilmd_55218_billing_data.edi")),
+            now,
+        )
+        .unwrap()
+        .order;
+    let closed = read("inbound/utilmd_55218_period_closed.edi");
+    let Answer::BillingData {
+        valid_until,
+        transaction,
+        ..
+    } = &closed
+    else {
+        panic!("{closed:?}")
+    };
+    // DTM+Z26 2026-12-31 23:00 UTC = 2027-01-01 00:00 German time: the last day is 31.12.
+    assert_eq!(*valid_until, Some(day(2026, 12, 31)));
+    assert_eq!(transaction, "NB0000000009V1");
+    let rows = vec![activated];
+    assert_eq!(
+        match_answer(&closed, &rows, &[]),
+        AnswerMatch::GridFee(vec![&rows[0]])
+    );
+    let ended = rows[0].clone().apply(&Input::Answer(&closed), now).unwrap();
+    assert_eq!(ended.event, Some("grid_fee_reduction.ended"));
+    assert_eq!(ended.order.status, GridFeeStatus::Ended);
+    assert_eq!(ended.order.valid_until, Some(day(2026, 12, 31)));
+    // Repeated: no second event. Nothing active at the location: clearing.
+    let again = ended
+        .order
+        .clone()
+        .apply(&Input::Answer(&closed), now)
+        .unwrap();
+    assert_eq!(again.event, None);
+    assert!(matches!(
+        match_answer(&closed, &[ended.order], &[]),
+        AnswerMatch::Unmatched { .. }
+    ));
+}
+
+#[test]
+fn billing_data_are_answered_with_utilmd_55220() {
+    let Answer::BillingData {
+        market_location,
+        transaction,
+        periods,
+        ..
+    } = read("inbound/utilmd_55218_billing_data.edi")
+    else {
+        panic!()
+    };
+    let mut refs = ReferenceSequence::new("MG", 20).unwrap();
+    let built = billing_data_answer(
+        Registry::embedded(),
+        &sender(),
+        &BillingDataAnswer {
+            grid_operator: "9900000000011".parse().unwrap(),
+            market_location: market_location.parse().unwrap(),
+            transaction,
+            periods,
+            code: "A01",
+        },
+        at(2026, 6, 2, 9, 0),
+        &mut refs,
+    )
+    .unwrap();
+    assert_eq!(built.pid, 55220);
+    insta::assert_snapshot!("utilmd_55220_answer", written_and_validated(&built));
+}
+
 #[test]
 fn answers_find_their_order_or_go_to_clearing() {
     let ordered = reduction()
@@ -491,12 +725,12 @@ fn answers_find_their_order_or_go_to_clearing() {
     let response = read("inbound/ordrsp_19133_a20_accepted.edi");
     assert_eq!(
         match_answer(&response, &reductions, &meters),
-        AnswerMatch::GridFee(&reductions[0])
+        AnswerMatch::GridFee(vec![&reductions[0]])
     );
     let billing = read("inbound/utilmd_55218_billing_data.edi");
     assert_eq!(
         match_answer(&billing, &reductions, &meters),
-        AnswerMatch::GridFee(&reductions[0])
+        AnswerMatch::GridFee(vec![&reductions[0]])
     );
     let confirmed = read("inbound/ordrsp_19005_e0250_a02_confirmed.edi");
     assert_eq!(
@@ -516,7 +750,10 @@ fn answers_find_their_order_or_go_to_clearing() {
         }
     }
     // Two reductions waiting at one market location: not guessed between.
-    let mut second = ordered.clone();
+    let mut second = reduction()
+        .ordered(ModuleProduct::Module1, "MG10000000002".into())
+        .unwrap()
+        .order;
     second.id = "gfr_2".into();
     match match_answer(&billing, &[ordered, second], &[]) {
         AnswerMatch::Unmatched { reason } => assert!(reason.contains("several"), "{reason}"),

@@ -12,8 +12,9 @@ use crate::edifact::{LineBreak, ReferenceSequence, Writer};
 use crate::grammar::Registry;
 use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
 use crate::orders::{
-    check_new_reductions, grid_fee_order, meter_order, ChangeDate, Existing, GridFeeOrder,
-    GridFeeStatus, MeterType, ModuleProduct, ReductionType, Sender,
+    billing_data_answer, check_new_reductions, grid_fee_order, meter_order, BillingDataAnswer,
+    ChangeDate, Existing, GridFeeOrder, GridFeeStatus, MeterType, ModuleProduct, ReductionType,
+    Sender,
 };
 
 /// Our side of the message.
@@ -53,6 +54,23 @@ enum OrderJson {
         metering_operator: String,
         metering_location: String,
         wanted_date: NaiveDate,
+        #[serde(default = "default_prefix")]
+        reference_prefix: String,
+        #[serde(default = "one")]
+        sequence: u64,
+    },
+    /// The answer to a grid operator's UTILMD 55218 (UTILMD 55220).
+    BillingDataAnswer {
+        now: NaiveDateTime,
+        sender: SenderJson,
+        grid_operator: String,
+        market_location: String,
+        /// The 55218's Vorgangsnummer (IDE+24).
+        transaction: String,
+        /// The 55218's Zeitraum-IDs (RFF+Z49).
+        periods: Vec<String>,
+        /// EBD E_0610: A01 or A02.
+        code: String,
         #[serde(default = "default_prefix")]
         reference_prefix: String,
         #[serde(default = "one")]
@@ -156,6 +174,38 @@ pub fn render_order(json: &[u8]) -> Result<Vec<u8>, String> {
                 &mut refs,
             )
             .map_err(|e| e.to_string())?
+        }
+        OrderJson::BillingDataAnswer {
+            now,
+            sender: s,
+            grid_operator,
+            market_location,
+            transaction,
+            periods,
+            code,
+            reference_prefix,
+            sequence,
+        } => {
+            // EBD E_0610: A01 übernommen ohne Anmerkung, A02 übernommen, Sicht des LF folgt.
+            let code = match code.as_str() {
+                "A01" => "A01",
+                "A02" => "A02",
+                other => return Err(format!("E_0610 knows A01 and A02, not {other:?}")),
+            };
+            let answer = BillingDataAnswer {
+                grid_operator: grid_operator
+                    .parse()
+                    .map_err(|e: crate::ids::IdError| e.to_string())?,
+                market_location: market_location
+                    .parse::<MarketLocationId>()
+                    .map_err(|e| e.to_string())?,
+                transaction,
+                periods,
+                code,
+            };
+            let mut refs = ReferenceSequence::new(&reference_prefix, sequence)?;
+            billing_data_answer(registry, &sender(s)?, &answer, now, &mut refs)
+                .map_err(|e| e.to_string())?
         }
     };
     Writer::new(built.interchange.header.syntax)

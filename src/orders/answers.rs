@@ -21,12 +21,21 @@ pub enum Answer {
         /// FTX+AAP, the grid operator's text.
         text: Option<String>,
     },
-    /// UTILMD 55218 "Abrechnungsdaten NNA": the new billing data apply from `DTM+Z25`.
+    /// UTILMD 55218 "Abrechnungsdaten NNA": the new billing data apply from `DTM+Z25`, and,
+    /// when the Verwendungszeitraum is closed, until `DTM+Z26`.
     BillingData {
-        /// LOC+172: the market location.
+        /// LOC+Z16: the market location.
         market_location: String,
+        /// IDE+24: the Vorgangsnummer, named back in the UTILMD 55220 answer (`RFF+TN`).
+        transaction: String,
+        /// The Zeitraum-IDs of the Verwendungszeiträume (`RFF+Z49::<id>`): the 55220 answers
+        /// each with its own `STS+E01` (AHB UTILMD 55220 [2011]).
+        periods: Vec<String>,
         /// DTM+Z25 "Verwendung der Daten ab" (German day).
         valid_from: NaiveDate,
+        /// DTM+Z26 "Verwendung der Daten bis" (German day, exclusive end in the message; kept
+        /// here as the last day the data apply), when the grid operator closes the period.
+        valid_until: Option<NaiveDate>,
     },
     /// UTILMD 55620 "Änderung Daten der MeLo" (NB an LF): the Messlokation's master data
     /// changed from `DTM+Z25`. After an iMSys order, this is how the installation shows up
@@ -57,6 +66,74 @@ pub enum Answer {
         /// FTX+AAP text.
         text: Option<String>,
     },
+    /// IFTSTA status report (one SG14/SG15): a partner's status for one of our orders.
+    /// Which of these mean a milestone of the meter order is configured per partner
+    /// (`PartnerStatusRules`): no BDEW process defines the wMSB's site check or activation.
+    StatusReport(StatusReport),
+}
+
+/// One status of an IFTSTA (SG15 `STS`, `RFF+Z13`, `RFF+AGI`, `DTM+334`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusReport {
+    /// SG15 RFF+Z13: the PID of this status (IFTSTA carries it per status).
+    pub pid: u32,
+    /// SG15 RFF+AGI: the BGM document number of our order (AHB IFTSTA: "Referenz auf die
+    /// Bestellung", 1154 aus ORDERS BGM DE1004).
+    pub order_document: String,
+    /// STS DE9015 (status category, e.g. Z21 Bestellung).
+    pub category: String,
+    /// STS DE4405 (status, e.g. Z43 bestätigt, Z14 erfolgreich).
+    pub status: String,
+    /// STS DE9013 (code of the decision tree step, e.g. A01).
+    pub code: String,
+    /// STS DE1131 (decision tree, e.g. E_0529).
+    pub decision_tree: String,
+    /// DTM+334 "Statusveränderungszeitpunkt" (UTC).
+    pub changed_at: Option<NaiveDateTime>,
+    /// SG25 FTX+ACB text, if any.
+    pub text: Option<String>,
+}
+
+/// Every status report of an IFTSTA message, in message order.
+pub fn read_status_reports(v: &Validated<'_>) -> Vec<StatusReport> {
+    let mut reports = Vec::new();
+    for sg14 in v.root().groups("SG14") {
+        for sg15 in sg14.groups("SG15") {
+            let Some(sts) = sg15.segment(b"STS") else {
+                continue;
+            };
+            let Some(order_document) = sg15.qualified(b"RFF", "AGI") else {
+                continue;
+            };
+            let pid = sg15
+                .qualified(b"RFF", "Z13")
+                .and_then(|r| r.value(1, 2).parse().ok())
+                .unwrap_or(0);
+            let changed_at = sg15
+                .qualified(b"DTM", "334")
+                .and_then(|d| parse_date_303(&d.value(1, 2)).ok());
+            let text = sg15.groups("SG25").find_map(|g| {
+                g.qualified(b"FTX", "ACB").map(|f| {
+                    (1..=5)
+                        .map(|c| f.value(4, c).into_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+            });
+            reports.push(StatusReport {
+                pid,
+                order_document: order_document.value(1, 2).into_owned(),
+                category: sts.value(1, 1).into_owned(),
+                status: sts.value(2, 1).into_owned(),
+                code: sts.value(3, 1).into_owned(),
+                decision_tree: sts.value(3, 2).into_owned(),
+                changed_at,
+                text,
+            });
+        }
+    }
+    reports
 }
 
 fn date_of(v: &Validated<'_>, qualifier: &str) -> Option<NaiveDateTime> {
@@ -116,15 +193,38 @@ pub fn read_answer(v: &Validated<'_>, pid: u32) -> Option<Answer> {
             // the data apply (DTM+Z25, a German day written as 22:00/23:00 UTC).
             let sg5 = v.groups_at("SG4/SG5");
             let sg6 = v.groups_at("SG4/SG6");
-            let valid_from = sg6
-                .iter()
-                .find_map(|g| g.qualified(b"DTM", "Z25"))
-                .and_then(|d| parse_date_303(&d.value(1, 2)).ok())?;
+            let date = |qualifier: &str| {
+                sg6.iter()
+                    .find_map(|g| g.qualified(b"DTM", qualifier))
+                    .and_then(|d| parse_date_303(&d.value(1, 2)).ok())
+            };
+            let valid_from = date("Z25")?;
             if pid == 55218 {
                 let loc = sg5.iter().find_map(|g| g.qualified(b"LOC", "Z16"))?;
+                // DTM+Z26 "Verwendung der Daten bis" closes the Verwendungszeitraum. Read as
+                // the German midnight at which the data stop applying (like DTM+Z25, written
+                // as 22:00/23:00 UTC), so the last day they apply is the day before; an
+                // inference recorded in the README's domain section.
+                let valid_until = date("Z26").map(|end| {
+                    crate::acks::calendar::berlin_local(end).date() - chrono::Duration::days(1)
+                });
+                let transaction = v
+                    .groups_at("SG4")
+                    .iter()
+                    .find_map(|g| g.qualified(b"IDE", "24"))
+                    .map(|ide| ide.value(2, 1).into_owned())?;
+                let periods = sg6
+                    .iter()
+                    .filter_map(|g| g.qualified(b"RFF", "Z49"))
+                    .map(|r| r.value(1, 3).into_owned())
+                    .filter(|id| !id.is_empty())
+                    .collect();
                 Some(Answer::BillingData {
                     market_location: loc.value(2, 1).into_owned(),
+                    transaction,
+                    periods,
                     valid_from: crate::acks::calendar::berlin_local(valid_from).date(),
+                    valid_until,
                 })
             } else {
                 let loc = sg5.iter().find_map(|g| g.qualified(b"LOC", "Z17"))?;
@@ -134,6 +234,10 @@ pub fn read_answer(v: &Validated<'_>, pid: u32) -> Option<Answer> {
                 })
             }
         }
+        21039 | 21043 | 21044 | 21047 => read_status_reports(v)
+            .into_iter()
+            .find(|r| r.pid == pid)
+            .map(Answer::StatusReport),
         _ => None,
     }
 }

@@ -22,6 +22,9 @@ pub enum BuildError {
     /// No ORDERS version is in force on the day (the grammars lack it).
     #[error("no ORDERS version in force on {0}")]
     NoVersion(NaiveDate),
+    /// No UTILMD version is in force on the day (the grammars lack it).
+    #[error("no UTILMD version in force on {0}")]
+    NoUtilmdVersion(NaiveDate),
 }
 
 /// Our side of a message: market partner ID and the contact named in `CTA`/`COM`.
@@ -214,6 +217,85 @@ pub fn meter_order(
         now,
         references,
     )
+}
+
+/// The supplier's answer to a grid operator's UTILMD 55218 (billing data of the market
+/// location, here: the §14a module taking effect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingDataAnswer {
+    /// The grid operator who sent the 55218.
+    pub grid_operator: MarketPartnerId,
+    /// The market location of the 55218.
+    pub market_location: MarketLocationId,
+    /// The Vorgangsnummer of the 55218 (its `IDE+24`), named back in `RFF+TN`.
+    pub transaction: String,
+    /// The Zeitraum-IDs of the 55218 (`RFF+Z49::<id>`), each answered by one `STS+E01`.
+    pub periods: Vec<String>,
+    /// EBD E_0610 code: `A01` "übernommen ohne Anmerkung" or `A02` "übernommen, Sicht des LF
+    /// folgt".
+    pub code: &'static str,
+}
+
+/// UTILMD 55220 "Rückmeldung auf Abrechnungsdaten NNA" (LF → NB; AHB UTILMD Strom 2.1,
+/// `BGM+E03` [716]): one Vorgang per 55218 Vorgang with `STS+E01++<E_0610 code>:E_0610` and
+/// `RFF+TN` = the 55218's Vorgangsnummer. Due within 2 working days of the 55218 (the
+/// deadline is data: `grammars/calendar/deadlines.txt`).
+pub fn billing_data_answer(
+    registry: &Registry,
+    sender: &Sender,
+    answer: &BillingDataAnswer,
+    now: NaiveDateTime,
+    references: &mut ReferenceSequence,
+) -> Result<BuiltOrder, BuildError> {
+    let mig = registry
+        .mig_in_force("UTILMD", now.date())
+        .ok_or(BuildError::NoUtilmdVersion(now.date()))?;
+    let identifier =
+        MessageIdentifier::parse(&format!("UTILMD:{}", mig.identifier)).expect("MIG identifier");
+    let document_number = references.next_reference();
+    let mut segments = vec![
+        OwnedSegment::new("BGM")
+            .simple("E03")
+            .simple(document_number.clone()),
+        OwnedSegment::new("DTM").composite(["137".to_string(), now_303(now), "303".into()]),
+        party_nad("MS", &sender.id),
+        party_nad("MR", &answer.grid_operator),
+        OwnedSegment::new("IDE")
+            .simple("24")
+            .simple(references.next_reference()),
+        OwnedSegment::new("STS")
+            .simple("7")
+            .simple("")
+            .simple("ZX4"),
+        OwnedSegment::new("LOC")
+            .simple("Z16")
+            .simple(answer.market_location.as_str()),
+        OwnedSegment::new("RFF").composite(["Z13", "55220"]),
+        OwnedSegment::new("RFF").composite(["TN", answer.transaction.as_str()]),
+    ];
+    // One STS+E01 per Verwendungszeitraum of the 55218 (AHB 55220 [2011]), naming the period
+    // in C556 DE9012 (MIG UTILMD S2.1 STS "Status der Antwort": 9012 n..6 = Zeitraum-ID; the
+    // independent edi-energy template requires it). SG4 STS comes before SG5 LOC.
+    let status_at = 6;
+    for (i, period) in answer.periods.iter().enumerate() {
+        segments.insert(
+            status_at + i,
+            OwnedSegment::new("STS")
+                .simple("E01")
+                .simple("")
+                .composite([answer.code, "E_0610", "", period.as_str()]),
+        );
+    }
+    let message = OutboundMessage {
+        reference: references.next_reference(),
+        identifier,
+        segments,
+    };
+    Ok(BuiltOrder {
+        interchange: interchange(sender, &answer.grid_operator, now, references, message),
+        document_number,
+        pid: 55220,
+    })
 }
 
 /// What distinguishes the two ORDERS the gateway writes.

@@ -138,6 +138,8 @@ pub enum Input<'a> {
     /// A CONTRL or APERAK matched to the order's message.
     Acknowledgement(&'a AckMatch),
     /// A partner-specific status (configured per partner; no market message exists for it).
+    /// Applied with `now` = the time the partner reports (IFTSTA `DTM+334`), which becomes
+    /// `activated_at`.
     PartnerStatus(MeterStatus),
     /// The Messlokation's master data show the iMSys, installed at this time.
     MeteringLocationInstalled(NaiveDateTime),
@@ -303,6 +305,8 @@ impl GridFeeReduction {
             Input::Answer(Answer::BillingData {
                 market_location,
                 valid_from,
+                valid_until,
+                ..
             }) => {
                 if self.market_location != *market_location.as_str() {
                     return Err(ApplyError::NotThisOrder {
@@ -315,12 +319,23 @@ impl GridFeeReduction {
                         let mut order = self;
                         order.status = GridFeeStatus::Activated;
                         order.valid_from = Some(*valid_from);
-                        Ok(Applied {
-                            order,
-                            event: Some("grid_fee_reduction.activated"),
-                        })
+                        order.valid_until = *valid_until;
+                        Ok(Applied::changed(order, "grid_fee_reduction.activated"))
                     }
-                    GridFeeStatus::Activated if self.valid_from == Some(*valid_from) => {
+                    // A 55218 that closes the Verwendungszeitraum ends the reduction (the
+                    // grid operator stops applying it: supply ended, or another module
+                    // replaced it).
+                    GridFeeStatus::Activated => match valid_until {
+                        Some(until) if self.valid_until == Some(*until) => {
+                            Ok(Applied::unchanged(self))
+                        }
+                        Some(until) => self.end(*until),
+                        None if self.valid_from == Some(*valid_from) => {
+                            Ok(Applied::unchanged(self))
+                        }
+                        None => Err(illegal(&self.status, "billing data (UTILMD 55218)")),
+                    },
+                    GridFeeStatus::Ended if *valid_until == self.valid_until => {
                         Ok(Applied::unchanged(self))
                     }
                     s => Err(illegal(&s, "billing data (UTILMD 55218)")),
@@ -478,6 +493,13 @@ impl MeterOrder {
                 Err(illegal(&self.status, "rejection by CONTRL/APERAK"))
             }
             Input::Acknowledgement(_) => Ok(Applied::unchanged(self)),
+            Input::Answer(Answer::StatusReport(report)) => Err(illegal(
+                &self.status,
+                &format!(
+                    "IFTSTA status {}:{} without a configured meaning for this partner",
+                    report.status, report.code
+                ),
+            )),
             Input::PartnerStatus(to) => {
                 let order_of = |s: MeterStatus| {
                     [

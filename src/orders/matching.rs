@@ -5,11 +5,12 @@ use super::answers::Answer;
 use super::lifecycle::{GridFeeReduction, MeterOrder, MeterStatus};
 use super::rules::GridFeeStatus;
 
-/// The order an answer belongs to.
+/// The order(s) an answer belongs to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AnswerMatch<'o> {
-    /// A grid-fee reduction.
-    GridFee(&'o GridFeeReduction),
+    /// Grid-fee reductions: one, or the two rows of one "Modul 1 und 3" order (they share
+    /// the ORDERS document number and get the same answer).
+    GridFee(Vec<&'o GridFeeReduction>),
     /// A meter order.
     Meter(&'o MeterOrder),
     /// Nothing matches: kept for clearing with the reason, never dropped.
@@ -19,11 +20,22 @@ pub enum AnswerMatch<'o> {
     },
 }
 
+/// The reductions of one order document, if `candidates` hold exactly one document.
+fn one_document<'o>(candidates: &[&'o GridFeeReduction]) -> Option<Vec<&'o GridFeeReduction>> {
+    let first = candidates.first()?.order_document.as_deref();
+    candidates
+        .iter()
+        .all(|r| r.order_document.as_deref() == first)
+        .then(|| candidates.to_vec())
+}
+
 /// Finds the order `answer` is for:
 /// - ORDRSP 19133 by `RFF+ON` = the BGM document number of our ORDERS 17133;
 /// - UTILMD 55218 by the market location, among the reductions waiting for their data
-///   (`ordered`), the accepted one first; several candidates are not guessed between;
-/// - ORDRSP 19005/19006 by `RFF+ON`;
+///   (`ordered`), the accepted ones first, all of one order document (several orders waiting
+///   are not guessed between); a 55218 that closes the period (`DTM+Z26`) while nothing waits
+///   ends the activated reductions of the location;
+/// - ORDRSP 19005/19006 and IFTSTA status reports by `RFF+ON` / `RFF+AGI`;
 /// - UTILMD 55620 by the Messlokation, among meter orders not yet installed.
 pub fn match_answer<'o>(
     answer: &Answer,
@@ -31,37 +43,73 @@ pub fn match_answer<'o>(
     meters: &'o [MeterOrder],
 ) -> AnswerMatch<'o> {
     let unmatched = |reason: String| AnswerMatch::Unmatched { reason };
-    match answer {
-        Answer::GridFeeResponse { order_document, .. } => reductions
+    let meter_by_document = |document: &str, what: &str| {
+        meters
             .iter()
-            .find(|r| r.order_document.as_deref() == Some(order_document.as_str()))
+            .find(|m| m.order_document.as_deref() == Some(document))
             .map_or_else(
                 || {
                     unmatched(format!(
-                        "ORDRSP 19133 refers to order {order_document:?}, which we did not send"
+                        "{what} refers to order {document:?}, which we did not send"
                     ))
                 },
-                AnswerMatch::GridFee,
-            ),
-        Answer::BillingData {
-            market_location, ..
-        } => {
-            let waiting: Vec<&GridFeeReduction> = reductions
+                AnswerMatch::Meter,
+            )
+    };
+    match answer {
+        Answer::GridFeeResponse { order_document, .. } => {
+            let of_document: Vec<&GridFeeReduction> = reductions
                 .iter()
-                .filter(|r| {
-                    r.market_location == *market_location.as_str()
-                        && r.status == GridFeeStatus::Ordered
-                })
+                .filter(|r| r.order_document.as_deref() == Some(order_document.as_str()))
                 .collect();
-            let accepted: Vec<&&GridFeeReduction> = waiting.iter().filter(|r| r.accepted).collect();
-            match (accepted.as_slice(), waiting.as_slice()) {
-                ([one], _) => AnswerMatch::GridFee(one),
-                ([], [one]) => AnswerMatch::GridFee(one),
-                ([], []) => unmatched(format!(
-                    "UTILMD 55218 for market location {market_location}: no reduction there waits for its data"
+            if of_document.is_empty() {
+                unmatched(format!(
+                    "ORDRSP 19133 refers to order {order_document:?}, which we did not send"
+                ))
+            } else {
+                AnswerMatch::GridFee(of_document)
+            }
+        }
+        Answer::BillingData {
+            market_location,
+            valid_until,
+            ..
+        } => {
+            let at_location = |status: GridFeeStatus| -> Vec<&GridFeeReduction> {
+                reductions
+                    .iter()
+                    .filter(|r| {
+                        r.market_location == *market_location.as_str() && r.status == status
+                    })
+                    .collect()
+            };
+            let waiting = at_location(GridFeeStatus::Ordered);
+            let accepted: Vec<&GridFeeReduction> =
+                waiting.iter().copied().filter(|r| r.accepted).collect();
+            if let Some(matched) = one_document(&accepted) {
+                return AnswerMatch::GridFee(matched);
+            }
+            if !accepted.is_empty() {
+                return unmatched(format!(
+                    "UTILMD 55218 for market location {market_location}: accepted orders of several documents wait for their data"
+                ));
+            }
+            if let Some(matched) = one_document(&waiting) {
+                return AnswerMatch::GridFee(matched);
+            }
+            if !waiting.is_empty() {
+                return unmatched(format!(
+                    "UTILMD 55218 for market location {market_location}: several orders wait for their data"
+                ));
+            }
+            let activated = at_location(GridFeeStatus::Activated);
+            match (valid_until, activated.is_empty()) {
+                (Some(_), false) => AnswerMatch::GridFee(activated),
+                (Some(_), true) => unmatched(format!(
+                    "UTILMD 55218 for market location {market_location} closes a period, but no reduction is active there"
                 )),
-                _ => unmatched(format!(
-                    "UTILMD 55218 for market location {market_location}: several reductions wait for their data"
+                (None, _) => unmatched(format!(
+                    "UTILMD 55218 for market location {market_location}: no reduction there waits for its data"
                 )),
             }
         }
@@ -69,17 +117,11 @@ pub fn match_answer<'o>(
             order_document,
             pid,
             ..
-        } => meters
-            .iter()
-            .find(|m| m.order_document.as_deref() == Some(order_document.as_str()))
-            .map_or_else(
-                || {
-                    unmatched(format!(
-                        "ORDRSP {pid} refers to order {order_document:?}, which we did not send"
-                    ))
-                },
-                AnswerMatch::Meter,
-            ),
+        } => meter_by_document(order_document, &format!("ORDRSP {pid}")),
+        Answer::StatusReport(report) => meter_by_document(
+            &report.order_document,
+            &format!("IFTSTA {} status", report.pid),
+        ),
         Answer::MeteringLocationChanged {
             metering_location, ..
         } => {

@@ -9,17 +9,20 @@ pub mod answers;
 pub mod build;
 pub mod lifecycle;
 pub mod matching;
+pub mod partner_status;
 pub mod reasons;
 pub mod rules;
 
-pub use answers::{read_answer, Answer};
+pub use answers::{read_answer, read_status_reports, Answer, StatusReport};
 pub use build::{
-    grid_fee_order, meter_order, BuildError, BuiltOrder, ChangeDate, GridFeeOrder, Sender,
+    billing_data_answer, grid_fee_order, meter_order, BillingDataAnswer, BuildError, BuiltOrder,
+    ChangeDate, GridFeeOrder, Sender,
 };
 pub use lifecycle::{
     Applied, ApplyError, CancelReason, GridFeeReduction, Input, MeterOrder, MeterStatus, Rejection,
 };
 pub use matching::{match_answer, AnswerMatch};
+pub use partner_status::{PartnerStatusError, PartnerStatusRule, PartnerStatusRules};
 pub use reasons::reason_text;
 pub use rules::{
     check_new_meter_order, check_new_reductions, Existing, GridFeeStatus, MeterType, ModuleProduct,
