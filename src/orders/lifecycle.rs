@@ -22,6 +22,11 @@ pub struct Rejection {
     pub meaning_de: String,
     /// English meaning of the code.
     pub meaning_en: String,
+    /// The partner's message that declined (its UNB reference and UNH message reference,
+    /// `"<interchange>/<message>"`); set where the message is known (the inbound path), not
+    /// by the pure `apply`.
+    #[serde(default)]
+    pub message_reference: Option<String>,
 }
 
 impl Rejection {
@@ -32,6 +37,7 @@ impl Rejection {
             text,
             meaning_de: de.to_string(),
             meaning_en: en.to_string(),
+            message_reference: None,
         }
     }
 }
@@ -349,6 +355,7 @@ impl GridFeeReduction {
                     text: Some(reason.clone()),
                     meaning_de: de.to_string(),
                     meaning_en: en.to_string(),
+                    message_reference: None,
                 })
             }
             Input::Acknowledgement(AckMatch::Accepted { .. }) => Ok(Applied::unchanged(self)),
@@ -485,6 +492,7 @@ impl MeterOrder {
                         text: Some(reason.clone()),
                         meaning_de: de.into(),
                         meaning_en: en.into(),
+                        message_reference: None,
                     },
                 )
             }
