@@ -14,6 +14,7 @@
 
 pub mod acks;
 pub mod cli;
+pub mod daemon;
 pub mod edifact;
 pub mod grammar;
 pub mod ids;

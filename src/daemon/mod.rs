@@ -1,0 +1,4 @@
+//! The daemon: the inbound and outbound paths, the webhook deliveries and the file-drop
+//! transport around the pure core. [`inbound`] is the pure part of the inbound path.
+
+pub mod inbound;
