@@ -7,6 +7,8 @@
 //! - [`grammar`]: MIG and AHB data from `grammars/`, and the validator (pure).
 //! - [`acks`]: CONTRL and APERAK both ways, working days and deadlines (pure).
 //! - [`orders`]: the two order kinds, product rules, outbound builders, `apply` (pure).
+//! - [`config`]: the daemon's configuration from TOML and the environment (pure: the caller
+//!   reads the file and the environment).
 //! - [`cli`]: the command line, which reads files and prints.
 //!
 //! The grammar, message, order, store, transport, API and daemon layers described in the
@@ -14,6 +16,7 @@
 
 pub mod acks;
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod edifact;
 pub mod grammar;
