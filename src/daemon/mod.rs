@@ -2,3 +2,5 @@
 //! transport around the pure core. [`inbound`] is the pure part of the inbound path.
 
 pub mod inbound;
+pub mod outbound;
+pub mod webhooks;
