@@ -390,6 +390,7 @@ impl Store {
             "listing the outbox",
             "outbox",
             sql::OUTBOX_COLUMNS,
+            "1 = 1",
             &[("state =", state.map(OutboxState::as_str))],
             page,
         )
@@ -535,6 +536,7 @@ impl Store {
             "listing webhook deliveries",
             "webhook_deliveries",
             WEBHOOK_COLUMNS,
+            "1 = 1",
             &[("state =", state.map(WebhookState::as_str))],
             page,
         )
@@ -571,6 +573,7 @@ impl Store {
             "listing grid-fee reductions",
             "grid_fee_reductions",
             sql::GRID_FEE_COLUMNS,
+            "1 = 1",
             &[
                 ("status =", filter.status.as_deref()),
                 ("subscription =", filter.subscription.as_deref()),
@@ -598,6 +601,7 @@ impl Store {
             "listing meter orders",
             "meter_orders",
             sql::METER_COLUMNS,
+            "1 = 1",
             &[
                 ("status =", filter.status.as_deref()),
                 ("subscription =", filter.subscription.as_deref()),
@@ -643,7 +647,12 @@ impl Store {
             "id, journal_id, reason, created_at, resolved_at, \
              (SELECT partner FROM journal WHERE journal.id = clearing.journal_id) AS partner, \
              (SELECT interchange_ref FROM journal WHERE journal.id = clearing.journal_id) AS interchange_ref",
-            &[("resolved_at IS NULL OR", (!include_resolved).then_some("x"))],
+            if include_resolved {
+                "1 = 1"
+            } else {
+                "resolved_at IS NULL"
+            },
+            &[],
             page,
         )
         .await?;

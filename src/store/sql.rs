@@ -305,16 +305,18 @@ pub(crate) async fn meters_where(
         .collect()
 }
 
-/// A page of `table` in id order, with the filters.
+/// A page of `table` in id order: rows meeting the fixed `condition` and the given filters
+/// (`("status =", Some(value))`).
 pub(crate) async fn page_rows(
     conn: &mut AnyConnection,
     operation: &'static str,
     table: &'static str,
     columns: &str,
+    condition: &'static str,
     filters: &[(&'static str, Option<&str>)],
     page: &PageRequest,
 ) -> Result<(Vec<AnyRow>, Option<String>), StoreError> {
-    let mut sql = format!("SELECT {columns} FROM {table} WHERE 1 = 1");
+    let mut sql = format!("SELECT {columns} FROM {table} WHERE {condition}");
     let mut args: Vec<&str> = Vec::new();
     for (condition, value) in filters {
         if let Some(v) = value {
