@@ -7,14 +7,18 @@
 //! - [`grammar`]: MIG and AHB data from `grammars/`, and the validator (pure).
 //! - [`acks`]: CONTRL and APERAK both ways, working days and deadlines (pure).
 //! - [`orders`]: the two order kinds, product rules, outbound builders, `apply` (pure).
+//! - [`store`]: the durable store over SQLite or PostgreSQL (I/O: uses `orders`, decides nothing).
+//! - [`api`]: the HTTP API for the supplier's core system (I/O: uses `store` and `orders`).
 //! - [`cli`]: the command line, which reads files and prints.
 //!
 //! The grammar, message, order, store, transport, API and daemon layers described in the
 //! README are added on top of these.
 
 pub mod acks;
+pub mod api;
 pub mod cli;
 pub mod edifact;
 pub mod grammar;
 pub mod ids;
 pub mod orders;
+pub mod store;
