@@ -24,6 +24,8 @@ fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let grammars = root.join("grammars");
     println!("cargo:rerun-if-changed=grammars");
+    // sqlx::migrate! embeds migrations/ at compile time: rebuild when they change.
+    println!("cargo:rerun-if-changed=migrations");
     let mut files = Vec::new();
     collect(&grammars, &grammars, &mut files);
     files.sort();

@@ -9,12 +9,15 @@
 //! - [`orders`]: the two order kinds, product rules, outbound builders, `apply` (pure).
 //! - [`config`]: the daemon's configuration from TOML and the environment (pure: the caller
 //!   reads the file and the environment).
+//! - [`store`]: the durable store over SQLite or PostgreSQL (I/O: uses `orders`, decides nothing).
+//! - [`api`]: the HTTP API for the supplier's core system (I/O: uses `store` and `orders`).
 //! - [`cli`]: the command line, which reads files and prints.
 //!
 //! The grammar, message, order, store, transport, API and daemon layers described in the
 //! README are added on top of these.
 
 pub mod acks;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -22,3 +25,4 @@ pub mod edifact;
 pub mod grammar;
 pub mod ids;
 pub mod orders;
+pub mod store;

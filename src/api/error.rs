@@ -1,0 +1,114 @@
+//! The API's error responses: `{"errors":[{"field", "code", "message"}]}`, one entry per
+//! invalid field.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// One problem with a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field (`market_location`, `filter[status][eq]`, …), `null` for the request as a
+    /// whole.
+    pub field: Option<String>,
+    /// A stable code (`required`, `invalid`, `module_2_exclusive`, …).
+    pub code: String,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A problem with `field`.
+    pub fn new(field: &str, code: &str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: Some(field.to_string()),
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An error response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The problems.
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    /// `400` with these field errors.
+    pub fn invalid(errors: Vec<FieldError>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            errors,
+        }
+    }
+
+    /// One problem not tied to a field.
+    pub fn general(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            errors: vec![FieldError {
+                field: None,
+                code: code.to_string(),
+                message: message.into(),
+            }],
+        }
+    }
+
+    /// `404` for `what` with `id`.
+    pub fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError::general(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} {id} does not exist"),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match &e {
+            StoreError::DuplicateMeterOrder { .. } => ApiError {
+                status: StatusCode::CONFLICT,
+                errors: vec![FieldError::new(
+                    "subscription",
+                    "second_meter_order",
+                    e.to_string(),
+                )],
+            },
+            StoreError::VersionConflict { .. } => {
+                ApiError::general(StatusCode::CONFLICT, "concurrent_change", e.to_string())
+            }
+            StoreError::NotFound { .. } => {
+                ApiError::general(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            _ => {
+                tracing::error!(error = %e, "store error in the API");
+                ApiError::general(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store_error",
+                    e.to_string(),
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "errors": self.errors });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("header value"),
+            );
+        }
+        response
+    }
+}

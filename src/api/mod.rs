@@ -1,0 +1,289 @@
+//! The HTTP API for the supplier's core system (axum, JSON): grid-fee reductions, meter
+//! orders, subscription confirmation, operator views of the outbox and the clearing list,
+//! health, Prometheus metrics and the OpenAPI document.
+//!
+//! What it does not do: decide product rules (those are `orders::check_new_reductions` and
+//! `orders::check_new_meter_order`) or send anything (it only queues outbox items for the
+//! outbound loop). Everything one request changes commits in one store transaction.
+//!
+//! Authentication: `Authorization: Bearer <token>` on every route except `/health`,
+//! `/metrics` and `/openapi.json`.
+
+mod error;
+mod input;
+mod orders;
+mod resources;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+
+pub use error::{ApiError, FieldError};
+pub use input::{DEFAULT_LIMIT, MAX_LIMIT};
+
+use crate::orders::{GridFeeStatus, MeterStatus};
+use crate::store::{serde_text, Backend, Store};
+
+/// The OpenAPI 3.1 document served at `/openapi.json` (hand-written: `src/api/openapi.json`).
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// Where the API reads the time (tests pass a fixed clock).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Accepted bearer tokens.
+    tokens: Arc<Vec<String>>,
+    /// The clock.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .field("tokens", &format_args!("{} token(s)", self.tokens.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State with the store, the accepted bearer tokens and the wall clock. With no token,
+    /// every protected route answers 401.
+    pub fn new(store: Store, tokens: Vec<String>) -> AppState {
+        AppState {
+            store,
+            tokens: Arc::new(tokens.into_iter().filter(|t| !t.is_empty()).collect()),
+            clock: system_clock(),
+        }
+    }
+
+    /// The same state with another clock.
+    pub fn with_clock(mut self, clock: Clock) -> AppState {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+}
+
+/// Every route of the API (the list `/openapi.json` documents; a test checks they agree).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/grid-fee-reductions"),
+    ("get", "/grid-fee-reductions"),
+    ("get", "/grid-fee-reductions/{id}"),
+    ("post", "/subscriptions/{id}/confirm"),
+    ("post", "/meter-orders"),
+    ("get", "/meter-orders"),
+    ("get", "/meter-orders/{id}"),
+    ("patch", "/meter-orders/{id}"),
+    ("post", "/meter-orders/{id}/cancel"),
+    ("get", "/clearing"),
+    ("get", "/outbox"),
+    ("get", "/health"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
+/// The router with every route of [`ROUTES`].
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route(
+            "/grid-fee-reductions",
+            post(orders::create_grid_fee).get(orders::list_grid_fees),
+        )
+        .route("/grid-fee-reductions/{id}", get(orders::grid_fee))
+        .route(
+            "/subscriptions/{id}/confirm",
+            post(orders::confirm_subscription),
+        )
+        .route(
+            "/meter-orders",
+            post(orders::create_meter_order).get(orders::list_meter_orders),
+        )
+        .route(
+            "/meter-orders/{id}",
+            get(orders::meter_order).patch(orders::patch_meter_order),
+        )
+        .route(
+            "/meter-orders/{id}/cancel",
+            post(orders::cancel_meter_order),
+        )
+        .route("/clearing", get(orders::list_clearing))
+        .route("/outbox", get(orders::list_outbox))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .merge(protected)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Compares without stopping at the first difference, so response times do not tell how
+/// much of a guessed token was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(token)
+            if state
+                .tokens
+                .iter()
+                .any(|t| same_secret(t.as_bytes(), token.as_bytes())) =>
+        {
+            next.run(request).await
+        }
+        Some(_) => ApiError::general(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the bearer token is not valid",
+        )
+        .into_response(),
+        None => ApiError::general(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <token>",
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::general(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let database = match state.store.backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    match state.store.ping().await {
+        Ok(()) => {
+            axum::Json(serde_json::json!({"status": "ok", "database": database})).into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "status": "unavailable", "database": database, "error": e.to_string()
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus text: orders by kind and status, outbox, webhook and journal backlogs, open
+/// clearing items. Every known status is written, also with 0, so series do not vanish.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let counts = match state.store.counts().await {
+        Ok(c) => c,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut out = String::new();
+    let count_of = |list: &[(String, i64)], label: &str| {
+        list.iter().find(|(l, _)| l == label).map_or(0, |(_, n)| *n)
+    };
+    out.push_str(
+        "# HELP mako_orders Orders in the store by kind and status.\n# TYPE mako_orders gauge\n",
+    );
+    let grid_statuses = [
+        GridFeeStatus::Intended,
+        GridFeeStatus::Ordered,
+        GridFeeStatus::Activated,
+        GridFeeStatus::Rejected,
+        GridFeeStatus::Ended,
+    ];
+    for s in grid_statuses.iter().map(serde_text) {
+        out.push_str(&format!(
+            "mako_orders{{kind=\"grid_fee_reduction\",status=\"{s}\"}} {}\n",
+            count_of(&counts.grid_fee_reductions, &s)
+        ));
+    }
+    let meter_statuses = [
+        MeterStatus::Created,
+        MeterStatus::Placed,
+        MeterStatus::CheckSubmitted,
+        MeterStatus::CheckReviewed,
+        MeterStatus::Scheduled,
+        MeterStatus::Installed,
+        MeterStatus::Activated,
+        MeterStatus::Cancelled,
+    ];
+    for s in meter_statuses.iter().map(serde_text) {
+        out.push_str(&format!(
+            "mako_orders{{kind=\"meter_order\",status=\"{s}\"}} {}\n",
+            count_of(&counts.meter_orders, &s)
+        ));
+    }
+    out.push_str(
+        "# HELP mako_outbox_items Outbox items by state.\n# TYPE mako_outbox_items gauge\n",
+    );
+    for s in ["pending", "in_flight", "sent", "parked"] {
+        out.push_str(&format!(
+            "mako_outbox_items{{state=\"{s}\"}} {}\n",
+            count_of(&counts.outbox, s)
+        ));
+    }
+    out.push_str(
+        "# HELP mako_webhook_deliveries Webhook deliveries by state.\n# TYPE mako_webhook_deliveries gauge\n",
+    );
+    for s in ["pending", "in_flight", "delivered", "parked"] {
+        out.push_str(&format!(
+            "mako_webhook_deliveries{{state=\"{s}\"}} {}\n",
+            count_of(&counts.webhooks, s)
+        ));
+    }
+    out.push_str("# HELP mako_journal_items Journaled interchanges by direction and state.\n# TYPE mako_journal_items gauge\n");
+    for (direction, states) in [
+        ("in", &["received", "processing", "processed", "failed"][..]),
+        ("out", &["processed"][..]),
+    ] {
+        for s in states {
+            out.push_str(&format!(
+                "mako_journal_items{{direction=\"{direction}\",state=\"{s}\"}} {}\n",
+                count_of(&counts.journal, &format!("{direction}/{s}"))
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "# HELP mako_clearing_open Inbound messages waiting in the clearing list.\n# TYPE mako_clearing_open gauge\nmako_clearing_open {}\n",
+        counts.clearing_open
+    ));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}

@@ -1,0 +1,549 @@
+//! The order routes: create, list, get, confirm, patch, cancel; and the operator views.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, FieldError};
+use super::input::{Body, ListQuery};
+use super::resources;
+use super::AppState;
+use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
+use crate::orders::{
+    check_new_meter_order, check_new_reductions, CancelReason, Existing, GridFeeReduction,
+    GridFeeStatus, MeterOrder, MeterStatus, MeterType, ReductionType, RuleViolation,
+};
+use crate::store::{
+    new_id, serde_text, HistoryEntry, NewOutboxItem, OrderFilter, OrderKind, OutboxState,
+    WebhookEvent,
+};
+
+const TYPES: &str = "one of enwg-14a-module-1, enwg-14a-module-2, enwg-14a-module-3";
+
+fn created(value: Value) -> Response {
+    (StatusCode::CREATED, Json(value)).into_response()
+}
+
+/// The field a broken rule is about, and its code.
+fn rule_error(rule: RuleViolation) -> FieldError {
+    let field = match rule {
+        RuleViolation::Module3WithoutSmartMeter => "meter_type",
+        RuleViolation::SecondMeterOrder => "subscription",
+        _ => "type",
+    };
+    let code = serde_text(&rule);
+    FieldError::new(field, &code, rule.to_string())
+}
+
+fn history_created(
+    kind: OrderKind,
+    id: &str,
+    status: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> HistoryEntry {
+    HistoryEntry {
+        order_kind: kind,
+        order_id: id.to_string(),
+        from: None,
+        to: status.to_string(),
+        topic: None,
+        journal_id: None,
+        at: now,
+        detail: Some(json!({"source": "api"})),
+    }
+}
+
+/// `POST /grid-fee-reductions`: one reduction (`type`) or several at once (`types`, e.g.
+/// Modul 1 and 3 together).
+pub async fn create_grid_fee(
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let now = state.now();
+    let mut body = Body::parse(
+        &bytes,
+        &[
+            "subscription",
+            "type",
+            "types",
+            "market_location",
+            "grid_operator",
+            "meter_type",
+            "effective_date",
+        ],
+    )?;
+    let subscription = body.string("subscription", true);
+    let several = body.has("types");
+    let requested: Option<Vec<ReductionType>> = if several {
+        if body.has("type") {
+            body.errors.push(FieldError::new(
+                "type",
+                "invalid",
+                "give either type or types, not both",
+            ));
+        }
+        match body.value::<Vec<ReductionType>>("types", true, &format!("a list of {TYPES}")) {
+            Some(t) if t.is_empty() => {
+                body.errors.push(FieldError::new(
+                    "types",
+                    "required",
+                    "types must not be empty",
+                ));
+                None
+            }
+            other => other,
+        }
+    } else {
+        body.value::<ReductionType>("type", true, TYPES)
+            .map(|t| vec![t])
+    };
+    let market_location: Option<MarketLocationId> = body.parsed("market_location", true);
+    let grid_operator: Option<MarketPartnerId> = body.parsed("grid_operator", true);
+    let meter_type: Option<MeterType> = body.value("meter_type", true, "smart or conventional");
+    let effective_date = body.date_from("effective_date", now.date_naive());
+    let errors_so_far = body.errors.len();
+    let (
+        Some(subscription),
+        Some(requested),
+        Some(market_location),
+        Some(grid_operator),
+        Some(meter_type),
+        0,
+    ) = (
+        subscription,
+        requested,
+        market_location,
+        grid_operator,
+        meter_type,
+        errors_so_far,
+    )
+    else {
+        return Err(ApiError::invalid(body.errors));
+    };
+
+    let mut tx = state.store.begin().await?;
+    tx.lock_subscription(&subscription).await?;
+    let existing: Vec<Existing> = tx
+        .grid_fees_of_subscription(&subscription)
+        .await?
+        .iter()
+        .map(|r| Existing {
+            reduction_type: r.order.reduction_type,
+            status: r.order.status,
+        })
+        .collect();
+    check_new_reductions(&existing, &requested, meter_type)
+        .map_err(|broken| ApiError::invalid(broken.into_iter().map(rule_error).collect()))?;
+    let confirmed = tx.subscription_confirmed(&subscription).await?.is_some();
+    let mut records = Vec::new();
+    for reduction_type in requested {
+        let order = GridFeeReduction {
+            id: new_id("gfr"),
+            subscription: subscription.clone(),
+            reduction_type,
+            market_location: market_location.clone(),
+            grid_operator: grid_operator.clone(),
+            meter_type,
+            status: GridFeeStatus::Intended,
+            product: None,
+            order_document: None,
+            accepted: false,
+            valid_from: None,
+            valid_until: None,
+            rejection: None,
+        };
+        let record = tx.insert_grid_fee(&order, effective_date, now).await?;
+        tx.add_history(&history_created(
+            OrderKind::GridFeeReduction,
+            &order.id,
+            "intended",
+            now,
+        ))
+        .await?;
+        if confirmed {
+            tx.add_outbox(
+                &NewOutboxItem::order(
+                    OrderKind::GridFeeReduction,
+                    &order.id,
+                    grid_operator.as_str(),
+                ),
+                now,
+            )
+            .await?;
+        }
+        records.push(record);
+    }
+    tx.commit().await?;
+    if several {
+        Ok(created(json!({
+            "object": "list",
+            "data": records.iter().map(resources::grid_fee).collect::<Vec<_>>(),
+            "next_cursor": null,
+        })))
+    } else {
+        Ok(created(resources::grid_fee(&records[0])))
+    }
+}
+
+fn status_filter<T: serde::de::DeserializeOwned>(
+    query: &ListQuery,
+    allowed: &str,
+) -> Result<Option<String>, ApiError> {
+    match query.filter("status") {
+        None => Ok(None),
+        Some(s) if serde_json::from_value::<T>(Value::String(s.to_string())).is_ok() => {
+            Ok(Some(s.to_string()))
+        }
+        Some(s) => Err(ApiError::invalid(vec![FieldError::new(
+            "filter[status][eq]",
+            "invalid",
+            format!("unknown status {s:?}; one of {allowed}"),
+        )])),
+    }
+}
+
+fn order_filter<T: serde::de::DeserializeOwned>(
+    pairs: &[(String, String)],
+    statuses: &str,
+) -> Result<(ListQuery, OrderFilter), ApiError> {
+    let query = ListQuery::parse(pairs, &["status", "subscription"])?;
+    let filter = OrderFilter {
+        status: status_filter::<T>(&query, statuses)?,
+        subscription: query.filter("subscription").map(str::to_string),
+    };
+    Ok((query, filter))
+}
+
+/// `GET /grid-fee-reductions`.
+pub async fn list_grid_fees(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let (query, filter) =
+        order_filter::<GridFeeStatus>(&pairs, "intended, ordered, activated, rejected, ended")?;
+    let page = state.store.list_grid_fees(&filter, &query.page).await?;
+    Ok(Json(resources::list(&page, resources::grid_fee)))
+}
+
+/// `GET /grid-fee-reductions/{id}`.
+pub async fn grid_fee(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = state
+        .store
+        .grid_fee(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("grid-fee reduction", &id))?;
+    Ok(Json(resources::grid_fee(&record)))
+}
+
+/// `POST /subscriptions/{id}/confirm`: records the confirmation and queues every intended
+/// reduction of the subscription (once: a repeated confirmation queues nothing twice).
+pub async fn confirm_subscription(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.now();
+    if id.trim().is_empty() {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "id",
+            "required",
+            "the subscription id must not be empty",
+        )]));
+    }
+    let mut tx = state.store.begin().await?;
+    tx.lock_subscription(&id).await?;
+    tx.confirm_subscription(&id, now).await?;
+    let mut queued = Vec::new();
+    for r in tx.grid_fees_of_subscription(&id).await? {
+        if r.order.status != GridFeeStatus::Intended
+            || !tx.open_outbox_for_order(&r.order.id).await?.is_empty()
+        {
+            continue;
+        }
+        tx.add_outbox(
+            &NewOutboxItem::order(
+                OrderKind::GridFeeReduction,
+                &r.order.id,
+                r.order.grid_operator.as_str(),
+            ),
+            now,
+        )
+        .await?;
+        queued.push(r.order.id);
+    }
+    let confirmed_at = tx.subscription_confirmed(&id).await?.unwrap_or(now);
+    tx.commit().await?;
+    Ok(Json(json!({
+        "object": "subscription",
+        "id": id,
+        "confirmed_at": resources::time(confirmed_at),
+        "queued": queued,
+    })))
+}
+
+/// `POST /meter-orders`.
+pub async fn create_meter_order(
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let now = state.now();
+    let mut body = Body::parse(
+        &bytes,
+        &[
+            "subscription",
+            "market_location",
+            "metering_location",
+            "metering_operator",
+            "wanted_date",
+        ],
+    )?;
+    let subscription = body.string("subscription", true);
+    let market_location: Option<MarketLocationId> = body.parsed("market_location", true);
+    let metering_location: Option<MeteringLocationId> = body.parsed("metering_location", false);
+    let metering_operator: Option<MarketPartnerId> = body.parsed("metering_operator", true);
+    let wanted_date = body.date_from("wanted_date", now.date_naive());
+    let errors_so_far = body.errors.len();
+    let (Some(subscription), Some(market_location), Some(metering_operator), 0) = (
+        subscription,
+        market_location,
+        metering_operator,
+        errors_so_far,
+    ) else {
+        return Err(ApiError::invalid(body.errors));
+    };
+
+    let mut tx = state.store.begin().await?;
+    tx.lock_subscription(&subscription).await?;
+    let existing = tx.meter_orders_of_subscription(&subscription).await?.len();
+    check_new_meter_order(existing).map_err(|rule| ApiError {
+        status: StatusCode::CONFLICT,
+        errors: vec![rule_error(rule)],
+    })?;
+    let order = MeterOrder {
+        id: new_id("mor"),
+        subscription,
+        market_location,
+        metering_location,
+        metering_operator,
+        status: MeterStatus::Created,
+        order_document: None,
+        appointment_at: None,
+        installed_at: None,
+        activated_at: None,
+        cancelled_reason: None,
+        blocked_at: None,
+        blocked_reason: None,
+    };
+    let record = tx.insert_meter_order(&order, wanted_date, now).await?;
+    tx.add_history(&history_created(
+        OrderKind::MeterOrder,
+        &order.id,
+        "created",
+        now,
+    ))
+    .await?;
+    if order.metering_location.is_some() {
+        tx.add_outbox(
+            &NewOutboxItem::order(
+                OrderKind::MeterOrder,
+                &order.id,
+                order.metering_operator.as_str(),
+            ),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(created(resources::meter_order(&record)))
+}
+
+/// `GET /meter-orders`.
+pub async fn list_meter_orders(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let (query, filter) = order_filter::<MeterStatus>(
+        &pairs,
+        "created, placed, check_submitted, check_reviewed, scheduled, installed, activated, cancelled",
+    )?;
+    let page = state.store.list_meter_orders(&filter, &query.page).await?;
+    Ok(Json(resources::list(&page, resources::meter_order)))
+}
+
+/// `GET /meter-orders/{id}`.
+pub async fn meter_order(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = state
+        .store
+        .meter_order(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("meter order", &id))?;
+    Ok(Json(resources::meter_order(&record)))
+}
+
+fn conflict(code: &str, message: String) -> ApiError {
+    ApiError::general(StatusCode::CONFLICT, code, message)
+}
+
+/// `PATCH /meter-orders/{id}`: the Messlokation once it is known; a `created` order goes
+/// into the outbox then.
+pub async fn patch_meter_order(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.now();
+    let mut body = Body::parse(&bytes, &["metering_location"])?;
+    let metering_location: Option<MeteringLocationId> = body.parsed("metering_location", true);
+    body.finish()?;
+    let Some(metering_location) = metering_location else {
+        unreachable!("finish() reported the missing field")
+    };
+    let mut tx = state.store.begin().await?;
+    let mut record = tx
+        .meter_order(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("meter order", &id))?;
+    match &record.order.metering_location {
+        Some(known) if *known == metering_location => {
+            return Ok(Json(resources::meter_order(&record)));
+        }
+        Some(known) => {
+            return Err(conflict(
+                "metering_location_already_set",
+                format!("meter order {id} already has the Messlokation {known}"),
+            ))
+        }
+        None => {}
+    }
+    if record.order.status != MeterStatus::Created {
+        return Err(conflict(
+            "not_changeable",
+            format!(
+                "meter order {id} is {}; the Messlokation can only be set while it is created",
+                serde_text(&record.order.status)
+            ),
+        ));
+    }
+    record.order.metering_location = Some(metering_location);
+    record.version = tx
+        .save_meter_order(&record.order, record.version, now)
+        .await?;
+    record.updated_at = now;
+    if tx.open_outbox_for_order(&id).await?.is_empty() {
+        tx.add_outbox(
+            &NewOutboxItem::order(
+                OrderKind::MeterOrder,
+                &id,
+                record.order.metering_operator.as_str(),
+            ),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Json(resources::meter_order(&record)))
+}
+
+/// `POST /meter-orders/{id}/cancel`: the customer cancels. Order, history, webhook event and
+/// the dropped pending outbox item commit together.
+pub async fn cancel_meter_order(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.now();
+    let mut tx = state.store.begin().await?;
+    let record = tx
+        .meter_order(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("meter order", &id))?;
+    let from = serde_text(&record.order.status);
+    let applied = record
+        .order
+        .clone()
+        .cancel(CancelReason::CustomerRequest)
+        .map_err(|e| conflict("illegal_transition", e.to_string()))?;
+    let Some(topic) = applied.event else {
+        // Already cancelled by the customer: nothing changes.
+        return Ok(Json(resources::meter_order(&record)));
+    };
+    let version = tx
+        .save_meter_order(&applied.order, record.version, now)
+        .await?;
+    tx.add_history(&HistoryEntry {
+        order_kind: OrderKind::MeterOrder,
+        order_id: id.clone(),
+        from: Some(from),
+        to: serde_text(&applied.order.status),
+        topic: Some(topic.to_string()),
+        journal_id: None,
+        at: now,
+        detail: Some(json!({"source": "api", "reason": "customer_request"})),
+    })
+    .await?;
+    tx.add_webhook(
+        &WebhookEvent::new(
+            topic,
+            json!({"meter_order": id, "subscription": applied.order.subscription}),
+            now,
+        ),
+        now,
+    )
+    .await?;
+    tx.drop_pending_outbox(&id).await?;
+    tx.commit().await?;
+    Ok(Json(resources::meter_order(
+        &crate::store::MeterOrderRecord {
+            order: applied.order,
+            wanted_date: record.wanted_date,
+            version,
+            created_at: record.created_at,
+            updated_at: now,
+        },
+    )))
+}
+
+/// `GET /clearing`: inbound messages nothing matched, not yet resolved.
+pub async fn list_clearing(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let query = ListQuery::parse(&pairs, &[])?;
+    let page = state.store.list_clearing(false, &query.page).await?;
+    Ok(Json(resources::list(&page, |c| {
+        let mut v = serde_json::to_value(c).unwrap_or_default();
+        v["object"] = json!("clearing_item");
+        v
+    })))
+}
+
+/// `GET /outbox`: work to send, e.g. `filter[state][eq]=parked` for what needs an operator.
+pub async fn list_outbox(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let query = ListQuery::parse(&pairs, &["state"])?;
+    let filter = match query.filter("state") {
+        None => None,
+        Some(s) => Some(OutboxState::parse(s).ok_or_else(|| {
+            ApiError::invalid(vec![FieldError::new(
+                "filter[state][eq]",
+                "invalid",
+                format!("unknown state {s:?}; one of pending, in_flight, sent, parked"),
+            )])
+        })?),
+    };
+    let page = state.store.list_outbox(filter, &query.page).await?;
+    Ok(Json(resources::list(&page, |o| {
+        let mut v = serde_json::to_value(o).unwrap_or_default();
+        v["object"] = json!("outbox_item");
+        v
+    })))
+}

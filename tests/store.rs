@@ -1,0 +1,765 @@
+//! The store against a real SQLite file and a real PostgreSQL: dedup of the same interchange,
+//! leases that expire and are claimed again, a rolled-back transaction that leaves nothing,
+//! optimistic concurrency, and two gateway instances sharing the work without doing anything
+//! twice.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use mako_gateway::acks::{match_acknowledgement, AckMatch, Acknowledgement};
+use mako_gateway::orders::{
+    GridFeeReduction, GridFeeStatus, MeterOrder, MeterStatus, MeterType, ReductionType,
+};
+use mako_gateway::store::*;
+use serde_json::json;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 10, 0, 0).unwrap()
+}
+
+fn seconds(s: i64) -> chrono::Duration {
+    chrono::Duration::seconds(s)
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn inbound(partner: &str, reference: Option<&str>) -> InboundRecord {
+    InboundRecord {
+        partner: partner.to_string(),
+        transport: Transport::File,
+        interchange_ref: reference.map(str::to_string),
+        message_refs: vec!["1".into()],
+        pids: vec!["19133".into()],
+        document_numbers: vec!["DOC1".into()],
+        raw: b"UNA:+.? 'UNB+UNOC:3+9904292000003:500+...'\x00\xff".to_vec(),
+        received_at: t0(),
+    }
+}
+
+fn reduction(subscription: &str) -> GridFeeReduction {
+    GridFeeReduction {
+        id: new_id("gfr"),
+        subscription: subscription.to_string(),
+        reduction_type: ReductionType::Module1,
+        market_location: "51238696781".parse().unwrap(),
+        grid_operator: "9904292000003".parse().unwrap(),
+        meter_type: MeterType::Smart,
+        status: GridFeeStatus::Intended,
+        product: None,
+        order_document: None,
+        accepted: false,
+        valid_from: None,
+        valid_until: None,
+        rejection: None,
+    }
+}
+
+fn meter(subscription: &str) -> MeterOrder {
+    MeterOrder {
+        id: new_id("mor"),
+        subscription: subscription.to_string(),
+        market_location: "51238696781".parse().unwrap(),
+        metering_location: None,
+        metering_operator: "9903829000006".parse().unwrap(),
+        status: MeterStatus::Created,
+        order_document: None,
+        appointment_at: None,
+        installed_at: None,
+        activated_at: None,
+        cancelled_reason: None,
+        blocked_at: None,
+        blocked_reason: None,
+    }
+}
+
+on_both! {
+    the_same_interchange_is_journaled_and_claimed_once => journal_dedup;
+    an_expired_lease_makes_work_claimable_again => lease_expiry;
+    a_rolled_back_transaction_leaves_nothing => rollback_leaves_nothing;
+    orders_are_saved_with_optimistic_concurrency => optimistic_concurrency;
+    order_lists_filter_and_page_by_cursor => lists_and_cursors;
+    sent_messages_serve_the_acknowledgement_lookup => sent_lookup;
+    two_instances_claim_every_item_exactly_once => two_workers;
+}
+
+async fn journal_dedup(stores: Vec<Store>) {
+    let store = &stores[0];
+    let first = store
+        .insert_inbound(&inbound("9904292000003", Some("REF1")))
+        .await
+        .unwrap();
+    let Inserted::New(id) = &first else {
+        panic!("first delivery must be new, got {first:?}")
+    };
+    // The same interchange again, also through the other instance.
+    let again = stores[1]
+        .insert_inbound(&inbound("9904292000003", Some("REF1")))
+        .await
+        .unwrap();
+    assert_eq!(again, Inserted::Duplicate(id.clone()));
+    // Another sender may use the same reference.
+    let other = store
+        .insert_inbound(&inbound("9903829000006", Some("REF1")))
+        .await
+        .unwrap();
+    assert!(matches!(other, Inserted::New(ref o) if o != id));
+    // Unreadable interchanges (no reference) are each kept.
+    let a = store.insert_inbound(&inbound("", None)).await.unwrap();
+    let b = store.insert_inbound(&inbound("", None)).await.unwrap();
+    assert!(matches!((&a, &b), (Inserted::New(x), Inserted::New(y)) if x != y));
+
+    let stored = store.journal_item(id).await.unwrap().unwrap();
+    assert_eq!(stored.raw, inbound("", None).raw, "raw bytes kept exactly");
+    assert_eq!(stored.direction, Direction::In);
+    assert_eq!(stored.state, JournalState::Received);
+    assert_eq!(stored.pids, vec!["19133".to_string()]);
+
+    let mut claimed = Vec::new();
+    while let Some(item) = store.claim_inbound("w1", t0(), LEASE).await.unwrap() {
+        claimed.push(item.id);
+    }
+    assert_eq!(
+        claimed.len(),
+        4,
+        "REF1 once, the other sender's REF1, two unreadable"
+    );
+    assert_eq!(claimed.iter().filter(|c| *c == id).count(), 1);
+}
+
+async fn lease_expiry(stores: Vec<Store>) {
+    let store = &stores[0];
+    let Inserted::New(jid) = store
+        .insert_inbound(&inbound("9904292000003", Some("L1")))
+        .await
+        .unwrap()
+    else {
+        panic!("new")
+    };
+    let first = store
+        .claim_inbound("crashed", t0(), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.id.as_str(), first.attempts), (jid.as_str(), 1));
+    assert!(
+        store
+            .claim_inbound("w2", t0() + seconds(29), LEASE)
+            .await
+            .unwrap()
+            .is_none(),
+        "lease still held"
+    );
+    let again = store
+        .claim_inbound("w2", t0() + seconds(31), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.id.as_str(), again.attempts), (jid.as_str(), 2));
+    // The worker that lost its lease cannot finish the item.
+    let mut tx = store.begin().await.unwrap();
+    let lost = tx
+        .finish_inbound(&jid, "crashed", JournalState::Processed, &json!({}))
+        .await;
+    assert!(
+        matches!(lost, Err(StoreError::LeaseLost { .. })),
+        "{lost:?}"
+    );
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    tx.finish_inbound(
+        &jid,
+        "w2",
+        JournalState::Processed,
+        &json!({"matched": "gfr_x"}),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        store
+            .claim_inbound("w3", t0() + seconds(3600), LEASE)
+            .await
+            .unwrap()
+            .is_none(),
+        "processed items stay done"
+    );
+    let done = store.journal_item(&jid).await.unwrap().unwrap();
+    assert_eq!(
+        (done.state, done.outcome),
+        (JournalState::Processed, Some(json!({"matched": "gfr_x"})))
+    );
+
+    // Outbox: lease expiry, retry with backoff, park.
+    let mut tx = store.begin().await.unwrap();
+    let oid = tx
+        .add_outbox(
+            &NewOutboxItem::order(OrderKind::GridFeeReduction, "gfr_1", "9904292000003"),
+            t0(),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let o = store
+        .claim_outbox("crashed", t0(), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (o.id.as_str(), o.state),
+        (oid.as_str(), OutboxState::InFlight)
+    );
+    assert!(store
+        .claim_outbox("w2", t0() + seconds(10), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    let o = store
+        .claim_outbox("w2", t0() + seconds(31), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.attempts, 2);
+    store
+        .retry_outbox(&oid, "w2", t0() + seconds(120), "partner unreachable")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_outbox("w2", t0() + seconds(60), LEASE)
+            .await
+            .unwrap()
+            .is_none(),
+        "backoff respected"
+    );
+    let o = store
+        .claim_outbox("w2", t0() + seconds(121), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.last_error.as_deref(), Some("partner unreachable"));
+    store
+        .park_outbox(&oid, "w2", "recipient unknown")
+        .await
+        .unwrap();
+    assert!(store
+        .claim_outbox("w2", t0() + seconds(9999), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    let parked = store
+        .list_outbox(
+            Some(OutboxState::Parked),
+            &PageRequest {
+                cursor: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(parked.items.len(), 1);
+    assert_eq!(
+        parked.items[0].last_error.as_deref(),
+        Some("recipient unknown")
+    );
+
+    // Webhooks the same way.
+    let mut tx = store.begin().await.unwrap();
+    let event = WebhookEvent::new("meter_order.placed", json!({"meter_order": "mor_1"}), t0());
+    tx.add_webhook(&event, t0()).await.unwrap();
+    tx.commit().await.unwrap();
+    let w = store
+        .claim_webhook("crashed", t0(), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.id, event.id);
+    let payload: serde_json::Value = serde_json::from_str(&w.payload).unwrap();
+    assert_eq!(payload["topic"], "meter_order.placed");
+    assert_eq!(payload["context"]["meter_order"], "mor_1");
+    assert!(store
+        .claim_webhook("w2", t0() + seconds(5), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    let w = store
+        .claim_webhook("w2", t0() + seconds(31), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        store
+            .mark_webhook_delivered(&w.id, "crashed", t0() + seconds(32))
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    store
+        .mark_webhook_delivered(&w.id, "w2", t0() + seconds(32))
+        .await
+        .unwrap();
+    assert!(store
+        .claim_webhook("w2", t0() + seconds(9999), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn rollback_leaves_nothing(stores: Vec<Store>) {
+    let store = &stores[0];
+    let Inserted::New(jid) = store
+        .insert_inbound(&inbound("9904292000003", Some("TX1")))
+        .await
+        .unwrap()
+    else {
+        panic!("new")
+    };
+    store
+        .claim_inbound("w1", t0(), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let order = reduction("sub-tx");
+
+    // Everything one inbound message changes, then no commit (a crash before commit).
+    {
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_grid_fee(&order, None, t0()).await.unwrap();
+        tx.add_history(&HistoryEntry {
+            order_kind: OrderKind::GridFeeReduction,
+            order_id: order.id.clone(),
+            from: None,
+            to: "intended".into(),
+            topic: None,
+            journal_id: Some(jid.clone()),
+            at: t0(),
+            detail: None,
+        })
+        .await
+        .unwrap();
+        tx.add_webhook(
+            &WebhookEvent::new("grid_fee_reduction.ordered", json!({}), t0()),
+            t0(),
+        )
+        .await
+        .unwrap();
+        tx.add_outbox(
+            &NewOutboxItem::order(OrderKind::GridFeeReduction, &order.id, "9904292000003"),
+            t0(),
+        )
+        .await
+        .unwrap();
+        tx.add_clearing(&jid, "nothing matched", t0())
+            .await
+            .unwrap();
+        tx.record_sent(
+            &SentRecord {
+                partner: "9904292000003".into(),
+                interchange_ref: "OUT1".into(),
+                message_ref: "1".into(),
+                document_number: "D1".into(),
+                order: Some((OrderKind::GridFeeReduction, order.id.clone())),
+                journal_id: jid.clone(),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+        tx.confirm_subscription("sub-tx", t0()).await.unwrap();
+        tx.finish_inbound(&jid, "w1", JournalState::Processed, &json!({}))
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+    }
+    assert_eq!(store.grid_fee(&order.id).await.unwrap(), None);
+    assert!(store.history(&order.id).await.unwrap().is_empty());
+    assert!(store
+        .claim_webhook("w", t0(), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .claim_outbox("w", t0(), LEASE)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .list_clearing(
+            true,
+            &PageRequest {
+                cursor: None,
+                limit: 10
+            }
+        )
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(store
+        .sent_by_interchange("9904292000003", "OUT1")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.subscription_confirmed("sub-tx").await.unwrap(), None);
+    let item = store.journal_item(&jid).await.unwrap().unwrap();
+    assert_eq!(
+        item.state,
+        JournalState::Processing,
+        "still leased, not processed"
+    );
+    // After the lease, the item is processed again; a committed transaction keeps everything.
+    store
+        .claim_inbound("w2", t0() + seconds(31), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_grid_fee(&order, None, t0()).await.unwrap();
+    tx.add_clearing(&jid, "nothing matched", t0())
+        .await
+        .unwrap();
+    tx.finish_inbound(&jid, "w2", JournalState::Processed, &json!({}))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.grid_fee(&order.id).await.unwrap().is_some());
+    let clearing = store
+        .list_clearing(
+            false,
+            &PageRequest {
+                cursor: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(clearing.items.len(), 1);
+    assert_eq!(clearing.items[0].partner.as_deref(), Some("9904292000003"));
+    assert_eq!(clearing.items[0].interchange_ref.as_deref(), Some("TX1"));
+}
+
+async fn optimistic_concurrency(stores: Vec<Store>) {
+    let store = &stores[0];
+    let order = reduction("sub-oc");
+    let day = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let record = tx.insert_grid_fee(&order, Some(day), t0()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(record.version, 1);
+
+    let applied = order
+        .clone()
+        .ordered(mako_gateway::orders::ModuleProduct::Module1, "DOC9".into())
+        .unwrap();
+    let mut tx = stores[0].begin().await.unwrap();
+    assert_eq!(
+        tx.save_grid_fee(&applied.order, 1, t0() + seconds(1))
+            .await
+            .unwrap(),
+        2
+    );
+    tx.commit().await.unwrap();
+    // A second writer that read version 1 loses.
+    let mut tx = stores[1].begin().await.unwrap();
+    let stale = tx.save_grid_fee(&order, 1, t0() + seconds(2)).await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionConflict { expected: 1, .. })),
+        "{stale:?}"
+    );
+    drop(tx);
+    let read = store.grid_fee(&order.id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.order.status, read.version, read.effective_date),
+        (GridFeeStatus::Ordered, 2, Some(day))
+    );
+    let mut tx = store.begin().await.unwrap();
+    let found = tx
+        .grid_fee_reductions_for_matching(None, Some("DOC9"))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    drop(tx);
+
+    // One meter order per subscription, ever: the database says so too.
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_meter_order(&meter("sub-oc"), None, t0())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let second = tx.insert_meter_order(&meter("sub-oc"), None, t0()).await;
+    assert!(
+        matches!(second, Err(StoreError::DuplicateMeterOrder { .. })),
+        "{second:?}"
+    );
+}
+
+async fn lists_and_cursors(stores: Vec<Store>) {
+    let store = &stores[0];
+    let mut ids = Vec::new();
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..7 {
+        let mut order = reduction(if i % 2 == 0 { "sub-even" } else { "sub-odd" });
+        if i == 3 {
+            order.status = GridFeeStatus::Rejected;
+        }
+        tx.insert_grid_fee(&order, None, t0()).await.unwrap();
+        ids.push(order.id);
+    }
+    tx.commit().await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_grid_fees(
+                &OrderFilter::default(),
+                &PageRequest {
+                    cursor: cursor.clone(),
+                    limit: 3,
+                },
+            )
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|r| r.order.id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every order once, in creation order");
+    let even = store
+        .list_grid_fees(
+            &OrderFilter {
+                subscription: Some("sub-even".into()),
+                status: None,
+            },
+            &PageRequest {
+                cursor: None,
+                limit: 50,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(even.items.len(), 4);
+    assert_eq!(even.next_cursor, None);
+    let rejected = store
+        .list_grid_fees(
+            &OrderFilter {
+                subscription: None,
+                status: Some("rejected".into()),
+            },
+            &PageRequest {
+                cursor: None,
+                limit: 50,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected
+            .items
+            .iter()
+            .map(|r| &r.order.id)
+            .collect::<Vec<_>>(),
+        vec![&ids[3]]
+    );
+    let counts = store.counts().await.unwrap();
+    assert!(
+        counts
+            .grid_fee_reductions
+            .contains(&("intended".to_string(), 6)),
+        "{counts:?}"
+    );
+}
+
+async fn sent_lookup(stores: Vec<Store>) {
+    let store = &stores[0];
+    let partner = "9904292000003";
+    let mut tx = store.begin().await.unwrap();
+    let jid = tx
+        .insert_outbound_journal(&OutboundRecord {
+            partner: partner.into(),
+            transport: Transport::File,
+            interchange_ref: "MG0001".into(),
+            message_refs: vec!["MG0002".into()],
+            pids: vec!["17133".into()],
+            document_numbers: vec!["MG0003".into()],
+            raw: b"UNB...".to_vec(),
+            sent_at: t0(),
+        })
+        .await
+        .unwrap();
+    tx.record_sent(
+        &SentRecord {
+            partner: partner.into(),
+            interchange_ref: "MG0001".into(),
+            message_ref: "MG0002".into(),
+            document_number: "MG0003".into(),
+            order: Some((OrderKind::GridFeeReduction, "gfr_a".into())),
+            journal_id: jid.clone(),
+        },
+        t0(),
+    )
+    .await
+    .unwrap();
+    let snapshot = tx
+        .sent_snapshot(partner, &["MG0001"], &["MG0003"])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(snapshot.messages.len(), 1);
+    let out = store.journal_item(&jid).await.unwrap().unwrap();
+    assert_eq!((out.direction, out.sent_at), (Direction::Out, Some(t0())));
+    let by_doc = store
+        .sent_by_document(partner, "MG0003")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_doc.order.as_deref(), Some("gfr_a"));
+    assert!(
+        store
+            .sent_by_document("9903829000006", "MG0003")
+            .await
+            .unwrap()
+            .is_none(),
+        "other partner"
+    );
+    // The acknowledgement logic matches against the store's snapshot.
+    let aperak = Acknowledgement::Aperak {
+        positive: false,
+        interchange_reference: Some("MG0001".into()),
+        document_number: Some("MG0003".into()),
+        transaction_reference: None,
+        errors: vec![],
+    };
+    let matched = match_acknowledgement(&aperak, partner, &snapshot);
+    assert!(
+        matches!(matched, AckMatch::Rejected { ref messages, .. } if messages[0].order.as_deref() == Some("gfr_a")),
+        "{matched:?}"
+    );
+    let unmatched = match_acknowledgement(&aperak, "9903829000006", &snapshot);
+    assert!(matches!(unmatched, AckMatch::Unmatched { .. }));
+}
+
+/// Items per queue in the two-worker test.
+const ITEMS: usize = 500;
+/// Concurrent claim loops per instance.
+const LOOPS_PER_INSTANCE: usize = 4;
+
+async fn two_workers(stores: Vec<Store>) {
+    let mut tx = stores[0].begin().await.unwrap();
+    for i in 0..ITEMS {
+        tx.insert_inbound(&inbound("9904292000003", Some(&format!("W{i:04}"))))
+            .await
+            .unwrap();
+        tx.add_outbox(
+            &NewOutboxItem::order(OrderKind::MeterOrder, &format!("mor_{i}"), "9903829000006"),
+            t0(),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut tasks = Vec::new();
+    for (instance, store) in stores.iter().enumerate() {
+        for n in 0..LOOPS_PER_INSTANCE {
+            let store = store.clone();
+            let worker = format!("instance{instance}-loop{n}");
+            tasks.push(tokio::spawn(async move {
+                let mut journal = Vec::new();
+                let mut outbox = Vec::new();
+                loop {
+                    let mut idle = true;
+                    if let Some(item) = store.claim_inbound(&worker, t0(), LEASE).await.unwrap() {
+                        let mut tx = store.begin().await.unwrap();
+                        tx.finish_inbound(
+                            &item.id,
+                            &worker,
+                            JournalState::Processed,
+                            &json!({"by": worker}),
+                        )
+                        .await
+                        .unwrap();
+                        tx.commit().await.unwrap();
+                        journal.push(item.id);
+                        idle = false;
+                    }
+                    if let Some(item) = store.claim_outbox(&worker, t0(), LEASE).await.unwrap() {
+                        store
+                            .mark_outbox_sent(&item.id, &worker, t0())
+                            .await
+                            .unwrap();
+                        outbox.push(item.id);
+                        idle = false;
+                    }
+                    if idle {
+                        return (instance, journal, outbox);
+                    }
+                }
+            }));
+        }
+    }
+    let mut journal = Vec::new();
+    let mut outbox = Vec::new();
+    let mut per_instance = [0usize; 2];
+    for t in tasks {
+        let (instance, j, o) = t.await.unwrap();
+        per_instance[instance] += j.len() + o.len();
+        journal.extend(j);
+        outbox.extend(o);
+    }
+    let unique_journal: HashSet<&String> = journal.iter().collect();
+    let unique_outbox: HashSet<&String> = outbox.iter().collect();
+    assert_eq!(
+        (journal.len(), unique_journal.len()),
+        (ITEMS, ITEMS),
+        "every journal item claimed exactly once"
+    );
+    assert_eq!(
+        (outbox.len(), unique_outbox.len()),
+        (ITEMS, ITEMS),
+        "every outbox item claimed exactly once"
+    );
+    assert!(
+        per_instance.iter().all(|n| *n > 0),
+        "both instances took work: {per_instance:?}"
+    );
+    let counts = stores[1].counts().await.unwrap();
+    assert_eq!(counts.outbox, vec![("sent".to_string(), ITEMS as i64)]);
+    assert_eq!(
+        counts.journal,
+        vec![("in/processed".to_string(), ITEMS as i64)]
+    );
+}
+
+#[tokio::test]
+async fn a_sqlite_url_creates_its_directories_and_other_urls_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/c/store.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert!(path.exists());
+    assert_eq!(store.backend(), Backend::Sqlite);
+    store.ping().await.unwrap();
+    store.close().await;
+    // Opening it again applies no migration twice.
+    let again = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    again.close().await;
+    let refused = Store::connect("mysql://user:secret@localhost/db")
+        .await
+        .unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        text.contains("not supported") && !text.contains("secret"),
+        "{text}"
+    );
+    assert!(matches!(
+        Store::connect("sqlite::memory:").await,
+        Err(StoreError::UnsupportedUrl { .. })
+    ));
+}
