@@ -14,6 +14,7 @@
 //!
 //! Times are passed in by the caller (no clock in here) and kept as unix milliseconds UTC.
 
+mod daemon;
 mod error;
 mod sql;
 mod types;

@@ -1,0 +1,58 @@
+//! What the daemon's loops need beyond the order and journal operations: blocks of
+//! references from the shared counter, and an outbox item's built bytes kept before sending.
+
+use chrono::{DateTime, Utc};
+
+use super::sql::ms;
+use super::{lease_kept, Store, StoreError};
+
+impl Store {
+    /// Reserves `count` consecutive reference numbers and returns the first. One statement,
+    /// committed at once: concurrent instances get disjoint blocks (gaps after a crash are
+    /// harmless; duplicates would not be).
+    pub async fn reserve_references(&self, count: u32) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "UPDATE reference_counter SET next_value = next_value + $1 WHERE name = 'edifact' \
+             RETURNING next_value",
+        )
+        .bind(i64::from(count))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::query("reserving references"))?;
+        let next: i64 = super::sql::get(&row, "next_value")?;
+        Ok(u64::try_from(next - i64::from(count)).unwrap_or(0))
+    }
+
+    /// Keeps the bytes built for a claimed outbox item, so that a retry after a crash sends
+    /// the same interchange (same references) instead of building a second one.
+    pub async fn set_outbox_payload(
+        &self,
+        id: &str,
+        worker: &str,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET payload = $1 WHERE id = $2 AND locked_by = $3 AND state = 'in_flight'",
+        )
+        .bind(payload.to_vec())
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query("keeping an outbox item's bytes"))?;
+        lease_kept(done.rows_affected(), "outbox item", id, worker)
+    }
+
+    /// How many inbound journal items wait for a worker (received, or with an expired lease).
+    pub async fn journal_items_waiting(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM journal WHERE direction = 'in' AND \
+             (state = 'received' OR (state = 'processing' AND locked_until < $1))",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::query("counting waiting journal items"))?;
+        super::sql::get(&row, "n")
+    }
+}
