@@ -99,18 +99,22 @@ impl StoreError {
         move |source| StoreError::Query { operation, source }
     }
 
-    /// True when retrying the same operation later may succeed (a lost race or a busy or
-    /// unreachable database), false when the request itself is wrong.
+    /// True when retrying the same operation later may succeed (a lost race, a busy or
+    /// unreachable database, a PostgreSQL serialization failure or deadlock), false when the
+    /// request itself is wrong (a constraint, a missing row, bad stored data).
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::VersionConflict { .. } | StoreError::LeaseLost { .. } => true,
-            StoreError::Query { source, .. } | StoreError::Connect { source, .. } => matches!(
-                source,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Database(_)
-            ),
+            StoreError::Query { source, .. } | StoreError::Connect { source, .. } => match source {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+                // PostgreSQL 40001 serialization_failure, 40P01 deadlock_detected, 57P01
+                // admin_shutdown; SQLite 5 SQLITE_BUSY, 6 SQLITE_LOCKED.
+                sqlx::Error::Database(e) => matches!(
+                    e.code().as_deref(),
+                    Some("40001" | "40P01" | "57P01" | "5" | "6")
+                ),
+                _ => false,
+            },
             _ => false,
         }
     }

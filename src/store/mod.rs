@@ -1135,3 +1135,40 @@ impl StoreTx {
         lease_kept(done.rows_affected(), "journal item", journal_id, worker)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_messages_hide_the_password() {
+        assert_eq!(
+            redact("postgres://gateway:s3cret@db:5432/mako"),
+            "postgres://gateway:***@db:5432/mako"
+        );
+        assert_eq!(
+            redact("postgres://gateway@db/mako"),
+            "postgres://gateway@db/mako"
+        );
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn lost_races_are_transient_and_refusals_are_not() {
+        let conflict = StoreError::VersionConflict {
+            kind: "meter_order",
+            id: "mor_1".into(),
+            expected: 3,
+        };
+        assert!(conflict.is_transient());
+        assert!(!StoreError::DuplicateMeterOrder {
+            subscription: "s".into()
+        }
+        .is_transient());
+        assert!(StoreError::Query {
+            operation: "x",
+            source: sqlx::Error::PoolTimedOut
+        }
+        .is_transient());
+    }
+}
