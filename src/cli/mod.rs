@@ -3,6 +3,7 @@
 //! Exit codes (documented in the README): 0 success, 1 the input is invalid, 2 usage or I/O
 //! error.
 
+mod daemon;
 mod parse;
 mod render;
 mod validate;
@@ -64,6 +65,29 @@ enum Command {
         #[arg(long)]
         gas: bool,
     },
+    /// Run the gateway: API, file-drop transport, inbound and outbound loops, webhooks.
+    Serve {
+        /// TOML configuration (see deploy/mako-gateway.example.toml); without it the
+        /// defaults and MAKO_* environment variables apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Feed saved inbound interchanges through the inbound path as if received, and print
+    /// what each matched, changed and would send back. Exit 1 if any matched nothing.
+    Replay {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Database URL (default: the configured one, else the embedded SQLite file).
+        #[arg(long)]
+        db: Option<String>,
+        /// Write nothing: no journal entry, no state change, no outbox item.
+        #[arg(long)]
+        dry_run: bool,
+        /// TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Output formats of `validate`.
@@ -103,6 +127,13 @@ pub fn main() -> ExitCode {
         }
         Command::Ack { file, now, gas } => validate::run_ack(&file, now, gas),
         Command::Render { file } => render::run(&file),
+        Command::Serve { config } => daemon::run_serve(config.as_deref()),
+        Command::Replay {
+            paths,
+            db,
+            dry_run,
+            config,
+        } => daemon::run_replay(&paths, db.as_deref(), dry_run, config.as_deref()),
     }
 }
 

@@ -56,3 +56,31 @@ impl Store {
         super::sql::get(&row, "n")
     }
 }
+
+impl Store {
+    /// Claims one given inbound journal item (for `replay`, which processes what it just
+    /// journaled): like [`Store::claim_inbound`], but for this id.
+    pub async fn claim_journal_item(
+        &self,
+        id: &str,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<super::JournalItem>, StoreError> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let rows = sqlx::query(&format!(
+            "UPDATE journal SET state = 'processing', locked_by = $1, locked_until = $2, \
+             attempts = attempts + 1 WHERE id = $3 AND direction = 'in' AND \
+             (state = 'received' OR (state = 'processing' AND locked_until < $4)) RETURNING {}",
+            super::sql::JOURNAL_COLUMNS
+        ))
+        .bind(worker)
+        .bind(ms(until))
+        .bind(id)
+        .bind(ms(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("claiming a journal item"))?;
+        rows.first().map(super::sql::journal_from_row).transpose()
+    }
+}
