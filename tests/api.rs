@@ -559,10 +559,24 @@ async fn validation(stores: Vec<mako_gateway::store::Store>) {
             pair("type", "required"),
         ]
     );
-    let mut past = reduction("sub-p", 1, "smart");
-    past["effective_date"] = json!("2026-05-31");
-    let (_, body) = api.post("/grid-fee-reductions", past).await;
-    assert_eq!(errors(&body), vec![pair("effective_date", "date_in_past")]);
+    // Lead times (today is Monday 2026-06-01): §14a 2 working days, iMSys 20 working days.
+    for (date, expected) in [
+        ("2026-05-31", Some("lead_time")),
+        ("2026-06-02", Some("lead_time")),
+        ("2026-06-03", None),
+    ] {
+        let mut early = reduction(&format!("sub-{date}"), 1, "smart");
+        early["effective_date"] = json!(date);
+        let (_, body) = api.post("/grid-fee-reductions", early).await;
+        match expected {
+            Some(code) => assert_eq!(errors(&body), vec![pair("effective_date", code)], "{date}"),
+            None => assert_eq!(body["status"], "intended", "{date}: {body}"),
+        }
+    }
+    let (_, body) = api
+        .post("/meter-orders", json!({"subscription": "sub-early", "market_location": MALO, "metering_operator": MSB, "wanted_date": "2026-06-15"}))
+        .await;
+    assert_eq!(errors(&body), vec![pair("wanted_date", "lead_time")]);
 
     let (_, body) = api
         .post("/meter-orders", json!({"subscription": 7, "market_location": MALO, "metering_location": "DE1", "wanted_date": "soon"}))
@@ -590,9 +604,11 @@ async fn validation(stores: Vec<mako_gateway::store::Store>) {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await.unwrap();
     assert_eq!(errors(&body), vec![pair("", "invalid_json")]);
-    // Nothing of the refused requests was stored.
+    // Nothing of the refused requests was stored (only the one accepted above).
     let (_, page) = api.get("/grid-fee-reductions").await;
-    assert_eq!(page["data"], json!([]));
+    let stored: Vec<&Value> = page["data"].as_array().unwrap().iter().collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["effective_date"], "2026-06-03");
 }
 
 async fn auth_and_open_routes(stores: Vec<mako_gateway::store::Store>) {

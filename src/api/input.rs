@@ -141,14 +141,20 @@ impl Body {
         }
     }
 
-    /// A date `YYYY-MM-DD` that is not before `today`.
-    pub fn date_from(&mut self, name: &str, today: NaiveDate) -> Option<NaiveDate> {
+    /// A date `YYYY-MM-DD` that is not before `earliest` (a lead time of the market rules;
+    /// `why` names it in the error).
+    pub fn date_with_lead(
+        &mut self,
+        name: &str,
+        earliest: NaiveDate,
+        why: &str,
+    ) -> Option<NaiveDate> {
         let date: NaiveDate = self.parsed(name, false)?;
-        if date < today {
+        if date < earliest {
             self.errors.push(FieldError::new(
                 name,
-                "date_in_past",
-                format!("{name} {date} is in the past (today is {today})"),
+                "lead_time",
+                format!("{name} {date} is earlier than {earliest}, the earliest allowed: {why}"),
             ));
             return None;
         }

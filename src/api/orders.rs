@@ -103,7 +103,16 @@ pub async fn create_grid_fee(
     let market_location: Option<MarketLocationId> = body.parsed("market_location", true);
     let grid_operator: Option<MarketPartnerId> = body.parsed("grid_operator", true);
     let meter_type: Option<MeterType> = body.value("meter_type", true, "smart or conventional");
-    let effective_date = body.date_from("effective_date", now.date_naive());
+    // §14a module orders need 2 working days' lead (shared/domain/README.md; the grid
+    // operator answers an earlier date with ORDRSP 19133 A21 "Frist unterschritten").
+    let effective_date = body.date_with_lead(
+        "effective_date",
+        crate::acks::Calendar::embedded().add_working_days(
+            crate::daemon::outbound::german_day(now.naive_utc()),
+            crate::daemon::outbound::GRID_FEE_LEAD_WORKING_DAYS,
+        ),
+        "§14a orders need 2 working days' lead",
+    );
     let errors_so_far = body.errors.len();
     let (
         Some(subscription),
@@ -306,7 +315,11 @@ pub async fn create_meter_order(
     let market_location: Option<MarketLocationId> = body.parsed("market_location", true);
     let metering_location: Option<MeteringLocationId> = body.parsed("metering_location", false);
     let metering_operator: Option<MarketPartnerId> = body.parsed("metering_operator", true);
-    let wanted_date = body.date_from("wanted_date", now.date_naive());
+    let wanted_date = body.date_with_lead(
+        "wanted_date",
+        crate::daemon::outbound::earliest_meter_date(now.naive_utc()),
+        "iMSys orders need 20 working days' lead",
+    );
     let errors_so_far = body.errors.len();
     let (Some(subscription), Some(market_location), Some(metering_operator), 0) = (
         subscription,

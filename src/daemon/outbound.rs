@@ -17,6 +17,11 @@ use crate::orders::{
 /// in ORDERS 17011/17003 `DTM+203`).
 pub const METER_ORDER_LEAD_WORKING_DAYS: u32 = 20;
 
+/// Working days between a §14a module order and its change date (`shared/domain/README.md`,
+/// deadlines: "§14a orders need ≥ 2 working days lead time"; a shorter lead is answered with
+/// ORDRSP 19133 A21).
+pub const GRID_FEE_LEAD_WORKING_DAYS: u32 = 2;
+
 /// Why an outbox item cannot be sent (permanent: the item is parked with this reason).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OutboundError {
