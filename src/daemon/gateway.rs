@@ -250,9 +250,30 @@ impl Gateway {
         let span = tracing::info_span!("inbound", journal = %item.id, partner = %item.partner, interchange = item.interchange_ref.as_deref().unwrap_or(""));
         match self.process_item(&item, now, false).instrument(span).await {
             Ok(report) => Ok(Some(report)),
+            Err(e) if item.attempts >= i64::from(self.retry.max_attempts) => {
+                // Tried often enough: keep it as failed, with the error, for an operator
+                // (the bytes stay in the journal; it also goes to the clearing list).
+                tracing::error!(journal = %item.id, error = %e, "inbound processing failed for good");
+                let mut tx = self.store.begin().await?;
+                tx.finish_inbound(
+                    &item.id,
+                    &self.worker,
+                    JournalState::Failed,
+                    &json!({ "error": e.to_string(), "attempts": item.attempts }),
+                )
+                .await?;
+                tx.add_clearing(
+                    &item.id,
+                    &format!("processing failed {} times: {e}", item.attempts),
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Err(e)
+            }
             Err(e) => {
                 // Nothing of it was committed; give it back so that it is tried again.
-                tracing::warn!(error = %e, "inbound processing failed, released");
+                tracing::warn!(journal = %item.id, error = %e, "inbound processing failed, released");
                 let _ = self.store.release_inbound(&item.id, &self.worker).await;
                 Err(e)
             }
@@ -615,8 +636,11 @@ impl Gateway {
                             record.order.status
                         ));
                     }
-                    // The other intended reductions of the subscription at the same market
-                    // location go in the same ORDERS (Modul 1 and 3 ordered together).
+                    // The intended reductions of the subscription at the same market location
+                    // and date go in one ORDERS (Modul 1 and 3 ordered together). Every one
+                    // of them has an outbox item (confirming queues them all); the item of
+                    // the first (smallest id) sends for all, the others stand down, so that
+                    // two workers never send the batch twice.
                     let mut tx = self.store.begin().await.map_err(Failure::store)?;
                     let all = tx
                         .grid_fees_of_subscription(&record.order.subscription)
@@ -628,19 +652,20 @@ impl Gateway {
                             && r.order.market_location == record.order.market_location
                             && r.effective_date == record.effective_date
                         {
-                            let queued = !self
-                                .store
-                                .open_outbox_for_order(&r.order.id)
-                                .await
-                                .map_err(Failure::store)?
-                                .is_empty();
-                            if queued {
-                                batch_rows.push((r.order.clone(), r.version));
-                            }
+                            batch_rows.push((r.order.clone(), r.version));
                         }
                     }
+                    batch_rows.sort_by(|a, b| a.0.id.cmp(&b.0.id));
                     if batch_rows.is_empty() {
                         batch_rows.push((record.order.clone(), record.version));
+                    }
+                    let leader = batch_rows[0].0.id.clone();
+                    if leader != id {
+                        self.store
+                            .mark_outbox_sent(&item.id, &self.worker, now)
+                            .await
+                            .map_err(Failure::store)?;
+                        return Ok(format!("sent together with {leader}'s ORDERS"));
                     }
                     if item.payload.is_none() {
                         let active: Vec<ReductionType> = all
@@ -813,6 +838,7 @@ impl Gateway {
             .await
             .map_err(|e| Failure::Transient(e.to_string()))?;
             if row.id != item.order_id.clone().unwrap_or_default() {
+                // The others' items, if still waiting, have nothing left to do.
                 tx.drop_pending_outbox(&row.id)
                     .await
                     .map_err(Failure::store)?;
