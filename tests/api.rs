@@ -501,6 +501,43 @@ async fn lists(stores: Vec<mako_gateway::store::Store>) {
         (status, page["object"].as_str()),
         (StatusCode::OK, Some("list"))
     );
+    // An unmatched message in clearing, resolved by an operator.
+    let journal = api
+        .store
+        .insert_inbound(&mako_gateway::store::InboundRecord {
+            partner: "9900000000011".into(),
+            transport: mako_gateway::store::Transport::File,
+            interchange_ref: Some("NB1".into()),
+            message_refs: vec!["1".into()],
+            pids: vec!["19133".into()],
+            document_numbers: Vec::new(),
+            raw: b"UNA:+.? 'UNB".to_vec(),
+            received_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let mut tx = api.store.begin().await.unwrap();
+    let clearing_id = tx
+        .add_clearing(
+            journal.journal_id(),
+            "refers to an order we did not send",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (_, page) = api.get("/clearing").await;
+    assert_eq!(page["data"][0]["id"], clearing_id.as_str());
+    let (status, body) = api
+        .post(&format!("/clearing/{clearing_id}/resolve"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, page) = api.get("/clearing").await;
+    assert_eq!(page["data"], json!([]));
+    let (status, _) = api
+        .post(&format!("/clearing/{clearing_id}/resolve"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = api.get("/outbox?filter[state][eq]=lost").await;
     assert_eq!(
         (status, errors(&body)),

@@ -95,6 +95,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("patch", "/meter-orders/{id}"),
     ("post", "/meter-orders/{id}/cancel"),
     ("get", "/clearing"),
+    ("post", "/clearing/{id}/resolve"),
     ("get", "/outbox"),
     ("get", "/health"),
     ("get", "/metrics"),
@@ -126,6 +127,7 @@ pub fn router(state: AppState) -> Router {
             post(orders::cancel_meter_order),
         )
         .route("/clearing", get(orders::list_clearing))
+        .route("/clearing/{id}/resolve", post(orders::resolve_clearing))
         .route("/outbox", get(orders::list_outbox))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -537,6 +537,21 @@ pub async fn list_clearing(
     })))
 }
 
+/// `POST /clearing/{id}/resolve`: an operator has dealt with an unmatched message (it stays
+/// in the journal; the clearing list stops showing it).
+pub async fn resolve_clearing(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let now = (state.clock)();
+    state.store.resolve_clearing(&id, now).await?;
+    Ok(Json(json!({
+        "object": "clearing_item",
+        "id": id,
+        "resolved_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })))
+}
+
 /// `GET /outbox`: work to send, e.g. `filter[state][eq]=parked` for what needs an operator.
 pub async fn list_outbox(
     State(state): State<AppState>,
