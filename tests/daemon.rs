@@ -1145,7 +1145,7 @@ async fn an_idle_serve_stops_at_once() {
     let gw = Daemon::start(config(&url, &dir.path().join("data"), None)).await;
     assert_eq!(gw.get("/health").await["status"], "ok");
     let took = gw.stop().await;
-    assert!(took < Duration::from_millis(500), "took {took:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
 }
 
 // ---- kill -9 mid-way ------------------------------------------------------------------------
@@ -1371,8 +1371,8 @@ async fn kill_and_restart(url: String, data_dir: PathBuf) {
         started.elapsed()
     );
     assert!(
-        (processed_at_kill as usize) < files.len(),
-        "killed mid-way, not after the end"
+        (processed_at_kill as usize) < first.len(),
+        "killed mid-way through the first batch, not after it"
     );
 
     // While it is down: the rest, and copies of 20 files already delivered.
