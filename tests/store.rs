@@ -83,6 +83,7 @@ on_both! {
     order_lists_filter_and_page_by_cursor => lists_and_cursors;
     sent_messages_serve_the_acknowledgement_lookup => sent_lookup;
     two_instances_claim_every_item_exactly_once => two_workers;
+    a_transaction_that_reads_then_writes_is_not_refused_after_another_writer => read_then_write;
 }
 
 async fn journal_dedup(stores: Vec<Store>) {
@@ -762,4 +763,41 @@ async fn a_sqlite_url_creates_its_directories_and_other_urls_are_refused() {
         Store::connect("sqlite::memory:").await,
         Err(StoreError::UnsupportedUrl { .. })
     ));
+}
+
+/// Regression (found by tests/daemon.rs: `POST /meter-orders/{id}/cancel` answered 500
+/// "database is locked" while the daemon's loops were writing): a SQLite transaction began
+/// as DEFERRED takes its read snapshot at the first SELECT and cannot upgrade to a writer
+/// once another connection committed since; SQLite refuses that at once, without waiting
+/// for the busy timeout. Every read-then-write transaction (the API's, the inbound path's)
+/// must therefore take the write lock when it begins.
+async fn read_then_write(stores: Vec<Store>) {
+    let mut setup = stores[0].begin().await.unwrap();
+    let order = reduction("sub-rw");
+    setup.insert_grid_fee(&order, None, t0()).await.unwrap();
+    setup.commit().await.unwrap();
+
+    // Instance 1 reads the order ...
+    let mut tx = stores[0].begin().await.unwrap();
+    let record = tx.grid_fee(&order.id).await.unwrap().unwrap();
+    // ... instance 2 writes and commits meanwhile (or waits for instance 1's lock) ...
+    let other = stores[1].clone();
+    let writer = tokio::spawn(async move {
+        let mut tx = other.begin().await?;
+        tx.insert_grid_fee(&reduction("sub-rw-2"), None, t0())
+            .await?;
+        tx.commit().await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ... and instance 1 writes what it read.
+    let mut changed = record.order.clone();
+    changed.status = GridFeeStatus::Ordered;
+    tx.save_grid_fee(&changed, record.version, t0() + seconds(1))
+        .await
+        .expect("the read-then-write transaction is refused");
+    tx.commit().await.unwrap();
+    writer.await.unwrap().expect("the other writer failed");
+    let saved = stores[0].grid_fee(&order.id).await.unwrap().unwrap();
+    assert_eq!(saved.order.status, GridFeeStatus::Ordered);
+    assert_eq!(saved.version, record.version + 1);
 }

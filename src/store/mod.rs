@@ -197,12 +197,19 @@ impl Store {
 
     /// Starts a transaction; nothing of it is visible to others until [`StoreTx::commit`]
     /// (dropping it rolls back).
+    ///
+    /// On SQLite the transaction takes the write lock at once (`BEGIN IMMEDIATE`): a DEFERRED
+    /// one that read first cannot become a writer after another connection committed, and
+    /// SQLite refuses that at once ("database is locked", SQLITE_BUSY_SNAPSHOT) instead of
+    /// waiting for the busy timeout. Our transactions read, then write; with IMMEDIATE they
+    /// queue for the lock under the busy timeout instead. Readers outside transactions (the
+    /// API's lists and gets) are not blocked (WAL).
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
-        let tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(StoreError::query("starting a transaction"))?;
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(StoreError::query("starting a transaction"))?;
         Ok(StoreTx {
             tx,
             backend: self.backend,
