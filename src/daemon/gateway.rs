@@ -591,14 +591,14 @@ impl Gateway {
                         .await?;
                     format!("parked after {attempt} attempts: {reason}")
                 } else {
-                    let wait = super::webhooks::backoff_seconds(
+                    let wait = super::webhooks::backoff(
                         attempt.saturating_sub(1),
-                        self.retry.base.as_secs().max(1),
-                        self.retry.max.as_secs().max(1),
+                        self.retry.base,
+                        self.retry.max,
                         &item.id,
                     );
-                    let next = now + chrono::Duration::seconds(wait as i64);
-                    tracing::info!(outbox = %item.id, %reason, wait, "outbox item retried later");
+                    let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    tracing::info!(outbox = %item.id, %reason, ?wait, "outbox item retried later");
                     self.store
                         .retry_outbox(&item.id, &self.worker, next, &reason)
                         .await?;
@@ -943,13 +943,13 @@ impl Gateway {
                         .await?;
                     Ok(Some(format!("{} parked: {e}", delivery.id)))
                 } else {
-                    let wait = super::webhooks::backoff_seconds(
+                    let wait = super::webhooks::backoff(
                         attempt.saturating_sub(1),
-                        self.retry.base.as_secs().max(1),
-                        self.retry.max.as_secs().max(1),
+                        self.retry.base,
+                        self.retry.max,
                         &delivery.id,
                     );
-                    let next = now + chrono::Duration::seconds(wait as i64);
+                    let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
                     self.store
                         .retry_webhook(&delivery.id, &self.worker, next, &e)
                         .await?;

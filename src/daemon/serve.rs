@@ -146,6 +146,9 @@ pub async fn serve(
     shutdown.await;
     tracing::info!(grace = ?config.shutdown.grace, "shutting down: no new work");
     let _ = stop_tx.send(true);
+    let mut aborts: Vec<tokio::task::AbortHandle> =
+        tasks.iter().map(|t| t.abort_handle()).collect();
+    aborts.push(api.abort_handle());
     let all = async {
         for t in tasks {
             let _ = t.await;
@@ -156,7 +159,12 @@ pub async fn serve(
         .await
         .is_err()
     {
+        // Dropping a task drops its open transaction, which rolls back: nothing half-done is
+        // committed, and the item's lease expires so that it is taken again.
         tracing::warn!("grace period over: abandoning work in flight (its leases will expire)");
+        for a in &aborts {
+            a.abort();
+        }
     }
     store.close().await;
     tracing::info!("stopped");

@@ -95,6 +95,18 @@ pub fn backoff_seconds(attempt: u32, base_seconds: u64, max_seconds: u64, key: &
     capped - spread
 }
 
+/// [`backoff_seconds`] in milliseconds, for bases below a second (tests, fast local retries).
+pub fn backoff(
+    attempt: u32,
+    base: std::time::Duration,
+    max: std::time::Duration,
+    key: &str,
+) -> std::time::Duration {
+    let base_ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX).max(1);
+    let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1);
+    std::time::Duration::from_millis(backoff_seconds(attempt, base_ms, max_ms, key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +150,12 @@ mod tests {
             backoff_seconds(9, 10, 3600, "evt_a"),
             backoff_seconds(9, 10, 3600, "evt_b")
         );
+        let fast = backoff(
+            0,
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(1),
+            "",
+        );
+        assert_eq!(fast, std::time::Duration::from_millis(50));
     }
 }

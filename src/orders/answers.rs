@@ -29,7 +29,7 @@ pub enum Answer {
         /// IDE+24: the Vorgangsnummer, named back in the UTILMD 55220 answer (`RFF+TN`).
         transaction: String,
         /// The Zeitraum-IDs of the Verwendungszeiträume (`RFF+Z49::<id>`): the 55220 answers
-        /// each with its own `STS+E01` (AHB UTILMD 55220 [2011]).
+        /// each with its own `STS+E01` (AHB UTILMD 55220 \[2011\]).
         periods: Vec<String>,
         /// DTM+Z25 "Verwendung der Daten ab" (German day).
         valid_from: NaiveDate,

@@ -237,7 +237,7 @@ pub struct BillingDataAnswer {
 }
 
 /// UTILMD 55220 "Rückmeldung auf Abrechnungsdaten NNA" (LF → NB; AHB UTILMD Strom 2.1,
-/// `BGM+E03` [716]): one Vorgang per 55218 Vorgang with `STS+E01++<E_0610 code>:E_0610` and
+/// `BGM+E03` \[716\]): one Vorgang per 55218 Vorgang with `STS+E01++<E_0610 code>:E_0610` and
 /// `RFF+TN` = the 55218's Vorgangsnummer. Due within 2 working days of the 55218 (the
 /// deadline is data: `grammars/calendar/deadlines.txt`).
 pub fn billing_data_answer(
