@@ -744,3 +744,45 @@ fn sm_pki_partner_id_is_the_subject_ou_of_an_emt_mak_certificate() {
     );
     assert_eq!(sm_pki_partner_id(&cert(&odd)), None);
 }
+
+#[test]
+fn ten_megabyte_content_round_trips() {
+    let f = fixture();
+    let mut body = b"Content-Type: application/octet-stream\r\n\r\n".to_vec();
+    body.extend(std::iter::repeat_n(b'A', 10 * 1024 * 1024));
+    let mail = sign_then_encrypt(&body, &identity(&f.we_rsa), &cert(&f.partner_ec)).unwrap();
+    let verified =
+        decrypt_then_verify(&mail, &identity(&f.partner_ec), &[cert(&f.we_rsa)]).unwrap();
+    assert_eq!(verified.content.len(), body.len());
+    assert!(verified.content == body);
+}
+
+/// `unsafe_code` is `deny` crate-wide so that exactly one module can allow it.
+#[test]
+fn only_the_cms_ffi_module_allows_unsafe_code() {
+    fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && std::fs::read_to_string(&path)
+                    .unwrap()
+                    .contains(&["allow(", "unsafe_code)"].concat())
+            {
+                found.push(
+                    path.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut found,
+    );
+    assert_eq!(found, ["src/transport/smime/cms_ffi.rs"]);
+}

@@ -73,7 +73,8 @@ use crate::ids::MarketPartnerId;
 
 use cms_ffi::{CmsCallError, KeyOpt};
 
-/// Largest content we sign and encrypt (OpenSSL takes lengths as `int`; mails are far smaller).
+/// Largest content we sign and encrypt: OpenSSL takes lengths as `int`, and the signed entity
+/// (base64, a third larger) must fit too. Mails are far smaller.
 pub const MAX_CONTENT_LEN: usize = i32::MAX as usize / 2;
 
 /// Base64 line length in the MIME entities we write (RFC 2045 §6.8: at most 76).
