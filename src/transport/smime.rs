@@ -34,7 +34,7 @@
 //! OpenSSL's CMS code does all the cryptography and encoding (brainpool is missing from rustls
 //! and most RustCrypto crates). The safe `openssl` crate only exposes `CMS_sign` and
 //! `CMS_encrypt` with OpenSSL's default parameters (PKCS#1 v1.5, SHA-1 KDF), so the PSS, OAEP
-//! and KDF settings go through `cms_ffi` (private), which makes the same five calls as
+//! and KDF settings go through `cms_ffi` (private), which makes the same C calls as
 //! `openssl cms -keyopt` — the one place in the crate where `unsafe` is allowed (the lint is
 //! `deny`, not `forbid`, for that reason). The alternatives: the RustCrypto `cms` crate (0.2)
 //! with openssl primitives would mean hand-building KARI, the ECC-CMS-SharedInfo KDF input,
