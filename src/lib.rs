@@ -10,6 +10,8 @@
 //! - [`config`]: the daemon's configuration from TOML and the environment (pure: the caller
 //!   reads the file and the environment).
 //! - [`store`]: the durable store over SQLite or PostgreSQL (I/O: uses `orders`, decides nothing).
+//! - [`transport`]: the e-mail transport's S/MIME core (pure apart from reading PEM files;
+//!   SMTP and IMAP come later).
 //! - [`api`]: the HTTP API for the supplier's core system (I/O: uses `store` and `orders`).
 //! - [`cli`]: the command line, which reads files and prints.
 //!
@@ -26,3 +28,4 @@ pub mod grammar;
 pub mod ids;
 pub mod orders;
 pub mod store;
+pub mod transport;
