@@ -26,3 +26,4 @@ pub mod grammar;
 pub mod ids;
 pub mod orders;
 pub mod store;
+pub mod transport;
