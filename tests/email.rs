@@ -290,6 +290,9 @@ async fn a_failed_journal_leaves_the_mail_unmarked_for_the_next_round() {
     inbox.logout().await;
 }
 
+/// A mail's subject and what extracting its attachment gave.
+type Outcome = (String, Result<Vec<u8>, MailError>);
+
 #[tokio::test]
 async fn mails_with_two_attachments_or_none_are_refused_with_the_reason() {
     let Some(servers) = servers("mails_with_two_attachments_or_none") else {
@@ -325,7 +328,7 @@ async fn mails_with_two_attachments_or_none_are_refused_with_the_reason() {
         .unwrap();
     }
 
-    let outcomes: Arc<Mutex<Vec<(String, Result<Vec<u8>, MailError>)>>> = Arc::default();
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let mut inbox = inbox_with(&servers.partner_inbox(&tag), 2).await;
     let seen = outcomes.clone();
     let count = inbox
