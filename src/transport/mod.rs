@@ -1,6 +1,9 @@
 //! Transports between the gateway and its partners, beside the file drop of the daemon.
 //!
-//! Today only the S/MIME core of the BDEW e-mail transport ([`smime`]); SMTP out, IMAP in and
-//! the partner registry that picks the certificates are later work (issue 6).
+//! Today the two halves of the BDEW e-mail transport: [`smime`] (sign and encrypt, decrypt
+//! and verify) and [`email`] (the file name, the mail around one interchange, SMTP out, IMAP
+//! in). Wiring them into `serve` with the partner registry that picks the certificates, and
+//! the quarantine, are still to come (issue 6).
 
+pub mod email;
 pub mod smime;

@@ -1,0 +1,528 @@
+//! The e-mail transport against real mail servers on loopback: Postfix (SMTP) delivering into
+//! Dovecot (IMAP), as `scripts/mail-test-server.sh` sets them up (CI runs it before the tests).
+//!
+//! Coordinates come from the environment, with the script's values as defaults:
+//! `MAKO_TEST_SMTP` (`127.0.0.1:25`), `MAKO_TEST_IMAP` (`127.0.0.1:143`),
+//! `MAKO_TEST_MAIL_DOMAIN` (`mako.test`), `MAKO_TEST_MAIL_GATEWAY` (`gateway:gateway-secret`),
+//! `MAKO_TEST_MAIL_PARTNER` (`partner:partner-secret`). When the servers do not answer, the
+//! tests print a notice and skip, except under CI, where that fails them.
+//!
+//! Each test sends to `partner+<tag>@<domain>`, which Dovecot delivers into the folder `<tag>`
+//! of the partner, so tests running at once (and earlier runs) do not see each other's mail.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::Utc;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, MultiPart, SinglePart};
+use lettre::Message;
+use mako_gateway::config::Config;
+use mako_gateway::daemon::gateway::Gateway;
+use mako_gateway::store::Transport;
+use mako_gateway::transport::email::{
+    build_mail, extract_single_attachment, run_inbox, send, Address, ImapConfig, Inbox, MailError,
+    Mailbox, ReceivedMail, SendError, SmtpConfig, TransferFileName, JOURNALED_KEYWORD,
+};
+
+/// The test servers and accounts.
+#[derive(Debug, Clone)]
+struct Servers {
+    smtp: SmtpConfig,
+    imap_host: String,
+    imap_port: u16,
+    domain: String,
+    gateway: (String, String),
+    partner: (String, String),
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn host_port(value: &str) -> (String, u16) {
+    let (host, port) = value
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("host:port expected, found {value:?}"));
+    (host.to_string(), port.parse().expect("a port number"))
+}
+
+fn account(value: &str) -> (String, String) {
+    let (user, password) = value
+        .split_once(':')
+        .unwrap_or_else(|| panic!("user:password expected, found {value:?}"));
+    (user.to_string(), password.to_string())
+}
+
+fn answers(host: &str, port: u16) -> bool {
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+        })
+}
+
+/// The servers, or `None` (with a notice) when they do not answer outside CI.
+fn servers(test: &str) -> Option<Servers> {
+    let (smtp_host, smtp_port) = host_port(&env_or("MAKO_TEST_SMTP", "127.0.0.1:25"));
+    let (imap_host, imap_port) = host_port(&env_or("MAKO_TEST_IMAP", "127.0.0.1:143"));
+    if !(answers(&smtp_host, smtp_port) && answers(&imap_host, imap_port)) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: mail servers not reachable at SMTP {smtp_host}:{smtp_port} / IMAP {imap_host}:{imap_port}; CI must run scripts/mail-test-server.sh first"
+        );
+        eprintln!("notice: {test}: mail servers not reachable (SMTP {smtp_host}:{smtp_port}, IMAP {imap_host}:{imap_port}); run scripts/mail-test-server.sh as root; skipped");
+        return None;
+    }
+    let mut smtp = SmtpConfig::plain(smtp_host, smtp_port);
+    smtp.timeout = Duration::from_secs(30);
+    Some(Servers {
+        smtp,
+        imap_host,
+        imap_port,
+        domain: env_or("MAKO_TEST_MAIL_DOMAIN", "mako.test"),
+        gateway: account(&env_or("MAKO_TEST_MAIL_GATEWAY", "gateway:gateway-secret")),
+        partner: account(&env_or("MAKO_TEST_MAIL_PARTNER", "partner:partner-secret")),
+    })
+}
+
+impl Servers {
+    fn gateway_address(&self) -> Address {
+        format!("{}@{}", self.gateway.0, self.domain)
+            .parse()
+            .unwrap()
+    }
+
+    /// The partner's address whose mail lands in the folder `tag`.
+    fn partner_address(&self, tag: &str) -> Address {
+        format!("{}+{tag}@{}", self.partner.0, self.domain)
+            .parse()
+            .unwrap()
+    }
+
+    /// The partner's inbox folder `tag`.
+    fn partner_inbox(&self, tag: &str) -> ImapConfig {
+        let mut config = ImapConfig::plain(
+            self.imap_host.clone(),
+            self.imap_port,
+            self.partner.0.clone(),
+            self.partner.1.clone(),
+        );
+        config.mailbox = tag.to_string();
+        config.timeout = Duration::from_secs(60);
+        config
+    }
+}
+
+/// A folder name of its own for one test run.
+fn tag(test: &str) -> String {
+    format!("{test}-{:08x}", rand::random::<u32>())
+}
+
+/// Connects to the folder once `count` mails wait in it (delivery goes through Postfix's
+/// queue and LMTP, so it takes a moment); panics after 30 s.
+async fn inbox_with(config: &ImapConfig, count: usize) -> Inbox {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = match Inbox::connect(config.clone()).await {
+            Ok(mut inbox) => match inbox.pending().await {
+                Ok(uids) if uids.len() >= count => return inbox,
+                Ok(uids) => format!("{} of {count} mails there", uids.len()),
+                Err(e) => e.to_string(),
+            },
+            // The folder is created by the first delivery.
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{count} mails did not arrive in {}: {last}",
+            config.mailbox
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn sample_interchange() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/samples/outbound/orders_17133_modul1.edi"
+    ))
+    .expect("sample interchange")
+}
+
+async fn gateway() -> (tempfile::TempDir, Gateway) {
+    let (dir, store) = support::sqlite().await;
+    let config = Config::load(None, &|_| None).expect("default configuration");
+    let gateway = Gateway::new(store, &config, "email-test".into()).expect("gateway");
+    (dir, gateway)
+}
+
+fn subject_of(raw: &[u8]) -> String {
+    use mailparse::MailHeaderMap;
+    let (headers, _) = mailparse::parse_headers(raw).expect("headers");
+    headers.get_first_value("Subject").unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_mailed_interchange_is_journaled_once_and_marked_also_across_restarts() {
+    let Some(servers) = servers("a_mailed_interchange_is_journaled_once") else {
+        return;
+    };
+    let tag = tag("journal");
+    let interchange = sample_interchange();
+    let name = TransferFileName::of_interchange(&interchange, Utc::now().date_naive())
+        .expect("file name")
+        .to_string();
+    assert!(name.starts_with("ORDERS__"), "{name}");
+    let to = servers.partner_address(&tag);
+    let mail = build_mail(
+        &Mailbox::new(Some("Gateway".into()), servers.gateway_address()),
+        &Mailbox::new(None, to.clone()),
+        &interchange,
+        &name,
+        SystemTime::now(),
+    )
+    .unwrap();
+    send(&servers.smtp, &servers.gateway_address(), &[to], &mail)
+        .await
+        .expect("sent");
+
+    let (_dir, gateway) = gateway().await;
+    let journaled: Arc<Mutex<Vec<(u32, String, String)>>> = Arc::default();
+    let journal = |mail: ReceivedMail| {
+        let gateway = gateway.clone();
+        let journaled = journaled.clone();
+        async move {
+            let subject = subject_of(&mail.raw);
+            let attachment = extract_single_attachment(&mail.raw).map_err(|e| e.to_string())?;
+            let inserted = gateway
+                .receive(attachment.bytes, Transport::Email, Utc::now())
+                .await
+                .map_err(|e| e.to_string())?;
+            journaled
+                .lock()
+                .unwrap()
+                .push((mail.uid, inserted.journal_id().to_string(), subject));
+            Ok::<(), String>(())
+        }
+    };
+
+    let config = servers.partner_inbox(&tag);
+    let mut inbox = inbox_with(&config, 1).await;
+    assert_eq!(inbox.fetch_new(journal).await.unwrap(), 1);
+    let (uid, journal_id, subject) = journaled.lock().unwrap()[0].clone();
+    assert_eq!(subject, name, "the subject is the file name");
+    let item = gateway
+        .store
+        .journal_item(&journal_id)
+        .await
+        .unwrap()
+        .expect("journal item");
+    assert_eq!(
+        item.raw, interchange,
+        "the journaled bytes are the sent ones"
+    );
+    assert_eq!(item.transport, "email");
+    let flags = inbox.flags(uid).await.unwrap();
+    assert!(flags.iter().any(|f| f == "\\Seen"), "{flags:?}");
+    assert!(flags.iter().any(|f| f == JOURNALED_KEYWORD), "{flags:?}");
+
+    // The same client again: nothing new.
+    assert_eq!(inbox.fetch_new(journal).await.unwrap(), 0);
+    inbox.logout().await;
+    // A restart (a new connection, as after a new process): still nothing.
+    let mut again = Inbox::connect(config).await.unwrap();
+    assert!(again.pending().await.unwrap().is_empty());
+    assert_eq!(again.fetch_new(journal).await.unwrap(), 0);
+    again.logout().await;
+    assert_eq!(journaled.lock().unwrap().len(), 1, "journaled exactly once");
+}
+
+#[tokio::test]
+async fn a_failed_journal_leaves_the_mail_unmarked_for_the_next_round() {
+    let Some(servers) = servers("a_failed_journal_leaves_the_mail_unmarked") else {
+        return;
+    };
+    let tag = tag("retry");
+    let to = servers.partner_address(&tag);
+    let mail = build_mail(
+        &Mailbox::new(None, servers.gateway_address()),
+        &Mailbox::new(None, to.clone()),
+        b"UNB+UNOC:3+1:500+2:500+261123:1200+R1'UNZ+0+R1'",
+        "retry.txt",
+        SystemTime::now(),
+    )
+    .unwrap();
+    send(&servers.smtp, &servers.gateway_address(), &[to], &mail)
+        .await
+        .unwrap();
+    let config = servers.partner_inbox(&tag);
+    let mut inbox = inbox_with(&config, 1).await;
+    let failed = inbox
+        .fetch_new(|_| async { Err::<(), _>("database unreachable") })
+        .await;
+    assert!(matches!(
+        failed,
+        Err(mako_gateway::transport::email::InboxError::Journal { .. })
+    ));
+    let uid = inbox.pending().await.unwrap()[0];
+    assert!(!inbox
+        .flags(uid)
+        .await
+        .unwrap()
+        .iter()
+        .any(|f| f == JOURNALED_KEYWORD));
+    assert_eq!(
+        inbox
+            .fetch_new(|_| async { Ok::<(), String>(()) })
+            .await
+            .unwrap(),
+        1
+    );
+    inbox.logout().await;
+}
+
+/// A mail's subject and what extracting its attachment gave.
+type Outcome = (String, Result<Vec<u8>, MailError>);
+
+#[tokio::test]
+async fn mails_with_two_attachments_or_none_are_refused_with_the_reason() {
+    let Some(servers) = servers("mails_with_two_attachments_or_none") else {
+        return;
+    };
+    let tag = tag("attachments");
+    let to = servers.partner_address(&tag);
+    let octet = ContentType::parse("application/octet-stream").unwrap();
+    let two = Message::builder()
+        .from(Mailbox::new(None, servers.gateway_address()))
+        .to(Mailbox::new(None, to.clone()))
+        .subject("two")
+        .multipart(
+            MultiPart::mixed()
+                .singlepart(Attachment::new("a.txt".into()).body(b"UNB+A'".to_vec(), octet.clone()))
+                .singlepart(Attachment::new("b.txt".into()).body(b"UNB+B'".to_vec(), octet)),
+        )
+        .unwrap();
+    let none = Message::builder()
+        .from(Mailbox::new(None, servers.gateway_address()))
+        .to(Mailbox::new(None, to.clone()))
+        .subject("none")
+        .singlepart(SinglePart::plain("just text, no interchange".to_string()))
+        .unwrap();
+    for message in [&two, &none] {
+        send(
+            &servers.smtp,
+            &servers.gateway_address(),
+            std::slice::from_ref(&to),
+            &message.formatted(),
+        )
+        .await
+        .unwrap();
+    }
+
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let mut inbox = inbox_with(&servers.partner_inbox(&tag), 2).await;
+    let seen = outcomes.clone();
+    let count = inbox
+        .fetch_new(move |mail: ReceivedMail| {
+            let seen = seen.clone();
+            async move {
+                // The quarantine would journal the mail with this reason; it is kept either way.
+                let outcome = extract_single_attachment(&mail.raw).map(|a| a.bytes);
+                seen.lock().unwrap().push((subject_of(&mail.raw), outcome));
+                Ok::<(), String>(())
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+    inbox.logout().await;
+    let mut outcomes = outcomes.lock().unwrap().clone();
+    outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        outcomes,
+        vec![
+            ("none".to_string(), Err(MailError::NoAttachment)),
+            (
+                "two".to_string(),
+                Err(MailError::SeveralAttachments {
+                    count: 2,
+                    names: "a.txt, b.txt".into()
+                })
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_ten_megabyte_attachment_goes_through() {
+    let Some(servers) = servers("a_ten_megabyte_attachment_goes_through") else {
+        return;
+    };
+    let tag = tag("large");
+    // 10 MiB of every byte value (a simple LCG), so base64 has to carry all of them.
+    let mut state = 0x2545_f491_u32;
+    let big: Vec<u8> = (0..10 * 1024 * 1024)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 24) as u8
+        })
+        .collect();
+    let to = servers.partner_address(&tag);
+    let mail = build_mail(
+        &Mailbox::new(None, servers.gateway_address()),
+        &Mailbox::new(None, to.clone()),
+        &big,
+        "MSCONS__9900000000003_9900000000010_20261123_BIG1.txt",
+        SystemTime::now(),
+    )
+    .unwrap();
+    send(&servers.smtp, &servers.gateway_address(), &[to], &mail)
+        .await
+        .expect("a 10 MB mail is accepted");
+    let received: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let slot = received.clone();
+    let mut inbox = inbox_with(&servers.partner_inbox(&tag), 1).await;
+    inbox
+        .fetch_new(move |mail: ReceivedMail| {
+            let slot = slot.clone();
+            async move {
+                let attachment = extract_single_attachment(&mail.raw).map_err(|e| e.to_string())?;
+                *slot.lock().unwrap() = Some(attachment.bytes);
+                Ok::<(), String>(())
+            }
+        })
+        .await
+        .unwrap();
+    inbox.logout().await;
+    let got = received.lock().unwrap().take().expect("fetched");
+    assert_eq!(got.len(), big.len());
+    assert!(got == big, "the 10 MB attachment arrives unchanged");
+}
+
+#[tokio::test]
+async fn an_unknown_local_recipient_is_a_permanent_error_with_the_server_answer() {
+    let Some(servers) = servers("an_unknown_local_recipient_is_permanent") else {
+        return;
+    };
+    let nobody: Address = format!("nobody-{:08x}@{}", rand::random::<u32>(), servers.domain)
+        .parse()
+        .unwrap();
+    let mail = build_mail(
+        &Mailbox::new(None, servers.gateway_address()),
+        &Mailbox::new(None, nobody.clone()),
+        b"UNB'",
+        "x.txt",
+        SystemTime::now(),
+    )
+    .unwrap();
+    let error = send(&servers.smtp, &servers.gateway_address(), &[nobody], &mail)
+        .await
+        .expect_err("refused");
+    assert!(error.is_permanent(), "{error:?}");
+    match &error {
+        SendError::Permanent { code, answer } => {
+            assert_eq!(*code / 100, 5, "{error}");
+            assert!(answer.contains("nobody-"), "the server's answer: {answer}");
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_transient() {
+    // Port 9 (discard) is closed on loopback: no server needed.
+    let mut smtp = SmtpConfig::plain("127.0.0.1", 9);
+    smtp.timeout = Duration::from_secs(5);
+    let from: Address = "gateway@mako.test".parse().unwrap();
+    let error = send(
+        &smtp,
+        &from,
+        std::slice::from_ref(&from),
+        b"Subject: x\r\n\r\nx\r\n",
+    )
+    .await
+    .expect_err("nothing listens");
+    assert!(error.is_transient(), "{error:?}");
+    assert!(matches!(error, SendError::Connection { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn the_inbox_loop_wakes_on_idle_and_stops_on_request() {
+    let Some(servers) = servers("the_inbox_loop_wakes_on_idle") else {
+        return;
+    };
+    let tag = tag("idle");
+    let to = servers.partner_address(&tag);
+    let send_one = |n: u32| {
+        let servers = servers.clone();
+        let to = to.clone();
+        async move {
+            let mail = build_mail(
+                &Mailbox::new(None, servers.gateway_address()),
+                &Mailbox::new(None, to.clone()),
+                format!("UNB+UNOC:3+1:500+2:500+261123:1200+I{n}'UNZ+0+I{n}'").as_bytes(),
+                &format!("idle{n}.txt"),
+                SystemTime::now(),
+            )
+            .unwrap();
+            send(&servers.smtp, &servers.gateway_address(), &[to], &mail)
+                .await
+                .unwrap();
+        }
+    };
+    // The first mail creates the folder.
+    send_one(1).await;
+    let mut config = servers.partner_inbox(&tag);
+    let probe = inbox_with(&config, 1).await;
+    assert!(probe.uses_idle(), "Dovecot offers IDLE");
+    probe.logout().await;
+
+    // A poll interval far beyond the test's patience: only IDLE can wake the loop in time.
+    config.poll_interval = Duration::from_secs(120);
+    let subjects: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = subjects.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_inbox(
+        config,
+        move |mail: ReceivedMail| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(subject_of(&mail.raw));
+                Ok::<(), String>(())
+            }
+        },
+        stop_rx,
+    ));
+    let wait_for = |n: usize| {
+        let subjects = subjects.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while subjects.lock().unwrap().len() < n {
+                assert!(Instant::now() < deadline, "mail {n} not journaled in time");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait_for(1).await;
+    // Let the loop settle into IDLE, then deliver the second mail.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send_one(2).await;
+    wait_for(2).await;
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the loop stops when asked")
+        .unwrap();
+    let mut subjects = subjects.lock().unwrap().clone();
+    subjects.sort();
+    assert_eq!(subjects, vec!["idle1.txt", "idle2.txt"]);
+}
