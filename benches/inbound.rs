@@ -41,7 +41,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use mako_gateway::config::Config;
 use mako_gateway::daemon::gateway::Gateway;
 use mako_gateway::ids::lok_check_digit;
-use mako_gateway::orders::{GridFeeReduction, GridFeeStatus, ModuleProduct, MeterType, ReductionType};
+use mako_gateway::orders::{
+    GridFeeReduction, GridFeeStatus, MeterType, ModuleProduct, ReductionType,
+};
 use mako_gateway::store::{Inserted, Store, Transport};
 use sqlx::{Connection, Executor, Row};
 
@@ -137,7 +139,9 @@ async fn run_postgres(messages: usize, workers: usize) -> bool {
     {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            println!("\nFAIL postgres: cannot connect to {admin_url} ({e}); set MAKO_BENCH_POSTGRES_URL");
+            println!(
+                "\nFAIL postgres: cannot connect to {admin_url} ({e}); set MAKO_BENCH_POSTGRES_URL"
+            );
             return false;
         }
         Err(_) => {
@@ -160,8 +164,10 @@ async fn run_postgres(messages: usize, workers: usize) -> bool {
     // In a task, so that a panic still drops the database.
     let outcome = {
         let store = store.clone();
-        tokio::spawn(async move { run("postgres", &store, messages, workers, TARGET_POSTGRES).await })
-            .await
+        tokio::spawn(
+            async move { run("postgres", &store, messages, workers, TARGET_POSTGRES).await },
+        )
+        .await
     };
     store.close().await;
     admin
@@ -198,8 +204,12 @@ fn cases(n: usize) -> Vec<Case> {
 }
 
 fn sample(name: &str) -> String {
-    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/inbound").join(name))
-        .expect("sample");
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples/inbound")
+            .join(name),
+    )
+    .expect("sample");
     // Latin-1 (the UTILMD sample has umlauts): one char per byte, back to the same bytes.
     bytes.iter().map(|&b| b as char).collect()
 }
@@ -339,9 +349,7 @@ async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64
     if let Some(e) = first_error {
         println!("             first error: {e}");
     }
-    println!(
-        "end to end   {end_to_end:>8.0} msgs/s  (journal + processing, {workers} workers)"
-    );
+    println!("end to end   {end_to_end:>8.0} msgs/s  (journal + processing, {workers} workers)");
     let problems = check(store, &cases, processed).await;
     for p in &problems {
         println!("FAIL {backend}: {p}");
@@ -359,7 +367,9 @@ async fn check(store: &Store, cases: &[Case], processed: usize) -> Vec<String> {
     let billing = cases.iter().filter(|c| c.billing_data).count() as i64;
     let mut problems = Vec::new();
     if processed != cases.len() {
-        problems.push(format!("{processed} items processed by the workers, expected {n}"));
+        problems.push(format!(
+            "{processed} items processed by the workers, expected {n}"
+        ));
     }
     let count = |sql: &'static str| async move {
         let row = sqlx::query(sql)
@@ -375,7 +385,8 @@ async fn check(store: &Store, cases: &[Case], processed: usize) -> Vec<String> {
     };
     expect(
         "inbound journal items processed",
-        count("SELECT COUNT(*) AS n FROM journal WHERE direction = 'in' AND state = 'processed'").await,
+        count("SELECT COUNT(*) AS n FROM journal WHERE direction = 'in' AND state = 'processed'")
+            .await,
         n,
     );
     // An item handed back after an error is claimed again: that is allowed, doing its work
