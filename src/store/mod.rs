@@ -72,6 +72,9 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// References reserved in the database and not handed out yet (shared by the clones of
+    /// this store, that is by the loops of one instance).
+    references: std::sync::Arc<std::sync::Mutex<daemon::ReferenceBlock>>,
 }
 
 /// The URL without a password, for messages.
@@ -168,7 +171,11 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { source })?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            references: Default::default(),
+        })
     }
 
     /// Which database this is.
