@@ -10,7 +10,7 @@ use super::{lease_kept, Store, StoreError};
 /// asks for a dozen; taking them a thousand at a time saves a statement and a commit (a WAL
 /// flush) per item. An instance that stops leaves the rest of its block unused: a gap, which is
 /// harmless (duplicates would not be). 36^8 references last for billions of blocks.
-pub const REFERENCE_BLOCK: u32 = 1_000;
+pub(crate) const REFERENCE_BLOCK: u32 = 1_000;
 
 /// The part of a reserved block not handed out yet: `next..end`.
 #[derive(Debug, Default)]
@@ -30,7 +30,7 @@ impl ReferenceBlock {
 
 impl Store {
     /// Reserves `count` consecutive reference numbers and returns the first. They come from a
-    /// block of at least [`REFERENCE_BLOCK`] that this instance reserved in one statement,
+    /// block of at least `REFERENCE_BLOCK` (1,000) that this instance reserved in one statement,
     /// committed at once: concurrent instances get disjoint blocks.
     pub async fn reserve_references(&self, count: u32) -> Result<u64, StoreError> {
         let count = u64::from(count);
