@@ -84,6 +84,32 @@ on_both! {
     sent_messages_serve_the_acknowledgement_lookup => sent_lookup;
     two_instances_claim_every_item_exactly_once => two_workers;
     a_transaction_that_reads_then_writes_is_not_refused_after_another_writer => read_then_write;
+    two_instances_never_hand_out_the_same_reference => disjoint_references;
+}
+
+async fn disjoint_references(stores: Vec<Store>) {
+    // Two instances, two loops each, taking blocks of 12 as the inbound worker does, across
+    // several refills of the in-memory block.
+    let mut tasks = Vec::new();
+    for store in stores.iter().chain(stores.iter()) {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut firsts = Vec::new();
+            for _ in 0..200 {
+                firsts.push(store.reserve_references(12).await.unwrap());
+            }
+            firsts
+        }));
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        for first in t.await.unwrap() {
+            for r in first..first + 12 {
+                assert!(seen.insert(r), "reference {r} handed out twice");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 4 * 200 * 12);
 }
 
 async fn journal_dedup(stores: Vec<Store>) {

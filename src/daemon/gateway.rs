@@ -11,7 +11,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
-use super::inbound::{decide, read_inbound, Candidates, DecideContext, Effect, LookupKey};
+use super::inbound::{
+    decide, read_inbound, Candidates, DecideContext, Effect, LookupKey, ReadInbound,
+};
 use super::outbound::{send_grid_fee, send_meter_order, GridFeeBatch, OutboundError};
 use crate::acks::{AckContext, ContrlPolicy, NoProcessingCheck};
 use crate::config::{Config, RetryConfig, WebhookConfig};
@@ -134,6 +136,21 @@ pub fn partner_status_rules(config: &Config) -> Result<PartnerStatusRules, Strin
 
 fn naive(now: DateTime<Utc>) -> NaiveDateTime {
     now.naive_utc()
+}
+
+/// Step 1 of the inbound path (pure): parse, validate, plan the acknowledgements, read the
+/// items; the references the acknowledgements use are taken from `refs`.
+fn read(raw: &[u8], now: DateTime<Utc>, refs: &mut ReferenceSequence) -> ReadInbound {
+    let mut ack_context = AckContext {
+        registry: Registry::embedded(),
+        now: naive(now),
+        contrl_policy: ContrlPolicy::OnErrors,
+        references: refs.clone(),
+        processing: &NoProcessingCheck,
+    };
+    let read = read_inbound(raw, &mut ack_context);
+    *refs = ack_context.references;
+    read
 }
 
 fn write(ic: &OwnedInterchange) -> Vec<u8> {
@@ -288,9 +305,10 @@ impl Gateway {
         now: DateTime<Utc>,
     ) -> Result<InboundReport, DaemonError> {
         let mut refs = ReferenceSequence::new("DRY", 1).expect("valid prefix");
+        let read = read(raw, now, &mut refs);
         let mut tx = self.store.begin().await?;
         let report = self
-            .apply_inbound(&mut tx, raw, None, now, &mut refs)
+            .apply_inbound(&mut tx, read, None, now, &mut refs)
             .await?;
         tx.rollback().await?;
         Ok(report)
@@ -306,9 +324,12 @@ impl Gateway {
     ) -> Result<InboundReport, DaemonError> {
         let first = self.store.reserve_references(REFERENCES_PER_ITEM).await?;
         let mut refs = ReferenceSequence::new(REFERENCE_PREFIX, first).expect("valid prefix");
+        // Parsing, validating and building the acknowledgements before the transaction: on
+        // SQLite a transaction holds the one writer lock from its start.
+        let read = read(&item.raw, now, &mut refs);
         let mut tx = self.store.begin().await?;
         let report = self
-            .apply_inbound(&mut tx, &item.raw, Some(&item.id), now, &mut refs)
+            .apply_inbound(&mut tx, read, Some(&item.id), now, &mut refs)
             .await?;
         let outcome = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
         tx.finish_inbound(&item.id, &self.worker, JournalState::Processed, &outcome)
@@ -329,24 +350,12 @@ impl Gateway {
     async fn apply_inbound(
         &self,
         tx: &mut StoreTx,
-        raw: &[u8],
+        read: ReadInbound,
         journal_id: Option<&str>,
         now: DateTime<Utc>,
         refs: &mut ReferenceSequence,
     ) -> Result<InboundReport, DaemonError> {
         let registry = Registry::embedded();
-        let read = {
-            let mut ack_context = AckContext {
-                registry,
-                now: naive(now),
-                contrl_policy: ContrlPolicy::OnErrors,
-                references: refs.clone(),
-                processing: &NoProcessingCheck,
-            };
-            let read = read_inbound(raw, &mut ack_context);
-            *refs = ack_context.references;
-            read
-        };
         let partner = read.facts.sender.clone().unwrap_or_default();
         let interchange_ref = read.facts.interchange_reference.clone().unwrap_or_default();
 

@@ -72,6 +72,9 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// References reserved in the database and not handed out yet (shared by the clones of
+    /// this store, that is by the loops of one instance).
+    references: std::sync::Arc<std::sync::Mutex<daemon::ReferenceBlock>>,
 }
 
 /// The URL without a password, for messages.
@@ -168,7 +171,11 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { source })?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            references: Default::default(),
+        })
     }
 
     /// Which database this is.
@@ -245,7 +252,10 @@ impl Store {
                 "claiming an inbound journal item",
                 "journal",
                 "processing",
-                "direction = 'in' AND (state = 'received' OR (state = 'processing' AND locked_until < $3))",
+                [
+                    "direction = 'in' AND state = 'received'",
+                    "direction = 'in' AND state = 'processing' AND locked_until < $3",
+                ],
                 sql::JOURNAL_COLUMNS,
                 worker,
                 now,
@@ -282,26 +292,38 @@ impl Store {
         rows.first().map(sql::journal_from_row).transpose()
     }
 
-    /// The claim statement shared by the three work queues.
+    /// The claim statement shared by the three work queues. `ready` names the two ways an
+    /// item is ready: new work, and work whose lease ran out.
+    ///
+    /// Each way is its own `ORDER BY id LIMIT 1` (one index probe of the work index) and the
+    /// older of the two is taken. One condition `new OR expired` would make both databases
+    /// collect and sort every waiting item on every claim: with a backlog of 10,000 inbound
+    /// items that made claiming the whole backlog quadratic (the inbound benchmark fell from
+    /// about 500 to 60 items/s). PostgreSQL allows row locks in CTEs but not in the branches
+    /// of a UNION, hence the two CTEs; the row of the branch not taken stays locked only until
+    /// this one-statement transaction ends.
     #[allow(clippy::too_many_arguments)]
     async fn claim(
         &self,
         operation: &'static str,
         table: &'static str,
         busy_state: &'static str,
-        ready: &'static str,
+        ready: [&'static str; 2],
         columns: &'static str,
         worker: &str,
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Option<sqlx::any::AnyRow>, StoreError> {
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let lock = self.backend.skip_locked();
+        let [new, expired] = ready;
         let statement = format!(
-            "UPDATE {table} SET state = '{busy_state}', locked_by = $1, locked_until = $2, \
+            "WITH new AS (SELECT id FROM {table} WHERE {new} ORDER BY id LIMIT 1{lock}), \
+             expired AS (SELECT id FROM {table} WHERE {expired} ORDER BY id LIMIT 1{lock}) \
+             UPDATE {table} SET state = '{busy_state}', locked_by = $1, locked_until = $2, \
              attempts = attempts + 1 \
-             WHERE id = (SELECT id FROM {table} WHERE {ready} ORDER BY id LIMIT 1{}) \
-             RETURNING {columns}",
-            self.backend.skip_locked()
+             WHERE id = (SELECT MIN(id) FROM (SELECT id FROM new UNION ALL SELECT id FROM expired) AS ready) \
+             RETURNING {columns}"
         );
         sqlx::query(&statement)
             .bind(worker)
@@ -327,7 +349,10 @@ impl Store {
                 "claiming an outbox item",
                 "outbox",
                 "in_flight",
-                "(state = 'pending' AND next_attempt_at <= $3) OR (state = 'in_flight' AND locked_until < $3)",
+                [
+                    "state = 'pending' AND next_attempt_at <= $3",
+                    "state = 'in_flight' AND locked_until < $3",
+                ],
                 sql::OUTBOX_COLUMNS,
                 worker,
                 now,
@@ -462,7 +487,10 @@ impl Store {
                 "claiming a webhook delivery",
                 "webhook_deliveries",
                 "in_flight",
-                "(state = 'pending' AND next_attempt_at <= $3) OR (state = 'in_flight' AND locked_until < $3)",
+                [
+                    "state = 'pending' AND next_attempt_at <= $3",
+                    "state = 'in_flight' AND locked_until < $3",
+                ],
                 WEBHOOK_COLUMNS,
                 worker,
                 now,

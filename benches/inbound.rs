@@ -1,0 +1,443 @@
+//! Inbound throughput: answers to our orders journaled and processed through the daemon's own
+//! path (`Gateway::receive`, then `Gateway::process_next_inbound` on several workers), on
+//! SQLite and on PostgreSQL.
+//!
+//! ```text
+//! cargo bench --bench inbound                          # 10,000 answers, 2 workers, both stores
+//! INBOUND_MESSAGES=200 cargo bench --bench inbound     # smoke run (CI)
+//! INBOUND_DB=postgres INBOUND_WORKERS=4 cargo bench --bench inbound
+//! ```
+//!
+//! Per store it sets up N grid-fee reductions in status `ordered` (inserted through the store,
+//! each with its own subscription, market location and ORDERS document number), makes N
+//! distinct answers from `samples/inbound` — four in five an ORDRSP 19133 A20 (accepted) naming
+//! the order's document, one in five a UTILMD 55218 (billing data: activates the reduction and
+//! is answered with a UTILMD 55220) naming its market location — each with its own UNB
+//! reference, then:
+//!
+//! 1. journals them one by one with `Gateway::receive`, as a transport does (each committed
+//!    before it would be acknowledged);
+//! 2. runs `INBOUND_WORKERS` tasks on one `Gateway`, as `serve` runs `workers.inbound`, each
+//!    calling `process_next_inbound` until nothing waits (a failed item is handed back by the
+//!    gateway and claimed again, as in `serve`);
+//! 3. checks that every journal item was processed once, every order accepted or activated,
+//!    one history row per answer, and the replies queued; a `FAIL` line and exit 1 if not.
+//!
+//! It prints messages/s for the journal phase, the processing phase and both together
+//! (end to end: N over the sum of the two phases), with the targets of issue 5
+//! (≥ 2,000/s on SQLite, ≥ 5,000/s on PostgreSQL with two workers).
+//!
+//! SQLite runs on a file in `target/bench-data/` (a real disk, with the store's own settings:
+//! WAL, `synchronous = FULL`); PostgreSQL on a fresh database created on the server named by
+//! `MAKO_BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and dropped at
+//! the end.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use mako_gateway::config::Config;
+use mako_gateway::daemon::gateway::Gateway;
+use mako_gateway::ids::lok_check_digit;
+use mako_gateway::orders::{
+    GridFeeReduction, GridFeeStatus, MeterType, ModuleProduct, ReductionType,
+};
+use mako_gateway::store::{Inserted, Store, Transport};
+use sqlx::{Connection, Executor, Row};
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Every fifth answer is a UTILMD 55218 (the rest ORDRSP 19133 A20): acceptances are what a
+/// grid operator sends for every order, billing data follow for some of them later.
+const BILLING_DATA_EVERY: usize = 5;
+
+/// Orders inserted per transaction during set-up (set-up is not timed).
+const SETUP_BATCH: usize = 500;
+
+/// The grid operator of the samples (UNB sender).
+const GRID_OPERATOR: &str = "9900000000011";
+
+/// The targets of issue 5, in messages per second end to end.
+const TARGET_SQLITE: f64 = 2_000.0;
+const TARGET_POSTGRES: f64 = 5_000.0;
+
+fn main() {
+    let messages: usize = env_number("INBOUND_MESSAGES", 10_000).max(1);
+    let workers: usize = env_number("INBOUND_WORKERS", 2).max(1);
+    let db = std::env::var("INBOUND_DB").unwrap_or_else(|_| "both".into());
+    let backends: Vec<&str> = match db.as_str() {
+        "sqlite" => vec!["sqlite"],
+        "postgres" => vec!["postgres"],
+        "both" => vec!["sqlite", "postgres"],
+        other => {
+            eprintln!("INBOUND_DB={other:?}: use sqlite, postgres or both");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!(
+        "# inbound benchmark: {messages} answers ({} ORDRSP 19133 A20, {} UTILMD 55218), {workers} workers, {} cores",
+        messages - messages / BILLING_DATA_EVERY,
+        messages / BILLING_DATA_EVERY,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    let mut failed = false;
+    for backend in backends {
+        let ok = runtime.block_on(async {
+            match backend {
+                "sqlite" => run_sqlite(messages, workers).await,
+                _ => run_postgres(messages, workers).await,
+            }
+        });
+        failed |= !ok;
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The fixed "now" of the run: the samples are dated May/June 2026.
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 16, 9, 0, 0).unwrap()
+}
+
+async fn run_sqlite(messages: usize, workers: usize) -> bool {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&dir).expect("create target/bench-data");
+    let file = dir.join(format!("inbound-{}.db", std::process::id()));
+    let url = format!("sqlite://{}", file.display());
+    let store = Store::connect(&url).await.expect("SQLite store");
+    let ok = run("sqlite", &store, messages, workers, TARGET_SQLITE).await;
+    store.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
+    ok
+}
+
+async fn run_postgres(messages: usize, workers: usize) -> bool {
+    sqlx::any::install_default_drivers();
+    let admin_url =
+        std::env::var("MAKO_BENCH_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
+    let mut admin = match tokio::time::timeout(
+        Duration::from_secs(5),
+        sqlx::AnyConnection::connect(&admin_url),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            println!(
+                "\nFAIL postgres: cannot connect to {admin_url} ({e}); set MAKO_BENCH_POSTGRES_URL"
+            );
+            return false;
+        }
+        Err(_) => {
+            println!("\nFAIL postgres: {admin_url} did not answer within 5 s");
+            return false;
+        }
+    };
+    let name = format!("mako_bench_{}", uuid::Uuid::now_v7().simple());
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("CREATE DATABASE");
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin_url.as_str(), String::new()),
+    };
+    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+    let url = format!("{server}/{name}{query}");
+    let store = Store::connect(&url).await.expect("PostgreSQL store");
+    // In a task, so that a panic still drops the database.
+    let outcome = {
+        let store = store.clone();
+        tokio::spawn(
+            async move { run("postgres", &store, messages, workers, TARGET_POSTGRES).await },
+        )
+        .await
+    };
+    store.close().await;
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await
+        .expect("DROP DATABASE");
+    let _ = admin.close().await;
+    match outcome {
+        Ok(ok) => ok,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// One order of the run.
+struct Case {
+    market_location: String,
+    document: String,
+    billing_data: bool,
+}
+
+fn cases(n: usize) -> Vec<Case> {
+    (0..n)
+        .map(|i| {
+            // 11 digits, not starting with 0, with the check digit of the ID.
+            let payload = format!("5{i:09}");
+            let digits: Vec<u32> = payload.bytes().map(|b| u32::from(b - b'0')).collect();
+            Case {
+                market_location: format!("{payload}{}", lok_check_digit(&digits)),
+                document: format!("MGB{i:010}"),
+                billing_data: i % BILLING_DATA_EVERY == BILLING_DATA_EVERY - 1,
+            }
+        })
+        .collect()
+}
+
+fn sample(name: &str) -> String {
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples/inbound")
+            .join(name),
+    )
+    .expect("sample");
+    // Latin-1 (the UTILMD sample has umlauts): one char per byte, back to the same bytes.
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+fn latin1(text: &str) -> Vec<u8> {
+    text.chars().map(|c| c as u8).collect()
+}
+
+/// The answers, one per case, each with its own UNB reference (`NB` and ten digits).
+fn answers(cases: &[Case]) -> Vec<Vec<u8>> {
+    let ordrsp = sample("ordrsp_19133_a20_accepted.edi");
+    let utilmd = sample("utilmd_55218_billing_data.edi");
+    assert!(ordrsp.contains("NB0000000002") && ordrsp.contains("RFF+ON:MG10000000001'"));
+    assert!(utilmd.contains("NB0000000006") && utilmd.contains("LOC+Z16+51238696781'"));
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let reference = format!("NB{:010}", 1_000_000 + i);
+            let text = if c.billing_data {
+                utilmd
+                    .replace("NB0000000006", &reference)
+                    .replace("51238696781", &c.market_location)
+            } else {
+                ordrsp
+                    .replace("NB0000000002", &reference)
+                    .replace("MG10000000001", &c.document)
+            };
+            latin1(&text)
+        })
+        .collect()
+}
+
+async fn set_up_orders(store: &Store, cases: &[Case]) {
+    for chunk in cases.chunks(SETUP_BATCH) {
+        let mut tx = store.begin().await.expect("begin");
+        for c in chunk {
+            let order = GridFeeReduction {
+                id: mako_gateway::store::new_id("gfr"),
+                subscription: format!("sub_{}", c.document),
+                reduction_type: ReductionType::Module1,
+                market_location: c.market_location.parse().expect("market location"),
+                grid_operator: GRID_OPERATOR.parse().expect("grid operator"),
+                meter_type: MeterType::Smart,
+                status: GridFeeStatus::Ordered,
+                product: Some(ModuleProduct::Module1),
+                order_document: Some(c.document.clone()),
+                accepted: false,
+                valid_from: None,
+                valid_until: None,
+                rejection: None,
+            };
+            tx.insert_grid_fee(&order, None, now())
+                .await
+                .expect("insert order");
+        }
+        tx.commit().await.expect("commit orders");
+    }
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64) -> bool {
+    println!("\n## {backend}");
+    let config = Config::load(None, &|_| None).expect("default configuration");
+    let gateway = Arc::new(
+        Gateway::new(store.clone(), &config, format!("bench-{backend}")).expect("gateway"),
+    );
+    let cases = cases(n);
+    let raw = answers(&cases);
+    set_up_orders(store, &cases).await;
+
+    // 1. Journal, one interchange after the other, as one transport delivers them.
+    let t0 = Instant::now();
+    for bytes in raw {
+        match gateway.receive(bytes, Transport::File, now()).await {
+            Ok(Inserted::New(_)) => {}
+            Ok(Inserted::Duplicate(id)) => panic!("answer journaled twice as {id}"),
+            Err(e) => panic!("journaling failed: {e}"),
+        }
+    }
+    let journal = t0.elapsed();
+
+    // 2. Process on `workers` tasks until nothing waits.
+    let processed = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let t1 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (gateway, processed, errors, first_error) = (
+            Arc::clone(&gateway),
+            Arc::clone(&processed),
+            Arc::clone(&errors),
+            Arc::clone(&first_error),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match gateway.process_next_inbound(now()).await {
+                    Ok(Some(_)) => {
+                        processed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(None) => break,
+                    // Handed back by the gateway; claimed again by the next call.
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .expect("not poisoned")
+                            .get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    let processing = t1.elapsed();
+    let processed = processed.load(Ordering::Relaxed);
+    let errors = errors.load(Ordering::Relaxed);
+    let first_error = first_error.lock().expect("not poisoned").take();
+
+    let end_to_end = rate(n, journal + processing);
+    println!(
+        "journal      {:>8.0} msgs/s  ({n} in {:.2} s, Gateway::receive, one at a time)",
+        rate(n, journal),
+        journal.as_secs_f64()
+    );
+    println!(
+        "processing   {:>8.0} msgs/s  ({processed} in {:.2} s, {workers} workers, {errors} retried after an error)",
+        rate(n, processing),
+        processing.as_secs_f64()
+    );
+    if let Some(e) = first_error {
+        println!("             first error: {e}");
+    }
+    println!("end to end   {end_to_end:>8.0} msgs/s  (journal + processing, {workers} workers)");
+    let problems = check(store, &cases, processed).await;
+    for p in &problems {
+        println!("FAIL {backend}: {p}");
+    }
+    println!(
+        "target       {backend} end to end {end_to_end:.0} msgs/s with {workers} workers (target >= {target:.0}/s: {})",
+        if end_to_end >= target { "met" } else { "MISSED" }
+    );
+    problems.is_empty()
+}
+
+/// What the database says after the run; every difference from the expected is one line.
+async fn check(store: &Store, cases: &[Case], processed: usize) -> Vec<String> {
+    let n = cases.len() as i64;
+    let billing = cases.iter().filter(|c| c.billing_data).count() as i64;
+    let mut problems = Vec::new();
+    if processed != cases.len() {
+        problems.push(format!(
+            "{processed} items processed by the workers, expected {n}"
+        ));
+    }
+    let count = |sql: &'static str| async move {
+        let row = sqlx::query(sql)
+            .fetch_one(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        row.try_get::<i64, _>("n").expect("count")
+    };
+    let mut expect = |what: &str, found: i64, expected: i64| {
+        if found != expected {
+            problems.push(format!("{what}: {found}, expected {expected}"));
+        }
+    };
+    expect(
+        "inbound journal items processed",
+        count("SELECT COUNT(*) AS n FROM journal WHERE direction = 'in' AND state = 'processed'")
+            .await,
+        n,
+    );
+    // An item handed back after an error is claimed again: that is allowed, doing its work
+    // twice is not (one history row per order below).
+    expect(
+        "reductions changed other than exactly once",
+        count(
+            "SELECT COUNT(*) AS n FROM grid_fee_reductions r WHERE \
+             (SELECT COUNT(*) FROM status_history h WHERE h.order_id = r.id) <> 1",
+        )
+        .await,
+        0,
+    );
+    expect(
+        "reductions activated",
+        count("SELECT COUNT(*) AS n FROM grid_fee_reductions WHERE status = 'activated'").await,
+        billing,
+    );
+    let mut accepted = 0;
+    let rows = sqlx::query("SELECT body FROM grid_fee_reductions WHERE status = 'ordered'")
+        .fetch_all(store.pool())
+        .await
+        .expect("reductions");
+    for row in rows {
+        let body: String = row.try_get("body").expect("body");
+        let order: GridFeeReduction = serde_json::from_str(&body).expect("order JSON");
+        if order.accepted {
+            accepted += 1;
+        }
+    }
+    expect("reductions ordered and accepted", accepted, n - billing);
+    expect(
+        "status history rows",
+        count("SELECT COUNT(*) AS n FROM status_history").await,
+        n,
+    );
+    expect(
+        "webhook events (grid_fee_reduction.activated)",
+        count("SELECT COUNT(*) AS n FROM webhook_deliveries").await,
+        billing,
+    );
+    // An APERAK for every answer, a UTILMD 55220 for every 55218.
+    expect(
+        "replies in the outbox",
+        count("SELECT COUNT(*) AS n FROM outbox").await,
+        n + billing,
+    );
+    expect(
+        "clearing entries",
+        count("SELECT COUNT(*) AS n FROM clearing").await,
+        0,
+    );
+    problems
+}
