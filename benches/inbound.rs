@@ -1,5 +1,5 @@
 //! Inbound throughput: answers to our orders journaled and processed through the daemon's own
-//! path (`Gateway::receive`, then `Gateway::process_next_inbound` on several workers), on
+//! path (`Gateway::receive`, then `Gateway::process_inbound_batch` on several workers, as `serve` runs it), on
 //! SQLite and on PostgreSQL.
 //!
 //! ```text
@@ -18,7 +18,7 @@
 //! 1. journals them one by one with `Gateway::receive`, as a transport does (each committed
 //!    before it would be acknowledged);
 //! 2. runs `INBOUND_WORKERS` tasks on one `Gateway`, as `serve` runs `workers.inbound`, each
-//!    calling `process_next_inbound` until nothing waits (a failed item is handed back by the
+//!    calling `process_inbound_batch` until nothing waits (a failed item is handed back by the
 //!    gateway and claimed again, as in `serve`);
 //! 3. checks that every journal item was processed once, every order accepted or activated,
 //!    one history row per answer, and the replies queued; a `FAIL` line and exit 1 if not.
@@ -310,9 +310,13 @@ async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64
         );
         tasks.push(tokio::spawn(async move {
             loop {
-                match gateway.process_next_inbound(now()).await {
-                    Ok(Some(_)) => {
-                        processed.fetch_add(1, Ordering::Relaxed);
+                // As `serve` runs it: batches of INBOUND_BATCH per transaction.
+                match gateway
+                    .process_inbound_batch(now(), mako_gateway::daemon::serve::INBOUND_BATCH)
+                    .await
+                {
+                    Ok(Some(n)) => {
+                        processed.fetch_add(n, Ordering::Relaxed);
                     }
                     Ok(None) => break,
                     // Handed back by the gateway; claimed again by the next call.

@@ -264,9 +264,80 @@ impl Gateway {
         else {
             return Ok(None);
         };
+        self.process_claimed(item, now).await.map(Some)
+    }
+
+    /// Claims up to `limit` new inbound interchanges and processes them in ONE transaction
+    /// (one commit for the batch instead of one per item: commits are what a durable store
+    /// pays for). Each item's effects and its journal mark commit together, as with
+    /// [`Gateway::process_next_inbound`]; if any item of the batch fails, the batch is rolled
+    /// back and its items are processed one by one, so one bad item never holds up the others.
+    /// Falls back to a single claim (which also takes items with an expired lease) when no new
+    /// item waits. Returns how many items were processed.
+    pub async fn process_inbound_batch(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Option<usize>, DaemonError> {
+        let items = self
+            .store
+            .claim_inbound_batch(&self.worker, now, self.lease, limit)
+            .await?;
+        if items.is_empty() {
+            return Ok(self.process_next_inbound(now).await?.map(|_| 1));
+        }
+        if items.len() == 1 {
+            let item = items.into_iter().next().expect("one item");
+            return self.process_claimed(item, now).await.map(|_| Some(1));
+        }
+        let count = items.len();
+        let first = self
+            .store
+            .reserve_references(REFERENCES_PER_ITEM * count as u32)
+            .await?;
+        let mut refs = ReferenceSequence::new(REFERENCE_PREFIX, first).expect("valid prefix");
+        let reads: Vec<ReadInbound> = items
+            .iter()
+            .map(|item| read(&item.raw, now, &mut refs))
+            .collect();
+        let batch = async {
+            let mut tx = self.store.begin().await?;
+            for (item, read) in items.iter().zip(reads) {
+                let report = self
+                    .apply_inbound(&mut tx, read, Some(&item.id), now, &mut refs)
+                    .await?;
+                let outcome = serde_json::to_value(&report).unwrap_or(serde_json::Value::Null);
+                tx.finish_inbound(&item.id, &self.worker, JournalState::Processed, &outcome)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<(), DaemonError>(())
+        };
+        match batch.await {
+            Ok(()) => {
+                tracing::info!(items = count, "inbound batch processed");
+                Ok(Some(count))
+            }
+            Err(e) => {
+                tracing::info!(error = %e, items = count, "inbound batch rolled back; one by one");
+                for item in items {
+                    let _ = self.process_claimed(item, now).await;
+                }
+                Ok(Some(count))
+            }
+        }
+    }
+
+    /// Processes one claimed item; on failure it is released (or, after
+    /// `retry.max_attempts`, marked failed and put into clearing).
+    async fn process_claimed(
+        &self,
+        item: JournalItem,
+        now: DateTime<Utc>,
+    ) -> Result<InboundReport, DaemonError> {
         let span = tracing::info_span!("inbound", journal = %item.id, partner = %item.partner, interchange = item.interchange_ref.as_deref().unwrap_or(""));
         match self.process_item(&item, now, false).instrument(span).await {
-            Ok(report) => Ok(Some(report)),
+            Ok(report) => Ok(report),
             Err(e) if item.attempts >= i64::from(self.retry.max_attempts) => {
                 // Tried often enough: keep it as failed, with the error, for an operator
                 // (the bytes stay in the journal; it also goes to the clearing list).

@@ -14,6 +14,9 @@ use super::gateway::{DaemonError, Gateway};
 use crate::config::Config;
 use crate::store::{Inserted, Store, Transport};
 
+/// Inbound items processed per transaction by one worker (one commit per batch).
+pub const INBOUND_BATCH: u32 = 32;
+
 /// This instance's name in leases and claimed file names: host name and process id.
 pub fn worker_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -101,9 +104,8 @@ pub async fn serve(
                 let gateway = gateway.clone();
                 async move {
                     gateway
-                        .process_next_inbound(Utc::now())
+                        .process_inbound_batch(Utc::now(), INBOUND_BATCH)
                         .await
-                        .map(|r| r.map(|_| 1))
                 }
             },
         )));

@@ -124,3 +124,37 @@ impl Store {
         rows.first().map(super::sql::journal_from_row).transpose()
     }
 }
+
+impl Store {
+    /// Claims up to `limit` new inbound journal items at once, oldest first (PostgreSQL skips
+    /// rows another worker is claiming). Items with an expired lease are left to
+    /// [`Store::claim_inbound`], which the worker falls back to when this finds nothing.
+    pub async fn claim_inbound_batch(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<super::JournalItem>, StoreError> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let rows = sqlx::query(&format!(
+            "UPDATE journal SET state = 'processing', locked_by = $1, locked_until = $2, \
+             attempts = attempts + 1 WHERE id IN (SELECT id FROM journal WHERE direction = 'in' \
+             AND state = 'received' ORDER BY id LIMIT $3{}) RETURNING {}",
+            self.backend.skip_locked(),
+            super::sql::JOURNAL_COLUMNS
+        ))
+        .bind(worker)
+        .bind(ms(until))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("claiming inbound journal items"))?;
+        let mut items = rows
+            .iter()
+            .map(super::sql::journal_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        items.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(items)
+    }
+}
