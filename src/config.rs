@@ -817,19 +817,18 @@ impl Config {
 
         let email = r.email(&mut root);
         let partners = r.partners(&mut root);
-        if email.as_ref().and_then(|e| e.smtp.as_ref()).is_none() {
-            if partners.iter().any(|p| p.transport == Transport::Email)
-                && !reported(&r, "email.smtp.host", "")
-            {
-                r.push(
-                    "email.smtp.host".into(),
-                    None,
-                    Problem::Missing {
-                        reason: "a partner uses transport = \"email\", so [email] and \
-                                 [email.smtp] say who we are and where mail goes out",
-                    },
-                );
-            }
+        if email.as_ref().and_then(|e| e.smtp.as_ref()).is_none()
+            && partners.iter().any(|p| p.transport == Transport::Email)
+            && !reported(&r, "email.smtp.host", "")
+        {
+            r.push(
+                "email.smtp.host".into(),
+                None,
+                Problem::Missing {
+                    reason: "a partner uses transport = \"email\", so [email] and \
+                             [email.smtp] say who we are and where mail goes out",
+                },
+            );
         }
         r.unknown_keys(root, "", root_keys);
 

@@ -6,7 +6,7 @@
 //!
 //! What it does not do: SMTP or IMAP themselves (`transport::email`), the cryptography
 //! (`transport::smime`), or retry decisions (`Gateway::send_next_outbox` asks
-//! [`SendError::is_transient`]).
+//! [`crate::transport::email::SendError::is_transient`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
