@@ -86,12 +86,20 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// Longest accepted poll interval.
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// Default SMTP port: 25, the port of a relay on the same host or network (submission with
+/// authentication usually is 587; TLS is not built yet, see `transport::email`).
+pub const DEFAULT_SMTP_PORT: u16 = 25;
+/// Default IMAP port: 143 (plain IMAP; TLS is not built yet).
+pub const DEFAULT_IMAP_PORT: u16 = 143;
+/// Default IMAP mailbox.
+pub const DEFAULT_IMAP_MAILBOX: &str = "INBOX";
+
 /// The statuses a partner status rule may lead to: the meter order steps that have no market
 /// message (`orders::MeterStatus` `CheckSubmitted`, `CheckReviewed`, `Activated`).
 pub const PARTNER_STATUSES: [&str; 3] = ["check_submitted", "check_reviewed", "activated"];
 
 /// The environment variables that override the file, with the option each one sets.
-pub const ENV_OVERRIDES: [(&str, &str); 9] = [
+pub const ENV_OVERRIDES: [(&str, &str); 11] = [
     ("MAKO_DATABASE_URL", "database.url"),
     ("MAKO_API_ADDR", "api.addr"),
     ("MAKO_API_TOKEN", "api.token"),
@@ -101,11 +109,13 @@ pub const ENV_OVERRIDES: [(&str, &str); 9] = [
     ("MAKO_WEBHOOK_SECRET", "webhook.secret"),
     ("MAKO_LOG_FORMAT", "log.format"),
     ("MAKO_LOG_LEVEL", "log.level"),
+    ("MAKO_SMTP_PASSWORD", "email.smtp.password"),
+    ("MAKO_IMAP_PASSWORD", "email.imap.password"),
 ];
 
 /// Every option of the file, as TOML paths (`partners[].id` for the keys of each array entry).
 /// The example file documents each one (checked by `tests/config.rs`).
-pub const OPTIONS: [&str; 30] = [
+pub const OPTIONS: [&str; 51] = [
     "own_id",
     "data_dir",
     "database.url",
@@ -129,8 +139,29 @@ pub const OPTIONS: [&str; 30] = [
     "retry.base",
     "retry.max",
     "retry.max_attempts",
+    "email.address",
+    "email.signing_key",
+    "email.signing_cert",
+    "email.decryption_key",
+    "email.decryption_cert",
+    "email.smtp.host",
+    "email.smtp.port",
+    "email.smtp.user",
+    "email.smtp.password",
+    "email.smtp.hello_name",
+    "email.smtp.timeout",
+    "email.imap.host",
+    "email.imap.port",
+    "email.imap.user",
+    "email.imap.password",
+    "email.imap.mailbox",
+    "email.imap.poll_interval",
+    "email.imap.timeout",
     "partners[].id",
     "partners[].transport",
+    "partners[].email",
+    "partners[].signing_cert",
+    "partners[].encryption_cert",
     "partners[].statuses",
     "partners[].statuses[].message",
     "partners[].statuses[].pid",
@@ -171,8 +202,105 @@ pub struct Config {
     pub poll: PollConfig,
     /// `[retry]`: backoff of outbox items and webhook deliveries.
     pub retry: RetryConfig,
+    /// `[email]`: our mail identity, SMTP and IMAP; `None` when the section is absent (no
+    /// partner may then use `transport = "email"`).
+    pub email: Option<EmailConfig>,
     /// `[[partners]]`: partners with their own settings; every other partner uses the file drop.
     pub partners: Vec<PartnerConfig>,
+}
+
+/// `[email]`: what the e-mail transport needs of us. Only paths here: the keys and
+/// certificates are read (and checked against the partner registry) when `serve` starts, by
+/// `daemon::email::EmailSetup::load`, which reports its errors like [`Config::load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailConfig {
+    /// `email.address`: our mail address (From and SMTP envelope sender).
+    pub address: String,
+    /// `email.signing_key`: PEM file of the private key we sign with.
+    pub signing_key: PathBuf,
+    /// `email.signing_cert`: PEM file of its certificate (partners verify with it).
+    pub signing_cert: PathBuf,
+    /// `email.decryption_key`: PEM file of the private key partners encrypt to; default the
+    /// signing key.
+    pub decryption_key: PathBuf,
+    /// `email.decryption_cert`: its certificate; default the signing certificate.
+    pub decryption_cert: PathBuf,
+    /// `[email.smtp]`: where mail goes out; `None` when absent (then no partner may use
+    /// e-mail).
+    pub smtp: Option<SmtpSettings>,
+    /// `[email.imap]`: the mailbox partners write to; `None`: nothing is read.
+    pub imap: Option<ImapSettings>,
+}
+
+/// `[email.smtp]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    /// `host`.
+    pub host: String,
+    /// `port`.
+    pub port: u16,
+    /// `user` and `password` (`MAKO_SMTP_PASSWORD`): SMTP AUTH, when both are set.
+    pub credentials: Option<(String, String)>,
+    /// `hello_name`: the name in EHLO; `localhost` when unset.
+    pub hello_name: Option<String>,
+    /// `timeout`: the longest wait for one SMTP step.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .field("hello_name", &self.hello_name)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[email.imap]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImapSettings {
+    /// `host`.
+    pub host: String,
+    /// `port`.
+    pub port: u16,
+    /// `user`.
+    pub user: String,
+    /// `password` (`MAKO_IMAP_PASSWORD`).
+    pub password: String,
+    /// `mailbox`.
+    pub mailbox: String,
+    /// `poll_interval`: the longest time between two looks (IDLE wakes earlier).
+    pub poll_interval: Duration,
+    /// `timeout`: the longest wait for one IMAP step.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for ImapSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImapSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .field("mailbox", &self.mailbox)
+            .field("poll_interval", &self.poll_interval)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The e-mail settings of one partner (`transport = "email"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerEmail {
+    /// `email`: the partner's mail address for interchanges.
+    pub address: String,
+    /// `signing_cert`: PEM file of the certificate the partner signs with (we verify).
+    pub signing_cert: PathBuf,
+    /// `encryption_cert`: PEM file of the certificate we encrypt to.
+    pub encryption_cert: PathBuf,
 }
 
 /// `[database]`.
@@ -310,6 +438,8 @@ pub struct PartnerConfig {
     pub transport: Transport,
     /// `statuses`: the partner's own status messages that move a meter order on.
     pub statuses: Vec<PartnerStatusRule>,
+    /// `email`, `signing_cert`, `encryption_cert`: set when `transport = "email"`.
+    pub email: Option<PartnerEmail>,
 }
 
 /// How interchanges travel to and from a partner.
@@ -318,7 +448,8 @@ pub struct PartnerConfig {
 pub enum Transport {
     /// Files in `data_dir/outbox/` and `data_dir/inbox/` (default).
     File,
-    /// Email with S/MIME (issue 6; refused by [`Config::load`] until it exists).
+    /// E-mail with S/MIME: SMTP out, IMAP in (needs `[email]` and the partner's address and
+    /// certificates).
     Email,
     /// AS4 (issue 7; refused by [`Config::load`] until it exists).
     As4,
@@ -483,7 +614,7 @@ impl Config {
         };
         let root_keys = &[
             "own_id", "data_dir", "database", "api", "webhook", "workers", "shutdown", "log",
-            "poll", "retry", "partners",
+            "poll", "retry", "email", "partners",
         ];
 
         let own_id = r
@@ -684,7 +815,21 @@ impl Config {
         };
         r.unknown_keys(t, "retry", &["base", "max", "max_attempts"]);
 
+        let email = r.email(&mut root);
         let partners = r.partners(&mut root);
+        if email.as_ref().and_then(|e| e.smtp.as_ref()).is_none()
+            && partners.iter().any(|p| p.transport == Transport::Email)
+            && !reported(&r, "email.smtp.host", "")
+        {
+            r.push(
+                "email.smtp.host".into(),
+                None,
+                Problem::Missing {
+                    reason: "a partner uses transport = \"email\", so [email] and \
+                             [email.smtp] say who we are and where mail goes out",
+                },
+            );
+        }
         r.unknown_keys(root, "", root_keys);
 
         if r.errors.is_empty() {
@@ -699,6 +844,7 @@ impl Config {
                 log,
                 poll,
                 retry,
+                email,
                 partners,
             })
         } else {
@@ -983,12 +1129,12 @@ impl Reader<'_> {
             let transport_path = join(&prefix, "transport");
             let transport = match self.string(&mut t, &prefix, "transport").as_deref() {
                 None | Some("file") => Some(Transport::File),
-                Some(name @ ("email" | "as4")) => {
-                    let issue = if name == "email" { 6 } else { 7 };
+                Some("email") => Some(Transport::Email),
+                Some(name @ "as4") => {
                     self.push(
                         transport_path,
                         Some(format!("{name:?}")),
-                        Problem::NotAvailableYet { issue },
+                        Problem::NotAvailableYet { issue: 7 },
                     );
                     None
                 }
@@ -1004,16 +1150,322 @@ impl Reader<'_> {
                 }
             };
             let statuses = self.status_rules(&mut t, &prefix);
-            self.unknown_keys(t, &prefix, &["id", "transport", "statuses"]);
+            let email = self.partner_email(&mut t, &prefix, transport);
+            self.unknown_keys(
+                t,
+                &prefix,
+                &[
+                    "id",
+                    "transport",
+                    "statuses",
+                    "email",
+                    "signing_cert",
+                    "encryption_cert",
+                ],
+            );
             if let (Some(id), Some(transport)) = (id, transport) {
                 partners.push(PartnerConfig {
                     id,
                     transport,
                     statuses,
+                    email,
                 });
             }
         }
         partners
+    }
+
+    /// A string option that must not be empty, parsed by `parse`; reported when invalid.
+    fn checked<T>(
+        &mut self,
+        table: &mut Table,
+        prefix: &str,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let path = join(prefix, key);
+        let s = self.string(table, prefix, key)?;
+        match parse(&s) {
+            Ok(v) => Some(v),
+            Err(reason) => {
+                let value = Some(render_secret_aware(&path, &format!("{s:?}"), &s));
+                self.push(path, value, Problem::Invalid { reason });
+                None
+            }
+        }
+    }
+
+    /// Reports `prefix.key` as missing unless an error about it was reported already.
+    fn require<T>(&mut self, value: Option<T>, path: String, reason: &'static str) -> Option<T> {
+        if value.is_none()
+            && !self
+                .errors
+                .iter()
+                .any(|e| e.key == ConfigKey::File(path.clone()))
+        {
+            self.push(path, None, Problem::Missing { reason });
+        }
+        value
+    }
+
+    fn email(&mut self, root: &mut Table) -> Option<EmailConfig> {
+        if !root.contains_key("email") {
+            return None;
+        }
+        let mut t = self.table(root, "", "email");
+        let p = "email";
+        let address = self.checked(&mut t, p, "address", parse_mail_address);
+        let signing_key = self.checked(&mut t, p, "signing_key", parse_path);
+        let signing_cert = self.checked(&mut t, p, "signing_cert", parse_path);
+        let decryption_key = self.checked(&mut t, p, "decryption_key", parse_path);
+        let decryption_cert = self.checked(&mut t, p, "decryption_cert", parse_path);
+        let address = self.require(
+            address,
+            "email.address".into(),
+            "[email] names our mail address",
+        );
+        let signing_key = self.require(
+            signing_key,
+            "email.signing_key".into(),
+            "[email] names the PEM file of the key we sign with",
+        );
+        let signing_cert = self.require(
+            signing_cert,
+            "email.signing_cert".into(),
+            "[email] names the PEM file of our signing certificate",
+        );
+        if decryption_key.is_some() != decryption_cert.is_some() {
+            let missing = if decryption_key.is_some() {
+                "email.decryption_cert"
+            } else {
+                "email.decryption_key"
+            };
+            self.push(
+                missing.into(),
+                None,
+                Problem::Missing {
+                    reason: "decryption_key and decryption_cert come together \
+                             (leave both out to decrypt with the signing key)",
+                },
+            );
+        }
+        let smtp = if t.contains_key("smtp") {
+            let mut s = self.table(&mut t, p, "smtp");
+            let p = "email.smtp";
+            let host = self.checked(&mut s, p, "host", parse_host);
+            let host = self.require(
+                host,
+                "email.smtp.host".into(),
+                "[email.smtp] names the SMTP server",
+            );
+            let port = self
+                .integer::<u16>(&mut s, p, "port", 1, u16::MAX)
+                .unwrap_or(DEFAULT_SMTP_PORT);
+            let user = self.checked(&mut s, p, "user", parse_non_empty);
+            let password =
+                self.setting(&mut s, p, "password", "MAKO_SMTP_PASSWORD", parse_non_empty);
+            let hello_name = self.checked(&mut s, p, "hello_name", parse_host);
+            let timeout = self
+                .duration(
+                    &mut s,
+                    p,
+                    "timeout",
+                    Duration::from_secs(1),
+                    MAX_POLL_INTERVAL,
+                )
+                .unwrap_or(crate::transport::email::DEFAULT_TIMEOUT);
+            let credentials = match (user, password) {
+                (Some(u), Some(pw)) => Some((u, pw)),
+                (None, None) => None,
+                (u, _) => {
+                    let missing = if u.is_some() {
+                        "email.smtp.password"
+                    } else {
+                        "email.smtp.user"
+                    };
+                    if !self
+                        .errors
+                        .iter()
+                        .any(|e| e.key == ConfigKey::File(missing.into()))
+                    {
+                        self.push(
+                            missing.into(),
+                            None,
+                            Problem::Missing {
+                                reason: "SMTP AUTH takes user and password (MAKO_SMTP_PASSWORD) together",
+                            },
+                        );
+                    }
+                    None
+                }
+            };
+            self.unknown_keys(
+                s,
+                p,
+                &["host", "port", "user", "password", "hello_name", "timeout"],
+            );
+            host.map(|host| SmtpSettings {
+                host,
+                port,
+                credentials,
+                hello_name,
+                timeout,
+            })
+        } else {
+            None
+        };
+        let imap = if t.contains_key("imap") {
+            let mut s = self.table(&mut t, p, "imap");
+            let p = "email.imap";
+            let host = self.checked(&mut s, p, "host", parse_host);
+            let host = self.require(
+                host,
+                "email.imap.host".into(),
+                "[email.imap] names the IMAP server",
+            );
+            let port = self
+                .integer::<u16>(&mut s, p, "port", 1, u16::MAX)
+                .unwrap_or(DEFAULT_IMAP_PORT);
+            let user = self.checked(&mut s, p, "user", parse_non_empty);
+            let user = self.require(
+                user,
+                "email.imap.user".into(),
+                "[email.imap] names the login",
+            );
+            let password =
+                self.setting(&mut s, p, "password", "MAKO_IMAP_PASSWORD", parse_non_empty);
+            let password_set = reported(self, "email.imap.password", "MAKO_IMAP_PASSWORD");
+            let password = if password.is_none() && !password_set {
+                self.require(
+                    password,
+                    "email.imap.password".into(),
+                    "[email.imap] needs the password (or MAKO_IMAP_PASSWORD)",
+                )
+            } else {
+                password
+            };
+            let mailbox = self
+                .checked(&mut s, p, "mailbox", parse_non_empty)
+                .unwrap_or_else(|| DEFAULT_IMAP_MAILBOX.to_string());
+            let poll_interval = self
+                .duration(&mut s, p, "poll_interval", MIN_INTERVAL, MAX_POLL_INTERVAL)
+                .unwrap_or(crate::transport::email::DEFAULT_POLL_INTERVAL);
+            let timeout = self
+                .duration(
+                    &mut s,
+                    p,
+                    "timeout",
+                    Duration::from_secs(1),
+                    MAX_POLL_INTERVAL,
+                )
+                .unwrap_or(crate::transport::email::DEFAULT_TIMEOUT);
+            self.unknown_keys(
+                s,
+                p,
+                &[
+                    "host",
+                    "port",
+                    "user",
+                    "password",
+                    "mailbox",
+                    "poll_interval",
+                    "timeout",
+                ],
+            );
+            match (host, user, password) {
+                (Some(host), Some(user), Some(password)) => Some(ImapSettings {
+                    host,
+                    port,
+                    user,
+                    password,
+                    mailbox,
+                    poll_interval,
+                    timeout,
+                }),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        self.unknown_keys(
+            t,
+            p,
+            &[
+                "address",
+                "signing_key",
+                "signing_cert",
+                "decryption_key",
+                "decryption_cert",
+                "smtp",
+                "imap",
+            ],
+        );
+        let (address, signing_key, signing_cert) = (address?, signing_key?, signing_cert?);
+        Some(EmailConfig {
+            address,
+            decryption_key: decryption_key.unwrap_or_else(|| signing_key.clone()),
+            decryption_cert: decryption_cert.unwrap_or_else(|| signing_cert.clone()),
+            signing_key,
+            signing_cert,
+            smtp,
+            imap,
+        })
+    }
+
+    /// `email`, `signing_cert` and `encryption_cert` of a partner: required with
+    /// `transport = "email"`, refused with any other transport (they would be silently unused).
+    fn partner_email(
+        &mut self,
+        t: &mut Table,
+        prefix: &str,
+        transport: Option<Transport>,
+    ) -> Option<PartnerEmail> {
+        let written: Vec<&str> = ["email", "signing_cert", "encryption_cert"]
+            .into_iter()
+            .filter(|k| t.contains_key(*k))
+            .collect();
+        if transport != Some(Transport::Email) {
+            if transport.is_some() {
+                for key in written {
+                    let value = t.remove(key).map(|v| render_value(&v));
+                    self.push(
+                        join(prefix, key),
+                        value,
+                        Problem::Invalid {
+                            reason: "only used with transport = \"email\"".into(),
+                        },
+                    );
+                }
+            } else {
+                for key in written {
+                    t.remove(key);
+                }
+            }
+            return None;
+        }
+        let address = self.checked(t, prefix, "email", parse_mail_address);
+        let signing_cert = self.checked(t, prefix, "signing_cert", parse_path);
+        let encryption_cert = self.checked(t, prefix, "encryption_cert", parse_path);
+        let address = self.require(
+            address,
+            join(prefix, "email"),
+            "transport = \"email\" needs the partner's mail address",
+        );
+        let signing_cert = self.require(
+            signing_cert,
+            join(prefix, "signing_cert"),
+            "transport = \"email\" needs the PEM file of the certificate the partner signs with",
+        );
+        let encryption_cert = self.require(
+            encryption_cert,
+            join(prefix, "encryption_cert"),
+            "transport = \"email\" needs the PEM file of the certificate we encrypt to",
+        );
+        Some(PartnerEmail {
+            address: address?,
+            signing_cert: signing_cert?,
+            encryption_cert: encryption_cert?,
+        })
     }
 
     fn status_rules(&mut self, partner: &mut Table, prefix: &str) -> Vec<PartnerStatusRule> {
@@ -1130,6 +1582,8 @@ fn render_value(value: &Value) -> String {
 fn render_secret_aware(key: &str, rendered: &str, raw: &str) -> String {
     if key.ends_with("token")
         || key.ends_with("secret")
+        || key.ends_with("password")
+        || key.ends_with("PASSWORD")
         || key.ends_with("SECRET")
         || key.ends_with("TOKEN")
     {
@@ -1168,6 +1622,36 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 fn parse_market_partner_id(s: &str) -> Result<MarketPartnerId, String> {
     s.parse::<MarketPartnerId>()
         .map_err(|e| e.problem.to_string())
+}
+
+fn parse_mail_address(s: &str) -> Result<String, String> {
+    s.parse::<crate::transport::email::Address>()
+        .map(|a| a.to_string())
+        .map_err(|e| format!("not a mail address such as gateway@example.org: {e}"))
+}
+
+fn parse_path(s: &str) -> Result<PathBuf, String> {
+    if s.trim().is_empty() {
+        Err("must name a file".into())
+    } else {
+        Ok(PathBuf::from(s))
+    }
+}
+
+fn parse_non_empty(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn parse_host(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '/' || c == '@') {
+        Err("must be a host name or IP address, such as mail.example.org".into())
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
@@ -1435,8 +1919,12 @@ mod tests {
         assert_eq!(webhook.timeout, DEFAULT_WEBHOOK_TIMEOUT);
         assert_eq!(c.log.format, LogFormat::Json);
         assert_eq!(c.log.level, "debug,sqlx=warn");
-        // Every override is in ENV_OVERRIDES (which the README and the example list).
-        for (var, _) in ENV_OVERRIDES {
+        // Every override is in ENV_OVERRIDES (which the README and the example list); the
+        // mail passwords need an [email] section and are exercised with it below.
+        for (var, option) in ENV_OVERRIDES {
+            if option.starts_with("email.") {
+                continue;
+            }
             assert!(env(var).is_some(), "{var} not exercised");
         }
     }
@@ -1499,7 +1987,7 @@ max = "1m"
             "poll.file_drop = 1: expected a duration string such as \"500ms\", \"5s\", \"10m\" or \"1h\", found integer",
             "poll.inbound = \"0ms\": must be between 10ms and 3600s",
             "retry.max = \"1m\": must not be shorter than retry.base (600s)",
-            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, partners)",
+            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, email, partners)",
         ];
         assert_eq!(got, expected);
     }
@@ -1550,8 +2038,8 @@ max = "1m"
             [
                 "api.port = 8080: unknown key (known here: addr, token)",
                 "partners[0].statuses[0].colour = 1: unknown key (known here: message, pid, code, status)",
-                "partners[0].nmae = \"x\": unknown key (known here: id, transport, statuses)",
-                "\"odd key\" = {…}: unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, partners)",
+                "partners[0].nmae = \"x\": unknown key (known here: id, transport, statuses, email, signing_cert, encryption_cert)",
+                "\"odd key\" = {…}: unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, email, partners)",
             ]
         );
     }
@@ -1691,21 +2179,102 @@ transport = "file"
     }
 
     #[test]
-    fn email_and_as4_are_accepted_but_not_available_yet() {
+    fn as4_is_accepted_but_not_available_yet() {
         let errs = load(
-            "[[partners]]\nid = \"9903829000006\"\ntransport = \"email\"\n\
-             [[partners]]\nid = \"9904292000003\"\ntransport = \"as4\"\n\
+            "[[partners]]\nid = \"9904292000003\"\ntransport = \"as4\"\n\
              [[partners]]\nid = \"9900269000000\"\ntransport = \"ftp\"\n",
         )
         .unwrap_err();
-        assert_eq!(errs[0].problem, Problem::NotAvailableYet { issue: 6 });
+        assert_eq!(errs[0].problem, Problem::NotAvailableYet { issue: 7 });
         let got: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(
             got,
             [
-                "partners[0].transport = \"email\": not available yet (issue 6)",
-                "partners[1].transport = \"as4\": not available yet (issue 7)",
-                "partners[2].transport = \"ftp\": must be \"file\", \"email\" or \"as4\"",
+                "partners[0].transport = \"as4\": not available yet (issue 7)",
+                "partners[1].transport = \"ftp\": must be \"file\", \"email\" or \"as4\"",
+            ]
+        );
+    }
+
+    const EMAIL: &str = r#"
+[email]
+address = "gateway@mako.test"
+signing_key = "keys/own.key"
+signing_cert = "keys/own.pem"
+[email.smtp]
+host = "127.0.0.1"
+[email.imap]
+host = "127.0.0.1"
+user = "gateway"
+password = "imap-password"
+mailbox = "edi"
+poll_interval = "10s"
+[[partners]]
+id = "9903829000006"
+transport = "email"
+email = "edi@partner.example"
+signing_cert = "keys/partner-sign.pem"
+encryption_cert = "keys/partner-enc.pem"
+"#;
+
+    #[test]
+    fn an_email_partner_with_our_identity_smtp_and_imap() {
+        let c = load(EMAIL).unwrap();
+        let email = c.email.as_ref().unwrap();
+        assert_eq!(email.address, "gateway@mako.test");
+        // Decryption defaults to the signing key.
+        assert_eq!(email.decryption_key, PathBuf::from("keys/own.key"));
+        assert_eq!(email.decryption_cert, PathBuf::from("keys/own.pem"));
+        let smtp = email.smtp.as_ref().unwrap();
+        assert_eq!((smtp.host.as_str(), smtp.port), ("127.0.0.1", 25));
+        assert_eq!(smtp.credentials, None);
+        let imap = email.imap.as_ref().unwrap();
+        assert_eq!(imap.mailbox, "edi");
+        assert_eq!(imap.poll_interval, Duration::from_secs(10));
+        assert!(!format!("{imap:?}").contains("imap-password"));
+        let msb: MarketPartnerId = "9903829000006".parse().unwrap();
+        assert_eq!(c.transport_for(&msb), Transport::Email);
+        let partner = c.partner(&msb).unwrap().email.clone().unwrap();
+        assert_eq!(partner.address, "edi@partner.example");
+        assert_eq!(
+            partner.encryption_cert,
+            PathBuf::from("keys/partner-enc.pem")
+        );
+        // The environment overrides the passwords.
+        let env = env_of(&[
+            ("MAKO_IMAP_PASSWORD", "imap-from-the-environment"),
+            ("MAKO_SMTP_PASSWORD", "smtp-from-the-environment"),
+        ]);
+        let file = EMAIL.replace("[email.smtp]\n", "[email.smtp]\nuser = \"edi\"\n");
+        let email = Config::load(Some(&file), &env).unwrap().email.unwrap();
+        assert_eq!(email.imap.unwrap().password, "imap-from-the-environment");
+        assert_eq!(
+            email.smtp.unwrap().credentials,
+            Some(("edi".into(), "smtp-from-the-environment".into()))
+        );
+    }
+
+    #[test]
+    fn email_settings_are_required_together_and_reported_at_once() {
+        assert_eq!(
+            errors(
+                "[email]\naddress = \"no-at-sign\"\ndecryption_key = \"k\"\n\
+                 [email.smtp]\nuser = \"u\"\n[email.imap]\nhost = \"h\"\npassword = \"pw\"\n\
+                 [[partners]]\nid = \"9903829000006\"\ntransport = \"email\"\n\
+                 [[partners]]\nid = \"9904292000003\"\nemail = \"x@y.z\"\n"
+            ),
+            [
+                "email.address = \"no-at-sign\": not a mail address such as gateway@example.org: Missing domain or user",
+                "email.signing_key: missing: [email] names the PEM file of the key we sign with",
+                "email.signing_cert: missing: [email] names the PEM file of our signing certificate",
+                "email.decryption_cert: missing: decryption_key and decryption_cert come together (leave both out to decrypt with the signing key)",
+                "email.smtp.host: missing: [email.smtp] names the SMTP server",
+                "email.smtp.password: missing: SMTP AUTH takes user and password (MAKO_SMTP_PASSWORD) together",
+                "email.imap.user: missing: [email.imap] names the login",
+                "partners[0].email: missing: transport = \"email\" needs the partner's mail address",
+                "partners[0].signing_cert: missing: transport = \"email\" needs the PEM file of the certificate the partner signs with",
+                "partners[0].encryption_cert: missing: transport = \"email\" needs the PEM file of the certificate we encrypt to",
+                "partners[1].email = \"x@y.z\": only used with transport = \"email\"",
             ]
         );
     }

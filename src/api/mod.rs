@@ -1,5 +1,6 @@
 //! The HTTP API for the supplier's core system (axum, JSON): grid-fee reductions, meter
-//! orders, subscription confirmation, operator views of the outbox and the clearing list,
+//! orders, subscription confirmation, operator views of the outbox, the clearing list and the
+//! mail quarantine,
 //! health, Prometheus metrics and the OpenAPI document.
 //!
 //! What it does not do: decide product rules (those are `orders::check_new_reductions` and
@@ -97,6 +98,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/clearing"),
     ("post", "/clearing/{id}/resolve"),
     ("get", "/outbox"),
+    ("get", "/quarantine"),
     ("get", "/health"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -129,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .route("/clearing", get(orders::list_clearing))
         .route("/clearing/{id}/resolve", post(orders::resolve_clearing))
         .route("/outbox", get(orders::list_outbox))
+        .route("/quarantine", get(orders::list_quarantine))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))

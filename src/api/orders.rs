@@ -575,3 +575,19 @@ pub async fn list_outbox(
         v
     })))
 }
+
+/// `GET /quarantine`: received mails that were not taken in (unsigned, not decryptable,
+/// signed by someone else than the interchange's sender, no or several interchanges), with
+/// the reason; oldest first. The raw mails stay in the store and on the mail server.
+pub async fn list_quarantine(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let query = ListQuery::parse(&pairs, &[])?;
+    let page = state.store.list_quarantine(&query.page).await?;
+    Ok(Json(resources::list(&page, |q| {
+        let mut v = serde_json::to_value(q).unwrap_or_default();
+        v["object"] = json!("quarantined_mail");
+        v
+    })))
+}

@@ -29,14 +29,20 @@ fn load_config(file: Option<&Path>) -> Result<Config, ExitCode> {
         None => None,
     };
     let env = |name: &str| std::env::var(name).ok();
-    Config::load(text.as_deref(), &env).map_err(|errors| {
-        let name = file.map_or("configuration".to_string(), |p| p.display().to_string());
-        for e in &errors {
-            eprintln!("{name}: error: {e}");
-        }
-        eprintln!("{} configuration error(s); nothing started", errors.len());
-        ExitCode::from(exit_code_for_config_errors())
-    })
+    Config::load(text.as_deref(), &env)
+        .and_then(|config| {
+            // The key and certificate files: read now, so that their errors stop the start
+            // like the file's own (serve reads them again; they are small).
+            crate::daemon::email::EmailSetup::load(&config).map(|_| config)
+        })
+        .map_err(|errors| {
+            let name = file.map_or("configuration".to_string(), |p| p.display().to_string());
+            for e in &errors {
+                eprintln!("{name}: error: {e}");
+            }
+            eprintln!("{} configuration error(s); nothing started", errors.len());
+            ExitCode::from(exit_code_for_config_errors())
+        })
 }
 
 fn init_logging(config: &Config) {

@@ -105,6 +105,7 @@ pub struct Gateway {
     outbox_dir: PathBuf,
     webhook: Option<WebhookConfig>,
     http: reqwest::Client,
+    email: Option<std::sync::Arc<super::email::EmailSetup>>,
 }
 
 /// Turns the configured partner statuses into the domain's rules.
@@ -226,7 +227,15 @@ impl Gateway {
                 )
                 .build()
                 .map_err(|e| DaemonError::Config(format!("HTTP client: {e}")))?,
+            email: None,
         })
+    }
+
+    /// The same gateway sending to e-mail partners through `setup` (without it, every
+    /// partner gets the file drop).
+    pub fn with_email(mut self, setup: std::sync::Arc<super::email::EmailSetup>) -> Gateway {
+        self.email = Some(setup);
+        self
     }
 
     /// Journals a received interchange and commits it: only then may the transport
@@ -831,16 +840,35 @@ impl Gateway {
             ));
         };
 
-        // 2. Out through the transport (file drop), idempotent: the same bytes to the same
-        //    name if this is a retry after a crash.
-        let path = self.write_outbox_file(&written, &payload).await?;
+        // 2. Out through the partner's transport. The file drop is idempotent (the same bytes
+        //    to the same name on a retry after a crash). A mail cannot be taken back: a crash
+        //    after the SMTP server took it and before the commit below sends it once more,
+        //    with the same bytes and UNB reference, which the partner deduplicates (BDEW
+        //    receivers must drop a repeated interchange reference).
+        let email_partner = self
+            .email
+            .as_ref()
+            .and_then(|e| e.partner(&written.partner).map(|p| (e, p)));
+        let (transport, sent_as) = match email_partner {
+            Some((setup, partner)) => {
+                let name = self.send_mail(setup, partner, &payload, now).await?;
+                (
+                    Transport::Email,
+                    format!("mail {name} to {}", partner.address),
+                )
+            }
+            None => {
+                let path = self.write_outbox_file(&written, &payload).await?;
+                (Transport::File, path.display().to_string())
+            }
+        };
 
         // 3. Record it, and move the orders on, in one transaction.
         let mut tx = self.store.begin().await.map_err(Failure::store)?;
         let journal_id = tx
             .insert_outbound_journal(&OutboundRecord {
                 partner: written.partner.clone(),
-                transport: Transport::File,
+                transport,
                 interchange_ref: written.interchange_ref.clone(),
                 message_refs: written.messages.iter().map(|m| m.0.clone()).collect(),
                 pids: written.messages.iter().map(|m| m.2.clone()).collect(),
@@ -951,12 +979,42 @@ impl Gateway {
             .await
             .map_err(Failure::store)?;
         tx.commit().await.map_err(Failure::store)?;
-        tracing::info!(file = %path.display(), interchange = %written.interchange_ref, "sent");
-        Ok(format!(
-            "sent {} as {}",
-            written.interchange_ref,
-            path.display()
-        ))
+        tracing::info!(to = %sent_as, interchange = %written.interchange_ref, "sent");
+        Ok(format!("sent {} as {sent_as}", written.interchange_ref))
+    }
+
+    /// Signs, encrypts and mails `payload` to an e-mail partner; returns the file name.
+    async fn send_mail(
+        &self,
+        setup: &super::email::EmailSetup,
+        partner: &super::email::EmailPartner,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<String, Failure> {
+        let Some(smtp) = &setup.smtp else {
+            return Err(Failure::Permanent(
+                "partner uses e-mail but [email.smtp] is not configured".into(),
+            ));
+        };
+        let (name, mail) = setup
+            .outbound_mail(partner, payload, now)
+            .map_err(|e| Failure::Permanent(e.to_string()))?;
+        crate::transport::email::send(
+            smtp,
+            &setup.address.email,
+            std::slice::from_ref(&partner.address.email),
+            &mail,
+        )
+        .await
+        .map_err(|e| {
+            // The server's answer goes into the outbox item's error as it came.
+            if e.is_transient() {
+                Failure::Transient(e.to_string())
+            } else {
+                Failure::Permanent(e.to_string())
+            }
+        })?;
+        Ok(name)
     }
 
     async fn keep_payload(&self, item: &OutboxItem, bytes: &[u8]) -> Result<(), Failure> {

@@ -1,4 +1,5 @@
-//! `serve`: the store, the API and the loops (file-drop pickup, inbound, outbound, webhooks),
+//! `serve`: the store, the API and the loops (file-drop pickup, the IMAP mailbox when
+//! `[email.imap]` is configured, inbound, outbound, webhooks),
 //! with graceful shutdown: on SIGTERM/SIGINT no new work is taken, the items in flight are
 //! finished within the grace period, and whatever is still running then is abandoned with
 //! nothing committed (its lease expires and the item is taken again).
@@ -47,7 +48,27 @@ pub async fn serve(
 ) -> Result<(), DaemonError> {
     let store = Store::connect_with(&config.database.url, config.database.max_connections).await?;
     let worker = worker_name();
-    let gateway = Arc::new(Gateway::new(store.clone(), &config, worker.clone())?);
+    let email = super::email::EmailSetup::load(&config)
+        .map_err(|errors| {
+            DaemonError::Config(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?
+        .map(Arc::new);
+    if let Some(setup) = &email {
+        for warning in &setup.warnings {
+            tracing::warn!("{warning}");
+        }
+    }
+    let mut gateway = Gateway::new(store.clone(), &config, worker.clone())?;
+    if let Some(setup) = &email {
+        gateway = gateway.with_email(setup.clone());
+    }
+    let gateway = Arc::new(gateway);
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let listener = tokio::net::TcpListener::bind(config.api.addr)
@@ -93,6 +114,26 @@ pub async fn serve(
                 async move { pick_up_files(&gateway, &inbox, lease).await }
             },
         )));
+    }
+    // The mailbox: every mail journaled raw and handled before it is marked on the server.
+    if let Some(setup) = email.clone() {
+        if let Some(imap) = setup.imap.clone() {
+            let gateway = gateway.clone();
+            tracing::info!(mailbox = %setup.mailbox_name(), "reading mail");
+            tasks.push(tokio::spawn(crate::transport::email::run_inbox(
+                imap,
+                move |mail| {
+                    let gateway = gateway.clone();
+                    let setup = setup.clone();
+                    async move {
+                        super::email::handle_mail(&gateway, &setup, mail, Utc::now())
+                            .await
+                            .map(|_| ())
+                    }
+                },
+                stop_rx.clone(),
+            )));
+        }
     }
     for i in 0..config.workers.inbound.max(1) {
         let gateway = gateway.clone();

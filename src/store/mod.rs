@@ -16,6 +16,7 @@
 
 mod daemon;
 mod error;
+mod mail;
 mod sql;
 mod types;
 

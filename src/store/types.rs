@@ -429,6 +429,60 @@ pub struct SentRecord {
     pub journal_id: String,
 }
 
+text_enum!(
+    /// What became of a received mail.
+    MailOutcome {
+        /// Journaled raw, not yet handled (or handling was interrupted).
+        Pending = "pending",
+        /// Its interchange is in the journal.
+        Journaled = "journaled",
+        /// Quarantined with a reason; never parsed as EDIFACT.
+        Quarantined = "quarantined",
+    }
+);
+
+/// A received mail to journal raw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMail {
+    /// The account and folder it was read from (`user@host:port/mailbox`).
+    pub mailbox: String,
+    /// The folder's UIDVALIDITY.
+    pub uid_validity: u32,
+    /// The mail's UID.
+    pub uid: u32,
+    /// Its From header as written (for operators; not trusted).
+    pub from_header: String,
+    /// Its Subject header.
+    pub subject: String,
+    /// The mail exactly as fetched.
+    pub raw: Vec<u8>,
+    /// When it was fetched.
+    pub received_at: DateTime<Utc>,
+}
+
+/// A quarantined mail, for operators (`GET /quarantine`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantineItem {
+    /// `mail_…`.
+    pub id: String,
+    /// The account and folder it was read from.
+    pub mailbox: String,
+    /// The folder's UIDVALIDITY.
+    pub uid_validity: i64,
+    /// The mail's UID (it is kept on the server, marked `$MakoJournaled`).
+    pub uid: i64,
+    /// Its From header as written (not verified).
+    pub from: String,
+    /// Its Subject header.
+    pub subject: String,
+    /// Why it is here.
+    pub reason: String,
+    /// When it was fetched.
+    pub received_at: DateTime<Utc>,
+    /// The raw mail's size in bytes (kept in full in the store).
+    pub size: usize,
+}
+
 /// An inbound message nothing matched, kept for an operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClearingItem {

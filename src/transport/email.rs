@@ -456,7 +456,7 @@ fn part_file_name(part: &mailparse::ParsedMail<'_>) -> Option<String> {
 // ---------------------------------------------------------------------------------------------
 
 /// Where and how to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmtpConfig {
     /// Server host name or address.
     pub host: String,
@@ -464,8 +464,22 @@ pub struct SmtpConfig {
     pub port: u16,
     /// The name we greet with (EHLO); `localhost` when unset.
     pub hello_name: Option<String>,
+    /// SMTP AUTH user and password (PLAIN or LOGIN, as the server offers); `None`: no AUTH.
+    pub credentials: Option<(String, String)>,
     /// The longest wait for one step.
     pub timeout: Duration,
+}
+
+impl fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("hello_name", &self.hello_name)
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SmtpConfig {
@@ -475,6 +489,7 @@ impl SmtpConfig {
             host: host.into(),
             port,
             hello_name: None,
+            credentials: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -582,11 +597,17 @@ pub async fn send(
             .clone()
             .unwrap_or_else(|| "localhost".into()),
     );
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone())
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone())
         .port(config.port)
         .hello_name(hello)
-        .timeout(Some(config.timeout))
-        .build();
+        .timeout(Some(config.timeout));
+    if let Some((user, password)) = &config.credentials {
+        builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+            user.clone(),
+            password.clone(),
+        ));
+    }
+    let transport = builder.build();
     transport
         .send_raw(&envelope, raw)
         .await

@@ -2,8 +2,8 @@
 //!
 //! Today the two halves of the BDEW e-mail transport: [`smime`] (sign and encrypt, decrypt
 //! and verify) and [`email`] (the file name, the mail around one interchange, SMTP out, IMAP
-//! in). Wiring them into `serve` with the partner registry that picks the certificates, and
-//! the quarantine, are still to come (issue 6).
+//! in). `daemon::email` wires them into `serve` with the partner registry that picks the
+//! certificates, and the quarantine.
 
 pub mod email;
 pub mod smime;
