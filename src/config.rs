@@ -2315,6 +2315,47 @@ encryption_cert = "keys/partner-enc.pem"
     }
 
     #[test]
+    fn mail_servers_default_to_starttls_and_plain_text_only_to_loopback() {
+        let c = load(EMAIL).unwrap();
+        let email = c.email.unwrap();
+        assert_eq!(email.smtp.unwrap().tls, TlsSettings::default());
+        assert_eq!(email.imap.unwrap().tls.mode, TlsMode::StartTls);
+
+        let file = EMAIL
+            .replace(
+                "[email.smtp]\nhost = \"127.0.0.1\"\n",
+                "[email.smtp]\nhost = \"127.0.0.1\"\ntls = \"none\"\n",
+            )
+            .replace(
+                "[email.imap]\nhost = \"127.0.0.1\"\n",
+                "[email.imap]\nhost = \"imap.example.org\"\nport = 993\ntls = \"tls\"\nca_file = \"ca/private.pem\"\n",
+            );
+        let email = load(&file).unwrap().email.unwrap();
+        assert_eq!(email.smtp.unwrap().tls, TlsSettings::none());
+        assert_eq!(
+            email.imap.unwrap().tls,
+            TlsSettings::with_ca(TlsMode::Implicit, "ca/private.pem")
+        );
+
+        let file = EMAIL
+            .replace(
+                "[email.smtp]\nhost = \"127.0.0.1\"\n",
+                "[email.smtp]\nhost = \"mail.example.org\"\ntls = \"none\"\n",
+            )
+            .replace(
+                "[email.imap]\nhost = \"127.0.0.1\"\n",
+                "[email.imap]\nhost = \"127.0.0.1\"\ntls = \"ssl\"\n",
+            );
+        assert_eq!(
+            errors(&file),
+            [
+                "email.smtp.tls = \"none\": \"none\" sends the password and the mail in clear, so it is allowed only when host is a loopback address (127.0.0.1, ::1, localhost), not \"mail.example.org\"; use \"starttls\" or \"tls\"",
+                "email.imap.tls = \"ssl\": \"ssl\" is not a TLS mode; use \"starttls\", \"tls\" or \"none\"",
+            ]
+        );
+    }
+
+    #[test]
     fn email_settings_are_required_together_and_reported_at_once() {
         assert_eq!(
             errors(
