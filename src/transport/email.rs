@@ -614,7 +614,8 @@ fn read_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, TlsSetupError> {
 
 /// A connector for IMAP: TLS 1.2 or newer, the system roots or only the CA file's
 /// certificates.
-fn imap_tls_connector(tls: &TlsSettings) -> Result<tokio_native_tls::TlsConnector, ImapError> {
+fn imap_tls_connector(config: &ImapConfig) -> Result<tokio_native_tls::TlsConnector, ImapError> {
+    let tls = &config.tls;
     let mut builder = native_tls::TlsConnector::builder();
     builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
     let cas = tls.ca_certificates().map_err(ImapError::TlsSetup)?;
@@ -635,7 +636,7 @@ fn imap_tls_connector(tls: &TlsSettings) -> Result<tokio_native_tls::TlsConnecto
         builder.add_root_certificate(cert);
     }
     let connector = builder.build().map_err(|e| ImapError::Tls {
-        server: String::new(),
+        server: config.server(),
         detail: error_chain(&e),
     })?;
     Ok(connector.into())
@@ -1088,7 +1089,7 @@ impl Inbox {
             .map_err(ImapError::TlsSetup)?;
         let connector = match config.tls.mode {
             TlsMode::None => None,
-            _ => Some(imap_tls_connector(&config.tls)?),
+            _ => Some(imap_tls_connector(&config)?),
         };
         let stream = match tokio::time::timeout(
             timeout,
