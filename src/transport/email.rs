@@ -1574,6 +1574,72 @@ mod tests {
     }
 
     #[test]
+    fn plain_text_only_to_loopback() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+        ] {
+            assert!(plaintext_allowed(host), "{host}");
+            assert!(TlsSettings::none().check(host).is_ok());
+        }
+        for host in [
+            "10.0.0.1",
+            "mail.example.org",
+            "localhost.example.org",
+            "::2",
+        ] {
+            assert!(!plaintext_allowed(host), "{host}");
+            assert!(TlsSettings::none().check(host).is_err());
+            assert!(TlsSettings::default().check(host).is_ok());
+        }
+        assert_eq!("tls".parse(), Ok(TlsMode::Implicit));
+        assert_eq!(TlsMode::default().to_string(), "starttls");
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_pem_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = TlsSettings::with_ca(TlsMode::StartTls, dir.path().join("nope.pem"));
+        assert!(matches!(
+            missing.check_ca_file(),
+            Err(TlsSetupError::CaFile { .. })
+        ));
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let error = TlsSettings::with_ca(TlsMode::StartTls, &garbage)
+            .check_ca_file()
+            .unwrap_err();
+        assert!(error.to_string().contains("garbage.pem"), "{error}");
+        // Two certificates in one file (a bundle) are both read.
+        let key = openssl::pkey::PKey::from_ec_key(
+            openssl::ec::EcKey::generate(
+                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut builder = openssl::x509::X509::builder().unwrap();
+        builder.set_pubkey(&key).unwrap();
+        let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
+        let later = openssl::asn1::Asn1Time::days_from_now(1).unwrap();
+        builder.set_not_before(&now).unwrap();
+        builder.set_not_after(&later).unwrap();
+        builder
+            .sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        let pem = builder.build().to_pem().unwrap();
+        let bundle = dir.path().join("bundle.pem");
+        std::fs::write(&bundle, [pem.clone(), pem].concat()).unwrap();
+        let settings = TlsSettings::with_ca(TlsMode::Implicit, &bundle);
+        assert_eq!(settings.ca_certificates().unwrap().len(), 2);
+    }
+
+    #[test]
     fn classifies_send_errors() {
         let permanent = SendError::Permanent {
             code: 550,
