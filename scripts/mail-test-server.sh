@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Real mail servers on loopback for the e-mail transport tests (tests/email.rs):
 #
-#   Postfix  SMTP on 127.0.0.1:25, accepts mail for the domain mako.test from loopback
-#            without authentication and hands it to Dovecot over LMTP; an unknown local
-#            recipient is refused at RCPT TO with a 5xx (what the tests classify as permanent).
-#   Dovecot  IMAP on 127.0.0.1:143 (plain login without TLS, loopback only), LMTP on
-#            127.0.0.1:24, maildir under /var/lib/mako-mail/<user>/Maildir.
+#   Postfix  SMTP on 127.0.0.1:25 (plain, and STARTTLS offered), accepts mail for the domain
+#            mako.test from loopback without authentication and hands it to Dovecot over LMTP;
+#            an unknown local recipient is refused at RCPT TO with a 5xx (what the tests
+#            classify as permanent).
+#   Dovecot  IMAP on 127.0.0.1:143 (plain login allowed, loopback only; STARTTLS offered),
+#            IMAPS (implicit TLS) on 127.0.0.1:993, LMTP on 127.0.0.1:24, maildir under
+#            /var/lib/mako-mail/<user>/Maildir.
+#
+# TLS: a test CA and a server certificate for localhost / 127.0.0.1 (subjectAltName), made
+# with the openssl CLI under /etc/mako-test-mail/ (ca.pem is what a client trusts as
+# `ca_file`; the tests read MAKO_TEST_MAIL_CA, default /etc/mako-test-mail/ca.pem). Made once
+# and kept while they are valid for at least another 30 days, so that reruns do not change
+# the CA a running test trusts.
 #
 # Users (passwords as given): gateway / gateway-secret and partner / partner-secret, addresses
 # <user>@mako.test. Plus-addressing delivers into a folder: mail to partner+t1@mako.test lands
@@ -27,7 +35,7 @@ USERS=("gateway:gateway-secret" "partner:partner-secret")
 log() { printf 'mail-test-server: %s\n' "$*"; }
 
 if [ "$(id -u)" != 0 ]; then
-  echo "mail-test-server: needs root (apt-get, /etc, ports 25 and 143)" >&2
+  echo "mail-test-server: needs root (apt-get, /etc, ports 25, 143 and 993)" >&2
   exit 1
 fi
 
@@ -55,6 +63,31 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
 fi
 
+# --- TLS certificates (test CA, server certificate) ---------------------------------------
+TLS_DIR=/etc/mako-test-mail
+mkdir -p "$TLS_DIR"
+valid_for_30_days() { [ -s "$1" ] && openssl x509 -in "$1" -noout -checkend 2592000 >/dev/null 2>&1; }
+if ! valid_for_30_days "$TLS_DIR/ca.pem" || ! valid_for_30_days "$TLS_DIR/server.pem" ||
+  ! openssl verify -CAfile "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" >/dev/null 2>&1; then
+  log "making the test CA and server certificate in $TLS_DIR"
+  work=$(mktemp -d)
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/ca.key" -out "$work/ca.pem" \
+    -days 3650 -subj "/O=mako-gateway test/CN=mako test mail CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    2>/dev/null
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$work/server.key" -out "$work/server.csr" \
+    -subj "/O=mako-gateway test/CN=localhost" 2>/dev/null
+  printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=serverAuth" "subjectAltName=DNS:localhost,DNS:mail.$DOMAIN,IP:127.0.0.1" >"$work/server.ext"
+  openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
+    -CAcreateserial -days 825 -sha256 -extfile "$work/server.ext" -out "$work/server.pem" 2>/dev/null
+  install -m 644 "$work/ca.pem" "$TLS_DIR/ca.pem"
+  install -m 600 "$work/ca.key" "$TLS_DIR/ca.key"
+  install -m 644 "$work/server.pem" "$TLS_DIR/server.pem"
+  install -m 600 "$work/server.key" "$TLS_DIR/server.key"
+  rm -rf "$work"
+fi
+
 # --- Dovecot -----------------------------------------------------------------------------
 id vmail >/dev/null 2>&1 || useradd --system --home-dir "$MAIL_ROOT" --shell /usr/sbin/nologin vmail
 mkdir -p "$MAIL_ROOT"
@@ -75,8 +108,11 @@ listen = 127.0.0.1
 base_dir = /run/dovecot-mako
 instance_name = dovecot-mako
 log_path = /var/log/dovecot-mako.log
-ssl = no
-# Plain login without TLS: loopback only, test users only.
+ssl = yes
+ssl_cert = <$TLS_DIR/server.pem
+ssl_key = <$TLS_DIR/server.key
+ssl_min_protocol = TLSv1.2
+# Plain login also without TLS: loopback only, test users only.
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 # "partner@mako.test" (LMTP) and "partner" (IMAP) are the same user.
@@ -104,7 +140,9 @@ service imap-login {
     port = 143
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = 993
+    ssl = yes
   }
 }
 service lmtp {
@@ -154,7 +192,11 @@ postconf -e \
   "virtual_transport = lmtp:inet:127.0.0.1:24" \
   "recipient_delimiter = +" \
   "message_size_limit = 52428800" \
-  "smtpd_tls_security_level = none" \
+  "smtpd_tls_security_level = may" \
+  "smtpd_tls_cert_file = $TLS_DIR/server.pem" \
+  "smtpd_tls_key_file = $TLS_DIR/server.key" \
+  "smtpd_tls_mandatory_protocols = >=TLSv1.2" \
+  "smtpd_tls_protocols = >=TLSv1.2" \
   "smtp_tls_security_level = none" \
   "compatibility_level = 3.6"
 # Unknown recipients in our domain: "550 5.1.1 ... User unknown in virtual mailbox table".
@@ -172,8 +214,10 @@ answers() { # host port expected-greeting-prefix
   timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2 && head -n 1 <&3" 2>/dev/null | grep -q "$3"
 }
 for _ in $(seq 100); do
-  if answers 127.0.0.1 143 '^\* OK' && answers 127.0.0.1 25 '^220'; then
-    log "IMAP 127.0.0.1:143 and SMTP 127.0.0.1:25 answer (users: gateway, partner @ $DOMAIN)"
+  if answers 127.0.0.1 143 '^\* OK' && answers 127.0.0.1 25 '^220' &&
+    openssl s_client -connect 127.0.0.1:993 -CAfile "$TLS_DIR/ca.pem" -verify_return_error \
+      </dev/null >/dev/null 2>&1; then
+    log "IMAP 127.0.0.1:143 (STARTTLS), IMAPS 127.0.0.1:993 and SMTP 127.0.0.1:25 (STARTTLS) answer (users: gateway, partner @ $DOMAIN; CA $TLS_DIR/ca.pem)"
     exit 0
   fi
   sleep 0.2

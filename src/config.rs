@@ -37,6 +37,7 @@ use std::time::Duration;
 use toml::{Table, Value};
 
 use crate::ids::MarketPartnerId;
+use crate::transport::email::{plaintext_allowed, TlsMode, TlsSettings};
 
 /// Our own market partner ID when neither `own_id` nor `MAKO_OWN_ID` is set: a made-up BDEW
 /// code (prefix 99, valid §8.1 check digit) that the samples and tests use as the supplier.
@@ -87,9 +88,9 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Default SMTP port: 25, the port of a relay on the same host or network (submission with
-/// authentication usually is 587; TLS is not built yet, see `transport::email`).
+/// authentication usually is 587 with `tls = "starttls"`, or 465 with `tls = "tls"`).
 pub const DEFAULT_SMTP_PORT: u16 = 25;
-/// Default IMAP port: 143 (plain IMAP; TLS is not built yet).
+/// Default IMAP port: 143 (IMAP with STARTTLS; IMAPS, `tls = "tls"`, is 993).
 pub const DEFAULT_IMAP_PORT: u16 = 143;
 /// Default IMAP mailbox.
 pub const DEFAULT_IMAP_MAILBOX: &str = "INBOX";
@@ -115,7 +116,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 11] = [
 
 /// Every option of the file, as TOML paths (`partners[].id` for the keys of each array entry).
 /// The example file documents each one (checked by `tests/config.rs`).
-pub const OPTIONS: [&str; 51] = [
+pub const OPTIONS: [&str; 55] = [
     "own_id",
     "data_dir",
     "database.url",
@@ -150,6 +151,8 @@ pub const OPTIONS: [&str; 51] = [
     "email.smtp.password",
     "email.smtp.hello_name",
     "email.smtp.timeout",
+    "email.smtp.tls",
+    "email.smtp.ca_file",
     "email.imap.host",
     "email.imap.port",
     "email.imap.user",
@@ -157,6 +160,8 @@ pub const OPTIONS: [&str; 51] = [
     "email.imap.mailbox",
     "email.imap.poll_interval",
     "email.imap.timeout",
+    "email.imap.tls",
+    "email.imap.ca_file",
     "partners[].id",
     "partners[].transport",
     "partners[].email",
@@ -243,6 +248,8 @@ pub struct SmtpSettings {
     pub credentials: Option<(String, String)>,
     /// `hello_name`: the name in EHLO; `localhost` when unset.
     pub hello_name: Option<String>,
+    /// `tls` (`starttls` by default; `none` only to a loopback host) and `ca_file`.
+    pub tls: TlsSettings,
     /// `timeout`: the longest wait for one SMTP step.
     pub timeout: Duration,
 }
@@ -254,6 +261,7 @@ impl fmt::Debug for SmtpSettings {
             .field("port", &self.port)
             .field("user", &self.credentials.as_ref().map(|c| &c.0))
             .field("hello_name", &self.hello_name)
+            .field("tls", &self.tls)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -274,6 +282,8 @@ pub struct ImapSettings {
     pub mailbox: String,
     /// `poll_interval`: the longest time between two looks (IDLE wakes earlier).
     pub poll_interval: Duration,
+    /// `tls` (`starttls` by default; `none` only to a loopback host) and `ca_file`.
+    pub tls: TlsSettings,
     /// `timeout`: the longest wait for one IMAP step.
     pub timeout: Duration,
 }
@@ -287,6 +297,7 @@ impl fmt::Debug for ImapSettings {
             .field("password", &"<hidden>")
             .field("mailbox", &self.mailbox)
             .field("poll_interval", &self.poll_interval)
+            .field("tls", &self.tls)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -1208,6 +1219,40 @@ impl Reader<'_> {
         value
     }
 
+    /// `tls` and `ca_file` of `[email.smtp]` or `[email.imap]` (`p`): `starttls` when unset;
+    /// `none` is refused unless `host` is loopback (passwords would go in clear).
+    fn tls(&mut self, s: &mut Table, p: &str, host: Option<&str>) -> TlsSettings {
+        let mode = self
+            .checked(s, p, "tls", |v| v.parse::<TlsMode>())
+            .unwrap_or_default();
+        if mode == TlsMode::None {
+            if let Some(host) = host.filter(|h| !plaintext_allowed(h)) {
+                self.push(
+                    join(p, "tls"),
+                    Some("\"none\"".into()),
+                    Problem::Invalid {
+                        reason: format!(
+                            "\"none\" sends the password and the mail in clear, so it is \
+                             allowed only when host is a loopback address (127.0.0.1, ::1, \
+                             localhost), not {host:?}; use \"starttls\" or \"tls\""
+                        ),
+                    },
+                );
+            }
+        }
+        let ca_file = self.checked(s, p, "ca_file", parse_path);
+        if ca_file.is_some() && mode == TlsMode::None {
+            self.push(
+                join(p, "ca_file"),
+                None,
+                Problem::Invalid {
+                    reason: "a CA file is for TLS, but tls = \"none\"".into(),
+                },
+            );
+        }
+        TlsSettings { mode, ca_file }
+    }
+
     fn email(&mut self, root: &mut Table) -> Option<EmailConfig> {
         if !root.contains_key("email") {
             return None;
@@ -1274,6 +1319,7 @@ impl Reader<'_> {
                     MAX_POLL_INTERVAL,
                 )
                 .unwrap_or(crate::transport::email::DEFAULT_TIMEOUT);
+            let tls = self.tls(&mut s, p, host.as_deref());
             let credentials = match (user, password) {
                 (Some(u), Some(pw)) => Some((u, pw)),
                 (None, None) => None,
@@ -1302,13 +1348,23 @@ impl Reader<'_> {
             self.unknown_keys(
                 s,
                 p,
-                &["host", "port", "user", "password", "hello_name", "timeout"],
+                &[
+                    "host",
+                    "port",
+                    "user",
+                    "password",
+                    "hello_name",
+                    "timeout",
+                    "tls",
+                    "ca_file",
+                ],
             );
             host.map(|host| SmtpSettings {
                 host,
                 port,
                 credentials,
                 hello_name,
+                tls,
                 timeout,
             })
         } else {
@@ -1359,6 +1415,7 @@ impl Reader<'_> {
                     MAX_POLL_INTERVAL,
                 )
                 .unwrap_or(crate::transport::email::DEFAULT_TIMEOUT);
+            let tls = self.tls(&mut s, p, host.as_deref());
             self.unknown_keys(
                 s,
                 p,
@@ -1370,6 +1427,8 @@ impl Reader<'_> {
                     "mailbox",
                     "poll_interval",
                     "timeout",
+                    "tls",
+                    "ca_file",
                 ],
             );
             match (host, user, password) {
@@ -1380,6 +1439,7 @@ impl Reader<'_> {
                     password,
                     mailbox,
                     poll_interval,
+                    tls,
                     timeout,
                 }),
                 _ => None,
@@ -2251,6 +2311,47 @@ encryption_cert = "keys/partner-enc.pem"
         assert_eq!(
             email.smtp.unwrap().credentials,
             Some(("edi".into(), "smtp-from-the-environment".into()))
+        );
+    }
+
+    #[test]
+    fn mail_servers_default_to_starttls_and_plain_text_only_to_loopback() {
+        let c = load(EMAIL).unwrap();
+        let email = c.email.unwrap();
+        assert_eq!(email.smtp.unwrap().tls, TlsSettings::default());
+        assert_eq!(email.imap.unwrap().tls.mode, TlsMode::StartTls);
+
+        let file = EMAIL
+            .replace(
+                "[email.smtp]\nhost = \"127.0.0.1\"\n",
+                "[email.smtp]\nhost = \"127.0.0.1\"\ntls = \"none\"\n",
+            )
+            .replace(
+                "[email.imap]\nhost = \"127.0.0.1\"\n",
+                "[email.imap]\nhost = \"imap.example.org\"\nport = 993\ntls = \"tls\"\nca_file = \"ca/private.pem\"\n",
+            );
+        let email = load(&file).unwrap().email.unwrap();
+        assert_eq!(email.smtp.unwrap().tls, TlsSettings::none());
+        assert_eq!(
+            email.imap.unwrap().tls,
+            TlsSettings::with_ca(TlsMode::Implicit, "ca/private.pem")
+        );
+
+        let file = EMAIL
+            .replace(
+                "[email.smtp]\nhost = \"127.0.0.1\"\n",
+                "[email.smtp]\nhost = \"mail.example.org\"\ntls = \"none\"\n",
+            )
+            .replace(
+                "[email.imap]\nhost = \"127.0.0.1\"\n",
+                "[email.imap]\nhost = \"127.0.0.1\"\ntls = \"ssl\"\n",
+            );
+        assert_eq!(
+            errors(&file),
+            [
+                "email.smtp.tls = \"none\": \"none\" sends the password and the mail in clear, so it is allowed only when host is a loopback address (127.0.0.1, ::1, localhost), not \"mail.example.org\"; use \"starttls\" or \"tls\"",
+                "email.imap.tls = \"ssl\": \"ssl\" is not a TLS mode; use \"starttls\", \"tls\" or \"none\"",
+            ]
         );
     }
 

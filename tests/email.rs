@@ -4,14 +4,21 @@
 //! Coordinates come from the environment, with the script's values as defaults:
 //! `MAKO_TEST_SMTP` (`127.0.0.1:25`), `MAKO_TEST_IMAP` (`127.0.0.1:143`),
 //! `MAKO_TEST_MAIL_DOMAIN` (`mako.test`), `MAKO_TEST_MAIL_GATEWAY` (`gateway:gateway-secret`),
-//! `MAKO_TEST_MAIL_PARTNER` (`partner:partner-secret`). When the servers do not answer, the
-//! tests print a notice and skip, except under CI, where that fails them.
+//! `MAKO_TEST_MAIL_PARTNER` (`partner:partner-secret`), and for TLS `MAKO_TEST_IMAPS`
+//! (`127.0.0.1:993`) and `MAKO_TEST_MAIL_CA` (`/etc/mako-test-mail/ca.pem`, the test CA the
+//! script makes). When the servers do not answer, the tests print a notice and skip, except
+//! under CI, where that fails them.
 //!
 //! Each test sends to `partner+<tag>@<domain>`, which Dovecot delivers into the folder `<tag>`
 //! of the partner, so tests running at once (and earlier runs) do not see each other's mail.
 
 mod support;
 
+#[path = "common/pki.rs"]
+#[allow(dead_code)]
+mod pki;
+
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,8 +30,9 @@ use mako_gateway::config::Config;
 use mako_gateway::daemon::gateway::Gateway;
 use mako_gateway::store::Transport;
 use mako_gateway::transport::email::{
-    build_mail, extract_single_attachment, run_inbox, send, Address, ImapConfig, Inbox, MailError,
-    Mailbox, ReceivedMail, SendError, SmtpConfig, TransferFileName, JOURNALED_KEYWORD,
+    build_mail, extract_single_attachment, run_inbox, send, Address, ImapConfig, ImapError, Inbox,
+    MailError, Mailbox, ReceivedMail, SendError, SmtpConfig, TlsMode, TlsSettings,
+    TransferFileName, JOURNALED_KEYWORD,
 };
 
 /// The test servers and accounts.
@@ -525,4 +533,147 @@ async fn the_inbox_loop_wakes_on_idle_and_stops_on_request() {
     let mut subjects = subjects.lock().unwrap().clone();
     subjects.sort();
     assert_eq!(subjects, vec!["idle1.txt", "idle2.txt"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------------------------
+
+/// The test CA of `scripts/mail-test-server.sh`.
+fn test_ca() -> PathBuf {
+    PathBuf::from(env_or("MAKO_TEST_MAIL_CA", "/etc/mako-test-mail/ca.pem"))
+}
+
+fn imaps() -> (String, u16) {
+    host_port(&env_or("MAKO_TEST_IMAPS", "127.0.0.1:993"))
+}
+
+#[tokio::test]
+async fn mail_goes_out_over_starttls_and_is_read_over_starttls_and_imaps() {
+    let Some(servers) = servers("mail_goes_out_over_starttls") else {
+        return;
+    };
+    let tag = tag("tls");
+    let smtp = servers
+        .smtp
+        .clone()
+        .with_tls(TlsSettings::with_ca(TlsMode::StartTls, test_ca()));
+    let mail = build_mail(
+        &Mailbox::new(None, servers.gateway_address()),
+        &Mailbox::new(None, servers.partner_address(&tag)),
+        &sample_interchange(),
+        "tls.txt",
+        SystemTime::now(),
+    )
+    .unwrap();
+    send(
+        &smtp,
+        &servers.gateway_address(),
+        &[servers.partner_address(&tag)],
+        &mail,
+    )
+    .await
+    .expect("sent over STARTTLS");
+
+    // IMAP with STARTTLS on 143: the mail is there.
+    let starttls = servers
+        .partner_inbox(&tag)
+        .with_tls(TlsSettings::with_ca(TlsMode::StartTls, test_ca()));
+    let inbox = inbox_with(&starttls, 1).await;
+    inbox.logout().await;
+
+    // IMAPS on 993: read and marked.
+    let (host, port) = imaps();
+    let mut implicit = servers.partner_inbox(&tag);
+    implicit.host = host;
+    implicit.port = port;
+    implicit.tls = TlsSettings::with_ca(TlsMode::Implicit, test_ca());
+    let mut inbox = Inbox::connect(implicit).await.expect("IMAPS");
+    let mut seen = Vec::new();
+    let n = inbox
+        .fetch_new(|m| {
+            seen.push(m.raw);
+            async { Ok::<_, std::convert::Infallible>(()) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(subject_of(&seen[0]), "tls.txt");
+    let attachment = extract_single_attachment(&seen[0]).unwrap();
+    assert_eq!(attachment.bytes, sample_interchange());
+    inbox.logout().await;
+}
+
+#[tokio::test]
+async fn an_untrusted_server_certificate_fails_every_protocol_with_the_reason() {
+    let Some(servers) = servers("an_untrusted_server_certificate") else {
+        return;
+    };
+    // A CA of our own that did not issue the server's certificate.
+    let stranger = pki::Pki::new();
+    let untrusted = |mode| TlsSettings::with_ca(mode, stranger.ca());
+    let started = Instant::now();
+
+    let mut smtp = servers.smtp.clone().with_tls(untrusted(TlsMode::StartTls));
+    smtp.timeout = Duration::from_secs(10);
+    let from = servers.gateway_address();
+    let error = send(
+        &smtp,
+        &from,
+        std::slice::from_ref(&from),
+        b"Subject: x\r\n\r\nx\r\n",
+    )
+    .await
+    .expect_err("the certificate is not trusted");
+    assert!(
+        error.to_string().contains("certificate verify failed"),
+        "SMTP: {error}"
+    );
+
+    let mut starttls = servers
+        .partner_inbox("INBOX")
+        .with_tls(untrusted(TlsMode::StartTls));
+    starttls.timeout = Duration::from_secs(10);
+    let error = Inbox::connect(starttls).await.expect_err("not trusted");
+    assert!(matches!(error, ImapError::Tls { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("certificate verify failed"),
+        "IMAP STARTTLS: {error}"
+    );
+
+    let (host, port) = imaps();
+    let mut implicit = servers.partner_inbox("INBOX");
+    implicit.host = host;
+    implicit.port = port;
+    implicit.tls = untrusted(TlsMode::Implicit);
+    implicit.timeout = Duration::from_secs(10);
+    let error = Inbox::connect(implicit).await.expect_err("not trusted");
+    assert!(
+        error.to_string().contains("certificate verify failed"),
+        "IMAPS: {error}"
+    );
+    // Refused at the handshake, not after a timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn plain_text_to_a_remote_host_is_refused_before_connecting() {
+    let smtp = SmtpConfig::plain("mail.example.org", 25);
+    let from: Address = "gateway@mako.test".parse().unwrap();
+    let error = send(&smtp, &from, std::slice::from_ref(&from), b"x\r\n\r\nx\r\n")
+        .await
+        .expect_err("plain to a remote host");
+    assert!(matches!(error, SendError::Client { .. }), "{error:?}");
+    assert!(error.to_string().contains("loopback"), "{error}");
+
+    let imap = ImapConfig::plain("192.0.2.1", 143, "u", "p");
+    let error = Inbox::connect(imap)
+        .await
+        .expect_err("plain to a remote host");
+    assert!(matches!(error, ImapError::TlsSetup(_)), "{error:?}");
+    assert!(!error.is_transient());
 }

@@ -4,7 +4,9 @@
 //! other's certificates in its partner registry, talking through Postfix and Dovecot on
 //! loopback (`scripts/mail-test-server.sh`; see `tests/email.rs` for the coordinates and the
 //! skip rule). Our mailbox is `gateway+<tag>`, the partner's `partner+<tag>`: the folder
-//! `<tag>` of each account, new per run.
+//! `<tag>` of each account, new per run. Both gateways talk SMTP and IMAP with STARTTLS,
+//! trusting the script's test CA (`ca_file`, `MAKO_TEST_MAIL_CA`); the test's own helper
+//! mails go plain over loopback.
 //!
 //! - Our order goes out by SMTP, signed and encrypted; the partner's gateway reads it over
 //!   IMAP and journals it as an inbound ORDERS with transport email; `openssl cms` decrypts
@@ -141,9 +143,13 @@ signing_cert = {cert:?}
 host = "{smtp_host}"
 port = {smtp_port}
 timeout = "30s"
+tls = "starttls"
+ca_file = {ca_file:?}
 [email.imap]
 host = "{imap_host}"
 port = {imap_port}
+tls = "starttls"
+ca_file = {ca_file:?}
 user = "{imap_user}"
 password = "{imap_password}"
 mailbox = "{tag}"
@@ -157,6 +163,7 @@ timeout = "60s"
         smtp_port = s.smtp.1,
         imap_host = s.imap.0,
         imap_port = s.imap.1,
+        ca_file = env_or("MAKO_TEST_MAIL_CA", "/etc/mako-test-mail/ca.pem"),
     );
     for (id, address, party) in peers {
         text.push_str(&format!(

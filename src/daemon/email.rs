@@ -218,6 +218,18 @@ impl EmailSetup {
                 );
             }
         }
+        // A CA file that cannot be read fails here, at start, not at the first connection.
+        let servers = [
+            ("email.smtp.ca_file", email.smtp.as_ref().map(|s| &s.tls)),
+            ("email.imap.ca_file", email.imap.as_ref().map(|s| &s.tls)),
+        ];
+        for (key, tls) in servers {
+            if let Some((tls, path)) = tls.and_then(|t| t.ca_file.as_ref().map(|p| (t, p))) {
+                if let Err(e) = tls.check_ca_file() {
+                    errors.push(invalid(key, path, e.to_string()));
+                }
+            }
+        }
         let address = email.address.parse().map(|a| Mailbox::new(None, a));
         let (Some(signing), Some(decryption), Ok(address), true) =
             (signing, decryption, address, errors.is_empty())
@@ -228,6 +240,7 @@ impl EmailSetup {
             let mut smtp = SmtpConfig::plain(s.host.clone(), s.port);
             smtp.hello_name = s.hello_name.clone();
             smtp.credentials = s.credentials.clone();
+            smtp.tls = s.tls.clone();
             smtp.timeout = s.timeout;
             smtp
         });
@@ -236,6 +249,7 @@ impl EmailSetup {
                 ImapConfig::plain(s.host.clone(), s.port, s.user.clone(), s.password.clone());
             imap.mailbox = s.mailbox.clone();
             imap.poll_interval = s.poll_interval;
+            imap.tls = s.tls.clone();
             imap.timeout = s.timeout;
             imap
         });

@@ -17,8 +17,18 @@
 //!
 //! What it does not do: S/MIME (`transport::smime`), choose the partner or its certificates,
 //! parse the interchange, or retry (the outbox and the daemon's loops decide; they ask
-//! [`SendError::is_transient`]). TLS for SMTP and IMAP is not built yet: both talk plain TCP,
-//! which is what the loopback test servers offer.
+//! [`SendError::is_transient`]).
+//!
+//! # Transport security
+//!
+//! Each server has a [`TlsMode`]: `starttls` (the default: plain connect, then STARTTLS, and
+//! nothing, not even the login, goes before the TLS handshake; a server that does not offer
+//! STARTTLS is refused), `tls` (implicit TLS from the first byte: SMTP submissions on 465,
+//! IMAPS on 993) or `none` (plain TCP, allowed only to a loopback host, see
+//! [`plaintext_allowed`]). The server certificate is verified against the system roots, or
+//! against the CA certificates of [`TlsSettings::ca_file`] when one is given (a private CA),
+//! and must name the host we connected to. TLS is OpenSSL (via `native-tls`), TLS 1.2 or
+//! newer.
 //!
 //! # Never twice, also across restarts
 //!
@@ -36,6 +46,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use async_imap::types::{Flag, UnsolicitedResponse};
@@ -45,6 +56,7 @@ use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment, Body, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -452,6 +464,200 @@ fn part_file_name(part: &mailparse::ParsedMail<'_>) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Transport security
+// ---------------------------------------------------------------------------------------------
+
+/// How a connection to a mail server is protected (`tls = "none" | "starttls" | "tls"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// Plain TCP: only to a loopback host ([`plaintext_allowed`]).
+    None,
+    /// Plain connect, then STARTTLS before anything else; refused when the server does not
+    /// offer it.
+    #[default]
+    StartTls,
+    /// Implicit TLS from the first byte (SMTP 465, IMAPS 993).
+    Implicit,
+}
+
+impl TlsMode {
+    /// The configuration word: `none`, `starttls`, `tls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::None => "none",
+            TlsMode::StartTls => "starttls",
+            TlsMode::Implicit => "tls",
+        }
+    }
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TlsMode, String> {
+        match s {
+            "none" => Ok(TlsMode::None),
+            "starttls" => Ok(TlsMode::StartTls),
+            "tls" => Ok(TlsMode::Implicit),
+            other => Err(format!(
+                "{other:?} is not a TLS mode; use \"starttls\", \"tls\" or \"none\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The transport security of one server connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsSettings {
+    /// How the connection is protected.
+    pub mode: TlsMode,
+    /// PEM file with the CA certificate(s) to trust instead of the system roots (a private
+    /// CA); `None`: the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// No TLS (loopback only).
+    pub fn none() -> TlsSettings {
+        TlsSettings {
+            mode: TlsMode::None,
+            ca_file: None,
+        }
+    }
+
+    /// `mode`, trusting the CA certificates in `ca_file` (PEM).
+    pub fn with_ca(mode: TlsMode, ca_file: impl Into<PathBuf>) -> TlsSettings {
+        TlsSettings {
+            mode,
+            ca_file: Some(ca_file.into()),
+        }
+    }
+}
+
+/// True when `host` is a loopback address (`127.0.0.0/8`, `::1`) or `localhost`: the only
+/// hosts a password may go to without TLS.
+pub fn plaintext_allowed(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why the TLS set-up failed before any connection was made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsSetupError {
+    /// `none` to a host that is not loopback.
+    #[error("tls = \"none\" is allowed only for a loopback host (127.0.0.1, ::1, localhost), not {host:?}: passwords and mail would go in clear")]
+    PlaintextNotLoopback {
+        /// The host.
+        host: String,
+    },
+    /// The CA file cannot be read or has no PEM certificate.
+    #[error("CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl TlsSettings {
+    /// Refuses `none` to a host that is not loopback.
+    pub fn check(&self, host: &str) -> Result<(), TlsSetupError> {
+        if self.mode == TlsMode::None && !plaintext_allowed(host) {
+            return Err(TlsSetupError::PlaintextNotLoopback { host: host.into() });
+        }
+        Ok(())
+    }
+
+    /// Reads [`Self::ca_file`] (when set) as a client would: an error when it cannot be read
+    /// or holds no PEM certificate.
+    pub fn check_ca_file(&self) -> Result<(), TlsSetupError> {
+        self.ca_certificates().map(drop)
+    }
+
+    /// The CA certificates of [`Self::ca_file`], as DER, or none when it is unset.
+    fn ca_certificates(&self) -> Result<Vec<Vec<u8>>, TlsSetupError> {
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        read_ca_file(path)
+    }
+}
+
+/// Every certificate of a PEM file, as DER; an error when there is none.
+fn read_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, TlsSetupError> {
+    let error = |reason: String| TlsSetupError::CaFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+    let certs = openssl::x509::X509::stack_from_pem(&pem)
+        .map_err(|e| error(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(error("no PEM certificate in it".into()));
+    }
+    certs
+        .iter()
+        .map(|c| c.to_der().map_err(|e| error(e.to_string())))
+        .collect()
+}
+
+/// A connector for IMAP: TLS 1.2 or newer, the system roots or only the CA file's
+/// certificates.
+fn imap_tls_connector(config: &ImapConfig) -> Result<tokio_native_tls::TlsConnector, ImapError> {
+    let tls = &config.tls;
+    let mut builder = native_tls::TlsConnector::builder();
+    builder.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
+    let cas = tls.ca_certificates().map_err(ImapError::TlsSetup)?;
+    if !cas.is_empty() {
+        builder.disable_built_in_roots(true);
+    }
+    for der in cas {
+        let cert = native_tls::Certificate::from_der(&der).map_err(|e| {
+            ImapError::TlsSetup(TlsSetupError::CaFile {
+                path: tls
+                    .ca_file
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                reason: e.to_string(),
+            })
+        })?;
+        builder.add_root_certificate(cert);
+    }
+    let connector = builder.build().map_err(|e| ImapError::Tls {
+        server: config.server(),
+        detail: error_chain(&e),
+    })?;
+    Ok(connector.into())
+}
+
+/// An error with its sources, `: `-joined (OpenSSL's verify reason sits in a source).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
 // SMTP out
 // ---------------------------------------------------------------------------------------------
 
@@ -466,6 +672,8 @@ pub struct SmtpConfig {
     pub hello_name: Option<String>,
     /// SMTP AUTH user and password (PLAIN or LOGIN, as the server offers); `None`: no AUTH.
     pub credentials: Option<(String, String)>,
+    /// Transport security (STARTTLS by default).
+    pub tls: TlsSettings,
     /// The longest wait for one step.
     pub timeout: Duration,
 }
@@ -477,21 +685,30 @@ impl fmt::Debug for SmtpConfig {
             .field("port", &self.port)
             .field("hello_name", &self.hello_name)
             .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .field("tls", &self.tls)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl SmtpConfig {
-    /// Plain SMTP (no TLS, no authentication) to `host:port`.
+    /// Plain SMTP (no TLS, no authentication) to `host:port`; [`send`] refuses it unless
+    /// the host is loopback.
     pub fn plain(host: impl Into<String>, port: u16) -> SmtpConfig {
         SmtpConfig {
             host: host.into(),
             port,
             hello_name: None,
             credentials: None,
+            tls: TlsSettings::none(),
             timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// The same with transport security `tls`.
+    pub fn with_tls(mut self, tls: TlsSettings) -> SmtpConfig {
+        self.tls = tls;
+        self
     }
 }
 
@@ -597,9 +814,20 @@ pub async fn send(
             .clone()
             .unwrap_or_else(|| "localhost".into()),
     );
+    let client_error = |e: TlsSetupError| SendError::Client {
+        detail: e.to_string(),
+    };
+    config.tls.check(&config.host).map_err(client_error)?;
+    let tls = smtp_tls(config).map_err(|e| match e {
+        SmtpTlsError::Setup(e) => client_error(e),
+        SmtpTlsError::Lettre(e) => SendError::Client {
+            detail: format!("TLS set-up: {}", error_chain(&e)),
+        },
+    })?;
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone())
         .port(config.port)
         .hello_name(hello)
+        .tls(tls)
         .timeout(Some(config.timeout));
     if let Some((user, password)) = &config.credentials {
         builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
@@ -615,6 +843,34 @@ pub async fn send(
         .map_err(|e| SendError::classify(e, config))
 }
 
+enum SmtpTlsError {
+    Setup(TlsSetupError),
+    Lettre(lettre::transport::smtp::Error),
+}
+
+/// lettre's TLS choice for `config`: `Required` is STARTTLS that fails when the server does
+/// not offer it, `Wrapper` is implicit TLS.
+fn smtp_tls(config: &SmtpConfig) -> Result<lettre::transport::smtp::client::Tls, SmtpTlsError> {
+    use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+    if config.tls.mode == TlsMode::None {
+        return Ok(Tls::None);
+    }
+    let mut parameters = TlsParameters::builder(config.host.clone());
+    let cas = config.tls.ca_certificates().map_err(SmtpTlsError::Setup)?;
+    if !cas.is_empty() {
+        parameters = parameters.certificate_store(CertificateStore::None);
+    }
+    for der in cas {
+        parameters = parameters
+            .add_root_certificate(Certificate::from_der(der).map_err(SmtpTlsError::Lettre)?);
+    }
+    let parameters = parameters.build_native().map_err(SmtpTlsError::Lettre)?;
+    Ok(match config.tls.mode {
+        TlsMode::Implicit => Tls::Wrapper(parameters),
+        _ => Tls::Required(parameters),
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // IMAP in
 // ---------------------------------------------------------------------------------------------
@@ -628,7 +884,7 @@ pub struct ImapConfig {
     pub port: u16,
     /// Login name.
     pub user: String,
-    /// Password (plain LOGIN: only over loopback until TLS is built).
+    /// Password (LOGIN; in clear only with [`TlsMode::None`] to a loopback host).
     pub password: String,
     /// The mailbox to read (`INBOX`).
     pub mailbox: String,
@@ -636,12 +892,15 @@ pub struct ImapConfig {
     pub poll_interval: Duration,
     /// Use IDLE when the server offers it.
     pub idle: bool,
+    /// Transport security (STARTTLS by default).
+    pub tls: TlsSettings,
     /// The longest wait for one network step.
     pub timeout: Duration,
 }
 
 impl ImapConfig {
-    /// Plain IMAP to `host:port`, mailbox INBOX, IDLE on, the default intervals.
+    /// Plain IMAP to `host:port`, mailbox INBOX, IDLE on, the default intervals;
+    /// [`Inbox::connect`] refuses it unless the host is loopback.
     pub fn plain(
         host: impl Into<String>,
         port: u16,
@@ -656,8 +915,15 @@ impl ImapConfig {
             mailbox: "INBOX".into(),
             poll_interval: DEFAULT_POLL_INTERVAL,
             idle: true,
+            tls: TlsSettings::none(),
             timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// The same with transport security `tls`.
+    pub fn with_tls(mut self, tls: TlsSettings) -> ImapConfig {
+        self.tls = tls;
+        self
     }
 
     fn server(&self) -> String {
@@ -676,6 +942,23 @@ pub enum ImapError {
         server: String,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The TLS configuration cannot be used (plain to a remote host, a bad CA file).
+    #[error("IMAP TLS set-up: {0}")]
+    TlsSetup(TlsSetupError),
+    /// The server offers no STARTTLS, though the configuration asks for it.
+    #[error("IMAP server {server} does not offer STARTTLS (tls = \"starttls\"); use \"tls\" (IMAPS) if it has that")]
+    NoStartTls {
+        /// `host:port`.
+        server: String,
+    },
+    /// The TLS handshake failed: an untrusted or wrong certificate, no common protocol.
+    #[error("IMAP TLS handshake with {server}: {detail}")]
+    Tls {
+        /// `host:port`.
+        server: String,
+        /// OpenSSL's reason (`certificate verify failed`, …).
+        detail: String,
     },
     /// A step took longer than the configured timeout.
     #[error("IMAP {step} took longer than {timeout:?}")]
@@ -720,7 +1003,10 @@ impl ImapError {
     pub fn is_transient(&self) -> bool {
         !matches!(
             self,
-            ImapError::Login { .. } | ImapError::KeywordNotAllowed { .. }
+            ImapError::Login { .. }
+                | ImapError::KeywordNotAllowed { .. }
+                | ImapError::TlsSetup(_)
+                | ImapError::NoStartTls { .. }
         )
     }
 }
@@ -763,7 +1049,11 @@ pub enum Wake {
     Stopped,
 }
 
-type Session = async_imap::Session<TcpStream>;
+/// What an IMAP session runs over: plain TCP (loopback) or TLS.
+trait ImapStream: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + fmt::Debug> ImapStream for T {}
+
+type Session = async_imap::Session<Box<dyn ImapStream>>;
 
 /// A logged-in IMAP connection with the configured mailbox selected.
 #[derive(Debug)]
@@ -793,6 +1083,14 @@ impl Inbox {
     /// take the [`JOURNALED_KEYWORD`].
     pub async fn connect(config: ImapConfig) -> Result<Inbox, ImapError> {
         let timeout = config.timeout;
+        config
+            .tls
+            .check(&config.host)
+            .map_err(ImapError::TlsSetup)?;
+        let connector = match config.tls.mode {
+            TlsMode::None => None,
+            _ => Some(imap_tls_connector(&config)?),
+        };
         let stream = match tokio::time::timeout(
             timeout,
             TcpStream::connect((config.host.as_str(), config.port)),
@@ -813,11 +1111,7 @@ impl Inbox {
                 })
             }
         };
-        let mut client = async_imap::Client::new(stream);
-        step(timeout, "greeting", async {
-            client.read_response().await.map_err(Into::into)
-        })
-        .await?;
+        let client = Self::secure(&config, stream, connector).await?;
         let mut session =
             match tokio::time::timeout(timeout, client.login(&config.user, &config.password)).await
             {
@@ -856,6 +1150,68 @@ impl Inbox {
             session: Some(session),
             idle,
         })
+    }
+
+    /// The client after the greeting, over TLS unless the mode is `none`: for `tls` the
+    /// handshake comes first; for `starttls` the greeting and STARTTLS go in clear, then the
+    /// handshake, and the client starts afresh on the TLS stream (RFC 9051 §6.2.1: nothing
+    /// the server said before counts). The login only ever goes after the handshake.
+    async fn secure(
+        config: &ImapConfig,
+        stream: TcpStream,
+        connector: Option<tokio_native_tls::TlsConnector>,
+    ) -> Result<async_imap::Client<Box<dyn ImapStream>>, ImapError> {
+        let timeout = config.timeout;
+        let Some(connector) = connector else {
+            let mut client = async_imap::Client::new(Box::new(stream) as Box<dyn ImapStream>);
+            step(timeout, "greeting", async {
+                client.read_response().await.map_err(Into::into)
+            })
+            .await?;
+            return Ok(client);
+        };
+        let handshake = |stream: TcpStream| async move {
+            match tokio::time::timeout(timeout, connector.connect(&config.host, stream)).await {
+                Ok(Ok(tls)) => Ok(Box::new(tls) as Box<dyn ImapStream>),
+                Ok(Err(e)) => Err(ImapError::Tls {
+                    server: config.server(),
+                    detail: error_chain(&e),
+                }),
+                Err(_) => Err(ImapError::Timeout {
+                    step: "TLS handshake",
+                    timeout,
+                }),
+            }
+        };
+        if config.tls.mode == TlsMode::Implicit {
+            let mut client = async_imap::Client::new(handshake(stream).await?);
+            step(timeout, "greeting", async {
+                client.read_response().await.map_err(Into::into)
+            })
+            .await?;
+            return Ok(client);
+        }
+        let mut plain = async_imap::Client::new(stream);
+        step(timeout, "greeting", async {
+            plain.read_response().await.map_err(Into::into)
+        })
+        .await?;
+        // A server without STARTTLS answers BAD or NO; the tagged OK is the go-ahead.
+        step(
+            timeout,
+            "STARTTLS",
+            plain.run_command_and_check_ok("STARTTLS", None),
+        )
+        .await
+        .map_err(|e| match e {
+            ImapError::Protocol { .. } => ImapError::NoStartTls {
+                server: config.server(),
+            },
+            other => other,
+        })?;
+        Ok(async_imap::Client::new(
+            handshake(plain.into_inner()).await?,
+        ))
     }
 
     /// The selected mailbox's UIDVALIDITY.
@@ -1215,6 +1571,72 @@ mod tests {
             extract_single_attachment(none),
             Err(MailError::NoAttachment)
         );
+    }
+
+    #[test]
+    fn plain_text_only_to_loopback() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+        ] {
+            assert!(plaintext_allowed(host), "{host}");
+            assert!(TlsSettings::none().check(host).is_ok());
+        }
+        for host in [
+            "10.0.0.1",
+            "mail.example.org",
+            "localhost.example.org",
+            "::2",
+        ] {
+            assert!(!plaintext_allowed(host), "{host}");
+            assert!(TlsSettings::none().check(host).is_err());
+            assert!(TlsSettings::default().check(host).is_ok());
+        }
+        assert_eq!("tls".parse(), Ok(TlsMode::Implicit));
+        assert_eq!(TlsMode::default().to_string(), "starttls");
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_pem_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = TlsSettings::with_ca(TlsMode::StartTls, dir.path().join("nope.pem"));
+        assert!(matches!(
+            missing.check_ca_file(),
+            Err(TlsSetupError::CaFile { .. })
+        ));
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let error = TlsSettings::with_ca(TlsMode::StartTls, &garbage)
+            .check_ca_file()
+            .unwrap_err();
+        assert!(error.to_string().contains("garbage.pem"), "{error}");
+        // Two certificates in one file (a bundle) are both read.
+        let key = openssl::pkey::PKey::from_ec_key(
+            openssl::ec::EcKey::generate(
+                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut builder = openssl::x509::X509::builder().unwrap();
+        builder.set_pubkey(&key).unwrap();
+        let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
+        let later = openssl::asn1::Asn1Time::days_from_now(1).unwrap();
+        builder.set_not_before(&now).unwrap();
+        builder.set_not_after(&later).unwrap();
+        builder
+            .sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        let pem = builder.build().to_pem().unwrap();
+        let bundle = dir.path().join("bundle.pem");
+        std::fs::write(&bundle, [pem.clone(), pem].concat()).unwrap();
+        let settings = TlsSettings::with_ca(TlsMode::Implicit, &bundle);
+        assert_eq!(settings.ca_certificates().unwrap().len(), 2);
     }
 
     #[test]
