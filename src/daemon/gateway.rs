@@ -526,7 +526,8 @@ impl Gateway {
             .await?;
         }
         for effect in &effects {
-            match effect {
+            // An order changed: save it (optimistic version), then history and webhook.
+            let changed = match effect {
                 Effect::GridFee {
                     from,
                     order,
@@ -536,19 +537,16 @@ impl Gateway {
                     let version = versions.get(&order.id).copied().unwrap_or(1);
                     let new_version = tx.save_grid_fee(order, version, now).await?;
                     versions.insert(order.id.clone(), new_version);
-                    self.record_change(
-                        tx,
+                    let status = crate::store::serde_text(&order.status);
+                    Some((
                         OrderKind::GridFeeReduction,
                         &order.id,
                         &order.subscription,
                         from,
-                        &crate::store::serde_text(&order.status),
+                        status,
                         *event,
-                        journal_id,
                         message,
-                        now,
-                    )
-                    .await?;
+                    ))
                 }
                 Effect::Meter {
                     from,
@@ -559,20 +557,36 @@ impl Gateway {
                     let version = versions.get(&order.id).copied().unwrap_or(1);
                     let new_version = tx.save_meter_order(order, version, now).await?;
                     versions.insert(order.id.clone(), new_version);
-                    self.record_change(
-                        tx,
+                    let status = crate::store::serde_text(&order.status);
+                    Some((
                         OrderKind::MeterOrder,
                         &order.id,
                         &order.subscription,
                         from,
-                        &crate::store::serde_text(&order.status),
+                        status,
                         *event,
-                        journal_id,
                         message,
-                        now,
-                    )
-                    .await?;
+                    ))
                 }
+                _ => None,
+            };
+            if let Some((kind, id, subscription, from, to, event, message)) = changed {
+                self.record_change(
+                    tx,
+                    kind,
+                    id,
+                    subscription,
+                    from,
+                    &to,
+                    event,
+                    journal_id,
+                    message,
+                    now,
+                )
+                .await?;
+                continue;
+            }
+            match effect {
                 Effect::Clearing { reason, .. } => {
                     if let Some(j) = journal_id {
                         tx.add_clearing(j, reason, now).await?;
@@ -597,7 +611,10 @@ impl Gateway {
                     )
                     .await?;
                 }
-                Effect::NotApplied { .. } | Effect::Nothing { .. } => {}
+                Effect::GridFee { .. }
+                | Effect::Meter { .. }
+                | Effect::NotApplied { .. }
+                | Effect::Nothing { .. } => {}
             }
         }
         Ok(InboundReport {
