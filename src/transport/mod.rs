@@ -5,5 +5,6 @@
 //! in). `daemon::email` wires them into `serve` with the partner registry that picks the
 //! certificates, and the quarantine.
 
+pub mod as4;
 pub mod email;
 pub mod smime;
