@@ -106,6 +106,7 @@ pub struct Gateway {
     webhook: Option<WebhookConfig>,
     http: reqwest::Client,
     email: Option<std::sync::Arc<super::email::EmailSetup>>,
+    as4: Option<crate::transport::as4::As4Endpoint>,
 }
 
 /// Turns the configured partner statuses into the domain's rules.
@@ -228,6 +229,7 @@ impl Gateway {
                 .build()
                 .map_err(|e| DaemonError::Config(format!("HTTP client: {e}")))?,
             email: None,
+            as4: None,
         })
     }
 
@@ -235,6 +237,12 @@ impl Gateway {
     /// partner gets the file drop).
     pub fn with_email(mut self, setup: std::sync::Arc<super::email::EmailSetup>) -> Gateway {
         self.email = Some(setup);
+        self
+    }
+
+    /// Sends to the AS4 partners of `endpoint`'s registry over AS4.
+    pub fn with_as4(mut self, endpoint: crate::transport::as4::As4Endpoint) -> Gateway {
+        self.as4 = Some(endpoint);
         self
     }
 
@@ -866,15 +874,28 @@ impl Gateway {
             .email
             .as_ref()
             .and_then(|e| e.partner(&written.partner).map(|p| (e, p)));
-        let (transport, sent_as) = match email_partner {
-            Some((setup, partner)) => {
+        let as4 = self
+            .as4
+            .as_ref()
+            .filter(|e| e.knows(written.partner.as_str()));
+        let (transport, sent_as) = match (email_partner, as4) {
+            (_, Some(endpoint)) => {
+                let message_id = self
+                    .send_as4(endpoint, item, &written, &payload, now)
+                    .await?;
+                (
+                    Transport::As4,
+                    format!("AS4 message {message_id} to {}", written.partner),
+                )
+            }
+            (Some((setup, partner)), None) => {
                 let name = self.send_mail(setup, partner, &payload, now).await?;
                 (
                     Transport::Email,
                     format!("mail {name} to {}", partner.address),
                 )
             }
-            None => {
+            (None, None) => {
                 let path = self.write_outbox_file(&written, &payload).await?;
                 (Transport::File, path.display().to_string())
             }
@@ -1032,6 +1053,67 @@ impl Gateway {
             }
         })?;
         Ok(name)
+    }
+
+    /// Sends `payload` over AS4 with the message id and timestamp fixed for this outbox item
+    /// (made and committed before the first attempt, so every retry sends the same message,
+    /// which the partner deduplicates), and records the verified receipt. Returns the message
+    /// id. Retryable failures (connection, timeout, `EBMS:0202`, an unreadable answer) are
+    /// transient; a refusal by the partner (`EBMS:0004`, `0101`, `0102` …) or a configuration
+    /// error parks the item with the partner's code.
+    async fn send_as4(
+        &self,
+        endpoint: &crate::transport::as4::As4Endpoint,
+        item: &OutboxItem,
+        written: &Written,
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<String, Failure> {
+        let fixed = self
+            .store
+            .as4_outbound(
+                &item.id,
+                written.partner.as_str(),
+                &format!("{}@{}", uuid::Uuid::now_v7(), self.sender.id),
+                now,
+            )
+            .await
+            .map_err(Failure::store)?;
+        if fixed.delivered_at.is_some() {
+            // Receipted before a crash that came before the commit: do not send again.
+            return Ok(fixed.message_id);
+        }
+        let name =
+            crate::transport::email::TransferFileName::of_interchange(payload, now.date_naive())
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| format!("{}.txt", written.interchange_ref));
+        match endpoint
+            .send(
+                written.partner.as_str(),
+                payload.to_vec(),
+                &name,
+                &fixed.message_id,
+                std::time::SystemTime::from(fixed.timestamp),
+            )
+            .await
+        {
+            Ok(delivered) => {
+                self.store
+                    .as4_delivered(&item.id, &delivered.receipt_record_id, now)
+                    .await
+                    .map_err(Failure::store)?;
+                tracing::info!(message = %fixed.message_id, signer = %delivered.receipt_signer, "AS4 receipt verified");
+                Ok(fixed.message_id)
+            }
+            Err(e) if e.retryable => Err(Failure::Transient(format!(
+                "AS4 message {}: {e}",
+                fixed.message_id
+            ))),
+            Err(e) => Err(Failure::Permanent(format!(
+                "AS4 message {}: {e}",
+                fixed.message_id
+            ))),
+        }
     }
 
     async fn keep_payload(&self, item: &OutboxItem, bytes: &[u8]) -> Result<(), Failure> {

@@ -1,6 +1,7 @@
 //! The daemon: the inbound and outbound paths, the webhook deliveries and the file-drop
 //! transport around the pure core. [`inbound`] is the pure part of the inbound path.
 
+pub mod as4;
 pub mod email;
 pub mod filedrop;
 pub mod gateway;

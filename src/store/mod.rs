@@ -14,6 +14,7 @@
 //!
 //! Times are passed in by the caller (no clock in here) and kept as unix milliseconds UTC.
 
+mod as4;
 mod daemon;
 mod error;
 mod mail;
@@ -28,6 +29,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 
+pub use as4::{As4Answer, As4Outbound, As4Request, DedupClaim};
 pub use error::StoreError;
 pub use types::*;
 

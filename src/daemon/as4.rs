@@ -1,0 +1,388 @@
+//! The AS4 transport wired into the daemon: our keys and the AS4 partners from the config
+//! ([`As4Setup::load`], checked before anything binds), and the handling of one received AS4
+//! request ([`handle_request`]): its raw bytes journaled and committed first, then asx-rs's
+//! verification and our checks (`transport::as4`), then the interchange journaled through
+//! [`Gateway::receive`] — only then does the signed receipt go back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use http_body_util::{BodyExt, Full, Limited};
+
+use super::gateway::Gateway;
+use crate::config::{
+    As4Config, Config, ConfigError, ConfigKey, Problem, Transport as PartnerTransport,
+};
+use crate::ids::MarketPartnerId;
+use crate::store::{As4Answer, Inserted, Store, Transport};
+use crate::transport::as4::persist::{Dedup, EvidenceStore};
+use crate::transport::as4::{
+    certificate, ebms_error_code, is_receipt, key_pair, As4Endpoint, As4Keys, As4Partner,
+    As4Settings, HttpClient, InboundSink, ReceivedMessage, Refusal,
+};
+
+/// How long one delivery may hold a received message's id (journaling one interchange takes
+/// milliseconds; a crashed holder's claim is taken over after this).
+pub const DEDUP_LEASE: Duration = Duration::from_secs(60);
+
+fn invalid(key: &str, value: Option<String>, reason: String) -> ConfigError {
+    ConfigError {
+        key: ConfigKey::File(key.to_string()),
+        value,
+        problem: Problem::Invalid { reason },
+    }
+}
+
+/// The partner registry's AS4 part and our identity, read from the configured files.
+#[derive(Debug)]
+pub struct As4Material {
+    /// `[as4]`.
+    pub config: As4Config,
+    /// The AS4 partners with their certificates.
+    pub partners: Vec<As4Partner>,
+    /// Our key pairs and the trust anchors.
+    pub keys: As4Keys,
+}
+
+/// Reads `[as4]` and the AS4 partners' certificates. `Ok(None)` without `[as4]`. Every error
+/// at once, keyed like [`Config::load`]'s.
+pub fn load_material(config: &Config) -> Result<Option<As4Material>, Vec<ConfigError>> {
+    let Some(as4) = &config.as4 else {
+        return Ok(None);
+    };
+    let mut errors = Vec::new();
+    let pair =
+        |errors: &mut Vec<ConfigError>, key: &str, cert: &std::path::Path, k: &std::path::Path| {
+            match key_pair(cert, k) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    errors.push(invalid(
+                        key,
+                        Some(format!("{:?}", k.display().to_string())),
+                        e.to_string(),
+                    ));
+                    None
+                }
+            }
+        };
+    let signing = pair(
+        &mut errors,
+        "as4.signing_key",
+        &as4.signing_cert,
+        &as4.signing_key,
+    );
+    let encryption = pair(
+        &mut errors,
+        "as4.encryption_key",
+        &as4.encryption_cert,
+        &as4.encryption_key,
+    );
+    // Our own certificates must name us as the SM-PKI does (CN with EMT.MAK, OU = our ID):
+    // partners check exactly that (transport.md §1.7).
+    for (key, path) in [
+        ("as4.signing_cert", &as4.signing_cert),
+        ("as4.encryption_cert", &as4.encryption_cert),
+        ("as4.tls_cert", &as4.tls_cert),
+    ] {
+        if let Err(reason) = check_own_certificate(path, &config.own_id) {
+            errors.push(invalid(
+                key,
+                Some(format!("{:?}", path.display().to_string())),
+                reason,
+            ));
+        }
+    }
+    let mut anchors = Vec::new();
+    for (i, path) in as4.trust_anchors.iter().enumerate() {
+        match certificate(path) {
+            Ok(c) => anchors.push(c),
+            Err(e) => errors.push(invalid(
+                &format!("as4.trust_anchors[{i}]"),
+                Some(format!("{:?}", path.display().to_string())),
+                e.to_string(),
+            )),
+        }
+    }
+    let crl_signer = match &as4.crl_signer {
+        Some(path) => match certificate(path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.push(invalid(
+                    "as4.crl_signer",
+                    Some(format!("{:?}", path.display().to_string())),
+                    e.to_string(),
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    let mut partners = Vec::new();
+    for (i, p) in config.partners.iter().enumerate() {
+        if p.transport != PartnerTransport::As4 {
+            continue;
+        }
+        let Some(settings) = &p.as4 else { continue };
+        let mut cert = |key: &str, path: &std::path::Path| match certificate(path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.push(invalid(
+                    &format!("partners[{i}].{key}"),
+                    Some(format!("{:?}", path.display().to_string())),
+                    e.to_string(),
+                ));
+                None
+            }
+        };
+        let signing_cert = cert("signing_cert", &settings.signing_cert);
+        let encryption_cert = cert("encryption_cert", &settings.encryption_cert);
+        if let (Some(signing_cert), Some(encryption_cert)) = (signing_cert, encryption_cert) {
+            partners.push(As4Partner {
+                id: p.id.clone(),
+                url: settings.url.clone(),
+                signing_cert,
+                encryption_cert,
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Some(As4Material {
+        config: as4.clone(),
+        partners,
+        keys: As4Keys {
+            signing: signing.expect("no errors"),
+            encryption: encryption.expect("no errors"),
+            anchors,
+            crl_signer,
+        },
+    }))
+}
+
+fn check_own_certificate(path: &std::path::Path, own: &MarketPartnerId) -> Result<(), String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+    let cert = openssl::x509::X509::from_pem(&pem).map_err(|e| e.to_string())?;
+    let name = cert.subject_name();
+    let cn = name
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .filter_map(|e| e.data().to_string().ok())
+        .next()
+        .unwrap_or_default();
+    let ous: Vec<String> = name
+        .entries_by_nid(openssl::nid::Nid::ORGANIZATIONALUNITNAME)
+        .filter_map(|e| e.data().to_string().ok())
+        .collect();
+    if !cn.contains("EMT.MAK") {
+        return Err(format!(
+            "not an SM-PKI certificate for market communication: CN {cn:?} does not contain EMT.MAK"
+        ));
+    }
+    if !ous.iter().any(|ou| ou.trim() == own.as_str()) {
+        return Err(format!(
+            "the certificate's OU {ous:?} is not our market partner ID {own}"
+        ));
+    }
+    Ok(())
+}
+
+/// Builds the endpoint from the material, with `http` as the HTTPS client and the store
+/// keeping the evidence.
+pub fn endpoint<H: HttpClient>(
+    config: &Config,
+    material: &As4Material,
+    http: H,
+    store: &Store,
+) -> Result<As4Endpoint, ConfigError> {
+    let keys = &material.keys;
+    As4Endpoint::build(As4Settings {
+        own_id: config.own_id.clone(),
+        signing: keys.signing.clone(),
+        encryption: keys.encryption.clone(),
+        anchors: keys.anchors.clone(),
+        crl_signer: keys.crl_signer.clone(),
+        partners: material.partners.clone(),
+        http,
+        audit: EvidenceStore::new(store.clone()),
+        max_message_bytes: material.config.max_message_bytes,
+        max_payload_bytes: material.config.max_payload_bytes,
+    })
+    .map_err(|e| invalid("as4", None, e.to_string()))
+}
+
+/// The inbound sink of one request: the interchange is journaled through
+/// [`Gateway::receive`] (committed) and linked to the request's row.
+struct GatewaySink {
+    gateway: Arc<Gateway>,
+    request_id: String,
+}
+
+impl InboundSink for GatewaySink {
+    fn deliver(
+        &self,
+        message: ReceivedMessage,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Refusal>> + Send + '_>> {
+        Box::pin(async move {
+            // The interchange must come from the party that signed the AS4 message (as for
+            // mail: the signer stands for the UNB sender).
+            let facts = super::inbound::journal_facts(&message.payload);
+            if let Some(sender) = &facts.sender {
+                if sender != message.from.as_str() {
+                    return Err(Refusal::Permanent(format!(
+                        "the interchange's sender (UNB) is {sender}, the AS4 message comes from {}",
+                        message.from
+                    )));
+                }
+            }
+            let inserted = self
+                .gateway
+                .receive(message.payload, Transport::As4, Utc::now())
+                .await
+                .map_err(|e| Refusal::Retry(format!("journaling failed: {e}")))?;
+            if let Inserted::Duplicate(id) = &inserted {
+                tracing::info!(journal = %id, message = %message.message_id, "interchange delivered twice: journaled once");
+            }
+            self.gateway
+                .store
+                .link_as4_request(&self.request_id, &message.message_id, inserted.journal_id())
+                .await
+                .map_err(|e| Refusal::Retry(format!("journaling failed: {e}")))?;
+            tracing::info!(message = %message.message_id, from = %message.from, journal = %inserted.journal_id(), "AS4 message journaled");
+            Ok(())
+        })
+    }
+}
+
+fn plain(status: http::StatusCode, text: &str) -> http::Response<Full<Bytes>> {
+    let mut response = http::Response::new(Full::new(Bytes::from(text.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Answers one AS4 request that came over a TLS connection whose client certificate names
+/// `peer` (its market partner ID; `peer_label` adds the address for the journal).
+///
+/// Order: the body is read (at most `[as4] max_message_bytes`, else 413) and journaled raw
+/// and committed (else 503: nothing acknowledged); asx-rs verifies (signature, chain, OU,
+/// revocation, decryption, timestamp, duplicate); our checks; the interchange is journaled;
+/// then the signed receipt. What was answered is recorded with the raw request.
+pub async fn handle_request<B>(
+    gateway: Arc<Gateway>,
+    endpoint: As4Endpoint,
+    max_message_bytes: u64,
+    peer: Option<MarketPartnerId>,
+    peer_label: String,
+    request: http::Request<B>,
+) -> http::Response<Full<Bytes>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error:
+        std::fmt::Display + Send + Sync + 'static + Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = request.into_parts();
+    if parts.method != http::Method::POST {
+        return plain(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            "AS4 messages are POSTed\n",
+        );
+    }
+    let limit = usize::try_from(max_message_bytes).unwrap_or(usize::MAX);
+    let raw = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            let too_big = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            tracing::warn!(peer = %peer_label, error = %e, "AS4 request not read");
+            return if too_big {
+                plain(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("an AS4 request has at most {max_message_bytes} bytes here\n"),
+                )
+            } else {
+                plain(
+                    http::StatusCode::BAD_REQUEST,
+                    "the request body could not be read\n",
+                )
+            };
+        }
+    };
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let store = gateway.store.clone();
+    let request_id = match store
+        .insert_as4_request(&peer_label, &content_type, &raw, Utc::now())
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "AS4 request not journaled: answered 503");
+            return plain(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "the request could not be stored; send it again later\n",
+            );
+        }
+    };
+    let sink = Arc::new(GatewaySink {
+        gateway: gateway.clone(),
+        request_id: request_id.clone(),
+    });
+    let service = endpoint.inbound(
+        Dedup::new(store.clone(), DEDUP_LEASE),
+        peer.map(|p| p.as_str().to_string()),
+        sink,
+    );
+    let request = http::Request::from_parts(parts, Full::new(raw));
+    let response = service.call(request).await;
+    let status = response.status();
+    let body = response
+        .body()
+        .clone()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let answer = if status == http::StatusCode::SERVICE_UNAVAILABLE {
+        As4Answer {
+            outcome: "busy",
+            http_status: status.as_u16(),
+            ebms_code: None,
+            reason: None,
+        }
+    } else if status.is_success() && is_receipt(&body) {
+        As4Answer {
+            outcome: "receipted",
+            http_status: status.as_u16(),
+            ebms_code: None,
+            reason: None,
+        }
+    } else {
+        As4Answer {
+            outcome: "refused",
+            http_status: status.as_u16(),
+            ebms_code: ebms_error_code(&body),
+            reason: crate::transport::as4::ebms_error_description(&body),
+        }
+    };
+    if answer.outcome == "refused" {
+        tracing::warn!(peer = %peer_label, request = %request_id, code = ?answer.ebms_code, reason = ?answer.reason, "AS4 request refused");
+    }
+    if let Err(e) = store
+        .finish_as4_request(&request_id, &answer, Utc::now())
+        .await
+    {
+        tracing::warn!(request = %request_id, error = %e, "AS4 answer not recorded");
+    }
+    response
+}

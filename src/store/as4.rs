@@ -1,0 +1,382 @@
+//! AS4 state: duplicate detection of received user messages (two-phase, leased claims), the
+//! non-repudiation evidence, and the ebMS MessageId fixed for each outbox item before its
+//! first send. Plain statements; `transport::as4::persist` puts asx-rs's traits on top.
+
+use chrono::{DateTime, Utc};
+
+use super::sql::{get, ms, time};
+use super::{Store, StoreError};
+
+/// What a claim on a received message's key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DedupClaim {
+    /// New (or its earlier claim's lease ran out): the caller holds it with this token.
+    Claimed(String),
+    /// Accepted before: a duplicate.
+    Duplicate,
+    /// Another delivery holds it right now.
+    InFlight,
+}
+
+/// The ebMS identity of an outbound AS4 message, fixed before its first send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct As4Outbound {
+    /// `eb:MessageId`.
+    pub message_id: String,
+    /// `eb:Timestamp` (millisecond precision).
+    pub timestamp: DateTime<Utc>,
+    /// When the partner's receipt was verified, if it was.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Claims `key` for one delivery: atomic (one statement decides), so of two deliveries of
+    /// the same message exactly one gets [`DedupClaim::Claimed`]. An unsettled claim whose
+    /// lease ended may be taken over (with a new token; the old token then settles nothing).
+    pub async fn as4_claim(
+        &self,
+        key: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<DedupClaim, StoreError> {
+        for _ in 0..3 {
+            let token = uuid::Uuid::now_v7().simple().to_string();
+            let inserted = sqlx::query(
+                "INSERT INTO as4_dedup (message_key, state, token, lease_until, claimed_at) \
+                 VALUES ($1, 'in_flight', $2, $3, $4) ON CONFLICT (message_key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(&token)
+            .bind(ms(lease_until))
+            .bind(ms(now))
+            .execute(self.pool())
+            .await
+            .map_err(StoreError::query("claiming an AS4 message key"))?;
+            if inserted.rows_affected() == 1 {
+                return Ok(DedupClaim::Claimed(token));
+            }
+            let taken = sqlx::query(
+                "UPDATE as4_dedup SET token = $1, lease_until = $2, claimed_at = $3 \
+                 WHERE message_key = $4 AND state = 'in_flight' AND lease_until <= $3",
+            )
+            .bind(&token)
+            .bind(ms(lease_until))
+            .bind(ms(now))
+            .bind(key)
+            .execute(self.pool())
+            .await
+            .map_err(StoreError::query("taking over an expired AS4 claim"))?;
+            if taken.rows_affected() == 1 {
+                return Ok(DedupClaim::Claimed(token));
+            }
+            let row = sqlx::query("SELECT state FROM as4_dedup WHERE message_key = $1")
+                .bind(key)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(StoreError::query("reading an AS4 message key"))?;
+            match row {
+                Some(row) => {
+                    let state: String = get(&row, "state")?;
+                    return Ok(if state == "accepted" {
+                        DedupClaim::Duplicate
+                    } else {
+                        DedupClaim::InFlight
+                    });
+                }
+                // Abandoned between the statements: try again.
+                None => continue,
+            }
+        }
+        Ok(DedupClaim::InFlight)
+    }
+
+    /// Settles a claim as accepted (the message is journaled; later deliveries are
+    /// duplicates). `false` when `token` no longer holds the key (settled, abandoned, or
+    /// taken over after its lease).
+    pub async fn as4_accept(
+        &self,
+        key: &str,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE as4_dedup SET state = 'accepted', token = NULL, accepted_at = $1 \
+             WHERE message_key = $2 AND token = $3 AND state = 'in_flight'",
+        )
+        .bind(ms(now))
+        .bind(key)
+        .bind(token)
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::query("accepting an AS4 message key"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Releases a claim (the delivery failed; a retry may claim the key again). `false` when
+    /// `token` no longer holds it.
+    pub async fn as4_abandon(&self, key: &str, token: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM as4_dedup WHERE message_key = $1 AND token = $2 AND state = 'in_flight'",
+        )
+        .bind(key)
+        .bind(token)
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::query("abandoning an AS4 message key"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets accepted keys accepted before `before` (callers keep at least 7 days). Returns
+    /// how many.
+    pub async fn purge_as4_dedup(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM as4_dedup WHERE state = 'accepted' AND accepted_at < $1")
+                .bind(ms(before))
+                .execute(self.pool())
+                .await
+                .map_err(StoreError::query("purging old AS4 message keys"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Keeps one evidence record (JSON) durably; the same record again is stored once.
+    pub async fn insert_as4_evidence(
+        &self,
+        record_id: &str,
+        message_id: &str,
+        partner: &str,
+        record_json: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO as4_evidence (record_id, message_id, partner, record, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (record_id) DO NOTHING",
+        )
+        .bind(record_id)
+        .bind(message_id)
+        .bind(partner)
+        .bind(record_json)
+        .bind(ms(now))
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::query("keeping AS4 evidence"))?;
+        Ok(())
+    }
+
+    /// The evidence records (JSON) of a message, oldest first.
+    pub async fn as4_evidence(&self, message_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT record FROM as4_evidence WHERE message_id = $1 ORDER BY recorded_at, record_id",
+        )
+        .bind(message_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::query("reading AS4 evidence"))?;
+        rows.iter().map(|r| get(r, "record")).collect()
+    }
+
+    /// The message id and timestamp of an outbox item's AS4 message: made and committed on
+    /// the first call (`new_id` gives the id), read back on every later one, so that all
+    /// attempts send the same message.
+    pub async fn as4_outbound(
+        &self,
+        outbox_id: &str,
+        partner: &str,
+        new_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<As4Outbound, StoreError> {
+        sqlx::query(
+            "INSERT INTO as4_outbound (outbox_id, message_id, partner, sent_timestamp, \
+             created_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT (outbox_id) DO NOTHING",
+        )
+        .bind(outbox_id)
+        .bind(new_id)
+        .bind(partner)
+        .bind(ms(now))
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::query("fixing an AS4 message id"))?;
+        let row = sqlx::query(
+            "SELECT message_id, sent_timestamp, delivered_at FROM as4_outbound \
+             WHERE outbox_id = $1",
+        )
+        .bind(outbox_id)
+        .fetch_one(self.pool())
+        .await
+        .map_err(StoreError::query("reading an AS4 message id"))?;
+        Ok(As4Outbound {
+            message_id: get(&row, "message_id")?,
+            timestamp: time(get(&row, "sent_timestamp")?),
+            delivered_at: get::<Option<i64>>(&row, "delivered_at")?.map(time),
+        })
+    }
+
+    /// Records that the partner's signed receipt for an outbox item's message was verified.
+    pub async fn as4_delivered(
+        &self,
+        outbox_id: &str,
+        receipt_record_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE as4_outbound SET receipt_record_id = $1, delivered_at = $2 \
+             WHERE outbox_id = $3",
+        )
+        .bind(receipt_record_id)
+        .bind(ms(now))
+        .bind(outbox_id)
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::query("recording an AS4 receipt"))?;
+        Ok(())
+    }
+
+    /// Journals a received AS4 request raw and commits it (before anything is answered).
+    pub async fn insert_as4_request(
+        &self,
+        peer: &str,
+        content_type: &str,
+        raw: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let id = super::new_id("as4in");
+        sqlx::query(
+            "INSERT INTO as4_inbox (id, peer, content_type, raw, received_at, outcome) \
+             VALUES ($1, $2, $3, $4, $5, 'pending')",
+        )
+        .bind(&id)
+        .bind(peer)
+        .bind(content_type)
+        .bind(raw.to_vec())
+        .bind(ms(now))
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::query("journaling a received AS4 request"))?;
+        Ok(id)
+    }
+
+    /// Links a received AS4 request to the journal item of the interchange it carried.
+    pub async fn link_as4_request(
+        &self,
+        id: &str,
+        message_id: &str,
+        journal_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE as4_inbox SET message_id = $1, journal_id = $2 WHERE id = $3")
+            .bind(message_id)
+            .bind(journal_id)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(StoreError::query(
+                "linking an AS4 request to its interchange",
+            ))?;
+        Ok(())
+    }
+
+    /// Records how a received AS4 request was answered.
+    pub async fn finish_as4_request(
+        &self,
+        id: &str,
+        answer: &As4Answer,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE as4_inbox SET outcome = $1, http_status = $2, ebms_code = $3, reason = $4, \
+             answered_at = $5 WHERE id = $6",
+        )
+        .bind(answer.outcome)
+        .bind(i32::from(answer.http_status))
+        .bind(answer.ebms_code.clone())
+        .bind(answer.reason.clone())
+        .bind(ms(now))
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map_err(StoreError::query("recording an AS4 answer"))?;
+        Ok(())
+    }
+
+    /// The received AS4 requests, newest first (at most `limit`), optionally only one outcome.
+    pub async fn list_as4_requests(
+        &self,
+        outcome: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<As4Request>, StoreError> {
+        let columns = "SELECT id, peer, content_type, received_at, outcome, http_status, \
+                       ebms_code, message_id, journal_id, reason, raw FROM as4_inbox";
+        let (sql, value) = match outcome {
+            Some(outcome) => (
+                format!("{columns} WHERE outcome = $1 ORDER BY id DESC LIMIT $2"),
+                outcome.to_string(),
+            ),
+            None => (
+                format!("{columns} WHERE outcome <> $1 ORDER BY id DESC LIMIT $2"),
+                String::new(),
+            ),
+        };
+        let query = sqlx::query(&sql).bind(value);
+        let rows = query
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::query("listing received AS4 requests"))?;
+        rows.iter()
+            .map(|r| {
+                let raw: Vec<u8> = get(r, "raw")?;
+                Ok(As4Request {
+                    id: get(r, "id")?,
+                    peer: get(r, "peer")?,
+                    content_type: get(r, "content_type")?,
+                    received_at: time(get(r, "received_at")?),
+                    outcome: get(r, "outcome")?,
+                    http_status: get::<Option<i32>>(r, "http_status")?,
+                    ebms_code: get(r, "ebms_code")?,
+                    message_id: get(r, "message_id")?,
+                    journal_id: get(r, "journal_id")?,
+                    reason: get(r, "reason")?,
+                    size: raw.len(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// How a received AS4 request was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct As4Answer {
+    /// `receipted`, `refused` or `busy` (503: the same message in flight elsewhere).
+    pub outcome: &'static str,
+    /// The HTTP status sent.
+    pub http_status: u16,
+    /// The ebMS error code of a refusal.
+    pub ebms_code: Option<String>,
+    /// The ebMS error's description, if any.
+    pub reason: Option<String>,
+}
+
+/// A received AS4 request as journaled (without its bytes).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct As4Request {
+    /// Row id.
+    pub id: String,
+    /// The TLS peer (its market partner ID) and address.
+    pub peer: String,
+    /// The request's Content-Type.
+    pub content_type: String,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// `pending`, `receipted`, `refused`, `busy`.
+    pub outcome: String,
+    /// The HTTP status answered.
+    pub http_status: Option<i32>,
+    /// The ebMS error code answered.
+    pub ebms_code: Option<String>,
+    /// `eb:MessageId` of a delivered message.
+    pub message_id: Option<String>,
+    /// The journal item of the interchange it carried.
+    pub journal_id: Option<String>,
+    /// Why it was refused.
+    pub reason: Option<String>,
+    /// Size of the raw body.
+    pub size: usize,
+}

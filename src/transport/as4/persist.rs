@@ -1,0 +1,112 @@
+//! asx-rs's storage traits over our [`Store`]: [`Dedup`] (duplicate detection of received
+//! messages, SQLite or PostgreSQL, shared by all gateway instances) and [`EvidenceStore`] (the
+//! audit records: signed receipts we got and gave, durably).
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use asx::{AuditDurability, AuditRecord, BoxFuture, Claim, ClaimToken};
+use chrono::Utc;
+
+use crate::store::{DedupClaim, Store};
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The duplicate store of received AS4 messages. A claim holds for `lease` (the longest a
+/// handler may take: journaling one interchange); an accepted key is remembered until
+/// [`Store::purge_as4_dedup`] removes it after the retention (≥ 7 days, `as4.dedup_retention`).
+#[derive(Debug, Clone)]
+pub struct Dedup {
+    store: Store,
+    lease: Duration,
+}
+
+impl Dedup {
+    /// A dedup store over `store` with claims leased for `lease`.
+    pub fn new(store: Store, lease: Duration) -> Dedup {
+        Dedup { store, lease }
+    }
+}
+
+impl asx::DedupStore for Dedup {
+    fn claim<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Claim, BoxError>> {
+        Box::pin(async move {
+            let now = Utc::now();
+            let until = now + chrono::Duration::from_std(self.lease)?;
+            Ok(match self.store.as4_claim(key, until, now).await? {
+                DedupClaim::Claimed(token) => Claim::Claimed(ClaimToken::new(token)),
+                DedupClaim::Duplicate => Claim::Duplicate,
+                DedupClaim::InFlight => Claim::InFlight,
+            })
+        })
+    }
+
+    fn accept<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a ClaimToken,
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            if self
+                .store
+                .as4_accept(key, token.as_str(), Utc::now())
+                .await?
+            {
+                Ok(())
+            } else {
+                Err(format!("the claim on {key} is no longer held by this delivery").into())
+            }
+        })
+    }
+
+    fn abandon<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a ClaimToken,
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            if self.store.as4_abandon(key, token.as_str()).await? {
+                Ok(())
+            } else {
+                Err(format!("the claim on {key} is no longer held by this delivery").into())
+            }
+        })
+    }
+}
+
+/// The audit sink: every record asx-rs makes (receipts received and sent, refusals) as JSON in
+/// `as4_evidence`, committed before asx-rs goes on (`Durable`: a send is not reported
+/// delivered, a receipt not returned, unless its evidence is stored).
+#[derive(Debug, Clone)]
+pub struct EvidenceStore {
+    store: Store,
+}
+
+impl EvidenceStore {
+    /// An audit sink over `store`.
+    pub fn new(store: Store) -> EvidenceStore {
+        EvidenceStore { store }
+    }
+}
+
+impl asx::AuditSink for EvidenceStore {
+    fn durability(&self) -> AuditDurability {
+        AuditDurability::Durable
+    }
+
+    fn record<'a>(&'a self, record: &'a AuditRecord) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            let json = serde_json::to_string(record)?;
+            self.store
+                .insert_as4_evidence(
+                    record.record_id(),
+                    record.message_id(),
+                    record.partner(),
+                    &json,
+                    Utc::now(),
+                )
+                .await?;
+            Ok(())
+        })
+    }
+}
