@@ -19,12 +19,27 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 pub struct Dedup {
     store: Store,
     lease: Duration,
+    namespace: String,
 }
 
 impl Dedup {
     /// A dedup store over `store` with claims leased for `lease`.
     pub fn new(store: Store, lease: Duration) -> Dedup {
-        Dedup { store, lease }
+        Dedup {
+            store,
+            lease,
+            namespace: String::new(),
+        }
+    }
+
+    /// The same, with every key prefixed by `namespace` (separate key spaces in one table).
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Dedup {
+        self.namespace = namespace.into();
+        self
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.namespace)
     }
 }
 
@@ -33,11 +48,13 @@ impl asx::DedupStore for Dedup {
         Box::pin(async move {
             let now = Utc::now();
             let until = now + chrono::Duration::from_std(self.lease)?;
-            Ok(match self.store.as4_claim(key, until, now).await? {
-                DedupClaim::Claimed(token) => Claim::Claimed(ClaimToken::new(token)),
-                DedupClaim::Duplicate => Claim::Duplicate,
-                DedupClaim::InFlight => Claim::InFlight,
-            })
+            Ok(
+                match self.store.as4_claim(&self.key(key), until, now).await? {
+                    DedupClaim::Claimed(token) => Claim::Claimed(ClaimToken::new(token)),
+                    DedupClaim::Duplicate => Claim::Duplicate,
+                    DedupClaim::InFlight => Claim::InFlight,
+                },
+            )
         })
     }
 
@@ -49,7 +66,7 @@ impl asx::DedupStore for Dedup {
         Box::pin(async move {
             if self
                 .store
-                .as4_accept(key, token.as_str(), Utc::now())
+                .as4_accept(&self.key(key), token.as_str(), Utc::now())
                 .await?
             {
                 Ok(())
@@ -65,7 +82,11 @@ impl asx::DedupStore for Dedup {
         token: &'a ClaimToken,
     ) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
-            if self.store.as4_abandon(key, token.as_str()).await? {
+            if self
+                .store
+                .as4_abandon(&self.key(key), token.as_str())
+                .await?
+            {
                 Ok(())
             } else {
                 Err(format!("the claim on {key} is no longer held by this delivery").into())

@@ -1,0 +1,185 @@
+//! The AS4 state in the store, on a real SQLite file and a real PostgreSQL database:
+//! asx-rs's own conformance suites for the dedup store and the audit sink, retention, and the
+//! message id fixed before an outbox item's first send.
+
+mod support;
+
+use std::time::Duration;
+
+use asx::testkit::audit::{self as audit_suite, AuditSinkHarness};
+use asx::testkit::dedup::{self as dedup_suite, DedupHarness};
+use asx::{AuditRecord, BoxFuture};
+use chrono::{TimeZone, Utc};
+use mako_gateway::store::{DedupClaim, Store};
+use mako_gateway::transport::as4::persist::{Dedup, EvidenceStore};
+use sqlx::Row;
+
+#[derive(Debug)]
+struct DedupOn(Store);
+
+impl DedupHarness for DedupOn {
+    type Store = Dedup;
+    fn open(&self) -> Dedup {
+        // A fresh key space per check: the same table, as several instances share it.
+        Dedup::new(self.0.clone(), self.lease())
+            .with_namespace(format!("{}/", uuid::Uuid::now_v7().simple()))
+    }
+    fn lease(&self) -> Duration {
+        // The lease runs on the wall clock (the database's view of time is ours): short
+        // enough to wait out for real.
+        Duration::from_millis(1500)
+    }
+}
+
+struct EvidenceOn(Store);
+
+impl AuditSinkHarness for EvidenceOn {
+    type Sink = EvidenceStore;
+    fn open(&self) -> BoxFuture<'_, EvidenceStore> {
+        Box::pin(async move { EvidenceStore::new(self.0.clone()) })
+    }
+    fn read_all<'a>(&'a self, _sink: &'a EvidenceStore) -> BoxFuture<'a, Vec<AuditRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT record FROM as4_evidence")
+                .fetch_all(self.0.pool())
+                .await
+                .expect("read evidence");
+            rows.iter()
+                .map(|r| {
+                    let json: String = r.try_get("record").expect("record column");
+                    serde_json::from_str(&json).expect("stored evidence is an audit record")
+                })
+                .collect()
+        })
+    }
+}
+
+async fn dedup_conforms(stores: Vec<Store>) {
+    let failures = dedup_suite::conformance(&DedupOn(stores[0].clone())).await;
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+async fn evidence_conforms(stores: Vec<Store>) {
+    let failures = audit_suite::conformance(&EvidenceOn(stores[0].clone())).await;
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Two instances (two pools on one database) racing for the same message ids: each id is
+/// claimed by exactly one of them; after accepting, both see duplicates.
+async fn two_instances_claim_each_key_once(stores: Vec<Store>) {
+    let now = Utc::now();
+    let until = now + chrono::Duration::seconds(60);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        for store in &stores {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let key = format!("BDEW/9900357000004/msg-{i}");
+                (
+                    key.clone(),
+                    store.as4_claim(&key, until, now).await.unwrap(),
+                )
+            }));
+        }
+    }
+    let mut claimed = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for t in tasks {
+        let (key, claim) = t.await.unwrap();
+        if let DedupClaim::Claimed(token) = claim {
+            claimed.entry(key).or_default().push(token);
+        }
+    }
+    assert_eq!(claimed.len(), 40);
+    for (key, tokens) in &claimed {
+        assert_eq!(tokens.len(), 1, "{key} claimed {} times", tokens.len());
+        assert!(stores[1].as4_accept(key, &tokens[0], now).await.unwrap());
+        assert_eq!(
+            stores[0].as4_claim(key, until, now).await.unwrap(),
+            DedupClaim::Duplicate
+        );
+    }
+}
+
+/// Accepted keys are kept for the retention and purged after it; claims in flight are never
+/// purged.
+async fn retention_purges_only_old_accepted_keys(stores: Vec<Store>) {
+    let store = &stores[0];
+    let day = chrono::Duration::days(1);
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
+    let DedupClaim::Claimed(old) = store.as4_claim("old", t0 + day, t0).await.unwrap() else {
+        panic!("claim")
+    };
+    assert!(store.as4_accept("old", &old, t0).await.unwrap());
+    let DedupClaim::Claimed(recent) = store
+        .as4_claim("recent", t0 + day * 9, t0 + day * 8)
+        .await
+        .unwrap()
+    else {
+        panic!("claim")
+    };
+    assert!(store
+        .as4_accept("recent", &recent, t0 + day * 8)
+        .await
+        .unwrap());
+    let DedupClaim::Claimed(_) = store.as4_claim("in-flight", t0 + day, t0).await.unwrap() else {
+        panic!("claim")
+    };
+    // On day 10, a retention of 9 days 23 hours: only "old" (accepted on day 0) goes.
+    let later = t0 + day * 10;
+    let purged = store
+        .purge_as4_dedup(later - (day * 10 - chrono::Duration::hours(1)))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert_eq!(
+        store.as4_claim("recent", later + day, later).await.unwrap(),
+        DedupClaim::Duplicate
+    );
+    assert!(matches!(
+        store.as4_claim("old", later + day, later).await.unwrap(),
+        DedupClaim::Claimed(_)
+    ));
+}
+
+/// The message id and timestamp of an outbox item are made once and read back by every later
+/// attempt, from any instance.
+async fn outbound_message_id_is_fixed_once(stores: Vec<Store>) {
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap();
+    let first = stores[0]
+        .as4_outbound("outbox_1", "9900357000004", "m-1@9900000000001", t0)
+        .await
+        .unwrap();
+    let again = stores[1]
+        .as4_outbound(
+            "outbox_1",
+            "9900357000004",
+            "m-2@9900000000001",
+            t0 + chrono::Duration::minutes(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(first.message_id, "m-1@9900000000001");
+    assert_eq!(first.timestamp, t0);
+    assert_eq!(first.delivered_at, None);
+    stores[1]
+        .as4_delivered("outbox_1", "record-1", t0 + chrono::Duration::minutes(6))
+        .await
+        .unwrap();
+    let delivered = stores[0]
+        .as4_outbound("outbox_1", "9900357000004", "m-3", t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        delivered.delivered_at,
+        Some(t0 + chrono::Duration::minutes(6))
+    );
+}
+
+on_both! {
+    dedup_store_passes_the_asx_conformance_suite => dedup_conforms;
+    evidence_store_passes_the_asx_conformance_suite => evidence_conforms;
+    two_instances_claim_each_message_once => two_instances_claim_each_key_once;
+    retention => retention_purges_only_old_accepted_keys;
+    outbound_message_id => outbound_message_id_is_fixed_once;
+}
