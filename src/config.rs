@@ -116,7 +116,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 11] = [
 
 /// Every option of the file, as TOML paths (`partners[].id` for the keys of each array entry).
 /// The example file documents each one (checked by `tests/config.rs`).
-pub const OPTIONS: [&str; 55] = [
+pub const OPTIONS: [&str; 71] = [
     "own_id",
     "data_dir",
     "database.url",
@@ -162,11 +162,27 @@ pub const OPTIONS: [&str; 55] = [
     "email.imap.timeout",
     "email.imap.tls",
     "email.imap.ca_file",
+    "as4.listen",
+    "as4.path",
+    "as4.signing_key",
+    "as4.signing_cert",
+    "as4.encryption_key",
+    "as4.encryption_cert",
+    "as4.tls_key",
+    "as4.tls_cert",
+    "as4.trust_anchors",
+    "as4.crl_signer",
+    "as4.max_message_bytes",
+    "as4.max_payload_bytes",
+    "as4.dedup_retention",
+    "as4.connect_timeout",
+    "as4.response_timeout",
     "partners[].id",
     "partners[].transport",
     "partners[].email",
     "partners[].signing_cert",
     "partners[].encryption_cert",
+    "partners[].as4_url",
     "partners[].statuses",
     "partners[].statuses[].message",
     "partners[].statuses[].pid",
@@ -2344,7 +2360,7 @@ max = "1m"
             "poll.file_drop = 1: expected a duration string such as \"500ms\", \"5s\", \"10m\" or \"1h\", found integer",
             "poll.inbound = \"0ms\": must be between 10ms and 3600s",
             "retry.max = \"1m\": must not be shorter than retry.base (600s)",
-            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, email, partners)",
+            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, email, as4, partners)",
         ];
         assert_eq!(got, expected);
     }
@@ -2395,8 +2411,8 @@ max = "1m"
             [
                 "api.port = 8080: unknown key (known here: addr, token)",
                 "partners[0].statuses[0].colour = 1: unknown key (known here: message, pid, code, status)",
-                "partners[0].nmae = \"x\": unknown key (known here: id, transport, statuses, email, signing_cert, encryption_cert)",
-                "\"odd key\" = {…}: unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, email, partners)",
+                "partners[0].nmae = \"x\": unknown key (known here: id, transport, statuses, email, signing_cert, encryption_cert, as4_url)",
+                "\"odd key\" = {…}: unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, email, as4, partners)",
             ]
         );
     }
@@ -2541,7 +2557,7 @@ transport = "file"
             "[[partners]]\nid = \"9904292000003\"\ntransport = \"as4\"\n\
              as4_url = \"http://vnb.example/as4\"\n\
              [[partners]]\nid = \"9900269000000\"\ntransport = \"ftp\"\n\
-             [[partners]]\nid = \"9900357000004\"\nas4_url = \"https://x.example/as4\"\n",
+             [[partners]]\nid = \"9903829000006\"\nas4_url = \"https://x.example/as4\"\n",
         )
         .unwrap_err();
         let got: Vec<String> = errs.iter().map(ToString::to_string).collect();
@@ -2771,7 +2787,8 @@ statuses = [
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["5", "s", "1.5s", "-1s", "5 s", "1d", ""] {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["5", "s", "1.5s", "-1s", "5 s", "1w", ""] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         let c = load("[workers]\nlease = \"2m\"\n[retry]\nbase = \"1s\"\nmax = \"1s\"").unwrap();

@@ -52,7 +52,7 @@ fn the_example_loads_with_every_switched_off_setting_switched_on() {
     });
     assert!(config.api.token.is_some());
     assert!(config.webhook.is_some());
-    assert_eq!(config.partners.len(), 2);
+    assert_eq!(config.partners.len(), 3);
     assert_eq!(config.partners[0].statuses.len(), 3);
 }
 

@@ -99,6 +99,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/clearing/{id}/resolve"),
     ("get", "/outbox"),
     ("get", "/quarantine"),
+    ("get", "/as4/requests"),
     ("get", "/health"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -132,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/clearing/{id}/resolve", post(orders::resolve_clearing))
         .route("/outbox", get(orders::list_outbox))
         .route("/quarantine", get(orders::list_quarantine))
+        .route("/as4/requests", get(orders::list_as4_requests))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))

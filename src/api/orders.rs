@@ -591,3 +591,29 @@ pub async fn list_quarantine(
         v
     })))
 }
+
+/// `GET /as4/requests`: every AS4 request received, with how it was answered (`receipted`,
+/// `refused` with the ebMS error code and reason, `busy`); `filter[outcome][eq]=refused` for
+/// what partners sent that was not taken in. The raw requests stay in the store.
+pub async fn list_as4_requests(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let query = ListQuery::parse(&pairs, &["outcome"])?;
+    let outcome = query.filter("outcome");
+    if let Some(o) = outcome {
+        if !["pending", "receipted", "refused", "busy"].contains(&o) {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                "filter[outcome][eq]",
+                "invalid",
+                format!("unknown outcome {o:?}; one of pending, receipted, refused, busy"),
+            )]));
+        }
+    }
+    let page = state.store.list_as4_requests(outcome, &query.page).await?;
+    Ok(Json(resources::list(&page, |q| {
+        let mut v = serde_json::to_value(q).unwrap_or_default();
+        v["object"] = json!("as4_request");
+        v
+    })))
+}

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{get, ms, time};
-use super::{Store, StoreError};
+use super::sql::{get, ms, page_rows, time};
+use super::{Page, PageRequest, Store, StoreError};
 
 /// What a claim on a received message's key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,31 +296,31 @@ impl Store {
         Ok(())
     }
 
-    /// The received AS4 requests, newest first (at most `limit`), optionally only one outcome.
+    /// The received AS4 requests in id order (oldest first), optionally of one outcome
+    /// (`pending`, `receipted`, `refused`, `busy`).
     pub async fn list_as4_requests(
         &self,
         outcome: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<As4Request>, StoreError> {
-        let columns = "SELECT id, peer, content_type, received_at, outcome, http_status, \
-                       ebms_code, message_id, journal_id, reason, raw FROM as4_inbox";
-        let (sql, value) = match outcome {
-            Some(outcome) => (
-                format!("{columns} WHERE outcome = $1 ORDER BY id DESC LIMIT $2"),
-                outcome.to_string(),
-            ),
-            None => (
-                format!("{columns} WHERE outcome <> $1 ORDER BY id DESC LIMIT $2"),
-                String::new(),
-            ),
-        };
-        let query = sqlx::query(&sql).bind(value);
-        let rows = query
-            .bind(limit)
-            .fetch_all(self.pool())
+        page: &PageRequest,
+    ) -> Result<Page<As4Request>, StoreError> {
+        let mut conn = self
+            .pool()
+            .acquire()
             .await
-            .map_err(StoreError::query("listing received AS4 requests"))?;
-        rows.iter()
+            .map_err(StoreError::query("taking a connection from the pool"))?;
+        let (rows, next_cursor) = page_rows(
+            &mut conn,
+            "listing received AS4 requests",
+            "as4_inbox",
+            "id, peer, content_type, received_at, outcome, http_status, ebms_code, message_id, \
+             journal_id, reason, raw",
+            "1 = 1",
+            &[("outcome =", outcome)],
+            page,
+        )
+        .await?;
+        let items = rows
+            .iter()
             .map(|r| {
                 let raw: Vec<u8> = get(r, "raw")?;
                 Ok(As4Request {
@@ -337,7 +337,8 @@ impl Store {
                     size: raw.len(),
                 })
             })
-            .collect()
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Page { items, next_cursor })
     }
 }
 
