@@ -7,3 +7,6 @@
 //!   authentication against the SM-PKI roots) — asx's own client (rustls) cannot do brainpool;
 //! - [`smpki`]: the SM-PKI identity checks (CN containing `EMT.MAK`, subject OU = market
 //!   partner ID) and revocation by CRL for TLS peers.
+
+pub mod https;
+pub mod smpki;
