@@ -657,6 +657,18 @@ mod tests {
                 .unwrap();
             b.add_revoked(r.build()).unwrap();
         }
+        // The crate's builder insists on an Authority Key Identifier and a CRL number; their
+        // values do not matter here (the signature is what is checked).
+        let mut aki = vec![0x30, 22, 0x80, 20];
+        aki.extend_from_slice(&[0x5a; 20]);
+        for (oid, der) in [("2.5.29.35", aki), ("2.5.29.20", vec![0x02, 0x01, 0x01])] {
+            let oid = openssl::asn1::Asn1Object::from_str(oid).unwrap();
+            let der = openssl::asn1::Asn1OctetString::new_from_bytes(&der).unwrap();
+            b.append_extension(
+                openssl::x509::X509Extension::new_from_der(&oid, false, &der).unwrap(),
+            )
+            .unwrap();
+        }
         b.sign(&ca.key, MessageDigest::sha256()).unwrap();
         b.build().unwrap().to_der().unwrap()
     }
