@@ -21,9 +21,10 @@
 //! # When no CRL can be had
 //!
 //! RzÜ AS4 2.6 §5.4 (quoted by asx-rs, `transport.md` §1.7): if a CA's CRL is unobtainable for
-//! 3 days or not renewed in time, that CA and everything under it is no longer trusted. We read
-//! it so [I]: when the distribution point cannot be reached, the last good CRL is still used
-//! until 3 days after its `nextUpdate` ([`CRL_GRACE`]); after that, and whenever the CA serves
+//! 3 days or not renewed in time, that CA and everything under it is no longer trusted. Our
+//! reading (not checked against the PDF): when the distribution point cannot be reached, the
+//! last good CRL is still used until 3 days after its `nextUpdate` ([`CRL_GRACE`]); after
+//! that, and whenever the CA serves
 //! a CRL whose `nextUpdate` has already passed ("not renewed in time"), the answer is
 //! [`RevocationStatus::Unavailable`], and the TLS layer refuses the peer (fail closed), naming
 //! the URL.
