@@ -62,14 +62,13 @@ use der::{Any, Decode, Encode};
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, PKeyRef, Private};
 use openssl::stack::Stack;
 use openssl::symm::Cipher;
 use openssl::x509::{X509Ref, X509};
 use x509_cert::attr::Attributes;
 
-use crate::ids::MarketPartnerId;
+use crate::transport::as4::smpki::{check_sm_pki_naming, name_line};
 
 use cms_ffi::{CmsCallError, KeyOpt};
 
@@ -368,22 +367,11 @@ fn family_of<T: openssl::pkey::HasPublic>(
 /// ID (13 digits with a valid check digit) and the subject CN contains `EMT.MAK` (the SM-PKI
 /// names certificates for market communication so). `None` when either is missing.
 pub fn sm_pki_partner_id(cert: &Certificate) -> Option<String> {
-    let subject = cert.x509.subject_name();
-    let texts = |nid| {
-        subject
-            .entries_by_nid(nid)
-            .filter_map(|e| e.data().to_string().ok())
-            .collect::<Vec<_>>()
-    };
-    if !texts(Nid::COMMONNAME)
-        .iter()
-        .any(|cn| cn.contains("EMT.MAK"))
-    {
-        return None;
-    }
-    texts(Nid::ORGANIZATIONALUNITNAME)
-        .into_iter()
-        .find(|ou| ou.parse::<MarketPartnerId>().is_ok())
+    // One reading of SM-PKI names for both transports (the TLS checks of AS4 give the reason
+    // when it fails).
+    check_sm_pki_naming(&cert.x509, None)
+        .ok()
+        .map(|id| id.market_partner_id.into())
 }
 
 /// Signs `content_mime` (a complete MIME entity, headers and body, CRLF line ends) as opaque
@@ -939,17 +927,6 @@ fn read(path: &Path) -> Result<Vec<u8>, SmimeError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-fn name_line(name: &openssl::x509::X509NameRef) -> String {
-    name.entries()
-        .map(|e| {
-            let key = e.object().nid().short_name().unwrap_or("?");
-            let value = e.data().to_string().unwrap_or_default();
-            format!("{key}={value}")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -2,9 +2,13 @@
 //! brainpoolP256r1 CA and end-entity certificates (brainpoolP256r1 or RSA) named as the SM-PKI
 //! names them (subject OU = market partner ID, CN containing `EMT.MAK`). Nothing of it is
 //! committed: every test run makes new keys.
+//!
+//! For AS4 also SM-PKI certificates per role (signing, encryption, TLS: separate key pairs),
+//! with a CRL distribution point, and CRLs signed by the CA (`openssl ca -gencrl`).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The kind of key pair of a certificate.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +23,47 @@ pub enum KeyKind {
 #[derive(Debug)]
 pub struct Pki {
     dir: tempfile::TempDir,
+    // The AS4 parts are unused in the S/MIME and e-mail test binaries.
+    #[allow(dead_code)]
+    /// Written into the CRL distribution point of the SM-PKI certificates issued from now on.
+    crl_url: Option<String>,
+    /// Numbers the CRL databases, one per [`Pki::crl`].
+    #[allow(dead_code)]
+    crls: AtomicUsize,
+}
+
+/// What an SM-PKI certificate is for; each role has its own key pair.
+#[allow(dead_code)] // unused in the S/MIME and e-mail test binaries
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmPkiRole {
+    /// Signing (WS-Security, S/MIME).
+    Signing,
+    /// Encryption (key agreement).
+    Encryption,
+    /// TLS client and server authentication.
+    Tls,
+}
+
+#[allow(dead_code)]
+impl SmPkiRole {
+    fn label(self) -> &'static str {
+        match self {
+            SmPkiRole::Signing => "sig",
+            SmPkiRole::Encryption => "enc",
+            SmPkiRole::Tls => "tls",
+        }
+    }
+
+    fn extensions(self) -> &'static str {
+        match self {
+            SmPkiRole::Signing => "keyUsage=critical,digitalSignature,nonRepudiation\n",
+            SmPkiRole::Encryption => "keyUsage=critical,keyAgreement\n",
+            SmPkiRole::Tls => {
+                "keyUsage=critical,digitalSignature,keyAgreement\n\
+                 extendedKeyUsage=serverAuth,clientAuth\n"
+            }
+        }
+    }
 }
 
 /// An end-entity key pair with its certificate, as files.
@@ -35,6 +80,8 @@ impl Pki {
     pub fn new() -> Pki {
         let pki = Pki {
             dir: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir"),
+            crl_url: None,
+            crls: AtomicUsize::new(0),
         };
         pki.genkey("ca.key", KeyKind::Brainpool);
         pki.openssl(&[
@@ -51,42 +98,42 @@ impl Pki {
             "basicConstraints=critical,CA:TRUE",
             "-addext",
             "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            "subjectKeyIdentifier=hash",
             "-out",
             "ca.pem",
         ]);
         pki
     }
 
-    /// The path of a file in the directory.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// The CA certificate.
-    pub fn ca(&self) -> PathBuf {
-        self.path("ca.pem")
-    }
-
     /// A key pair and a certificate issued by the CA for `subject` (an openssl `-subj` string).
     pub fn issue(&self, name: &str, kind: KeyKind, subject: &str) -> Party {
+        let usage = match kind {
+            KeyKind::Brainpool => "digitalSignature,keyAgreement",
+            KeyKind::Rsa(_) => "digitalSignature,keyEncipherment",
+        };
+        let extensions = format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,{usage}\n\
+             extendedKeyUsage=emailProtection\nsubjectKeyIdentifier=hash\n\
+             authorityKeyIdentifier=keyid\n"
+        );
+        self.issue_with_extensions(name, kind, subject, &extensions)
+    }
+
+    /// A key pair and a certificate issued by the CA with the given extension file text.
+    fn issue_with_extensions(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        subject: &str,
+        extensions: &str,
+    ) -> Party {
         let key = format!("{name}.key");
         let csr = format!("{name}.csr");
         let cert = format!("{name}.pem");
         let ext = format!("{name}.ext");
         self.genkey(&key, kind);
-        let usage = match kind {
-            KeyKind::Brainpool => "digitalSignature,keyAgreement",
-            KeyKind::Rsa(_) => "digitalSignature,keyEncipherment",
-        };
-        std::fs::write(
-            self.path(&ext),
-            format!(
-                "basicConstraints=CA:FALSE\nkeyUsage=critical,{usage}\n\
-                 extendedKeyUsage=emailProtection\nsubjectKeyIdentifier=hash\n\
-                 authorityKeyIdentifier=keyid\n"
-            ),
-        )
-        .expect("write extension file");
+        std::fs::write(self.path(&ext), extensions).expect("write extension file");
         self.openssl(&["req", "-new", "-key", &key, "-subj", subject, "-out", &csr]);
         self.openssl(&[
             "x509",
@@ -153,5 +200,90 @@ impl Pki {
             .current_dir(self.dir.path())
             .output()
             .expect("the openssl CLI runs")
+    }
+}
+
+/// The AS4 parts: SM-PKI certificates per role and CRLs (unused in the S/MIME and e-mail test
+/// binaries).
+#[allow(dead_code)]
+impl Pki {
+    /// The CRL distribution point (`http://…`) of the SM-PKI certificates issued from now on.
+    pub fn set_crl_url(&mut self, url: &str) {
+        self.crl_url = Some(url.to_string());
+    }
+
+    /// An SM-PKI certificate on brainpoolP256r1 with its own key pair:
+    /// `CN=<name>.<role>.EMT.MAK`, `OU=<mp_id>`, the CRL distribution point set with
+    /// [`Pki::set_crl_url`], SKI/AKI; TLS certificates for `serverAuth,clientAuth`.
+    pub fn issue_sm_pki(&self, name: &str, mp_id: &str, role: SmPkiRole) -> Party {
+        let subject = format!(
+            "/C=DE/O={name}/OU={mp_id}/CN={name}.{}.EMT.MAK",
+            role.label()
+        );
+        let crl_url = self.crl_url.clone();
+        self.issue_sm_pki_with(
+            &format!("{name}-{}", role.label()),
+            &subject,
+            role,
+            crl_url.as_deref(),
+        )
+    }
+
+    /// Like [`Pki::issue_sm_pki`] with any subject (an openssl `-subj` string) and CRL
+    /// distribution point (none with `None`): for certificates named wrongly on purpose.
+    pub fn issue_sm_pki_with(
+        &self,
+        file: &str,
+        subject: &str,
+        role: SmPkiRole,
+        crl_url: Option<&str>,
+    ) -> Party {
+        let cdp = crl_url
+            .map(|url| format!("crlDistributionPoints=URI:{url}\n"))
+            .unwrap_or_default();
+        let extensions = format!(
+            "basicConstraints=CA:FALSE\n{}subjectKeyIdentifier=hash\n\
+             authorityKeyIdentifier=keyid\n{cdp}",
+            role.extensions()
+        );
+        self.issue_with_extensions(file, KeyKind::Brainpool, subject, &extensions)
+    }
+
+    /// A CRL signed by the CA that lists `revoked`, valid for 7 days; returns the DER file
+    /// (the PEM one is beside it, `.pem` instead of `.der`).
+    pub fn crl(&self, revoked: &[&Party]) -> PathBuf {
+        let n = self.crls.fetch_add(1, Ordering::SeqCst);
+        let config = format!("crl-{n}.cnf");
+        std::fs::write(self.path(&format!("crl-{n}.index")), "").expect("write CRL index");
+        std::fs::write(self.path(&format!("crl-{n}.number")), "01\n").expect("write CRL number");
+        std::fs::write(
+            self.path(&config),
+            format!(
+                "[ca]\ndefault_ca = test_ca\n\
+                 [test_ca]\ndatabase = crl-{n}.index\ncrlnumber = crl-{n}.number\n\
+                 certificate = ca.pem\nprivate_key = ca.key\ndefault_md = sha256\n\
+                 default_crl_days = 7\n"
+            ),
+        )
+        .expect("write CRL config");
+        for party in revoked {
+            let cert = party.cert.to_str().expect("UTF-8 path");
+            self.openssl(&["ca", "-config", &config, "-revoke", cert]);
+        }
+        let pem = format!("crl-{n}.pem");
+        let der = format!("crl-{n}.der");
+        self.openssl(&["ca", "-config", &config, "-gencrl", "-out", &pem]);
+        self.openssl(&["crl", "-in", &pem, "-outform", "DER", "-out", &der]);
+        self.path(&der)
+    }
+
+    /// The path of a file in the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The CA certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.path("ca.pem")
     }
 }

@@ -13,7 +13,9 @@
 //! (asx-rs's dedup store and audit sink over our [`crate::store::Store`]). Nothing outside
 //! `transport::as4` names an asx-rs type.
 
+pub mod https;
 pub mod persist;
+pub mod smpki;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,0 +1,1214 @@
+//! HTTPS for AS4 on OpenSSL: TLS 1.2 with brainpoolP256r1 and mutual authentication against
+//! the SM-PKI trust anchors, a client for `asx` ([`HttpsClient`], an `asx::HttpClient`) and a
+//! server loop ([`serve_https`]) in front of `asx::Inbound`.
+//!
+//! Why OpenSSL, and why these settings (`transport.md` §1.8): rustls has no brainpool curves;
+//! OpenSSL 3.0 does brainpool TLS 1.2 only when both sides list the groups
+//! `brainpoolP256r1:prime256v1` (otherwise "no shared cipher"), and has no TLS 1.3 brainpool
+//! groups, so TLS 1.2 is both the minimum and, by default, the maximum.
+//!
+//! Who the peer is: not a host name. A peer is trusted when its chain ends at one of *our*
+//! anchors (never the system roots), its certificate is named as an SM-PKI market
+//! communication certificate ([`check_sm_pki_naming`]; for a server, of the market partner we
+//! expect at that endpoint) and its CA's CRL does not list it ([`CrlCache`]). Naming is checked
+//! inside the handshake, so a refused peer gets a TLS alert; revocation needs a download and is
+//! checked right after it, so a revoked peer sees the connection closed.
+//!
+//! Errors: [`HttpsError`] for the client, [`TlsError`] for a TLS peer on either side. Their
+//! `Display` is complete on its own (asx keeps only the text of a client error), and
+//! [`HttpsError::kind`] tells a connection failure (retry) from a TLS or certificate failure
+//! (park until someone fixes certificates or configuration).
+//!
+//! Not here: connection pooling (one connection per exchange: AS4 exchanges are few and large),
+//! proxies, HTTP/2.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, HOST};
+use http::{Method, Request, Response, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use openssl::error::ErrorStack;
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{
+    Ssl, SslAcceptor, SslConnector, SslContextBuilder, SslMethod, SslRef, SslVerifyMode, SslVersion,
+};
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::{X509StoreContextRef, X509VerifyResult, X509};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_openssl::SslStream;
+use tower_service::Service;
+
+use super::smpki::{
+    check_sm_pki_naming, BoxError, BoxFuture, CrlCache, CrlFetcher, CrlUnavailable, PeerIdentity,
+    RevocationStatus, SmPkiError,
+};
+use crate::ids::MarketPartnerId;
+
+/// The groups both sides must offer for brainpool TLS 1.2 on OpenSSL 3.0 (`transport.md` §1.8);
+/// `prime256v1` for peers that only do NIST curves for the key exchange.
+pub const DEFAULT_GROUPS: &str = "brainpoolP256r1:prime256v1";
+
+/// TLS 1.2 suites for ECDSA certificates: ECDHE and AEAD first, then the CBC-SHA2 suites that
+/// BSI TR-02102-2 (which the BDEW refers to) still allows.
+pub const DEFAULT_CIPHERS: &str = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:\
+ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA256";
+
+/// phase4's BDEW connect timeout (`transport.md` §1.8); also bounds the TLS handshake.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// phase4's BDEW response timeout (`transport.md` §1.8): from the request to the end of the
+/// response body.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(100);
+
+/// The largest response body the client reads: a signed receipt or an ebMS error, never a
+/// payload; and a CRL (asx caps CRLs at 10 MiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The largest CRL [`PlainHttpFetcher`] reads (the cap asx applies to CRLs).
+pub const MAX_CRL_BYTES: usize = 10 * 1024 * 1024;
+
+/// How long a client may take for the TLS handshake before the server drops it.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the server waits for the headers of a request on an open connection.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long running connections may finish after shutdown began. An AS4 exchange that verifies
+/// and stores a message takes seconds, not minutes.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+/// A TLS configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsConfigError {
+    /// A file could not be read.
+    #[error("cannot read {what} from {path}: {source}")]
+    Read {
+        /// What the file should hold.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// PEM text that is not what it should be.
+    #[error("{what} is not readable PEM: {source}")]
+    Pem {
+        /// What the text should hold.
+        what: &'static str,
+        /// OpenSSL's reason.
+        #[source]
+        source: ErrorStack,
+    },
+    /// A PEM text without any certificate.
+    #[error("{what} holds no certificate")]
+    NoCertificate {
+        /// What the text should hold.
+        what: &'static str,
+    },
+    /// The private key does not belong to the certificate.
+    #[error("the private key does not belong to the certificate `{subject}`")]
+    KeyMismatch {
+        /// The certificate's subject.
+        subject: String,
+    },
+    /// OpenSSL refused a setting.
+    #[error("OpenSSL refused {what}: {source}")]
+    OpenSsl {
+        /// The setting.
+        what: &'static str,
+        /// OpenSSL's reason.
+        #[source]
+        source: ErrorStack,
+    },
+}
+
+/// Our TLS identity and trust for both directions: key and certificate chain (the SM-PKI TLS
+/// certificate, its own key pair), the trust anchors (the SM-PKI root and sub CAs), groups,
+/// cipher list and protocol versions. Make a client context with [`TlsSettings::connector`] and
+/// a server one with [`TlsSettings::acceptor`].
+#[derive(Clone)]
+pub struct TlsSettings {
+    key: PKey<Private>,
+    cert: X509,
+    chain: Vec<X509>,
+    anchors: Vec<X509>,
+    groups: String,
+    ciphers: String,
+    max_version: Option<SslVersion>,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("cert", &super::smpki::name_line(self.cert.subject_name()))
+            .field("chain", &self.chain.len())
+            .field("anchors", &self.anchors.len())
+            .field("groups", &self.groups)
+            .field("ciphers", &self.ciphers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSettings {
+    /// Settings from PEM texts: the private key, our certificate followed by its chain, and
+    /// the trust anchors (one or more certificates).
+    pub fn from_pem(
+        key_pem: &[u8],
+        cert_chain_pem: &[u8],
+        anchors_pem: &[u8],
+    ) -> Result<TlsSettings, TlsConfigError> {
+        let key = PKey::private_key_from_pem(key_pem).map_err(|source| TlsConfigError::Pem {
+            what: "TLS private key",
+            source,
+        })?;
+        let mut chain = certificates(cert_chain_pem, "TLS certificate chain")?.into_iter();
+        let cert = chain.next().ok_or(TlsConfigError::NoCertificate {
+            what: "TLS certificate chain",
+        })?;
+        let anchors = certificates(anchors_pem, "trust anchors")?;
+        if anchors.is_empty() {
+            return Err(TlsConfigError::NoCertificate {
+                what: "trust anchors",
+            });
+        }
+        let matches = cert
+            .public_key()
+            .map(|public| public.public_eq(&key))
+            .unwrap_or(false);
+        if !matches {
+            return Err(TlsConfigError::KeyMismatch {
+                subject: super::smpki::name_line(cert.subject_name()),
+            });
+        }
+        Ok(TlsSettings {
+            key,
+            cert,
+            chain: chain.collect(),
+            anchors,
+            groups: DEFAULT_GROUPS.to_string(),
+            ciphers: DEFAULT_CIPHERS.to_string(),
+            max_version: Some(SslVersion::TLS1_2),
+        })
+    }
+
+    /// Settings from PEM files (see [`TlsSettings::from_pem`]).
+    pub fn from_pem_files(
+        key: &Path,
+        cert_chain: &Path,
+        anchors: &Path,
+    ) -> Result<TlsSettings, TlsConfigError> {
+        let read = |what, path: &Path| {
+            std::fs::read(path).map_err(|source| TlsConfigError::Read {
+                what,
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        TlsSettings::from_pem(
+            &read("TLS private key", key)?,
+            &read("TLS certificate chain", cert_chain)?,
+            &read("trust anchors", anchors)?,
+        )
+    }
+
+    /// Other groups than [`DEFAULT_GROUPS`] (OpenSSL `-groups` syntax).
+    pub fn with_groups(mut self, groups: &str) -> TlsSettings {
+        self.groups = groups.to_string();
+        self
+    }
+
+    /// Another TLS 1.2 cipher list than [`DEFAULT_CIPHERS`] (OpenSSL syntax).
+    pub fn with_ciphers(mut self, ciphers: &str) -> TlsSettings {
+        self.ciphers = ciphers.to_string();
+        self
+    }
+
+    /// Allow TLS 1.3 (`None`: OpenSSL's highest). Off by default: OpenSSL 3.0 has no brainpool
+    /// groups for TLS 1.3, so only the NIST groups would remain.
+    pub fn with_max_version(mut self, max: Option<SslVersion>) -> TlsSettings {
+        self.max_version = max;
+        self
+    }
+
+    /// The trust anchors, for a [`CrlCache`] that checks the same CAs.
+    pub fn anchors(&self) -> &[X509] {
+        &self.anchors
+    }
+
+    /// The client context: our certificate, our anchors only, no host name check (the SM-PKI
+    /// naming replaces it, per connection).
+    pub fn connector(&self) -> Result<SslConnector, TlsConfigError> {
+        let mut builder =
+            SslConnector::builder(SslMethod::tls_client()).map_err(openssl("client context"))?;
+        self.configure(&mut builder)?;
+        builder.set_verify(SslVerifyMode::PEER);
+        Ok(builder.build())
+    }
+
+    /// The server context: a client certificate chained to our anchors is required.
+    pub fn acceptor(&self) -> Result<HttpsAcceptor, TlsConfigError> {
+        let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+            .map_err(openssl("server context"))?;
+        self.configure(&mut builder)?;
+        builder.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        for anchor in &self.anchors {
+            builder
+                .add_client_ca(anchor)
+                .map_err(openssl("the client CA list"))?;
+        }
+        Ok(HttpsAcceptor {
+            acceptor: builder.build(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        })
+    }
+
+    fn configure(&self, ctx: &mut SslContextBuilder) -> Result<(), TlsConfigError> {
+        ctx.set_private_key(&self.key)
+            .map_err(openssl("the private key"))?;
+        ctx.set_certificate(&self.cert)
+            .map_err(openssl("the certificate"))?;
+        for cert in &self.chain {
+            ctx.add_extra_chain_cert(cert.clone())
+                .map_err(openssl("the certificate chain"))?;
+        }
+        ctx.check_private_key().map_err(openssl("the key pair"))?;
+        ctx.set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(openssl("the minimum TLS version"))?;
+        ctx.set_max_proto_version(self.max_version)
+            .map_err(openssl("the maximum TLS version"))?;
+        ctx.set_groups_list(&self.groups)
+            .map_err(openssl("the groups list"))?;
+        ctx.set_cipher_list(&self.ciphers)
+            .map_err(openssl("the cipher list"))?;
+        // A store of our own replaces the default verify paths: system roots are never trusted.
+        let mut store = X509StoreBuilder::new().map_err(openssl("the trust store"))?;
+        for anchor in &self.anchors {
+            store
+                .add_cert(anchor.clone())
+                .map_err(openssl("a trust anchor"))?;
+        }
+        ctx.set_cert_store(store.build());
+        Ok(())
+    }
+}
+
+fn openssl(what: &'static str) -> impl Fn(ErrorStack) -> TlsConfigError {
+    move |source| TlsConfigError::OpenSsl { what, source }
+}
+
+fn certificates(pem: &[u8], what: &'static str) -> Result<Vec<X509>, TlsConfigError> {
+    X509::stack_from_pem(pem).map_err(|source| TlsConfigError::Pem { what, source })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peer verification, both sides
+
+/// A TLS peer that could not be connected or was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// OpenSSL could not set up the connection (a local problem).
+    #[error("TLS setup failed: {0}")]
+    Setup(#[source] ErrorStack),
+    /// The handshake failed for a reason other than the ones below (the peer's alert, no
+    /// shared group or cipher, the connection lost).
+    #[error("TLS handshake failed: {reason}")]
+    Handshake {
+        /// OpenSSL's reason (`sslv3 alert handshake failure`, `unexpected eof while reading`…).
+        reason: String,
+        /// Whether the transport failed (rather than TLS itself).
+        lost_connection: bool,
+        /// OpenSSL's error.
+        #[source]
+        source: openssl::ssl::Error,
+    },
+    /// The handshake did not finish in time.
+    #[error("TLS handshake did not finish within {after:?}")]
+    HandshakeTimeout {
+        /// The limit.
+        after: Duration,
+    },
+    /// The peer presented no certificate.
+    #[error("the peer presented no certificate")]
+    NoCertificate,
+    /// The peer's chain does not verify against our anchors.
+    #[error("the peer's certificate was refused: {reason}")]
+    Untrusted {
+        /// OpenSSL's verify result (`unable to get local issuer certificate`…).
+        reason: String,
+    },
+    /// The peer's certificate is not (the expected) SM-PKI market communication certificate.
+    #[error("the peer's certificate is refused: {0}")]
+    Naming(#[source] SmPkiError),
+    /// The peer's certificate is on its CA's CRL.
+    #[error("the peer's certificate (serial {serial}) is revoked since {revoked_at}")]
+    Revoked {
+        /// The serial number in hexadecimal.
+        serial: String,
+        /// The revocation date.
+        revoked_at: String,
+    },
+    /// No acceptable CRL for the peer's certificate: refused (fail closed).
+    #[error("the peer's certificate is refused, its revocation status is unknown: {0}")]
+    RevocationUnknown(#[source] CrlUnavailable),
+}
+
+impl TlsError {
+    /// Whether the peer's certificate (or our TLS configuration) is the problem, not the
+    /// network: retrying will not help until certificates or settings change.
+    pub fn is_certificate_error(&self) -> bool {
+        match self {
+            TlsError::Handshake {
+                lost_connection, ..
+            } => !lost_connection,
+            TlsError::HandshakeTimeout { .. } | TlsError::RevocationUnknown(_) => false,
+            TlsError::Setup(_)
+            | TlsError::NoCertificate
+            | TlsError::Untrusted { .. }
+            | TlsError::Naming(_)
+            | TlsError::Revoked { .. } => true,
+        }
+    }
+}
+
+/// Where the naming callback leaves its verdict for the code that reports the failure.
+type NamingSlot = Arc<Mutex<Option<SmPkiError>>>;
+
+/// The verify callback: OpenSSL's chain verdict first, then at the leaf the SM-PKI naming
+/// (so that a wrongly named peer is refused with a TLS alert, inside the handshake).
+fn naming_callback(
+    expected: Option<MarketPartnerId>,
+    slot: NamingSlot,
+) -> impl Fn(bool, &mut X509StoreContextRef) -> bool + Send + Sync + 'static {
+    move |chain_ok, ctx| {
+        if !chain_ok {
+            return false;
+        }
+        if ctx.error_depth() != 0 {
+            return true;
+        }
+        let Some(cert) = ctx.current_cert() else {
+            return false;
+        };
+        match check_sm_pki_naming(cert, expected.as_ref()) {
+            Ok(_) => true,
+            Err(refusal) => {
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(refusal);
+                ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
+                false
+            }
+        }
+    }
+}
+
+/// Runs the handshake on `ssl` and tells why it failed.
+async fn handshake(
+    ssl: Ssl,
+    tcp: TcpStream,
+    server: bool,
+    limit: Duration,
+    slot: &NamingSlot,
+) -> Result<SslStream<TcpStream>, TlsError> {
+    let mut stream = SslStream::new(ssl, tcp).map_err(TlsError::Setup)?;
+    let run = async {
+        if server {
+            Pin::new(&mut stream).accept().await
+        } else {
+            Pin::new(&mut stream).connect().await
+        }
+    };
+    let outcome = match tokio::time::timeout(limit, run).await {
+        Ok(outcome) => outcome,
+        Err(_) => return Err(TlsError::HandshakeTimeout { after: limit }),
+    };
+    let Err(error) = outcome else {
+        return Ok(stream);
+    };
+    if let Some(refusal) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        return Err(TlsError::Naming(refusal));
+    }
+    let verified = stream.ssl().verify_result();
+    if verified != X509VerifyResult::OK {
+        return Err(TlsError::Untrusted {
+            reason: verified.error_string().to_string(),
+        });
+    }
+    let reason = ssl_reason(&error);
+    if server && reason.contains("did not return a certificate") {
+        return Err(TlsError::NoCertificate);
+    }
+    Err(TlsError::Handshake {
+        lost_connection: error.ssl_error().is_none(),
+        reason,
+        source: error,
+    })
+}
+
+/// OpenSSL's reasons, or the I/O error.
+fn ssl_reason(error: &openssl::ssl::Error) -> String {
+    if let Some(stack) = error.ssl_error() {
+        let reasons: Vec<&str> = stack.errors().iter().filter_map(|e| e.reason()).collect();
+        if !reasons.is_empty() {
+            return reasons.join("; ");
+        }
+    }
+    if let Some(io) = error.io_error() {
+        return io.to_string();
+    }
+    match error.code() {
+        openssl::ssl::ErrorCode::SYSCALL => "connection closed during the handshake".to_string(),
+        _ => error.to_string(),
+    }
+}
+
+/// After the handshake: the peer's identity (naming again, now returning it) and its CRL status.
+async fn verify_peer(
+    ssl: &SslRef,
+    expected: Option<&MarketPartnerId>,
+    crl: &CrlCache,
+) -> Result<PeerIdentity, TlsError> {
+    let cert = ssl.peer_certificate().ok_or(TlsError::NoCertificate)?;
+    let identity = check_sm_pki_naming(&cert, expected).map_err(TlsError::Naming)?;
+    match crl.status(&cert).await {
+        RevocationStatus::Good => Ok(identity),
+        RevocationStatus::Revoked { serial, revoked_at } => {
+            Err(TlsError::Revoked { serial, revoked_at })
+        }
+        RevocationStatus::Unavailable(why) => Err(TlsError::RevocationUnknown(why)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+/// An HTTPS exchange that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpsError {
+    /// The request cannot be sent (scheme, method, URL): a caller or configuration error.
+    #[error("cannot send {method} {url}: {problem}")]
+    Request {
+        /// The method.
+        method: Method,
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// TCP connect failed (refused, unreachable, name not resolved).
+    #[error("connecting to {authority} failed: {source}")]
+    Connect {
+        /// `host:port`.
+        authority: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TCP connect did not finish in time.
+    #[error("connecting to {authority} timed out after {after:?}")]
+    ConnectTimeout {
+        /// `host:port`.
+        authority: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// TLS failed or the server was refused.
+    #[error("TLS with {authority}: {source}")]
+    Tls {
+        /// `host:port`.
+        authority: String,
+        /// What failed.
+        #[source]
+        source: TlsError,
+    },
+    /// No complete response in time (the request may have arrived).
+    #[error("no complete response from {authority} within {after:?}")]
+    ResponseTimeout {
+        /// `host:port`.
+        authority: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The HTTP exchange failed after the connection was made (the request may have arrived).
+    #[error("HTTP exchange with {authority} failed: {source}")]
+    Http {
+        /// `host:port`.
+        authority: String,
+        /// hyper's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The response body is larger than allowed.
+    #[error("the response from {authority} is larger than {max} bytes")]
+    ResponseTooLarge {
+        /// `host:port`.
+        authority: String,
+        /// The cap.
+        max: usize,
+    },
+}
+
+/// What kind of failure an [`HttpsError`] is, for the retry logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The request itself is wrong: do not retry.
+    Request,
+    /// The network: retry later.
+    Connection,
+    /// TLS or the peer's certificate (or ours, refused by the peer): park the message until
+    /// certificates or settings are fixed.
+    Certificate,
+    /// The peer's CRL could not be had: retry later (fail closed meanwhile).
+    Revocation,
+    /// The connection broke or timed out after the request was sent: it may have been
+    /// received; retry (AS4 receivers detect duplicates).
+    Exchange,
+}
+
+impl HttpsError {
+    /// The kind of failure.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            HttpsError::Request { .. } => FailureKind::Request,
+            HttpsError::Connect { .. } | HttpsError::ConnectTimeout { .. } => {
+                FailureKind::Connection
+            }
+            HttpsError::Tls { source, .. } => match source {
+                TlsError::RevocationUnknown(_) => FailureKind::Revocation,
+                e if e.is_certificate_error() => FailureKind::Certificate,
+                _ => FailureKind::Connection,
+            },
+            HttpsError::ResponseTimeout { .. }
+            | HttpsError::Http { .. }
+            | HttpsError::ResponseTooLarge { .. } => FailureKind::Exchange,
+        }
+    }
+
+    /// Whether trying again later may succeed without anyone changing certificates or
+    /// configuration.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind(),
+            FailureKind::Connection | FailureKind::Revocation | FailureKind::Exchange
+        )
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    https: bool,
+    /// The host as in the URL (IPv6 in brackets).
+    host: String,
+    port: u16,
+}
+
+impl Target {
+    fn of(uri: &Uri) -> Result<Target, &'static str> {
+        let https = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") => true,
+            Some(s) if s.eq_ignore_ascii_case("http") => false,
+            _ => return Err("only https:// (and http:// for GET) URLs are supported"),
+        };
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or("the URL has no host")?
+            .to_ascii_lowercase();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        Ok(Target { https, host, port })
+    }
+
+    /// `host:port`, the key of the expected-partner map.
+    fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The host without IPv6 brackets, for connecting and SNI.
+    fn bare_host(&self) -> &str {
+        self.host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&self.host)
+    }
+}
+
+/// The HTTPS client for asx: mutual TLS with our SM-PKI TLS certificate; the server must chain
+/// to our anchors, be named as the market partner we expect at that endpoint and not be
+/// revoked. Plain `http://` only for `GET` (the CRL downloads asx makes for signature
+/// certificates; CRLs are signed).
+pub struct HttpsClient {
+    connector: SslConnector,
+    crl: Arc<CrlCache>,
+    expected: HashMap<String, MarketPartnerId>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl fmt::Debug for HttpsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpsClient")
+            .field("expected", &self.expected)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpsClient {
+    /// A client with `settings`, checking server certificates' revocation with `crl`.
+    /// `expected_partners` maps an endpoint authority (`host:port`, port written out) to the
+    /// market partner whose certificate must be there; an endpoint not in the map still needs
+    /// an SM-PKI named certificate, of any partner.
+    pub fn new(
+        settings: &TlsSettings,
+        crl: Arc<CrlCache>,
+        expected_partners: HashMap<String, MarketPartnerId>,
+    ) -> Result<HttpsClient, TlsConfigError> {
+        Ok(HttpsClient {
+            connector: settings.connector()?,
+            crl,
+            expected: expected_partners
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        })
+    }
+
+    /// Other timeouts than [`DEFAULT_CONNECT_TIMEOUT`] (TCP connect, and again the TLS
+    /// handshake) and [`DEFAULT_RESPONSE_TIMEOUT`].
+    pub fn with_timeouts(mut self, connect: Duration, response: Duration) -> HttpsClient {
+        self.connect_timeout = connect;
+        self.response_timeout = response;
+        self
+    }
+
+    /// Another response body cap than [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub fn with_max_response_bytes(mut self, max: usize) -> HttpsClient {
+        self.max_response_bytes = max;
+        self
+    }
+
+    /// One exchange on a new connection.
+    pub async fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpsError> {
+        let refuse = |problem| HttpsError::Request {
+            method: request.method().clone(),
+            url: request.uri().to_string(),
+            problem,
+        };
+        let target = Target::of(request.uri()).map_err(refuse)?;
+        if !target.https {
+            if request.method() != Method::GET {
+                return Err(refuse(
+                    "plain http:// is only allowed for GET (CRL downloads)",
+                ));
+            }
+            let limits = Limits {
+                connect: self.connect_timeout,
+                response: self.response_timeout,
+                max_bytes: self.max_response_bytes,
+            };
+            return plain_exchange(&target, request, &limits).await;
+        }
+        let authority = target.authority();
+        let tls = |source| HttpsError::Tls {
+            authority: authority.clone(),
+            source,
+        };
+        let expected = self.expected.get(&authority);
+        let tcp = connect(&target, self.connect_timeout).await?;
+        let slot = NamingSlot::default();
+        let ssl = {
+            let mut config = self
+                .connector
+                .configure()
+                .map_err(|e| tls(TlsError::Setup(e)))?;
+            let ip = target.bare_host().parse::<IpAddr>().is_ok();
+            config.set_verify_hostname(false);
+            config.set_use_server_name_indication(!ip);
+            config.set_verify_callback(
+                SslVerifyMode::PEER,
+                naming_callback(expected.cloned(), slot.clone()),
+            );
+            config
+                .into_ssl(target.bare_host())
+                .map_err(|e| tls(TlsError::Setup(e)))?
+        };
+        let stream = handshake(ssl, tcp, false, self.connect_timeout, &slot)
+            .await
+            .map_err(tls)?;
+        let peer = verify_peer(stream.ssl(), expected, &self.crl)
+            .await
+            .map_err(tls)?;
+        tracing::debug!(%authority, partner = %peer.market_partner_id, "TLS server verified");
+        send_on(
+            stream,
+            request,
+            &authority,
+            self.response_timeout,
+            self.max_response_bytes,
+        )
+        .await
+    }
+}
+
+impl asx::HttpClient for HttpsClient {
+    fn send(
+        &self,
+        request: Request<Bytes>,
+    ) -> asx::BoxFuture<'_, Result<Response<Bytes>, Box<dyn std::error::Error + Send + Sync>>> {
+        Box::pin(async move { self.exchange(request).await.map_err(Into::into) })
+    }
+}
+
+/// Timeouts and cap of one plain exchange.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    connect: Duration,
+    response: Duration,
+    max_bytes: usize,
+}
+
+async fn connect(target: &Target, limit: Duration) -> Result<TcpStream, HttpsError> {
+    let authority = target.authority();
+    match tokio::time::timeout(limit, TcpStream::connect((target.bare_host(), target.port))).await {
+        Ok(Ok(tcp)) => {
+            // Nagle would delay the last segment of each request.
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp)
+        }
+        Ok(Err(source)) => Err(HttpsError::Connect { authority, source }),
+        Err(_) => Err(HttpsError::ConnectTimeout {
+            authority,
+            after: limit,
+        }),
+    }
+}
+
+async fn plain_exchange(
+    target: &Target,
+    request: Request<Bytes>,
+    limits: &Limits,
+) -> Result<Response<Bytes>, HttpsError> {
+    let tcp = connect(target, limits.connect).await?;
+    send_on(
+        tcp,
+        request,
+        &target.authority(),
+        limits.response,
+        limits.max_bytes,
+    )
+    .await
+}
+
+/// Aborts the connection task when the exchange ends or is dropped (a timeout).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends `request` over `io` with HTTP/1.1 and reads the whole response.
+async fn send_on<IO>(
+    io: IO,
+    request: Request<Bytes>,
+    authority: &str,
+    limit: Duration,
+    max_bytes: usize,
+) -> Result<Response<Bytes>, HttpsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let http = |source: BoxError| HttpsError::Http {
+        authority: authority.to_string(),
+        source,
+    };
+    let (parts, body) = request.into_parts();
+    let mut request = Request::from_parts(parts, Full::new(body));
+    if !request.headers().contains_key(HOST) {
+        if let Some(host) = request.uri().authority() {
+            if let Ok(value) = HeaderValue::from_str(host.as_str()) {
+                request.headers_mut().insert(HOST, value);
+            }
+        }
+    }
+    // HTTP/1.1 origin form: the path, not the whole URL.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".to_string());
+    *request.uri_mut() = path
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| http(e.into()))?;
+    let exchange = async {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| http(e.into()))?;
+        let _connection = AbortOnDrop(tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "HTTP client connection ended with an error");
+            }
+        }));
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| http(e.into()))?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, max_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    HttpsError::ResponseTooLarge {
+                        authority: authority.to_string(),
+                        max: max_bytes,
+                    }
+                } else {
+                    http(e)
+                }
+            })?
+            .to_bytes();
+        Ok(Response::from_parts(parts, body))
+    };
+    match tokio::time::timeout(limit, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(HttpsError::ResponseTimeout {
+            authority: authority.to_string(),
+            after: limit,
+        }),
+    }
+}
+
+/// Downloads CRLs over plain HTTP for a [`CrlCache`] (SM-PKI distribution points are
+/// `http://`; the CRL is signed, so TLS adds nothing).
+#[derive(Debug, Clone)]
+pub struct PlainHttpFetcher {
+    limits: Limits,
+}
+
+impl Default for PlainHttpFetcher {
+    /// 5 s to connect, 10 s for the CRL, at most [`MAX_CRL_BYTES`]: a CRL download holds up
+    /// the connection that needs it.
+    fn default() -> PlainHttpFetcher {
+        PlainHttpFetcher {
+            limits: Limits {
+                connect: DEFAULT_CONNECT_TIMEOUT,
+                response: Duration::from_secs(10),
+                max_bytes: MAX_CRL_BYTES,
+            },
+        }
+    }
+}
+
+impl CrlFetcher for PlainHttpFetcher {
+    fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, BoxError>> {
+        Box::pin(async move {
+            let uri: Uri = url.parse()?;
+            let target = Target::of(&uri)?;
+            if target.https {
+                return Err("CRL distribution points are fetched over http:// only".into());
+            }
+            let request = Request::get(uri).body(Bytes::new())?;
+            let response = plain_exchange(&target, request, &self.limits).await?;
+            if !response.status().is_success() {
+                return Err(format!("GET {url} answered {}", response.status()).into());
+            }
+            Ok(response.into_body())
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+/// The server side: the OpenSSL acceptor from [`TlsSettings::acceptor`] and the limits of
+/// [`serve_https`].
+pub struct HttpsAcceptor {
+    acceptor: SslAcceptor,
+    handshake_timeout: Duration,
+    header_read_timeout: Duration,
+    shutdown_grace: Duration,
+}
+
+impl fmt::Debug for HttpsAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpsAcceptor")
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpsAcceptor {
+    /// Other limits than [`DEFAULT_HANDSHAKE_TIMEOUT`], [`DEFAULT_HEADER_READ_TIMEOUT`] and
+    /// [`DEFAULT_SHUTDOWN_GRACE`].
+    pub fn with_timeouts(
+        mut self,
+        handshake: Duration,
+        header_read: Duration,
+        shutdown_grace: Duration,
+    ) -> HttpsAcceptor {
+        self.handshake_timeout = handshake;
+        self.header_read_timeout = header_read;
+        self.shutdown_grace = shutdown_grace;
+        self
+    }
+}
+
+/// The TLS handshake of one accepted connection and the checks of its client certificate
+/// (chained to our anchors, SM-PKI naming of any partner, not revoked). [`serve_https`] runs
+/// this for every connection; it is public so that the refusals can be tested one by one.
+pub async fn accept_peer(
+    acceptor: &HttpsAcceptor,
+    crl: &CrlCache,
+    tcp: TcpStream,
+) -> Result<(SslStream<TcpStream>, PeerIdentity), TlsError> {
+    let slot = NamingSlot::default();
+    let mut ssl = Ssl::new(acceptor.acceptor.context()).map_err(TlsError::Setup)?;
+    ssl.set_verify_callback(
+        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+        naming_callback(None, slot.clone()),
+    );
+    let stream = handshake(ssl, tcp, true, acceptor.handshake_timeout, &slot).await?;
+    let identity = verify_peer(stream.ssl(), None, crl).await?;
+    Ok((stream, identity))
+}
+
+/// Serves HTTPS on `listener` until `shutdown` completes, then stops accepting and gives
+/// running connections [`HttpsAcceptor::with_timeouts`]' grace to finish.
+///
+/// Every connection gets its own task: the handshake (bounded by the handshake timeout), the
+/// client certificate checks of [`accept_peer`], then HTTP/1.1 with the service that
+/// `make_service` makes for that peer. The peer's identity is also put in each request's
+/// extensions. A refused peer's connection is closed and the reason logged with its address.
+///
+/// `asx::Inbound` fits as `S`:
+/// `serve_https(listener, acceptor, crl, move |peer| as4.inbound(dedup.clone(), handler_for(peer)), shutdown)`.
+pub async fn serve_https<S, F, B>(
+    listener: TcpListener,
+    acceptor: Arc<HttpsAcceptor>,
+    crl: Arc<CrlCache>,
+    make_service: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(PeerIdentity) -> S + Send + Sync + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let make_service = Arc::new(make_service);
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    connections.spawn(serve_connection(
+                        tcp,
+                        peer,
+                        acceptor.clone(),
+                        crl.clone(),
+                        make_service.clone(),
+                        stopped.clone(),
+                    ));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    stop.send_replace(true);
+    let drained = tokio::time::timeout(acceptor.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the shutdown grace; closing them"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// Completes when shutdown begins (or the server is gone).
+async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here.
+    let _ = stopped.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+async fn serve_connection<S, F, B>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: Arc<HttpsAcceptor>,
+    crl: Arc<CrlCache>,
+    make_service: Arc<F>,
+    mut stopped: watch::Receiver<bool>,
+) where
+    F: Fn(PeerIdentity) -> S + Send + Sync + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let _ = tcp.set_nodelay(true);
+    let accepted = tokio::select! {
+        accepted = accept_peer(&acceptor, &crl, tcp) => accepted,
+        () = stop_requested(&mut stopped) => return,
+    };
+    let (stream, identity) = match accepted {
+        Ok(accepted) => accepted,
+        Err(error) => {
+            tracing::warn!(%peer, %error, "TLS peer refused");
+            return;
+        }
+    };
+    tracing::info!(
+        %peer,
+        partner = %identity.market_partner_id,
+        subject = %identity.subject,
+        "TLS peer accepted"
+    );
+    let service = Arc::new(Mutex::new(make_service(identity.clone())));
+    let adapter = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(identity.clone());
+        let service = service.clone();
+        async move {
+            // HTTP/1.1 serves one request at a time, so the lock is never contended; it is
+            // never held across an await.
+            poll_fn(|cx| {
+                service
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .poll_ready(cx)
+            })
+            .await?;
+            let response = service
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .call(request);
+            response.await
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(acceptor.header_read_timeout)
+        .serve_connection(TokioIo::new(stream), adapter);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop_requested(&mut stopped) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "HTTP connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> Result<Target, &'static str> {
+        Target::of(&url.parse().unwrap())
+    }
+
+    #[test]
+    fn targets_default_their_port_and_lowercase_the_host() {
+        let t = target("https://AS4.Example.de/as4").unwrap();
+        assert_eq!(t.authority(), "as4.example.de:443");
+        assert!(t.https);
+        assert_eq!(
+            target("http://crl.test/ca.crl").unwrap().authority(),
+            "crl.test:80"
+        );
+        let v6 = target("https://[::1]:8443/").unwrap();
+        assert_eq!(v6.authority(), "[::1]:8443");
+        assert_eq!(v6.bare_host(), "::1");
+        assert!(target("ftp://x/").is_err());
+        assert!(target("/relative").is_err());
+    }
+
+    #[test]
+    fn certificate_failures_are_not_retryable_connection_failures_are() {
+        let connect = HttpsError::Connect {
+            authority: "a:1".into(),
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        assert_eq!(connect.kind(), FailureKind::Connection);
+        assert!(connect.is_retryable());
+        let naming = HttpsError::Tls {
+            authority: "a:1".into(),
+            source: TlsError::Untrusted {
+                reason: "unable to get local issuer certificate".into(),
+            },
+        };
+        assert_eq!(naming.kind(), FailureKind::Certificate);
+        assert!(!naming.is_retryable());
+        let timeout = HttpsError::Tls {
+            authority: "a:1".into(),
+            source: TlsError::HandshakeTimeout {
+                after: Duration::from_secs(5),
+            },
+        };
+        assert_eq!(timeout.kind(), FailureKind::Connection);
+        let unknown = HttpsError::Tls {
+            authority: "a:1".into(),
+            source: TlsError::RevocationUnknown(CrlUnavailable::NoDistributionPoint {
+                subject: "CN=x".into(),
+            }),
+        };
+        assert_eq!(unknown.kind(), FailureKind::Revocation);
+        assert!(unknown.is_retryable());
+        let request = HttpsError::Request {
+            method: Method::POST,
+            url: "http://x/".into(),
+            problem: "plain",
+        };
+        assert!(!request.is_retryable());
+    }
+}
