@@ -4,6 +4,7 @@
 //! verification and our checks (`transport::as4`), then the interchange journaled through
 //! [`Gateway::receive`] — only then does the signed receipt go back.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,11 @@ use crate::config::{
 };
 use crate::ids::MarketPartnerId;
 use crate::store::{As4Answer, Inserted, Store, Transport};
+use crate::transport::as4::https::{
+    serve_https, HttpsAcceptor, HttpsClient, PlainHttpFetcher, TlsSettings,
+};
 use crate::transport::as4::persist::{Dedup, EvidenceStore};
+use crate::transport::as4::smpki::{CrlCache, PeerIdentity};
 use crate::transport::as4::{
     certificate, ebms_error_code, is_receipt, key_pair, As4Endpoint, As4Keys, As4Partner,
     As4Settings, HttpClient, InboundSink, ReceivedMessage, Refusal,
@@ -385,4 +390,140 @@ where
         tracing::warn!(request = %request_id, error = %e, "AS4 answer not recorded");
     }
     response
+}
+
+/// The AS4 transport as `serve` runs it: the endpoint (sending and the asx-rs side of
+/// receiving), the HTTPS acceptor and the CRL cache of TLS peers, and `[as4]`.
+#[derive(Debug, Clone)]
+pub struct As4Runtime {
+    /// Sends to and receives from the AS4 partners.
+    pub endpoint: As4Endpoint,
+    /// `[as4]`.
+    pub config: As4Config,
+    acceptor: Arc<HttpsAcceptor>,
+    crl: Arc<CrlCache>,
+}
+
+/// `host:port` (port written out, 443 by default) of an `https://` URL.
+fn authority(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri.host()?;
+    Some(format!("{host}:{}", uri.port_u16().unwrap_or(443)))
+}
+
+impl As4Runtime {
+    /// Reads `[as4]` and the AS4 partners and builds everything; `Ok(None)` without `[as4]`.
+    /// Every error at once, keyed like [`Config::load`]'s.
+    pub fn load(config: &Config, store: &Store) -> Result<Option<As4Runtime>, Vec<ConfigError>> {
+        let Some(material) = load_material(config)? else {
+            return Ok(None);
+        };
+        let as4 = &material.config;
+        let mut anchors_pem = Vec::new();
+        for path in &as4.trust_anchors {
+            anchors_pem.extend(std::fs::read(path).unwrap_or_default());
+            anchors_pem.push(b'\n');
+        }
+        let read = |p: &std::path::Path| std::fs::read(p).unwrap_or_default();
+        let tls = TlsSettings::from_pem(&read(&as4.tls_key), &read(&as4.tls_cert), &anchors_pem)
+            .map_err(|e| {
+                vec![invalid(
+                    "as4.tls_key",
+                    Some(format!("{:?}", as4.tls_key.display().to_string())),
+                    e.to_string(),
+                )]
+            })?;
+        let crl = Arc::new(CrlCache::new(
+            tls.anchors().to_vec(),
+            Arc::new(PlainHttpFetcher::default()),
+            Arc::new(Utc::now),
+        ));
+        let expected: HashMap<String, MarketPartnerId> = material
+            .partners
+            .iter()
+            .filter_map(|p| Some((authority(&p.url)?, p.id.clone())))
+            .collect();
+        let client = HttpsClient::new(&tls, crl.clone(), expected)
+            .map_err(|e| vec![invalid("as4.tls_cert", None, e.to_string())])?
+            .with_timeouts(as4.connect_timeout, as4.response_timeout);
+        let acceptor = tls
+            .acceptor()
+            .map_err(|e| vec![invalid("as4.tls_cert", None, e.to_string())])?;
+        let endpoint = endpoint(config, &material, client, store).map_err(|e| vec![e])?;
+        Ok(Some(As4Runtime {
+            endpoint,
+            config: as4.clone(),
+            acceptor: Arc::new(acceptor),
+            crl,
+        }))
+    }
+
+    /// Serves the AS4 receiver on `listener` until `shutdown` completes: mutual TLS (the
+    /// client certificate chained to the SM-PKI anchors, named as the SM-PKI names market
+    /// partners, not revoked), then [`handle_request`] for every request on `[as4] path`.
+    pub async fn serve(
+        self,
+        gateway: Arc<Gateway>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let runtime = Arc::new(self);
+        let acceptor = runtime.acceptor.clone();
+        let crl = runtime.crl.clone();
+        serve_https(
+            listener,
+            acceptor,
+            crl,
+            move |peer: PeerIdentity| As4Service {
+                runtime: runtime.clone(),
+                gateway: gateway.clone(),
+                peer,
+            },
+            shutdown,
+        )
+        .await;
+    }
+}
+
+/// The HTTP service of one TLS connection.
+struct As4Service {
+    runtime: Arc<As4Runtime>,
+    gateway: Arc<Gateway>,
+    peer: PeerIdentity,
+}
+
+impl tower_service::Service<http::Request<hyper::body::Incoming>> for As4Service {
+    type Response = http::Response<Full<Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let runtime = self.runtime.clone();
+        let gateway = self.gateway.clone();
+        let peer = self.peer.clone();
+        Box::pin(async move {
+            if request.uri().path() != runtime.config.path {
+                return Ok(plain(http::StatusCode::NOT_FOUND, "no AS4 endpoint here\n"));
+            }
+            let label = format!("{} ({})", peer.market_partner_id, peer.subject);
+            Ok(handle_request(
+                gateway,
+                runtime.endpoint.clone(),
+                runtime.config.max_message_bytes,
+                Some(peer.market_partner_id.clone()),
+                label,
+                request,
+            )
+            .await)
+        })
+    }
 }

@@ -64,9 +64,21 @@ pub async fn serve(
             tracing::warn!("{warning}");
         }
     }
+    let as4 = super::as4::As4Runtime::load(&config, &store).map_err(|errors| {
+        DaemonError::Config(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
     let mut gateway = Gateway::new(store.clone(), &config, worker.clone())?;
     if let Some(setup) = &email {
         gateway = gateway.with_email(setup.clone());
+    }
+    if let Some(runtime) = &as4 {
+        gateway = gateway.with_as4(runtime.endpoint.clone());
     }
     let gateway = Arc::new(gateway);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -98,6 +110,58 @@ pub async fn serve(
     }
 
     let mut tasks = Vec::new();
+    // The AS4 receiver: HTTPS with mutual TLS on its own port.
+    if let Some(runtime) = as4.clone() {
+        if let Some(listen) = runtime.config.listen {
+            let listener =
+                tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(|e| DaemonError::Io {
+                        what: "binding the AS4 receiver to",
+                        path: listen.to_string(),
+                        source: e,
+                    })?;
+            let bound = listener.local_addr().map_err(|e| DaemonError::Io {
+                what: "reading the address of",
+                path: listen.to_string(),
+                source: e,
+            })?;
+            tracing::info!(addr = %bound, path = %runtime.config.path, "AS4 receiver listening");
+            let mut stop = stop_rx.clone();
+            let gateway = gateway.clone();
+            tasks.push(tokio::spawn(async move {
+                runtime
+                    .serve(gateway, listener, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+            }));
+        }
+        // Received message ids are forgotten after the retention (≥ 7 days), checked hourly.
+        let store = store.clone();
+        let retention = as4
+            .as_ref()
+            .map(|r| r.config.dedup_retention)
+            .unwrap_or(Duration::from_secs(10 * 86_400));
+        tasks.push(tokio::spawn(run_loop(
+            "as4-dedup-purge",
+            stop_rx.clone(),
+            Duration::from_secs(3600),
+            move || {
+                let store = store.clone();
+                async move {
+                    let before = Utc::now()
+                        - chrono::Duration::from_std(retention)
+                            .unwrap_or(chrono::Duration::days(10));
+                    let purged = store.purge_as4_dedup(before).await?;
+                    if purged > 0 {
+                        tracing::info!(purged, "old AS4 message ids forgotten");
+                    }
+                    Ok(None)
+                }
+            },
+        )));
+    }
     // File-drop pickup: journal first, then move the file away.
     {
         let gateway = gateway.clone();

@@ -186,8 +186,20 @@ impl SendFailure {
             asx::ErrorKind::Backend => "backend",
             _ => "other",
         };
+        // asx-rs reports a failure of our HTTPS client as indeterminate (retryable); a
+        // certificate problem of the partner's server is not cured by waiting: our error in
+        // the source chain decides.
+        let mut retryable = e.is_retryable();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(https) = s.downcast_ref::<https::HttpsError>() {
+                retryable = https.is_retryable();
+                break;
+            }
+            source = s.source();
+        }
         SendFailure {
-            retryable: e.is_retryable(),
+            retryable,
             kind,
             ebms_code: e.ebms_code().map(str::to_string),
             message: e.to_string(),
