@@ -222,9 +222,20 @@ pub fn endpoint<H: HttpClient>(
 struct GatewaySink {
     gateway: Arc<Gateway>,
     request_id: String,
+    refusal: std::sync::Mutex<Option<String>>,
 }
 
 impl InboundSink for GatewaySink {
+    fn refused(&self, refusal: &Refusal) {
+        let reason = match refusal {
+            Refusal::Retry(r) | Refusal::Permanent(r) => r.clone(),
+        };
+        *self
+            .refusal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+    }
+
     fn deliver(
         &self,
         message: ReceivedMessage,
@@ -342,11 +353,12 @@ where
     let sink = Arc::new(GatewaySink {
         gateway: gateway.clone(),
         request_id: request_id.clone(),
+        refusal: std::sync::Mutex::new(None),
     });
     let service = endpoint.inbound(
         Dedup::new(store.clone(), DEDUP_LEASE),
         peer.map(|p| p.as_str().to_string()),
-        sink,
+        sink.clone(),
     );
     let request = http::Request::from_parts(parts, Full::new(raw));
     let response = service.call(request).await;
@@ -377,7 +389,13 @@ where
             outcome: "refused",
             http_status: status.as_u16(),
             ebms_code: ebms_error_code(&body),
-            reason: crate::transport::as4::ebms_error_description(&body),
+            // Our own reason where we refused; asx-rs's description otherwise.
+            reason: sink
+                .refusal
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .or_else(|| crate::transport::as4::ebms_error_description(&body)),
         }
     };
     if answer.outcome == "refused" {

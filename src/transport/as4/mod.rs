@@ -232,6 +232,10 @@ pub trait InboundSink: Send + Sync + 'static {
         &self,
         message: ReceivedMessage,
     ) -> Pin<Box<dyn Future<Output = Result<(), Refusal>> + Send + '_>>;
+
+    /// Told why a verified message was refused by our checks (the ebMS error the sender gets
+    /// carries only the code).
+    fn refused(&self, _refusal: &Refusal) {}
 }
 
 /// Why a verified message is not taken.
@@ -458,10 +462,14 @@ impl As4Endpoint {
                     Ok(r) => r,
                     Err(refusal) => {
                         tracing::warn!(message = %msg.message_id(), from = %msg.from(), ?refusal, "AS4 message refused");
+                        sink.refused(&refusal);
                         return Err(reject(refusal));
                     }
                 };
-                sink.deliver(received).await.map_err(reject)
+                sink.deliver(received).await.map_err(|refusal| {
+                    sink.refused(&refusal);
+                    reject(refusal)
+                })
             }
         }))
     }

@@ -1,0 +1,634 @@
+//! The AS4 transport end to end, real parts only: gateways run by `serve()` in-process, ours
+//! (supplier 9900000000003) and the grid operator's (9900000000011), each with its own SQLite
+//! file and its own SM-PKI identity (brainpoolP256r1 key pairs for signing, encryption and
+//! TLS, `CN=….EMT.MAK`, `OU=<market partner ID>`) from a test PKI made with the openssl CLI,
+//! whose CRL is served over HTTP on loopback; HTTPS with mutual TLS between them.
+//!
+//! - An order goes in through the API, out as an ORDERS over AS4 (signed, encrypted, signed
+//!   receipt verified); the grid operator's gateway journals it and its acknowledgement comes
+//!   back over AS4; the grid operator's ORDRSP (sent as the grid operator over AS4) rejects
+//!   the order: status changed.
+//! - What went over the wire is checked by an independent implementation
+//!   (`tests/as4_oracle/oracle.py`: PyPI xmlsec/lxml and Python `cryptography`), request and
+//!   receipt.
+//! - Bad messages are refused with the matching ebMS error and never journaled as business
+//!   data: tampered signature, a signer that is not the registered one, a sender that is no
+//!   partner, TLS peer ≠ ebMS sender, no encryption, an oversized payload, gzip bombs; a
+//!   duplicate message id is receipted again and journaled once.
+
+#[path = "common/gateway.rs"]
+mod gateway;
+#[path = "common/pki.rs"]
+mod pki;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use gateway::{replaced, sample, Daemon, TOKEN};
+use mako_gateway::config::Config;
+use mako_gateway::store::Store;
+use mako_gateway::transport::as4::https::{HttpsClient, PlainHttpFetcher, TlsSettings};
+use mako_gateway::transport::as4::smpki::CrlCache;
+use mako_gateway::transport::as4::{
+    certificate, key_pair, As4Endpoint, As4Partner, As4Settings, SendFailure,
+};
+use pki::{Party, Pki, SmPkiRole};
+use sqlx::Row;
+
+const OWN: &str = "9900000000003";
+const VNB: &str = "9900000000011";
+const MSB: &str = "9900000000029";
+const MALO: &str = "51238696781";
+
+/// One market partner's SM-PKI identity.
+struct Side {
+    id: &'static str,
+    sig: Party,
+    enc: Party,
+    tls: Party,
+}
+
+fn side(pki: &Pki, name: &str, id: &'static str) -> Side {
+    Side {
+        id,
+        sig: pki.issue_sm_pki(name, id, SmPkiRole::Signing),
+        enc: pki.issue_sm_pki(name, id, SmPkiRole::Encryption),
+        tls: pki.issue_sm_pki(name, id, SmPkiRole::Tls),
+    }
+}
+
+/// A tiny HTTP server for the CRL distribution point.
+fn serve_crl(crl: Arc<Mutex<Vec<u8>>>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/ca.crl", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let body = crl.lock().unwrap().clone();
+            let _ = stream
+                .write_all(
+                    format!(
+                        "HTTP/1.0 200 OK\r\nContent-Type: application/pkix-crl\r\n\
+                         Content-Length: {}\r\n\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .and_then(|()| stream.write_all(&body));
+        }
+    });
+    base
+}
+
+/// The test PKI, with an empty CRL published.
+struct World {
+    pki: Pki,
+    ours: Side,
+    vnb: Side,
+}
+
+fn world() -> World {
+    let crl = Arc::new(Mutex::new(Vec::new()));
+    let url = serve_crl(crl.clone());
+    let mut pki = Pki::new();
+    pki.set_crl_url(&url);
+    let ours = side(&pki, "supplier", OWN);
+    let vnb = side(&pki, "grid", VNB);
+    *crl.lock().unwrap() = std::fs::read(pki.crl(&[])).unwrap();
+    World { pki, ours, vnb }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn p(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
+}
+
+/// A gateway configuration: fast loops, AS4 on `port`, `peers` as AS4 partners.
+fn config(
+    dir: &Path,
+    me: &Side,
+    port: u16,
+    ca: &Path,
+    peers: &[(&Side, u16)],
+    extra: &str,
+) -> Config {
+    let mut text = format!(
+        r#"
+own_id = "{own}"
+data_dir = {data_dir:?}
+[api]
+addr = "127.0.0.1:0"
+token = "{TOKEN}"
+[workers]
+lease = "5s"
+[shutdown]
+grace_seconds = 2
+[poll]
+file_drop = "50ms"
+inbound = "50ms"
+outbound = "50ms"
+webhooks = "1s"
+[retry]
+base = "200ms"
+max = "1s"
+max_attempts = 3
+[as4]
+listen = "127.0.0.1:{port}"
+signing_key = {sk}
+signing_cert = {sc}
+encryption_key = {ek}
+encryption_cert = {ec}
+tls_key = {tk}
+tls_cert = {tc}
+trust_anchors = [{ca}]
+{extra}
+"#,
+        own = me.id,
+        data_dir = dir.display().to_string(),
+        sk = p(&me.sig.key),
+        sc = p(&me.sig.cert),
+        ek = p(&me.enc.key),
+        ec = p(&me.enc.cert),
+        tk = p(&me.tls.key),
+        tc = p(&me.tls.cert),
+        ca = p(ca),
+    );
+    for (peer, peer_port) in peers {
+        text.push_str(&format!(
+            "[[partners]]\nid = \"{id}\"\ntransport = \"as4\"\n\
+             as4_url = \"https://127.0.0.1:{peer_port}/as4\"\n\
+             signing_cert = {s}\nencryption_cert = {e}\n",
+            id = peer.id,
+            s = p(&peer.sig.cert),
+            e = p(&peer.enc.cert),
+        ));
+    }
+    Config::load(Some(&text), &|_| None).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
+}
+
+/// What a test-side sender put on the wire and got back.
+#[derive(Debug, Default, Clone)]
+struct Exchange {
+    request_content_type: String,
+    request: Vec<u8>,
+    response_status: u16,
+    response: Vec<u8>,
+}
+
+/// An `asx::HttpClient` around ours that may rewrite the request body first and records the
+/// exchange.
+#[derive(Debug)]
+struct Wire {
+    inner: HttpsClient,
+    rewrite: fn(Vec<u8>) -> Vec<u8>,
+    seen: Arc<Mutex<Vec<Exchange>>>,
+}
+
+impl asx::HttpClient for Wire {
+    fn send(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> asx::BoxFuture<'_, Result<http::Response<Bytes>, Box<dyn std::error::Error + Send + Sync>>>
+    {
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let body = if parts.method == http::Method::POST {
+                Bytes::from((self.rewrite)(body.to_vec()))
+            } else {
+                body
+            };
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            let content_type = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let post = parts.method == http::Method::POST;
+            let response =
+                asx::HttpClient::send(&self.inner, http::Request::from_parts(parts, body.clone()))
+                    .await?;
+            if post {
+                self.seen.lock().unwrap().push(Exchange {
+                    request_content_type: content_type,
+                    request: body.to_vec(),
+                    response_status: response.status().as_u16(),
+                    response: response.body().to_vec(),
+                });
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn unchanged(body: Vec<u8>) -> Vec<u8> {
+    body
+}
+
+/// A sender outside the gateways, with any identity: the grid operator answering, or someone
+/// misbehaving.
+struct Sender {
+    endpoint: As4Endpoint,
+    seen: Arc<Mutex<Vec<Exchange>>>,
+}
+
+fn sender(
+    w: &World,
+    claimed_id: &str,
+    sig: &Party,
+    enc: &Party,
+    tls: &Party,
+    to: &Side,
+    port: u16,
+    rewrite: fn(Vec<u8>) -> Vec<u8>,
+) -> Sender {
+    let tls_settings = TlsSettings::from_pem_files(&tls.key, &tls.cert, &w.pki.ca()).unwrap();
+    let anchors = tls_settings.anchors().to_vec();
+    let crl = Arc::new(CrlCache::new(
+        anchors,
+        Arc::new(PlainHttpFetcher::default()),
+        Arc::new(chrono::Utc::now),
+    ));
+    let expected = HashMap::from([(format!("127.0.0.1:{port}"), to.id.parse().unwrap())]);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let http = Wire {
+        inner: HttpsClient::new(&tls_settings, crl, expected).unwrap(),
+        rewrite,
+        seen: seen.clone(),
+    };
+    let endpoint = As4Endpoint::build(As4Settings {
+        own_id: claimed_id.parse().unwrap(),
+        signing: key_pair(&sig.cert, &sig.key).unwrap(),
+        encryption: key_pair(&enc.cert, &enc.key).unwrap(),
+        anchors: vec![certificate(&w.pki.ca()).unwrap()],
+        crl_signer: None,
+        partners: vec![As4Partner {
+            id: to.id.parse().unwrap(),
+            url: format!("https://127.0.0.1:{port}/as4"),
+            signing_cert: certificate(&to.sig.cert).unwrap(),
+            encryption_cert: certificate(&to.enc.cert).unwrap(),
+        }],
+        http,
+        audit: asx::testkit::audit::MemoryAuditSink::new(),
+        max_message_bytes: 256 * 1024 * 1024,
+        max_payload_bytes: 256 * 1024 * 1024,
+    })
+    .unwrap();
+    Sender { endpoint, seen }
+}
+
+impl Sender {
+    async fn send(&self, to: &str, payload: Vec<u8>, message_id: &str) -> Result<(), SendFailure> {
+        self.endpoint
+            .send(to, payload, "ORDRSP.txt", message_id, SystemTime::now())
+            .await
+            .map(|_| ())
+    }
+}
+
+/// An ORDRSP from the grid operator with its own interchange reference.
+fn interchange(reference: &str) -> Vec<u8> {
+    format!(
+        "UNA:+.? 'UNB+UNOC:3+{VNB}:500+{OWN}:500+260512:0930+{reference}'\
+         UNH+1+ORDRSP:D:10A:UN:1.4b'BGM+Z91+X'UNT+2+1'UNZ+1+{reference}'"
+    )
+    .into_bytes()
+}
+
+async fn journal_count(store: &Store, direction: &str) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM journal WHERE direction = $1")
+        .bind(direction)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The reason recorded for the last received AS4 request.
+async fn last_reason(store: &Store) -> String {
+    sqlx::query("SELECT reason FROM as4_inbox ORDER BY id DESC LIMIT 1")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get::<Option<String>, _>(0)
+        .unwrap_or_default()
+}
+
+/// `(outcome, ebms_code, reason)` of the received AS4 requests, oldest first.
+async fn requests(store: &Store) -> Vec<(String, Option<String>, Option<String>)> {
+    sqlx::query("SELECT outcome, ebms_code, reason FROM as4_inbox ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_goes_out_over_as4_and_the_answer_comes_back_over_as4() {
+    let w = world();
+    let (our_port, vnb_port) = (free_port(), free_port());
+    let ours_dir = tempfile::tempdir().unwrap();
+    let theirs_dir = tempfile::tempdir().unwrap();
+    let ca = w.pki.ca();
+    let ours = Daemon::start(config(
+        ours_dir.path(),
+        &w.ours,
+        our_port,
+        &ca,
+        &[(&w.vnb, vnb_port)],
+        "",
+    ))
+    .await;
+    let theirs = Daemon::start(config(
+        theirs_dir.path(),
+        &w.vnb,
+        vnb_port,
+        &ca,
+        &[(&w.ours, our_port)],
+        "",
+    ))
+    .await;
+
+    // 1. Order in through the API, out as ORDERS over AS4, receipted.
+    let id = ours.order("sub-as4", MALO, VNB).await;
+    let path = format!("/grid-fee-reductions/{id}");
+    let ordered = ours.wait_for_status(&path, "ordered").await;
+    let doc = ordered["order_document"].as_str().unwrap().to_string();
+    let (transport, orders): (String, Vec<u8>) =
+        sqlx::query("SELECT transport, raw FROM journal WHERE direction = 'out' AND partner = $1")
+            .bind(VNB)
+            .fetch_one(ours.store.pool())
+            .await
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+    assert_eq!(transport, "as4");
+    let delivered: (String, Option<i64>, Option<String>) =
+        sqlx::query("SELECT message_id, delivered_at, receipt_record_id FROM as4_outbound")
+            .fetch_one(ours.store.pool())
+            .await
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .unwrap();
+    assert!(
+        delivered.1.is_some(),
+        "the receipt was verified and recorded"
+    );
+    let evidence = ours.store.as4_evidence(&delivered.0).await.unwrap();
+    assert!(
+        !evidence.is_empty(),
+        "the signed receipt is kept as evidence"
+    );
+
+    // 2. The grid operator's gateway journaled the ORDERS as it was sent.
+    let (transport, pids, journaled) = theirs
+        .wait("the ORDERS in the partner's journal", || async {
+            gateway::inbound_from(&theirs.store, OWN)
+                .await
+                .into_iter()
+                .next()
+        })
+        .await;
+    assert_eq!(transport, "as4");
+    assert!(pids.contains("17133"), "{pids}");
+    assert_eq!(journaled, orders);
+    let (outcome, message_id): (String, String) =
+        sqlx::query("SELECT outcome, message_id FROM as4_inbox")
+            .fetch_one(theirs.store.pool())
+            .await
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+    assert_eq!(outcome, "receipted");
+    assert_eq!(message_id, delivered.0);
+
+    // 3. Its acknowledgement of our ORDERS comes back over AS4.
+    let (transport, pids, ack) = ours
+        .wait("the partner's acknowledgement in our journal", || async {
+            gateway::inbound_from(&ours.store, VNB)
+                .await
+                .into_iter()
+                .next()
+        })
+        .await;
+    assert_eq!(transport, "as4");
+    let ack = String::from_utf8_lossy(&ack);
+    assert!(
+        ack.contains("APERAK") || ack.contains("CONTRL"),
+        "{pids} {ack}"
+    );
+
+    // 4. The grid operator's answer, sent as the grid operator over AS4: the order is rejected.
+    let answer = replaced(
+        &replaced(
+            &sample("ordrsp_19133_a99_rejected.edi"),
+            "MG10000000001",
+            &doc,
+        ),
+        "NB0000000001'",
+        "NBAS4000001'",
+    );
+    let answer = replaced(&answer, "NB0000000001'", "NBAS4000001'");
+    let vnb = sender(
+        &w, VNB, &w.vnb.sig, &w.vnb.enc, &w.vnb.tls, &w.ours, our_port, unchanged,
+    );
+    vnb.send(OWN, answer.clone(), "answer-1@9900000000011")
+        .await
+        .unwrap();
+    let rejected = ours.wait_for_status(&path, "rejected").await;
+    assert_eq!(rejected["rejection"]["code"], "A99", "{rejected}");
+
+    // 5. The same message id again: receipted again, journaled once.
+    let before = journal_count(&ours.store, "in").await;
+    vnb.send(OWN, answer, "answer-1@9900000000011")
+        .await
+        .unwrap();
+    assert_eq!(journal_count(&ours.store, "in").await, before);
+    let list = ours
+        .get("/as4/requests?filter[outcome][eq]=receipted")
+        .await;
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["message_id"].as_str())
+        .collect();
+    assert_eq!(
+        ids.iter()
+            .filter(|m| **m == "answer-1@9900000000011")
+            .count(),
+        1,
+        "{list}"
+    );
+
+    ours.stop().await;
+    theirs.stop().await;
+}
+
+/// Sends `payload` from `s` and returns the ebMS code of the refusal (or the HTTP failure).
+async fn refused(s: &Sender, payload: Vec<u8>, id: &str) -> SendFailure {
+    s.send(OWN, payload, id).await.expect_err("refused")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_as4_messages_are_refused_with_the_matching_ebms_error_and_never_journaled() {
+    let w = world();
+    let stranger = w.pki.issue_sm_pki("stranger", VNB, SmPkiRole::Signing);
+    let msb = side(&w.pki, "meter", MSB);
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = w.pki.ca();
+    let ours = Daemon::start(config(
+        dir.path(),
+        &w.ours,
+        port,
+        &ca,
+        &[(&w.vnb, free_port())],
+        "max_message_bytes = 2097152\nmax_payload_bytes = 1048576\n",
+    ))
+    .await;
+    let v = &w.vnb;
+
+    // A tampered signature value.
+    fn flip_signature(body: Vec<u8>) -> Vec<u8> {
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let at = text.find("SignatureValue>").expect("a signature") + "SignatureValue>".len();
+        let mut bytes = body;
+        bytes[at + 3] = if bytes[at + 3] == b'A' { b'B' } else { b'A' };
+        bytes
+    }
+    let s = sender(
+        &w,
+        VNB,
+        &v.sig,
+        &v.enc,
+        &v.tls,
+        &w.ours,
+        port,
+        flip_signature,
+    );
+    let e = refused(&s, interchange("BAD1"), "bad-1@9900000000011").await;
+    assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0101"), "{e}");
+
+    // Signed with a key of the right partner ID that is not the registered certificate.
+    let s = sender(&w, VNB, &stranger, &v.enc, &v.tls, &w.ours, port, unchanged);
+    let e = refused(&s, interchange("BAD2"), "bad-2@9900000000011").await;
+    assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0101"), "{e}");
+
+    // A valid SM-PKI party that is not our partner.
+    let s = sender(
+        &w, MSB, &msb.sig, &msb.enc, &msb.tls, &w.ours, port, unchanged,
+    );
+    let e = refused(&s, interchange("BAD3"), "bad-3@9900000000011").await;
+    assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0004"), "{e}");
+    assert_eq!(
+        last_reason(&ours.store).await,
+        "9900000000029 is not an AS4 partner of this gateway"
+    );
+
+    // The TLS client is the metering operator, the message claims the grid operator.
+    let s = sender(&w, VNB, &v.sig, &v.enc, &msb.tls, &w.ours, port, unchanged);
+    let e = refused(&s, interchange("BAD4"), "bad-4@9900000000011").await;
+    assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0004"), "{e}");
+    assert!(
+        last_reason(&ours.store)
+            .await
+            .starts_with("the TLS client certificate belongs to 9900000000029"),
+        "{e}"
+    );
+
+    // No encryption: the xenc elements taken out of the security header.
+    fn strip_encryption(body: Vec<u8>) -> Vec<u8> {
+        let mut text = String::from_utf8_lossy(&body).into_owned();
+        for element in ["EncryptedKey", "EncryptedData"] {
+            while let Some(start) = text
+                .find(&format!(":{element} "))
+                .and_then(|i| text[..i].rfind('<'))
+            {
+                let prefix_end = text[start..].find(':').unwrap() + start;
+                let prefix = &text[start + 1..prefix_end];
+                let close = format!("</{prefix}:{element}>");
+                let end = text[start..].find(&close).unwrap() + start + close.len();
+                text.replace_range(start..end, "");
+            }
+        }
+        text.into_bytes()
+    }
+    let s = sender(
+        &w,
+        VNB,
+        &v.sig,
+        &v.enc,
+        &v.tls,
+        &w.ours,
+        port,
+        strip_encryption,
+    );
+    let e = refused(&s, interchange("BAD5"), "bad-5@9900000000011").await;
+    assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0103"), "{e}");
+
+    let s = sender(&w, VNB, &v.sig, &v.enc, &v.tls, &w.ours, port, unchanged);
+    // A payload over max_payload_bytes (1 MiB; incompressible, so the request stays under
+    // max_message_bytes).
+    let noise: Vec<u8> = (0..1_500_000).map(|_| rand::random::<u8>()).collect();
+    let e = refused(&s, noise, "bad-6@9900000000011").await;
+    assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0004"), "{e}");
+    assert!(last_reason(&ours.store)
+        .await
+        .contains("after decompression"));
+    // A request over max_message_bytes (2 MiB): HTTP 413 before anything is parsed.
+    let noise: Vec<u8> = (0..3_000_000).map(|_| rand::random::<u8>()).collect();
+    let e = refused(&s, noise, "bad-7@9900000000011").await;
+    assert!(e.message.contains("413"), "{e}");
+    // A gzip bomb under asx-rs's 128 MiB ceiling: 40 MiB of zeros (about 40 KiB on the wire),
+    // refused by our limit.
+    let e = refused(&s, vec![0u8; 40 * 1024 * 1024], "bad-8@9900000000011").await;
+    assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0004"), "{e}");
+    // A gzip bomb over it: 200 MiB of zeros, refused while decompressing.
+    let e = refused(&s, vec![0u8; 200 * 1024 * 1024], "bad-9@9900000000011").await;
+    assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0303"), "{e}");
+
+    // None of them reached the journal; each request is kept raw with its answer.
+    assert_eq!(journal_count(&ours.store, "in").await, 0);
+    let answered = requests(&ours.store).await;
+    let codes: Vec<Option<&str>> = answered.iter().map(|r| r.1.as_deref()).collect();
+    assert_eq!(
+        codes,
+        [
+            Some("EBMS:0101"),
+            Some("EBMS:0101"),
+            Some("EBMS:0004"),
+            Some("EBMS:0004"),
+            Some("EBMS:0103"),
+            Some("EBMS:0004"),
+            Some("EBMS:0004"),
+            Some("EBMS:0303"),
+        ],
+        "{answered:?}"
+    );
+    assert!(answered.iter().all(|r| r.0 == "refused"), "{answered:?}");
+    let refused_list = ours.get("/as4/requests?filter[outcome][eq]=refused").await;
+    assert_eq!(refused_list["data"].as_array().unwrap().len(), 8);
+
+    // A good message after all that goes through.
+    s.send(OWN, interchange("GOOD1"), "good-1@9900000000011")
+        .await
+        .unwrap();
+    assert_eq!(journal_count(&ours.store, "in").await, 1);
+    ours.stop().await;
+}

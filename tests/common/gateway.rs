@@ -1,0 +1,165 @@
+//! A gateway run in-process by an end-to-end test: `serve()` with a configuration, its API
+//! over real HTTP with the test token, its store, and patience for what happens in the
+//! background; plus the samples the tests template.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mako_gateway::config::Config;
+use mako_gateway::daemon::gateway::DaemonError;
+use mako_gateway::daemon::serve::serve;
+use mako_gateway::store::Store;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+/// The API token of the test gateways.
+pub const TOKEN: &str = "end-to-end-test-token-0123456789";
+/// How long a step may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct Daemon {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), DaemonError>>,
+}
+
+impl Daemon {
+    pub async fn start(config: Config) -> Daemon {
+        let url = config.database.url.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(
+            config,
+            TOKEN.to_string(),
+            async move {
+                let _ = stop_rx.await;
+            },
+            Some(ready_tx),
+        ));
+        let addr = ready_rx.await.expect("serve() did not start");
+        Daemon {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            store: Store::connect(&url).await.unwrap(),
+            stop: Some(stop_tx),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("serve() did not return")
+            .expect("serve() panicked")
+            .expect("serve() failed");
+        self.store.close().await;
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Waits until `probe` returns something.
+    pub async fn wait<T, F, Fut>(&self, what: &str, probe: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let started = Instant::now();
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_for_status(&self, path: &str, status: &str) -> Value {
+        self.wait(&format!("{path} to become {status}"), || async {
+            let r = self.get(path).await;
+            (r["status"] == status).then_some(r)
+        })
+        .await
+    }
+
+    /// Orders a §14a reduction at `grid_operator` and confirms it.
+    pub async fn order(&self, subscription: &str, malo: &str, grid_operator: &str) -> String {
+        let created = self
+            .post(
+                "/grid-fee-reductions",
+                json!({"subscription": subscription, "type": "enwg-14a-module-1",
+                       "market_location": malo, "grid_operator": grid_operator,
+                       "meter_type": "smart"}),
+            )
+            .await;
+        self.post(&format!("/subscriptions/{subscription}/confirm"), json!({}))
+            .await;
+        created["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn quarantine(&self) -> Vec<Value> {
+        self.get("/quarantine?limit=100").await["data"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+/// Inbound journal rows `(transport, pids, raw)` from `partner`.
+pub async fn inbound_from(store: &Store, partner: &str) -> Vec<(String, String, Vec<u8>)> {
+    sqlx::query(
+        "SELECT transport, pids, raw FROM journal WHERE direction = 'in' AND partner = $1 ORDER BY id",
+    )
+    .bind(partner)
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+pub fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples/inbound")
+            .join(name),
+    )
+    .unwrap()
+}
+
+pub fn replaced(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let text = bytes
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .unwrap_or_else(|| panic!("{from} not found"));
+    let mut out = bytes[..text].to_vec();
+    out.extend_from_slice(to.as_bytes());
+    out.extend_from_slice(&bytes[text + from.len()..]);
+    out
+}
