@@ -18,13 +18,14 @@
 
 #[path = "common/gateway.rs"]
 mod gateway;
+#[allow(dead_code)]
 #[path = "common/pki.rs"]
 mod pki;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use gateway::{replaced, sample, Daemon, TOKEN};
@@ -146,8 +147,8 @@ outbound = "50ms"
 webhooks = "1s"
 [retry]
 base = "200ms"
-max = "1s"
-max_attempts = 3
+max = "500ms"
+max_attempts = 100
 [as4]
 listen = "127.0.0.1:{port}"
 signing_key = {sk}
@@ -631,4 +632,77 @@ async fn bad_as4_messages_are_refused_with_the_matching_ebms_error_and_never_jou
         .unwrap();
     assert_eq!(journal_count(&ours.store, "in").await, 1);
     ours.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partner_that_was_down_gets_the_same_message_when_it_is_back() {
+    let w = world();
+    let (our_port, vnb_port) = (free_port(), free_port());
+    let ours_dir = tempfile::tempdir().unwrap();
+    let theirs_dir = tempfile::tempdir().unwrap();
+    let ca = w.pki.ca();
+    let ours = Daemon::start(config(
+        ours_dir.path(),
+        &w.ours,
+        our_port,
+        &ca,
+        &[(&w.vnb, vnb_port)],
+        "",
+    ))
+    .await;
+    let id = ours.order("sub-retry", MALO, VNB).await;
+    // Nobody listens at the partner's endpoint: the item is retried, not parked.
+    let item = ours
+        .wait("a retried outbox item", || async {
+            let list = ours.get("/outbox?filter[state][eq]=pending").await;
+            list["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["attempts"].as_i64().unwrap_or(0) >= 2)
+                .cloned()
+        })
+        .await;
+    assert!(
+        item["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("AS4 message"),
+        "{item}"
+    );
+    let fixed: String = sqlx::query("SELECT message_id FROM as4_outbound")
+        .fetch_one(ours.store.pool())
+        .await
+        .unwrap()
+        .get(0);
+
+    // The partner comes up: the same message (id and timestamp fixed before the first
+    // attempt) is delivered and receipted.
+    let theirs = Daemon::start(config(
+        theirs_dir.path(),
+        &w.vnb,
+        vnb_port,
+        &ca,
+        &[(&w.ours, our_port)],
+        "",
+    ))
+    .await;
+    ours.wait_for_status(&format!("/grid-fee-reductions/{id}"), "ordered")
+        .await;
+    let received: Vec<String> = sqlx::query("SELECT message_id FROM as4_inbox")
+        .fetch_all(theirs.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(received, [fixed.clone()]);
+    let after: String = sqlx::query("SELECT message_id FROM as4_outbound")
+        .fetch_one(ours.store.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(after, fixed);
+    ours.stop().await;
+    theirs.stop().await;
 }
