@@ -11,10 +11,10 @@ mod as4_oracle;
 
 use asx::as4::{As4, Message, UserMessage};
 use asx::testkit::loopback::Loopback;
-use asx::testkit::pki::TestCa;
+use asx::testkit::pki::{TestCa, TestParty};
 use asx::{MemoryDedup, Payload, Profile, Verified};
 use sha2::Digest;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 const A_URL: &str = "https://a.example/as4";
@@ -87,8 +87,9 @@ fn header(headers: &http::HeaderMap) -> String {
 
 /// A sends to B; B's key material lands in `files` for the oracle.
 struct Setup {
-    /// Kept alive: the loopback answers CRL fetches for the CAs that exist.
-    _ca: TestCa,
+    ca: TestCa,
+    a: TestParty,
+    b: TestParty,
     sender: As4,
     to_b: asx::Partner,
     capture: Capture,
@@ -110,43 +111,22 @@ impl Setup {
             .http_client(capture.clone())
             .build()
             .expect("sender builds");
-        let receiver = As4::builder(Profile::bdew())
-            .local(b.local())
-            .trust_anchor(ca.anchor())
-            .partner(a.partner(A_URL))
-            .http_client(capture.clone())
-            .build()
-            .expect("receiver builds");
         let delivered = Arc::new(Mutex::new(Vec::new()));
-        let handler = {
-            let delivered = delivered.clone();
-            move |msg: Verified<UserMessage>| {
-                let delivered = delivered.clone();
-                async move {
-                    for p in msg.payloads() {
-                        delivered
-                            .lock()
-                            .expect("delivered")
-                            .push(p.bytes().to_vec());
-                    }
-                    Ok(())
-                }
-            }
-        };
-        capture
-            .loopback
-            .mount(B_URL, receiver.inbound(MemoryDedup::default(), handler));
+        mount_receiver(&ca, &a, &b, &capture, B_URL, delivered.clone());
         let files = tempfile::tempdir().expect("temporary directory");
         for (name, bytes) in [
             ("b-enc.key.pem", &b.encryption.key_pem),
             ("b-enc.cert.pem", &b.encryption.cert_pem),
             ("a-enc.key.pem", &a.encryption.key_pem),
+            ("a-sig.key.pem", &a.signing.key_pem),
         ] {
             std::fs::write(files.path().join(name), bytes).expect("write key material");
         }
         std::fs::write(files.path().join("ca.pem"), ca.cert_pem()).expect("write CA");
         Setup {
-            _ca: ca,
+            ca,
+            a,
+            b,
             sender,
             to_b,
             capture,
@@ -190,6 +170,40 @@ impl Setup {
             },
         )
     }
+}
+
+/// B's receiving endpoint at `url`, with its own duplicate store; delivered payloads are
+/// appended to `delivered`.
+fn mount_receiver(
+    ca: &TestCa,
+    a: &TestParty,
+    b: &TestParty,
+    capture: &Capture,
+    url: &str,
+    delivered: Arc<Mutex<Vec<Vec<u8>>>>,
+) {
+    let receiver = As4::builder(Profile::bdew())
+        .local(b.local())
+        .trust_anchor(ca.anchor())
+        .partner(a.partner(A_URL))
+        .http_client(capture.clone())
+        .build()
+        .expect("receiver builds");
+    let handler = move |msg: Verified<UserMessage>| {
+        let delivered = delivered.clone();
+        async move {
+            for p in msg.payloads() {
+                delivered
+                    .lock()
+                    .expect("delivered")
+                    .push(p.bytes().to_vec());
+            }
+            Ok(())
+        }
+    };
+    capture
+        .loopback
+        .mount(url, receiver.inbound(MemoryDedup::default(), handler));
 }
 
 /// The byte range of the one attachment part's body in a captured multipart request.
@@ -413,4 +427,76 @@ async fn the_wrong_recipient_key_fails_the_key_unwrap() {
         "{report}"
     );
     assert!(report.json.errors[0].message.contains("unwrap"), "{report}");
+}
+
+/// FINDINGS.md: does the asx-rs receiver accept a message whose sender signs `wsu:Timestamp`?
+/// The captured request gets a Timestamp reference and a new signature by A's signing key
+/// (`sign_timestamp.py`), then goes to a second B endpoint with an empty duplicate store. The
+/// oracle confirms the altered message is valid with the Timestamp signed; asx must receipt and
+/// deliver it.
+#[tokio::test]
+async fn asx_receiver_accepts_a_signed_wsu_timestamp() {
+    if !as4_oracle::require_python("asx_receiver_accepts_a_signed_wsu_timestamp") {
+        return;
+    }
+    let setup = Setup::new();
+    let ex = setup.send(UTILMD).await;
+    std::fs::write(setup.file("request.bin"), &ex.request).expect("write request");
+    std::fs::write(setup.file("request.content-type"), &ex.content_type).expect("write type");
+    let out = std::process::Command::new(as4_oracle::python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/as4_oracle/sign_timestamp.py"))
+        .arg(setup.file("request.bin"))
+        .arg(setup.file("request.content-type"))
+        .arg(setup.file("a-sig.key.pem"))
+        .arg(setup.file("signed-ts.bin"))
+        .output()
+        .expect("run sign_timestamp.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed_ts = std::fs::read(setup.file("signed-ts.bin")).expect("read re-signed request");
+
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let b2_url = "https://b2.example/as4";
+    mount_receiver(
+        &setup.ca,
+        &setup.a,
+        &setup.b,
+        &setup.capture,
+        b2_url,
+        delivered.clone(),
+    );
+    let request = http::Request::post(b2_url)
+        .header(http::header::CONTENT_TYPE, &ex.content_type)
+        .body(bytes::Bytes::from(signed_ts.clone()))
+        .expect("request");
+    let response = setup
+        .capture
+        .loopback
+        .exchange(request)
+        .await
+        .expect("exchange");
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(*delivered.lock().expect("delivered"), vec![UTILMD.to_vec()]);
+
+    let answered = Exchange {
+        content_type: ex.content_type.clone(),
+        request: signed_ts.clone(),
+        response_content_type: header(response.headers()),
+        response: response.body().to_vec(),
+    };
+    let report = setup.oracle(&signed_ts, &answered, true);
+    assert!(report.verified(), "{report}");
+    assert_eq!(
+        report.json.other["wsu_timestamp"]["signed"], true,
+        "{report}"
+    );
+    assert_eq!(report.json.references.len(), 4);
+    // asx's own receipt still leaves its Timestamp unsigned; its NRR lists all four references.
+    assert_eq!(report.deviation_codes(), ["receipt-timestamp-not-signed"]);
+    let receipt = report.json.receipt.as_ref().expect("receipt");
+    assert_eq!(receipt.nrr_references.len(), 4);
+    assert_eq!(receipt.nrr_matches, Some(true));
 }
