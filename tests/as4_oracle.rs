@@ -444,6 +444,7 @@ async fn asx_receiver_accepts_a_signed_wsu_timestamp() {
     std::fs::write(setup.file("request.bin"), &ex.request).expect("write request");
     std::fs::write(setup.file("request.content-type"), &ex.content_type).expect("write type");
     let out = std::process::Command::new(as4_oracle::python())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/as4_oracle/sign_timestamp.py"))
         .arg(setup.file("request.bin"))
         .arg(setup.file("request.content-type"))

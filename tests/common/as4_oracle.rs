@@ -137,7 +137,9 @@ pub fn check(
     let out_dir = dir.path().join("payloads");
 
     let mut cmd = Command::new(python());
-    cmd.arg(script())
+    // Keep the checkout clean: no __pycache__ beside the script.
+    cmd.env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg(script())
         .arg("--body")
         .arg(&body_path)
         .arg("--content-type-file")
