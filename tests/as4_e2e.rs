@@ -16,6 +16,8 @@
 //!   partner, TLS peer ≠ ebMS sender, no encryption, an oversized payload, gzip bombs; a
 //!   duplicate message id is receipted again and journaled once.
 
+#[path = "common/as4_oracle.rs"]
+mod as4_oracle;
 #[path = "common/gateway.rs"]
 mod gateway;
 #[allow(dead_code)]
@@ -189,6 +191,7 @@ struct Exchange {
     request_content_type: String,
     request: Vec<u8>,
     response_status: u16,
+    response_content_type: String,
     response: Vec<u8>,
 }
 
@@ -230,6 +233,12 @@ impl asx::HttpClient for Wire {
                     request_content_type: content_type,
                     request: body.to_vec(),
                     response_status: response.status().as_u16(),
+                    response_content_type: response
+                        .headers()
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string(),
                     response: response.body().to_vec(),
                 });
             }
@@ -249,6 +258,7 @@ struct Sender {
     seen: Arc<Mutex<Vec<Exchange>>>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sender(
     w: &World,
     claimed_id: &str,
@@ -409,14 +419,38 @@ async fn an_order_goes_out_over_as4_and_the_answer_comes_back_over_as4() {
     assert_eq!(transport, "as4");
     assert!(pids.contains("17133"), "{pids}");
     assert_eq!(journaled, orders);
-    let (outcome, message_id): (String, String) =
-        sqlx::query("SELECT outcome, message_id FROM as4_inbox")
+    let (outcome, message_id, content_type, wire): (String, String, String, Vec<u8>) =
+        sqlx::query("SELECT outcome, message_id, content_type, raw FROM as4_inbox")
             .fetch_one(theirs.store.pool())
             .await
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
             .unwrap();
     assert_eq!(outcome, "receipted");
     assert_eq!(message_id, delivered.0);
+
+    // What our gateway put on the wire, as the partner received it, checked independently:
+    // signature (xmlsec/lxml + cryptography), decryption with the partner's key, profile.
+    if as4_oracle::require_python("as4_e2e") {
+        let report = as4_oracle::check(
+            &wire,
+            &content_type,
+            &w.vnb.enc.key,
+            &as4_oracle::Check {
+                recipient_cert_pem: Some(&w.vnb.enc.cert),
+                trust_anchor_pem: Some(&ca),
+                receipt: None,
+                // asx-rs adds an unsigned wsu:Timestamp; phase4 adds none
+                // (tests/as4_oracle/FINDINGS.md).
+                allow_deviations: &["timestamp-not-signed"],
+            },
+        );
+        assert!(report.verified(), "{report}");
+        assert_eq!(
+            report.payload_bytes(0),
+            orders,
+            "the oracle decrypts our ORDERS"
+        );
+    }
 
     // 3. Its acknowledgement of our ORDERS comes back over AS4.
     let (transport, pids, ack) = ours
@@ -453,6 +487,26 @@ async fn an_order_goes_out_over_as4_and_the_answer_comes_back_over_as4() {
         .unwrap();
     let rejected = ours.wait_for_status(&path, "rejected").await;
     assert_eq!(rejected["rejection"]["code"], "A99", "{rejected}");
+
+    // The exchange as the grid operator saw it, checked independently: its message decrypts
+    // with our key, and the receipt our gateway signed verifies and names its digests.
+    let exchange = vnb.seen.lock().unwrap()[0].clone();
+    assert_eq!(exchange.response_status, 200);
+    if as4_oracle::require_python("as4_e2e") {
+        let report = as4_oracle::check(
+            &exchange.request,
+            &exchange.request_content_type,
+            &w.ours.enc.key,
+            &as4_oracle::Check {
+                recipient_cert_pem: Some(&w.ours.enc.cert),
+                trust_anchor_pem: Some(&ca),
+                receipt: Some((&exchange.response, &exchange.response_content_type)),
+                allow_deviations: &["timestamp-not-signed", "receipt-timestamp-not-signed"],
+            },
+        );
+        assert!(report.verified(), "{report}");
+        assert_eq!(report.payload_bytes(0), answer);
+    }
 
     // 5. The same message id again: receipted again, journaled once.
     let before = journal_count(&ours.store, "in").await;
@@ -696,7 +750,7 @@ async fn a_partner_that_was_down_gets_the_same_message_when_it_is_back() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(received, [fixed.clone()]);
+    assert_eq!(received, std::slice::from_ref(&fixed));
     let after: String = sqlx::query("SELECT message_id FROM as4_outbound")
         .fetch_one(ours.store.pool())
         .await
