@@ -235,7 +235,7 @@ pub struct Config {
 
 /// `[as4]`: what the AS4 transport needs of us (BDEW AS4 profile; `transport::as4`). Only
 /// paths here: keys and certificates are read and checked (SM-PKI naming, key matches
-/// certificate) when `serve` starts, by `daemon::as4::As4Setup::load`.
+/// certificate) when `serve` starts, by `daemon::as4::As4Runtime::load`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct As4Config {
     /// `as4.listen`: the address of our HTTPS receiver; `None`: we only send.

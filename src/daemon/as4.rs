@@ -1,5 +1,5 @@
 //! The AS4 transport wired into the daemon: our keys and the AS4 partners from the config
-//! ([`As4Setup::load`], checked before anything binds), and the handling of one received AS4
+//! ([`As4Runtime::load`], checked before anything binds), and the handling of one received AS4
 //! request ([`handle_request`]): its raw bytes journaled and committed first, then asx-rs's
 //! verification and our checks (`transport::as4`), then the interchange journaled through
 //! [`Gateway::receive`] — only then does the signed receipt go back.
