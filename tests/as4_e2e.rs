@@ -97,6 +97,8 @@ struct World {
     pki: Pki,
     ours: Side,
     vnb: Side,
+    /// What the CRL distribution point serves.
+    crl: Arc<Mutex<Vec<u8>>>,
 }
 
 fn world() -> World {
@@ -107,7 +109,12 @@ fn world() -> World {
     let ours = side(&pki, "supplier", OWN);
     let vnb = side(&pki, "grid", VNB);
     *crl.lock().unwrap() = std::fs::read(pki.crl(&[])).unwrap();
-    World { pki, ours, vnb }
+    World {
+        pki,
+        ours,
+        vnb,
+        crl,
+    }
 }
 
 fn free_port() -> u16 {
@@ -658,6 +665,33 @@ async fn bad_as4_messages_are_refused_with_the_matching_ebms_error_and_never_jou
     let e = refused(&s, vec![0u8; 200 * 1024 * 1024], "bad-9@9900000000011").await;
     assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0303"), "{e}");
 
+    // Unsigned: the ds:Signature element taken out of the security header.
+    fn strip_signature(body: Vec<u8>) -> Vec<u8> {
+        let mut text = String::from_utf8_lossy(&body).into_owned();
+        let open = text
+            .find(":Signature ")
+            .and_then(|i| text[..i].rfind('<'))
+            .expect("a signature");
+        let prefix = text[open + 1..].split(':').next().unwrap().to_string();
+        let close = format!("</{prefix}:Signature>");
+        let end = text[open..].find(&close).unwrap() + open + close.len();
+        text.replace_range(open..end, "");
+        text.into_bytes()
+    }
+    let s = sender(
+        &w,
+        VNB,
+        &v.sig,
+        &v.enc,
+        &v.tls,
+        &w.ours,
+        port,
+        strip_signature,
+    );
+    let e = refused(&s, interchange("BAD10"), "bad-10@9900000000011").await;
+    assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0103"), "{e}");
+    let s = sender(&w, VNB, &v.sig, &v.enc, &v.tls, &w.ours, port, unchanged);
+
     // None of them reached the journal; each request is kept raw with its answer.
     assert_eq!(journal_count(&ours.store, "in").await, 0);
     let answered = requests(&ours.store).await;
@@ -673,12 +707,13 @@ async fn bad_as4_messages_are_refused_with_the_matching_ebms_error_and_never_jou
             Some("EBMS:0004"),
             Some("EBMS:0004"),
             Some("EBMS:0303"),
+            Some("EBMS:0103"),
         ],
         "{answered:?}"
     );
     assert!(answered.iter().all(|r| r.0 == "refused"), "{answered:?}");
     let refused_list = ours.get("/as4/requests?filter[outcome][eq]=refused").await;
-    assert_eq!(refused_list["data"].as_array().unwrap().len(), 8);
+    assert_eq!(refused_list["data"].as_array().unwrap().len(), 9);
 
     // A good message after all that goes through.
     s.send(OWN, interchange("GOOD1"), "good-1@9900000000011")
@@ -759,4 +794,42 @@ async fn a_partner_that_was_down_gets_the_same_message_when_it_is_back() {
     assert_eq!(after, fixed);
     ours.stop().await;
     theirs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_signed_with_a_revoked_certificate_is_refused() {
+    let mut w = world();
+    // The grid operator's registered signing certificate is revoked by the CA's CRL (published
+    // before anyone fetched the CRL).
+    let revoked = w.pki.issue_sm_pki("revoked", VNB, SmPkiRole::Signing);
+    *w.crl.lock().unwrap() = std::fs::read(w.pki.crl(&[&revoked])).unwrap();
+    w.vnb.sig = revoked;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = w.pki.ca();
+    let ours = Daemon::start(config(
+        dir.path(),
+        &w.ours,
+        port,
+        &ca,
+        &[(&w.vnb, free_port())],
+        "",
+    ))
+    .await;
+    let v = &w.vnb;
+    let s = sender(&w, VNB, &v.sig, &v.enc, &v.tls, &w.ours, port, unchanged);
+    let e = refused(&s, interchange("REV1"), "revoked-1@9900000000011").await;
+    assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0101"), "{e}");
+    assert_eq!(journal_count(&ours.store, "in").await, 0);
+    let answered = requests(&ours.store).await;
+    assert_eq!(answered.len(), 1);
+    assert!(
+        answered[0]
+            .2
+            .as_deref()
+            .unwrap_or_default()
+            .contains("revoked"),
+        "{answered:?}"
+    );
+    ours.stop().await;
 }
