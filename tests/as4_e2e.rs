@@ -63,52 +63,25 @@ fn side(pki: &Pki, name: &str, id: &'static str) -> Side {
     }
 }
 
-/// A tiny HTTP server for the CRL distribution point.
-fn serve_crl(crl: Arc<Mutex<Vec<u8>>>) -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}/ca.crl", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let body = crl.lock().unwrap().clone();
-            let _ = stream
-                .write_all(
-                    format!(
-                        "HTTP/1.0 200 OK\r\nContent-Type: application/pkix-crl\r\n\
-                         Content-Length: {}\r\n\r\n",
-                        body.len()
-                    )
-                    .as_bytes(),
-                )
-                .and_then(|()| stream.write_all(&body));
-        }
-    });
-    base
-}
-
 /// The test PKI, with an empty CRL published.
 struct World {
     pki: Pki,
     ours: Side,
     vnb: Side,
-    /// What the CRL distribution point serves.
-    crl: Arc<Mutex<Vec<u8>>>,
+    /// What the CRL distribution point serves (`/ca.crl`).
+    crl: Arc<Mutex<HashMap<String, Vec<u8>>>>,
 }
 
 fn world() -> World {
-    let crl = Arc::new(Mutex::new(Vec::new()));
-    let url = serve_crl(crl.clone());
+    let crl = Arc::new(Mutex::new(HashMap::new()));
+    let url = format!("{}/ca.crl", pki::serve_files(crl.clone()));
     let mut pki = Pki::new();
     pki.set_crl_url(&url);
     let ours = side(&pki, "supplier", OWN);
     let vnb = side(&pki, "grid", VNB);
-    *crl.lock().unwrap() = std::fs::read(pki.crl(&[])).unwrap();
+    crl.lock()
+        .unwrap()
+        .insert("/ca.crl".into(), std::fs::read(pki.crl(&[])).unwrap());
     World {
         pki,
         ours,
@@ -252,6 +225,28 @@ impl asx::HttpClient for Wire {
             Ok(response)
         })
     }
+}
+
+/// `body` without every element named `local_name` (any namespace prefix), by text: what a
+/// man in the middle could do to the SOAP part.
+fn without_elements(body: Vec<u8>, local_name: &str) -> Vec<u8> {
+    let mut text = String::from_utf8_lossy(&body).into_owned();
+    while let Some(open) = text
+        .find(&format!(":{local_name} "))
+        .and_then(|i| text[..i].rfind('<'))
+    {
+        let prefix = text[open + 1..]
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let close = format!("</{prefix}:{local_name}>");
+        let Some(end) = text[open..].find(&close) else {
+            break;
+        };
+        text.replace_range(open..open + end + close.len(), "");
+    }
+    text.into_bytes()
 }
 
 fn unchanged(body: Vec<u8>) -> Vec<u8> {
@@ -616,20 +611,7 @@ async fn bad_as4_messages_are_refused_with_the_matching_ebms_error_and_never_jou
 
     // No encryption: the xenc elements taken out of the security header.
     fn strip_encryption(body: Vec<u8>) -> Vec<u8> {
-        let mut text = String::from_utf8_lossy(&body).into_owned();
-        for element in ["EncryptedKey", "EncryptedData"] {
-            while let Some(start) = text
-                .find(&format!(":{element} "))
-                .and_then(|i| text[..i].rfind('<'))
-            {
-                let prefix_end = text[start..].find(':').unwrap() + start;
-                let prefix = &text[start + 1..prefix_end];
-                let close = format!("</{prefix}:{element}>");
-                let end = text[start..].find(&close).unwrap() + start + close.len();
-                text.replace_range(start..end, "");
-            }
-        }
-        text.into_bytes()
+        without_elements(without_elements(body, "EncryptedKey"), "EncryptedData")
     }
     let s = sender(
         &w,
@@ -667,16 +649,7 @@ async fn bad_as4_messages_are_refused_with_the_matching_ebms_error_and_never_jou
 
     // Unsigned: the ds:Signature element taken out of the security header.
     fn strip_signature(body: Vec<u8>) -> Vec<u8> {
-        let mut text = String::from_utf8_lossy(&body).into_owned();
-        let open = text
-            .find(":Signature ")
-            .and_then(|i| text[..i].rfind('<'))
-            .expect("a signature");
-        let prefix = text[open + 1..].split(':').next().unwrap().to_string();
-        let close = format!("</{prefix}:Signature>");
-        let end = text[open..].find(&close).unwrap() + open + close.len();
-        text.replace_range(open..end, "");
-        text.into_bytes()
+        without_elements(body, "Signature")
     }
     let s = sender(
         &w,
@@ -802,7 +775,10 @@ async fn a_message_signed_with_a_revoked_certificate_is_refused() {
     // The grid operator's registered signing certificate is revoked by the CA's CRL (published
     // before anyone fetched the CRL).
     let revoked = w.pki.issue_sm_pki("revoked", VNB, SmPkiRole::Signing);
-    *w.crl.lock().unwrap() = std::fs::read(w.pki.crl(&[&revoked])).unwrap();
+    w.crl.lock().unwrap().insert(
+        "/ca.crl".into(),
+        std::fs::read(w.pki.crl(&[&revoked])).unwrap(),
+    );
     w.vnb.sig = revoked;
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();

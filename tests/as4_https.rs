@@ -9,7 +9,7 @@ mod pki;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
@@ -58,7 +58,7 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let files = Arc::new(Mutex::new(HashMap::new()));
-        let crl_base = serve_files(files.clone());
+        let crl_base = pki::serve_files(files.clone());
         let mut pki = Pki::new();
         pki.set_crl_url(&format!("{crl_base}/ca.crl"));
         let server = pki.issue_sm_pki("netz", SERVER_MP, SmPkiRole::Tls);
@@ -100,40 +100,6 @@ fn fixture() -> &'static Fixture {
             other_ca_client,
         }
     })
-}
-
-/// A minimal HTTP/1.0 file server in a thread (the CRL distribution point); 404 for unknown
-/// paths. Returns `http://127.0.0.1:<port>`.
-fn serve_files(files: Arc<Mutex<HashMap<String, Vec<u8>>>>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind CRL server");
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let head = String::from_utf8_lossy(&head);
-            let path = head.split(' ').nth(1).unwrap_or("").to_string();
-            let body = files.lock().unwrap().get(&path).cloned();
-            let _ = match body {
-                Some(body) => stream
-                    .write_all(
-                        format!(
-                            "HTTP/1.0 200 OK\r\nContent-Type: application/pkix-crl\r\n\
-                             Content-Length: {}\r\n\r\n",
-                            body.len()
-                        )
-                        .as_bytes(),
-                    )
-                    .and_then(|()| stream.write_all(&body)),
-                None => stream.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
-            };
-        }
-    });
-    base
 }
 
 fn settings(party: &Party, anchors: &Path) -> TlsSettings {

@@ -49,30 +49,14 @@ pub async fn serve(
     let store = Store::connect_with(&config.database.url, config.database.max_connections).await?;
     let worker = worker_name();
     let email = super::email::EmailSetup::load(&config)
-        .map_err(|errors| {
-            DaemonError::Config(
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?
+        .map_err(config_errors)?
         .map(Arc::new);
     if let Some(setup) = &email {
         for warning in &setup.warnings {
             tracing::warn!("{warning}");
         }
     }
-    let as4 = super::as4::As4Runtime::load(&config, &store).map_err(|errors| {
-        DaemonError::Config(
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let as4 = super::as4::As4Runtime::load(&config, &store).map_err(config_errors)?;
     let mut gateway = Gateway::new(store.clone(), &config, worker.clone())?;
     if let Some(setup) = &email {
         gateway = gateway.with_email(setup.clone());
@@ -276,6 +260,17 @@ pub async fn serve(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The errors of a transport's set-up, all in one (`serve` exits with the config exit code).
+fn config_errors(errors: Vec<crate::config::ConfigError>) -> DaemonError {
+    DaemonError::Config(
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
 }
 
 /// Claims and journals the complete files of the inbox; returns how many were journaled.
