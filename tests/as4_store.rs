@@ -176,7 +176,106 @@ async fn outbound_message_id_is_fixed_once(stores: Vec<Store>) {
     );
 }
 
+/// Received requests are journaled raw before they are answered, and listed with their
+/// answer, filtered by outcome, a page at a time.
+async fn received_requests_are_kept_with_their_answers(stores: Vec<Store>) {
+    use mako_gateway::store::{As4Answer, PageRequest};
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap();
+    let good = stores[0]
+        .insert_as4_request(
+            "9900000000011 (CN=grid.tls.EMT.MAK)",
+            "multipart/related",
+            b"raw-1",
+            t0,
+        )
+        .await
+        .unwrap();
+    let bad = stores[1]
+        .insert_as4_request(
+            "9900000000011 (CN=grid.tls.EMT.MAK)",
+            "multipart/related",
+            b"raw-22",
+            t0,
+        )
+        .await
+        .unwrap();
+    let pending = stores[0]
+        .insert_as4_request("9900000000029", "text/plain", b"raw-333", t0)
+        .await
+        .unwrap();
+    stores[0]
+        .finish_as4_request(
+            &good,
+            &As4Answer {
+                outcome: "receipted",
+                http_status: 200,
+                ebms_code: None,
+                reason: None,
+                delivered: Some(("m-1@x".into(), "journal_1".into())),
+            },
+            t0,
+        )
+        .await
+        .unwrap();
+    stores[1]
+        .finish_as4_request(
+            &bad,
+            &As4Answer {
+                outcome: "refused",
+                http_status: 400,
+                ebms_code: Some("EBMS:0101".into()),
+                reason: Some("signature".into()),
+                delivered: None,
+            },
+            t0,
+        )
+        .await
+        .unwrap();
+    let all = stores[0]
+        .list_as4_requests(
+            None,
+            &PageRequest {
+                limit: 2,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 2);
+    assert_eq!(all.items[0].id, good);
+    assert_eq!(all.items[0].message_id.as_deref(), Some("m-1@x"));
+    assert_eq!(all.items[0].journal_id.as_deref(), Some("journal_1"));
+    assert_eq!(all.items[1].size, 6);
+    let rest = stores[0]
+        .list_as4_requests(
+            None,
+            &PageRequest {
+                limit: 2,
+                cursor: all.next_cursor,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].id, pending);
+    assert_eq!(rest.items[0].outcome, "pending");
+    let refused = stores[1]
+        .list_as4_requests(
+            Some("refused"),
+            &PageRequest {
+                limit: 10,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.items.len(), 1);
+    assert_eq!(refused.items[0].ebms_code.as_deref(), Some("EBMS:0101"));
+    assert_eq!(refused.items[0].reason.as_deref(), Some("signature"));
+}
+
 on_both! {
+    received_requests => received_requests_are_kept_with_their_answers;
     dedup_store_passes_the_asx_conformance_suite => dedup_conforms;
     evidence_store_passes_the_asx_conformance_suite => evidence_conforms;
     two_instances_claim_each_message_once => two_instances_claim_each_key_once;

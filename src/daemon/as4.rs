@@ -218,11 +218,13 @@ pub fn endpoint<H: HttpClient>(
 }
 
 /// The inbound sink of one request: the interchange is journaled through
-/// [`Gateway::receive`] (committed) and linked to the request's row.
+/// [`Gateway::receive`] (committed); the message id and journal item go into the request's
+/// row with the answer.
 struct GatewaySink {
     gateway: Arc<Gateway>,
-    request_id: String,
     refusal: std::sync::Mutex<Option<String>>,
+    /// The message id and the journal item of the delivered interchange.
+    delivered: std::sync::Mutex<Option<(String, String)>>,
 }
 
 impl InboundSink for GatewaySink {
@@ -260,11 +262,14 @@ impl InboundSink for GatewaySink {
             if let Inserted::Duplicate(id) = &inserted {
                 tracing::info!(journal = %id, message = %message.message_id, "interchange delivered twice: journaled once");
             }
-            self.gateway
-                .store
-                .link_as4_request(&self.request_id, &message.message_id, inserted.journal_id())
-                .await
-                .map_err(|e| Refusal::Retry(format!("journaling failed: {e}")))?;
+            // Recorded with the answer (one commit less per message).
+            *self
+                .delivered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((
+                message.message_id.clone(),
+                inserted.journal_id().to_string(),
+            ));
             tracing::info!(message = %message.message_id, from = %message.from, journal = %inserted.journal_id(), "AS4 message journaled");
             Ok(())
         })
@@ -352,8 +357,8 @@ where
     };
     let sink = Arc::new(GatewaySink {
         gateway: gateway.clone(),
-        request_id: request_id.clone(),
         refusal: std::sync::Mutex::new(None),
+        delivered: std::sync::Mutex::new(None),
     });
     let service = endpoint.inbound(
         Dedup::new(store.clone(), DEDUP_LEASE),
@@ -376,6 +381,7 @@ where
             http_status: status.as_u16(),
             ebms_code: None,
             reason: None,
+            delivered: None,
         }
     } else if status.is_success() && is_receipt(&body) {
         As4Answer {
@@ -383,6 +389,11 @@ where
             http_status: status.as_u16(),
             ebms_code: None,
             reason: None,
+            delivered: sink
+                .delivered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
         }
     } else {
         As4Answer {
@@ -396,6 +407,7 @@ where
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take()
                 .or_else(|| crate::transport::as4::ebms_error_description(&body)),
+            delivered: None,
         }
     };
     if answer.outcome == "refused" {

@@ -254,25 +254,6 @@ impl Store {
         Ok(id)
     }
 
-    /// Links a received AS4 request to the journal item of the interchange it carried.
-    pub async fn link_as4_request(
-        &self,
-        id: &str,
-        message_id: &str,
-        journal_id: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE as4_inbox SET message_id = $1, journal_id = $2 WHERE id = $3")
-            .bind(message_id)
-            .bind(journal_id)
-            .bind(id)
-            .execute(self.pool())
-            .await
-            .map_err(StoreError::query(
-                "linking an AS4 request to its interchange",
-            ))?;
-        Ok(())
-    }
-
     /// Records how a received AS4 request was answered.
     pub async fn finish_as4_request(
         &self,
@@ -282,13 +263,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE as4_inbox SET outcome = $1, http_status = $2, ebms_code = $3, reason = $4, \
-             answered_at = $5 WHERE id = $6",
+             answered_at = $5, message_id = $6, journal_id = $7 WHERE id = $8",
         )
         .bind(answer.outcome)
         .bind(i32::from(answer.http_status))
         .bind(answer.ebms_code.clone())
         .bind(answer.reason.clone())
         .bind(ms(now))
+        .bind(answer.delivered.as_ref().map(|d| d.0.clone()))
+        .bind(answer.delivered.as_ref().map(|d| d.1.clone()))
         .bind(id)
         .execute(self.pool())
         .await
@@ -353,6 +336,8 @@ pub struct As4Answer {
     pub ebms_code: Option<String>,
     /// The ebMS error's description, if any.
     pub reason: Option<String>,
+    /// The message id and journal item of the interchange it delivered.
+    pub delivered: Option<(String, String)>,
 }
 
 /// A received AS4 request as journaled (without its bytes).
