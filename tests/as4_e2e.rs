@@ -809,3 +809,38 @@ async fn a_message_signed_with_a_revoked_certificate_is_refused() {
     );
     ours.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_the_partner_refuses_is_parked_with_its_ebms_error() {
+    let w = world();
+    let (our_port, vnb_port) = (free_port(), free_port());
+    let ours_dir = tempfile::tempdir().unwrap();
+    let theirs_dir = tempfile::tempdir().unwrap();
+    let ca = w.pki.ca();
+    let ours = Daemon::start(config(
+        ours_dir.path(),
+        &w.ours,
+        our_port,
+        &ca,
+        &[(&w.vnb, vnb_port)],
+        "",
+    ))
+    .await;
+    // The grid operator's gateway does not know us as an AS4 partner.
+    let theirs = Daemon::start(config(theirs_dir.path(), &w.vnb, vnb_port, &ca, &[], "")).await;
+    let id = ours.order("sub-refused", MALO, VNB).await;
+    let parked = ours
+        .wait("a parked outbox item", || async {
+            let list = ours.get("/outbox?filter[state][eq]=parked").await;
+            list["data"].as_array().unwrap().first().cloned()
+        })
+        .await;
+    let error = parked["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("EBMS:0004"), "{parked}");
+    assert_eq!(parked["attempts"], 1, "a refusal is not retried: {parked}");
+    let order = ours.get(&format!("/grid-fee-reductions/{id}")).await;
+    assert_eq!(order["status"], "intended", "{order}");
+    assert_eq!(journal_count(&theirs.store, "in").await, 0);
+    ours.stop().await;
+    theirs.stop().await;
+}
