@@ -165,6 +165,60 @@ trust_anchors = [{ca}]
     Config::load(Some(&text), &|_| None).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
 }
 
+/// Our gateway and the grid operator's, each with its own data directory and AS4 port.
+struct Pair {
+    w: World,
+    our_port: u16,
+    vnb_port: u16,
+    ours_dir: tempfile::TempDir,
+    theirs_dir: tempfile::TempDir,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        Pair {
+            w: world(),
+            our_port: free_port(),
+            vnb_port: free_port(),
+            ours_dir: tempfile::tempdir().unwrap(),
+            theirs_dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Our gateway, with the grid operator as AS4 partner.
+    async fn start_ours(&self) -> Daemon {
+        let w = &self.w;
+        Daemon::start(config(
+            self.ours_dir.path(),
+            &w.ours,
+            self.our_port,
+            &w.pki.ca(),
+            &[(&w.vnb, self.vnb_port)],
+            "",
+        ))
+        .await
+    }
+
+    /// The grid operator's gateway, with us as AS4 partner or (`knows_us` false) none.
+    async fn start_theirs(&self, knows_us: bool) -> Daemon {
+        let w = &self.w;
+        let peers: &[(&Side, u16)] = if knows_us {
+            &[(&w.ours, self.our_port)]
+        } else {
+            &[]
+        };
+        Daemon::start(config(
+            self.theirs_dir.path(),
+            &w.vnb,
+            self.vnb_port,
+            &w.pki.ca(),
+            peers,
+            "",
+        ))
+        .await
+    }
+}
+
 /// What a test-side sender put on the wire and got back.
 #[derive(Debug, Default, Clone)]
 struct Exchange {
@@ -356,29 +410,12 @@ async fn requests(store: &Store) -> Vec<(String, Option<String>, Option<String>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_order_goes_out_over_as4_and_the_answer_comes_back_over_as4() {
-    let w = world();
-    let (our_port, vnb_port) = (free_port(), free_port());
-    let ours_dir = tempfile::tempdir().unwrap();
-    let theirs_dir = tempfile::tempdir().unwrap();
+    let pair = Pair::new();
+    let w = &pair.w;
     let ca = w.pki.ca();
-    let ours = Daemon::start(config(
-        ours_dir.path(),
-        &w.ours,
-        our_port,
-        &ca,
-        &[(&w.vnb, vnb_port)],
-        "",
-    ))
-    .await;
-    let theirs = Daemon::start(config(
-        theirs_dir.path(),
-        &w.vnb,
-        vnb_port,
-        &ca,
-        &[(&w.ours, our_port)],
-        "",
-    ))
-    .await;
+    let our_port = pair.our_port;
+    let ours = pair.start_ours().await;
+    let theirs = pair.start_theirs(true).await;
 
     // 1. Order in through the API, out as ORDERS over AS4, receipted.
     let id = ours.order("sub-as4", MALO, VNB).await;
@@ -482,7 +519,7 @@ async fn an_order_goes_out_over_as4_and_the_answer_comes_back_over_as4() {
     );
     let answer = replaced(&answer, "NB0000000001'", "NBAS4000001'");
     let vnb = sender(
-        &w, VNB, &w.vnb.sig, &w.vnb.enc, &w.vnb.tls, &w.ours, our_port, unchanged,
+        w, VNB, &w.vnb.sig, &w.vnb.enc, &w.vnb.tls, &w.ours, our_port, unchanged,
     );
     vnb.send(OWN, answer.clone(), "answer-1@9900000000011")
         .await
@@ -698,20 +735,8 @@ async fn bad_as4_messages_are_refused_with_the_matching_ebms_error_and_never_jou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partner_that_was_down_gets_the_same_message_when_it_is_back() {
-    let w = world();
-    let (our_port, vnb_port) = (free_port(), free_port());
-    let ours_dir = tempfile::tempdir().unwrap();
-    let theirs_dir = tempfile::tempdir().unwrap();
-    let ca = w.pki.ca();
-    let ours = Daemon::start(config(
-        ours_dir.path(),
-        &w.ours,
-        our_port,
-        &ca,
-        &[(&w.vnb, vnb_port)],
-        "",
-    ))
-    .await;
+    let pair = Pair::new();
+    let ours = pair.start_ours().await;
     let id = ours.order("sub-retry", MALO, VNB).await;
     // Nobody listens at the partner's endpoint: the item is retried, not parked.
     let item = ours
@@ -740,15 +765,7 @@ async fn a_partner_that_was_down_gets_the_same_message_when_it_is_back() {
 
     // The partner comes up: the same message (id and timestamp fixed before the first
     // attempt) is delivered and receipted.
-    let theirs = Daemon::start(config(
-        theirs_dir.path(),
-        &w.vnb,
-        vnb_port,
-        &ca,
-        &[(&w.ours, our_port)],
-        "",
-    ))
-    .await;
+    let theirs = pair.start_theirs(true).await;
     ours.wait_for_status(&format!("/grid-fee-reductions/{id}"), "ordered")
         .await;
     let received: Vec<String> = sqlx::query("SELECT message_id FROM as4_inbox")
@@ -812,22 +829,10 @@ async fn a_message_signed_with_a_revoked_certificate_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_order_the_partner_refuses_is_parked_with_its_ebms_error() {
-    let w = world();
-    let (our_port, vnb_port) = (free_port(), free_port());
-    let ours_dir = tempfile::tempdir().unwrap();
-    let theirs_dir = tempfile::tempdir().unwrap();
-    let ca = w.pki.ca();
-    let ours = Daemon::start(config(
-        ours_dir.path(),
-        &w.ours,
-        our_port,
-        &ca,
-        &[(&w.vnb, vnb_port)],
-        "",
-    ))
-    .await;
+    let pair = Pair::new();
+    let ours = pair.start_ours().await;
     // The grid operator's gateway does not know us as an AS4 partner.
-    let theirs = Daemon::start(config(theirs_dir.path(), &w.vnb, vnb_port, &ca, &[], "")).await;
+    let theirs = pair.start_theirs(false).await;
     let id = ours.order("sub-refused", MALO, VNB).await;
     let parked = ours
         .wait("a parked outbox item", || async {
