@@ -19,7 +19,7 @@ mod pki;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use mako_gateway::config::Config;
 use mako_gateway::daemon::serve::serve;
@@ -128,7 +128,7 @@ async fn main() {
     let crl = Arc::new(CrlCache::new(
         tls.anchors().to_vec(),
         Arc::new(PlainHttpFetcher::default()),
-        Arc::new(chrono::Utc::now),
+        mako_gateway::clock::Clock::system(),
     ));
     let expected = HashMap::from([(format!("127.0.0.1:{port}"), OWN.parse().unwrap())]);
     let sender = As4Endpoint::build(As4Settings {
@@ -157,7 +157,7 @@ async fn main() {
             interchange("WARM", size),
             "ORDRSP.txt",
             "warm@bench",
-            SystemTime::now(),
+            std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
         )
         .await
         .expect("warm-up message");
@@ -187,7 +187,7 @@ async fn main() {
                             interchange(&reference, size),
                             "ORDRSP.txt",
                             &format!("{reference}@bench"),
-                            SystemTime::now(),
+                            std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
                         )
                         .await
                         .expect("receipted");

@@ -149,7 +149,10 @@ async fn run_postgres(messages: usize, workers: usize) -> bool {
             return false;
         }
     };
-    let name = format!("mako_bench_{}", uuid::Uuid::now_v7().simple());
+    let name = format!(
+        "mako_bench_{}",
+        mako_gateway::ids::new_id("db", mako_gateway::clock::Clock::system().now())
+    );
     admin
         .execute(format!("CREATE DATABASE {name}").as_str())
         .await
@@ -248,7 +251,7 @@ async fn set_up_orders(store: &Store, cases: &[Case]) {
         let mut tx = store.begin().await.expect("begin");
         for c in chunk {
             let order = GridFeeReduction {
-                id: mako_gateway::store::new_id("gfr"),
+                id: mako_gateway::store::new_id("gfr", now()),
                 subscription: format!("sub_{}", c.document),
                 reduction_type: ReductionType::Module1,
                 market_location: c.market_location.parse().expect("market location"),

@@ -1,10 +1,11 @@
 //! Identifiers of the German energy market as newtypes that check their format and check
-//! digit when they are made ("parse, don't validate"), and the EDIFACT date formats.
+//! digit when they are made ("parse, don't validate"), the EDIFACT date formats, and the ids of
+//! the gateway's own records ([`new_id`]).
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 /// Why an identifier or date was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -254,6 +255,21 @@ pub fn parse_date_102(value: &str) -> Result<NaiveDate, IdError> {
     .ok_or_else(|| fail("not a valid date"))
 }
 
+/// A new record id: `<prefix>_<UUIDv7 without dashes>`, its time part taken from `at` (the
+/// caller's clock: nothing here reads the wall clock) and the rest random.
+///
+/// Ids are time ordered, so ordering by id is ordering by creation: within one process exactly
+/// (one shared UUIDv7 counter, which never goes backwards even when `at` does), across
+/// instances to the millisecond.
+pub fn new_id(prefix: &str, at: DateTime<Utc>) -> String {
+    use uuid::timestamp::context::ContextV7;
+    use uuid::{Timestamp, Uuid};
+    static CONTEXT: std::sync::Mutex<ContextV7> = std::sync::Mutex::new(ContextV7::new());
+    let seconds = u64::try_from(at.timestamp()).unwrap_or(0);
+    let timestamp = Timestamp::from_unix(&CONTEXT, seconds, at.timestamp_subsec_nanos());
+    format!("{prefix}_{}", Uuid::new_v7(timestamp).simple())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,5 +348,17 @@ mod tests {
         assert!(parse_date_303("202305010000+\u{e4}").is_err());
         assert!(parse_date_203("2023050100\u{e4}").is_err());
         assert!(parse_date_102("202305\u{e4}").is_err());
+    }
+
+    #[test]
+    fn record_ids_are_ordered_by_creation_even_when_the_time_goes_back() {
+        use chrono::TimeZone;
+        let later = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();
+        let earlier = later - chrono::Duration::hours(1);
+        let a = new_id("evt", later);
+        let b = new_id("evt", later);
+        let c = new_id("evt", earlier);
+        assert!(a.starts_with("evt_") && a.len() == 4 + 32, "{a}");
+        assert!(a < b && b < c, "{a} {b} {c}");
     }
 }

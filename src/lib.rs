@@ -21,6 +21,7 @@
 pub mod acks;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod edifact;

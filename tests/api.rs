@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use chrono::{TimeZone, Utc};
 use mako_gateway::api::{router, AppState, ROUTES};
 use mako_gateway::store::{OutboxState, PageRequest, Store};
@@ -27,8 +25,8 @@ struct Api {
 impl Api {
     async fn start(store: Store) -> Api {
         let now = Utc.with_ymd_and_hms(2026, 6, 1, 10, 0, 0).unwrap();
-        let state =
-            AppState::new(store.clone(), vec![TOKEN.to_string()]).with_clock(Arc::new(move || now));
+        let state = AppState::new(store.clone(), vec![TOKEN.to_string()])
+            .with_clock(mako_gateway::clock::Clock::fixed(now));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
@@ -351,7 +349,11 @@ async fn meter_flow(stores: Vec<mako_gateway::store::Store>) {
     );
     let hook = api
         .store
-        .claim_webhook("w", Utc::now(), std::time::Duration::from_secs(30))
+        .claim_webhook(
+            "w",
+            mako_gateway::clock::Clock::system().now(),
+            std::time::Duration::from_secs(30),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -512,7 +514,7 @@ async fn lists(stores: Vec<mako_gateway::store::Store>) {
             pids: vec!["19133".into()],
             document_numbers: Vec::new(),
             raw: b"UNA:+.? 'UNB".to_vec(),
-            received_at: chrono::Utc::now(),
+            received_at: mako_gateway::clock::Clock::system().now(),
         })
         .await
         .unwrap();
@@ -521,7 +523,7 @@ async fn lists(stores: Vec<mako_gateway::store::Store>) {
         .add_clearing(
             journal.journal_id(),
             "refers to an order we did not send",
-            chrono::Utc::now(),
+            mako_gateway::clock::Clock::system().now(),
         )
         .await
         .unwrap();

@@ -27,7 +27,6 @@ mod pki;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use gateway::{replaced, sample, Daemon, TOKEN};
@@ -330,7 +329,7 @@ fn sender(
     let crl = Arc::new(CrlCache::new(
         anchors,
         Arc::new(PlainHttpFetcher::default()),
-        Arc::new(chrono::Utc::now),
+        mako_gateway::clock::Clock::system(),
     ));
     let expected = HashMap::from([(format!("127.0.0.1:{port}"), to.id.parse().unwrap())]);
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -363,7 +362,13 @@ fn sender(
 impl Sender {
     async fn send(&self, to: &str, payload: Vec<u8>, message_id: &str) -> Result<(), SendFailure> {
         self.endpoint
-            .send(to, payload, "ORDRSP.txt", message_id, SystemTime::now())
+            .send(
+                to,
+                payload,
+                "ORDRSP.txt",
+                message_id,
+                std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
+            )
             .await
             .map(|_| ())
     }

@@ -109,7 +109,7 @@ fn settings(party: &Party, anchors: &Path) -> TlsSettings {
 fn crl_cache() -> Arc<CrlCache> {
     let anchors =
         vec![openssl::x509::X509::from_pem(&std::fs::read(fixture().pki.ca()).unwrap()).unwrap()];
-    let clock: Clock = Arc::new(chrono::Utc::now);
+    let clock: Clock = mako_gateway::clock::Clock::system();
     Arc::new(CrlCache::new(
         anchors,
         Arc::new(PlainHttpFetcher::default()),

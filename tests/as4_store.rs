@@ -21,8 +21,15 @@ impl DedupHarness for DedupOn {
     type Store = Dedup;
     fn open(&self) -> Dedup {
         // A fresh key space per check: the same table, as several instances share it.
-        Dedup::new(self.0.clone(), self.lease())
-            .with_namespace(format!("{}/", uuid::Uuid::now_v7().simple()))
+        Dedup::new(
+            self.0.clone(),
+            self.lease(),
+            mako_gateway::clock::Clock::system(),
+        )
+        .with_namespace(format!(
+            "{}/",
+            mako_gateway::ids::new_id("db", mako_gateway::clock::Clock::system().now())
+        ))
     }
     fn lease(&self) -> Duration {
         // The lease runs on the wall clock (the database's view of time is ours): short
@@ -36,7 +43,9 @@ struct EvidenceOn(Store);
 impl AuditSinkHarness for EvidenceOn {
     type Sink = EvidenceStore;
     fn open(&self) -> BoxFuture<'_, EvidenceStore> {
-        Box::pin(async move { EvidenceStore::new(self.0.clone()) })
+        Box::pin(
+            async move { EvidenceStore::new(self.0.clone(), mako_gateway::clock::Clock::system()) },
+        )
     }
     fn read_all<'a>(&'a self, _sink: &'a EvidenceStore) -> BoxFuture<'a, Vec<AuditRecord>> {
         Box::pin(async move {
@@ -67,7 +76,7 @@ async fn evidence_conforms(stores: Vec<Store>) {
 /// Two instances (two pools on one database) racing for the same message ids: each id is
 /// claimed by exactly one of them; after accepting, both see duplicates.
 async fn two_instances_claim_each_key_once(stores: Vec<Store>) {
-    let now = Utc::now();
+    let now = mako_gateway::clock::Clock::system().now();
     let until = now + chrono::Duration::seconds(60);
     let mut tasks = Vec::new();
     for i in 0..40 {

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use mako_gateway::config::Config;
 use mako_gateway::daemon::filedrop::write_atomically;
 use mako_gateway::daemon::gateway::DaemonError;
@@ -131,7 +130,13 @@ impl Receiver {
             .get(SIGNATURE_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let signature_valid = verify(SECRET.as_bytes(), signature, body, Utc::now(), 300);
+        let signature_valid = verify(
+            SECRET.as_bytes(),
+            signature,
+            body,
+            mako_gateway::clock::Clock::system().now(),
+            300,
+        );
         let event: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let event_id = event["id"].as_str().unwrap_or("").to_string();
         let topic = event["topic"].as_str().unwrap_or("").to_string();

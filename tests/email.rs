@@ -20,9 +20,8 @@ mod pki;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 use lettre::Message;
@@ -186,9 +185,12 @@ async fn a_mailed_interchange_is_journaled_once_and_marked_also_across_restarts(
     };
     let tag = tag("journal");
     let interchange = sample_interchange();
-    let name = TransferFileName::of_interchange(&interchange, Utc::now().date_naive())
-        .expect("file name")
-        .to_string();
+    let name = TransferFileName::of_interchange(
+        &interchange,
+        mako_gateway::clock::Clock::system().now().date_naive(),
+    )
+    .expect("file name")
+    .to_string();
     assert!(name.starts_with("ORDERS__"), "{name}");
     let to = servers.partner_address(&tag);
     let mail = build_mail(
@@ -196,7 +198,7 @@ async fn a_mailed_interchange_is_journaled_once_and_marked_also_across_restarts(
         &Mailbox::new(None, to.clone()),
         &interchange,
         &name,
-        SystemTime::now(),
+        std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
     )
     .unwrap();
     send(&servers.smtp, &servers.gateway_address(), &[to], &mail)
@@ -212,7 +214,11 @@ async fn a_mailed_interchange_is_journaled_once_and_marked_also_across_restarts(
             let subject = subject_of(&mail.raw);
             let attachment = extract_single_attachment(&mail.raw).map_err(|e| e.to_string())?;
             let inserted = gateway
-                .receive(attachment.bytes, Transport::Email, Utc::now())
+                .receive(
+                    attachment.bytes,
+                    Transport::Email,
+                    mako_gateway::clock::Clock::system().now(),
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             journaled
@@ -266,7 +272,7 @@ async fn a_failed_journal_leaves_the_mail_unmarked_for_the_next_round() {
         &Mailbox::new(None, to.clone()),
         b"UNB+UNOC:3+1:500+2:500+261123:1200+R1'UNZ+0+R1'",
         "retry.txt",
-        SystemTime::now(),
+        std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
     )
     .unwrap();
     send(&servers.smtp, &servers.gateway_address(), &[to], &mail)
@@ -390,7 +396,7 @@ async fn a_ten_megabyte_attachment_goes_through() {
         &Mailbox::new(None, to.clone()),
         &big,
         "MSCONS__9900000000003_9900000000010_20261123_BIG1.txt",
-        SystemTime::now(),
+        std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
     )
     .unwrap();
     send(&servers.smtp, &servers.gateway_address(), &[to], &mail)
@@ -429,7 +435,7 @@ async fn an_unknown_local_recipient_is_a_permanent_error_with_the_server_answer(
         &Mailbox::new(None, nobody.clone()),
         b"UNB'",
         "x.txt",
-        SystemTime::now(),
+        std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
     )
     .unwrap();
     let error = send(&servers.smtp, &servers.gateway_address(), &[nobody], &mail)
@@ -479,7 +485,7 @@ async fn the_inbox_loop_wakes_on_idle_and_stops_on_request() {
                 &Mailbox::new(None, to.clone()),
                 format!("UNB+UNOC:3+1:500+2:500+261123:1200+I{n}'UNZ+0+I{n}'").as_bytes(),
                 &format!("idle{n}.txt"),
-                SystemTime::now(),
+                std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
             )
             .unwrap();
             send(&servers.smtp, &servers.gateway_address(), &[to], &mail)
@@ -563,7 +569,7 @@ async fn mail_goes_out_over_starttls_and_is_read_over_starttls_and_imaps() {
         &Mailbox::new(None, servers.partner_address(&tag)),
         &sample_interchange(),
         "tls.txt",
-        SystemTime::now(),
+        std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
     )
     .unwrap();
     send(

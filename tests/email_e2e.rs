@@ -25,7 +25,7 @@ mod gateway;
 mod pki;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use gateway::{inbound_from, replaced, sample, Daemon, TOKEN};
 use mako_gateway::config::Config;
@@ -198,7 +198,7 @@ async fn mail_entity(
         &Mailbox::new(None, to.clone()),
         b"",
         subject,
-        SystemTime::now(),
+        std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
         |_| {
             sign_then_encrypt(entity, signer, recipient).map_err(|e: SmimeError| {
                 MailError::Headers {
@@ -379,7 +379,7 @@ async fn an_order_goes_out_by_mail_and_the_mailed_answer_is_mapped_bad_mail_is_q
         &Mailbox::new(None, our_address.clone()),
         &interchange("BAD1"),
         "unsigned.txt",
-        SystemTime::now(),
+        std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
     )
     .unwrap();
     send_raw(&s, &vnb_address, &our_address, &plain).await;
@@ -431,7 +431,7 @@ async fn an_order_goes_out_by_mail_and_the_mailed_answer_is_mapped_bad_mail_is_q
         &Mailbox::new(None, our_address.clone()),
         &interchange("BAD6"),
         "tampered.txt",
-        SystemTime::now(),
+        std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
         |e| {
             sign_then_encrypt(e, &identity(&vnb), &cert(&we)).map_err(|e| MailError::Headers {
                 reason: e.to_string(),

@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use chrono::Utc;
 use mako_gateway::config::Config;
 use mako_gateway::daemon::gateway::Gateway;
 use mako_gateway::orders::{GridFeeReduction, GridFeeStatus, MeterType, ReductionType};
@@ -67,9 +66,9 @@ async fn store_with_an_ordered_reduction(dir: &Path) -> (String, String, String)
         &|_| None,
     )
     .unwrap();
-    let now = Utc::now();
+    let now = mako_gateway::clock::Clock::system().now();
     let order = GridFeeReduction {
-        id: new_id("gfr"),
+        id: new_id("gfr", mako_gateway::clock::Clock::system().now()),
         subscription: "sub-replay".into(),
         reduction_type: ReductionType::Module1,
         market_location: "51238696781".parse().unwrap(),

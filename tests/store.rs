@@ -41,7 +41,7 @@ fn inbound(partner: &str, reference: Option<&str>) -> InboundRecord {
 
 fn reduction(subscription: &str) -> GridFeeReduction {
     GridFeeReduction {
-        id: new_id("gfr"),
+        id: new_id("gfr", mako_gateway::clock::Clock::system().now()),
         subscription: subscription.to_string(),
         reduction_type: ReductionType::Module1,
         market_location: "51238696781".parse().unwrap(),
@@ -59,7 +59,7 @@ fn reduction(subscription: &str) -> GridFeeReduction {
 
 fn meter(subscription: &str) -> MeterOrder {
     MeterOrder {
-        id: new_id("mor"),
+        id: new_id("mor", mako_gateway::clock::Clock::system().now()),
         subscription: subscription.to_string(),
         market_location: "51238696781".parse().unwrap(),
         metering_location: None,

@@ -35,12 +35,7 @@ use crate::store::{serde_text, Backend, Store};
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 /// Where the API reads the time (tests pass a fixed clock).
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
-}
+pub use crate::clock::Clock;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -69,7 +64,7 @@ impl AppState {
         AppState {
             store,
             tokens: Arc::new(tokens.into_iter().filter(|t| !t.is_empty()).collect()),
-            clock: system_clock(),
+            clock: Clock::system(),
         }
     }
 
@@ -80,7 +75,7 @@ impl AppState {
     }
 
     fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
+        self.clock.now()
     }
 }
 

@@ -150,7 +150,7 @@ pub async fn create_grid_fee(
     let mut records = Vec::new();
     for reduction_type in requested {
         let order = GridFeeReduction {
-            id: new_id("gfr"),
+            id: new_id("gfr", now),
             subscription: subscription.clone(),
             reduction_type,
             market_location: market_location.clone(),
@@ -338,7 +338,7 @@ pub async fn create_meter_order(
         errors: vec![rule_error(rule)],
     })?;
     let order = MeterOrder {
-        id: new_id("mor"),
+        id: new_id("mor", now),
         subscription,
         market_location,
         metering_location,
@@ -543,7 +543,7 @@ pub async fn resolve_clearing(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let now = (state.clock)();
+    let now = state.clock.now();
     state.store.resolve_clearing(&id, now).await?;
     Ok(Json(json!({
         "object": "clearing_item",

@@ -3,8 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chrono::Utc;
-
 use super::EXIT_USAGE;
 use crate::config::{exit_code_for_config_errors, Config, LogFormat};
 use crate::daemon::gateway::{Gateway, InboundReport};
@@ -238,7 +236,7 @@ pub(super) fn run_replay(
                     continue;
                 }
             };
-            let now = Utc::now();
+            let now = crate::clock::Clock::system().now();
             let result = if dry_run {
                 gateway.dry_run(&raw, now).await.map(Some)
             } else {

@@ -143,7 +143,7 @@ pub(super) fn run_ack(path: &Path, now: Option<NaiveDateTime>, gas: bool) -> Exi
     };
     // The command line is an edge of the program: the one place besides the daemon's clock
     // that reads the wall clock, and only when --now is not given.
-    let now = now.unwrap_or_else(|| chrono::Utc::now().naive_utc());
+    let now = now.unwrap_or_else(|| crate::clock::Clock::system().now().naive_utc());
     let mut context = AckContext {
         registry: Registry::embedded(),
         now,

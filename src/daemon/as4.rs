@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use bytes::Bytes;
-use chrono::Utc;
 use http_body_util::{BodyExt, Full, Limited};
 
 use super::gateway::Gateway;
@@ -200,6 +200,7 @@ pub fn endpoint<H: HttpClient>(
     material: &As4Material,
     http: H,
     store: &Store,
+    clock: Clock,
 ) -> Result<As4Endpoint, ConfigError> {
     let keys = &material.keys;
     As4Endpoint::build(As4Settings {
@@ -210,7 +211,7 @@ pub fn endpoint<H: HttpClient>(
         crl_signer: keys.crl_signer.clone(),
         partners: material.partners.clone(),
         http,
-        audit: EvidenceStore::new(store.clone()),
+        audit: EvidenceStore::new(store.clone(), clock),
         max_message_bytes: material.config.max_message_bytes,
         max_payload_bytes: material.config.max_payload_bytes,
     })
@@ -256,7 +257,7 @@ impl InboundSink for GatewaySink {
             }
             let inserted = self
                 .gateway
-                .receive(message.payload, Transport::As4, Utc::now())
+                .receive(message.payload, Transport::As4, self.gateway.clock.now())
                 .await
                 .map_err(|e| Refusal::Retry(format!("journaling failed: {e}")))?;
             if let Inserted::Duplicate(id) = &inserted {
@@ -343,7 +344,7 @@ where
         .to_string();
     let store = gateway.store.clone();
     let request_id = match store
-        .insert_as4_request(&peer_label, &content_type, &raw, Utc::now())
+        .insert_as4_request(&peer_label, &content_type, &raw, gateway.clock.now())
         .await
     {
         Ok(id) => id,
@@ -361,7 +362,7 @@ where
         delivered: std::sync::Mutex::new(None),
     });
     let service = endpoint.inbound(
-        Dedup::new(store.clone(), DEDUP_LEASE),
+        Dedup::new(store.clone(), DEDUP_LEASE, gateway.clock.clone()),
         peer.map(|p| p.as_str().to_string()),
         sink.clone(),
     );
@@ -414,7 +415,7 @@ where
         tracing::warn!(peer = %peer_label, request = %request_id, code = ?answer.ebms_code, reason = ?answer.reason, "AS4 request refused");
     }
     if let Err(e) = store
-        .finish_as4_request(&request_id, &answer, Utc::now())
+        .finish_as4_request(&request_id, &answer, gateway.clock.now())
         .await
     {
         tracing::warn!(request = %request_id, error = %e, "AS4 answer not recorded");
@@ -444,7 +445,11 @@ fn authority(url: &str) -> Option<String> {
 impl As4Runtime {
     /// Reads `[as4]` and the AS4 partners and builds everything; `Ok(None)` without `[as4]`.
     /// Every error at once, keyed like [`Config::load`]'s.
-    pub fn load(config: &Config, store: &Store) -> Result<Option<As4Runtime>, Vec<ConfigError>> {
+    pub fn load(
+        config: &Config,
+        store: &Store,
+        clock: Clock,
+    ) -> Result<Option<As4Runtime>, Vec<ConfigError>> {
         let Some(material) = load_material(config)? else {
             return Ok(None);
         };
@@ -466,7 +471,7 @@ impl As4Runtime {
         let crl = Arc::new(CrlCache::new(
             tls.anchors().to_vec(),
             Arc::new(PlainHttpFetcher::default()),
-            Arc::new(Utc::now),
+            clock.clone(),
         ));
         let expected: HashMap<String, MarketPartnerId> = material
             .partners
@@ -479,7 +484,7 @@ impl As4Runtime {
         let acceptor = tls
             .acceptor()
             .map_err(|e| vec![invalid("as4.tls_cert", None, e.to_string())])?;
-        let endpoint = endpoint(config, &material, client, store).map_err(|e| vec![e])?;
+        let endpoint = endpoint(config, &material, client, store, clock).map_err(|e| vec![e])?;
         Ok(Some(As4Runtime {
             endpoint,
             config: as4.clone(),

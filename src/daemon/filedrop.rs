@@ -45,13 +45,14 @@ pub struct Claimed {
     pub name: String,
 }
 
-/// Claims the complete files of `inbox` (and claims in `.claimed/` older than `stale`, left
-/// by a crashed instance), oldest name first, at most `limit`.
+/// Claims the complete files of `inbox` (and claims in `.claimed/` older than `stale` at
+/// `now`, left by a crashed instance), oldest name first, at most `limit`.
 pub fn claim(
     inbox: &Path,
     worker: &str,
     stale: Duration,
     limit: usize,
+    now: SystemTime,
 ) -> std::io::Result<Vec<Claimed>> {
     let claimed_dir = inbox.join(".claimed");
     std::fs::create_dir_all(&claimed_dir)?;
@@ -70,10 +71,7 @@ pub fn claim(
         let entry = entry?;
         let file = entry.file_name().to_string_lossy().into_owned();
         let modified = entry.metadata()?.modified()?;
-        let old = SystemTime::now()
-            .duration_since(modified)
-            .unwrap_or_default()
-            > stale;
+        let old = now.duration_since(modified).unwrap_or_default() > stale;
         let mine = file.starts_with(&format!("{worker}--"));
         if let (true, Some((_, name))) = (old || mine, file.split_once("--")) {
             names.push((entry.path(), name.to_string()));
@@ -90,7 +88,7 @@ pub fn claim(
             Ok(()) => {
                 // Touch the claim so that it is not stale for the others.
                 if let Ok(f) = std::fs::File::options().append(true).open(&target) {
-                    let _ = f.set_modified(SystemTime::now());
+                    let _ = f.set_modified(now);
                 }
                 out.push(Claimed { path: target, name });
             }
@@ -126,17 +124,44 @@ mod tests {
         write_atomically(inbox, "a.edi", b"UNA").unwrap();
         std::fs::write(inbox.join("b.edi.part"), b"half").unwrap();
         std::fs::write(inbox.join(".c.edi.tmp"), b"half").unwrap();
-        let first = claim(inbox, "w1", Duration::from_secs(60), 10).unwrap();
+        let first = claim(
+            inbox,
+            "w1",
+            Duration::from_secs(60),
+            10,
+            SystemTime::from(crate::clock::Clock::system().now()),
+        )
+        .unwrap();
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].name, "a.edi");
         // A second instance finds nothing: the claim is fresh and not its own.
-        assert!(claim(inbox, "w2", Duration::from_secs(60), 10)
-            .unwrap()
-            .is_empty());
+        assert!(claim(
+            inbox,
+            "w2",
+            Duration::from_secs(60),
+            10,
+            SystemTime::from(crate::clock::Clock::system().now())
+        )
+        .unwrap()
+        .is_empty());
         // After a crash the same worker (or anyone once it is stale) takes it again.
-        let again = claim(inbox, "w1", Duration::from_secs(60), 10).unwrap();
+        let again = claim(
+            inbox,
+            "w1",
+            Duration::from_secs(60),
+            10,
+            SystemTime::from(crate::clock::Clock::system().now()),
+        )
+        .unwrap();
         assert_eq!(again.len(), 1);
-        let stolen = claim(inbox, "w2", Duration::ZERO, 10).unwrap();
+        let stolen = claim(
+            inbox,
+            "w2",
+            Duration::ZERO,
+            10,
+            SystemTime::from(crate::clock::Clock::system().now()),
+        )
+        .unwrap();
         assert_eq!(stolen.len(), 1);
         let moved = done(inbox, &stolen[0], "jrn_1").unwrap();
         assert_eq!(std::fs::read(moved).unwrap(), b"UNA");

@@ -107,6 +107,8 @@ pub struct Gateway {
     http: reqwest::Client,
     email: Option<std::sync::Arc<super::email::EmailSetup>>,
     as4: Option<crate::transport::as4::As4Endpoint>,
+    /// Where the transports' handlers read the time.
+    pub clock: crate::clock::Clock,
 }
 
 /// Turns the configured partner statuses into the domain's rules.
@@ -230,6 +232,7 @@ impl Gateway {
                 .map_err(|e| DaemonError::Config(format!("HTTP client: {e}")))?,
             email: None,
             as4: None,
+            clock: crate::clock::Clock::system(),
         })
     }
 
@@ -237,6 +240,12 @@ impl Gateway {
     /// partner gets the file drop).
     pub fn with_email(mut self, setup: std::sync::Arc<super::email::EmailSetup>) -> Gateway {
         self.email = Some(setup);
+        self
+    }
+
+    /// The same gateway reading the time from `clock`.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Gateway {
+        self.clock = clock;
         self
     }
 
@@ -1074,7 +1083,11 @@ impl Gateway {
             .as4_outbound(
                 &item.id,
                 written.partner.as_str(),
-                &format!("{}@{}", uuid::Uuid::now_v7(), self.sender.id),
+                &format!(
+                    "{}@{}",
+                    crate::ids::new_id("as4", now).trim_start_matches("as4_"),
+                    self.sender.id
+                ),
                 now,
             )
             .await

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::watch;
 
 use super::gateway::{DaemonError, Gateway};
@@ -56,8 +55,11 @@ pub async fn serve(
             tracing::warn!("{warning}");
         }
     }
-    let as4 = super::as4::As4Runtime::load(&config, &store).map_err(config_errors)?;
-    let mut gateway = Gateway::new(store.clone(), &config, worker.clone())?;
+    let clock = crate::clock::Clock::system();
+    let as4 =
+        super::as4::As4Runtime::load(&config, &store, clock.clone()).map_err(config_errors)?;
+    let mut gateway =
+        Gateway::new(store.clone(), &config, worker.clone())?.with_clock(clock.clone());
     if let Some(setup) = &email {
         gateway = gateway.with_email(setup.clone());
     }
@@ -123,6 +125,7 @@ pub async fn serve(
         }
         // Received message ids are forgotten after the retention (≥ 7 days), checked hourly.
         let store = store.clone();
+        let purge_clock = clock.clone();
         let retention = as4
             .as_ref()
             .map(|r| r.config.dedup_retention)
@@ -133,8 +136,9 @@ pub async fn serve(
             Duration::from_secs(3600),
             move || {
                 let store = store.clone();
+                let now = purge_clock.now();
                 async move {
-                    let before = Utc::now()
+                    let before = now
                         - chrono::Duration::from_std(retention)
                             .unwrap_or(chrono::Duration::days(10));
                     let purged = store.purge_as4_dedup(before).await?;
@@ -174,7 +178,7 @@ pub async fn serve(
                     let gateway = gateway.clone();
                     let setup = setup.clone();
                     async move {
-                        super::email::handle_mail(&gateway, &setup, mail, Utc::now())
+                        super::email::handle_mail(&gateway, &setup, mail, gateway.clock.now())
                             .await
                             .map(|_| ())
                     }
@@ -193,7 +197,7 @@ pub async fn serve(
                 let gateway = gateway.clone();
                 async move {
                     gateway
-                        .process_inbound_batch(Utc::now(), INBOUND_BATCH)
+                        .process_inbound_batch(gateway.clock.now(), INBOUND_BATCH)
                         .await
                 }
             },
@@ -209,7 +213,7 @@ pub async fn serve(
                 let gateway = gateway.clone();
                 async move {
                     gateway
-                        .send_next_outbox(Utc::now())
+                        .send_next_outbox(gateway.clock.now())
                         .await
                         .map(|r| r.map(|_| 1))
                 }
@@ -226,7 +230,7 @@ pub async fn serve(
                 let gateway = gateway.clone();
                 async move {
                     gateway
-                        .deliver_next_webhook(Utc::now())
+                        .deliver_next_webhook(gateway.clock.now())
                         .await
                         .map(|r| r.map(|_| 1))
                 }
@@ -281,8 +285,9 @@ pub async fn pick_up_files(
 ) -> Result<Option<usize>, DaemonError> {
     let worker = gateway.worker.clone();
     let dir = inbox.to_path_buf();
+    let now = std::time::SystemTime::from(gateway.clock.now());
     let claimed =
-        tokio::task::spawn_blocking(move || super::filedrop::claim(&dir, &worker, lease, 64))
+        tokio::task::spawn_blocking(move || super::filedrop::claim(&dir, &worker, lease, 64, now))
             .await
             .map_err(|e| DaemonError::Config(e.to_string()))?
             .map_err(|e| DaemonError::Io {
@@ -302,7 +307,9 @@ pub async fn pick_up_files(
                 path: file.path.display().to_string(),
                 source: e,
             })?;
-        let inserted = gateway.receive(raw, Transport::File, Utc::now()).await?;
+        let inserted = gateway
+            .receive(raw, Transport::File, gateway.clock.now())
+            .await?;
         if let Inserted::Duplicate(id) = &inserted {
             tracing::info!(file = %file.name, journal = %id, "delivered twice: journaled once");
         }

@@ -40,7 +40,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<DedupClaim, StoreError> {
         for _ in 0..3 {
-            let token = uuid::Uuid::now_v7().simple().to_string();
+            let token = super::new_id("claim", now);
             let inserted = sqlx::query(
                 "INSERT INTO as4_dedup (message_key, state, token, lease_until, claimed_at) \
                  VALUES ($1, 'in_flight', $2, $3, $4) ON CONFLICT (message_key) DO NOTHING",
@@ -238,7 +238,7 @@ impl Store {
         raw: &[u8],
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
-        let id = super::new_id("as4in");
+        let id = super::new_id("as4in", now);
         sqlx::query(
             "INSERT INTO as4_inbox (id, peer, content_type, raw, received_at, outcome) \
              VALUES ($1, $2, $3, $4, $5, 'pending')",

@@ -12,7 +12,7 @@ impl Store {
     /// not stored twice: the first row's id and outcome come back, so the caller can tell
     /// whether it was handled already.
     pub async fn insert_mail(&self, mail: &NewMail) -> Result<(String, MailOutcome), StoreError> {
-        let id = super::new_id("mail");
+        let id = super::new_id("mail", mail.received_at);
         let inserted = sqlx::query(
             "INSERT INTO mail_journal (id, mailbox, uid_validity, uid, from_header, subject, raw, \
              received_at, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending') \

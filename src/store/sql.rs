@@ -364,7 +364,7 @@ pub(crate) async fn add_history(
     conn: &mut AnyConnection,
     entry: &HistoryEntry,
 ) -> Result<String, StoreError> {
-    let id = new_id("hst");
+    let id = new_id("hst", entry.at);
     sqlx::query(
         "INSERT INTO status_history (id, order_kind, order_id, from_status, to_status, topic, \
          journal_id, at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -443,7 +443,7 @@ pub(crate) async fn add_outbox(
     item: &NewOutboxItem,
     now: DateTime<Utc>,
 ) -> Result<String, StoreError> {
-    let id = new_id("obx");
+    let id = new_id("obx", now);
     sqlx::query(
         "INSERT INTO outbox (id, kind, order_kind, order_id, partner, payload, journal_id, state, \
          attempts, next_attempt_at, created_at) \
@@ -516,7 +516,7 @@ pub(crate) async fn add_clearing(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<String, StoreError> {
-    let id = new_id("clr");
+    let id = new_id("clr", now);
     sqlx::query(
         "INSERT INTO clearing (id, journal_id, reason, created_at) VALUES ($1, $2, $3, $4)",
     )
@@ -535,7 +535,7 @@ pub(crate) async fn record_sent(
     sent: &SentRecord,
     now: DateTime<Utc>,
 ) -> Result<String, StoreError> {
-    let id = new_id("snt");
+    let id = new_id("snt", now);
     sqlx::query(
         "INSERT INTO sent_messages (id, partner, interchange_ref, message_ref, document_number, \
          order_kind, order_id, journal_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -648,7 +648,7 @@ pub(crate) async fn insert_outbound_journal(
     conn: &mut AnyConnection,
     record: &OutboundRecord,
 ) -> Result<String, StoreError> {
-    let id = new_id("jrn");
+    let id = new_id("jrn", record.sent_at);
     sqlx::query(
         "INSERT INTO journal (id, direction, partner, transport, interchange_ref, message_refs, \
          pids, document_numbers, raw, sent_at, state, attempts) \
@@ -673,7 +673,7 @@ pub(crate) async fn insert_inbound(
     conn: &mut AnyConnection,
     record: &InboundRecord,
 ) -> Result<Inserted, StoreError> {
-    let id = new_id("jrn");
+    let id = new_id("jrn", record.received_at);
     let inserted = sqlx::query(
         "INSERT INTO journal (id, direction, partner, transport, interchange_ref, message_refs, \
          pids, document_numbers, raw, received_at, state, attempts) \

@@ -6,11 +6,7 @@ use serde::Serialize;
 use crate::acks::{SentLookup, SentMessage};
 use crate::orders::{GridFeeReduction, MeterOrder};
 
-/// A new id: `<prefix>_<UUIDv7 without dashes>`. UUIDv7 is time ordered, so ordering by id is
-/// ordering by creation (within one process exactly, across instances to the millisecond).
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
-}
+pub use crate::ids::new_id;
 
 /// The text of a serde unit enum value (`"intended"`, `"enwg-14a-module-1"`, …).
 pub fn serde_text<S: Serialize>(value: &S) -> String {
@@ -318,7 +314,7 @@ pub struct WebhookEvent {
 impl WebhookEvent {
     /// An event with a new id; `context` holds ids only (`{"meter_order": "mor_…", …}`).
     pub fn new(topic: &str, context: serde_json::Value, now: DateTime<Utc>) -> WebhookEvent {
-        let id = new_id("evt");
+        let id = new_id("evt", now);
         let payload = serde_json::json!({
             "id": id,
             "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

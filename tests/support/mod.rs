@@ -61,7 +61,10 @@ impl PgDatabase {
             Ok(Err(e)) => panic!("MAKO_TEST_POSTGRES_URL is set but PostgreSQL refuses: {e}"),
             Err(_) => panic!("MAKO_TEST_POSTGRES_URL is set but PostgreSQL does not answer"),
         };
-        let name = format!("mako_test_{}", uuid::Uuid::now_v7().simple());
+        let name = format!(
+            "mako_test_{}",
+            mako_gateway::ids::new_id("db", mako_gateway::clock::Clock::system().now())
+        );
         admin
             .execute(format!("CREATE DATABASE {name}").as_str())
             .await

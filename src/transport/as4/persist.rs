@@ -5,30 +5,40 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use asx::{AuditDurability, AuditRecord, BoxFuture, Claim, ClaimToken};
-use chrono::Utc;
-
+use crate::clock::Clock;
 use crate::store::{DedupClaim, Store};
+use asx::{AuditDurability, AuditRecord, BoxFuture, Claim, ClaimToken};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The duplicate store of received AS4 messages. A claim holds for `lease` (the longest a
 /// handler may take: journaling one interchange); an accepted key is remembered until
 /// [`Store::purge_as4_dedup`] removes it after the retention (≥ 7 days, `as4.dedup_retention`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Dedup {
     store: Store,
     lease: Duration,
     namespace: String,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Dedup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dedup")
+            .field("lease", &self.lease)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Dedup {
-    /// A dedup store over `store` with claims leased for `lease`.
-    pub fn new(store: Store, lease: Duration) -> Dedup {
+    /// A dedup store over `store` with claims leased for `lease`, the time read from `clock`.
+    pub fn new(store: Store, lease: Duration, clock: Clock) -> Dedup {
         Dedup {
             store,
             lease,
             namespace: String::new(),
+            clock,
         }
     }
 
@@ -46,7 +56,7 @@ impl Dedup {
 impl asx::DedupStore for Dedup {
     fn claim<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Claim, BoxError>> {
         Box::pin(async move {
-            let now = Utc::now();
+            let now = self.clock.now();
             let until = now + chrono::Duration::from_std(self.lease)?;
             Ok(
                 match self.store.as4_claim(&self.key(key), until, now).await? {
@@ -66,7 +76,7 @@ impl asx::DedupStore for Dedup {
         Box::pin(async move {
             if self
                 .store
-                .as4_accept(&self.key(key), token.as_str(), Utc::now())
+                .as4_accept(&self.key(key), token.as_str(), self.clock.now())
                 .await?
             {
                 Ok(())
@@ -98,15 +108,22 @@ impl asx::DedupStore for Dedup {
 /// The audit sink: every record asx-rs makes (receipts received and sent, refusals) as JSON in
 /// `as4_evidence`, committed before asx-rs goes on (`Durable`: a send is not reported
 /// delivered, a receipt not returned, unless its evidence is stored).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EvidenceStore {
     store: Store,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for EvidenceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvidenceStore").finish_non_exhaustive()
+    }
 }
 
 impl EvidenceStore {
-    /// An audit sink over `store`.
-    pub fn new(store: Store) -> EvidenceStore {
-        EvidenceStore { store }
+    /// An audit sink over `store`, records stamped with `clock`'s time.
+    pub fn new(store: Store, clock: Clock) -> EvidenceStore {
+        EvidenceStore { store, clock }
     }
 }
 
@@ -124,7 +141,7 @@ impl asx::AuditSink for EvidenceStore {
                     record.message_id(),
                     record.partner(),
                     &json,
-                    Utc::now(),
+                    self.clock.now(),
                 )
                 .await?;
             Ok(())

@@ -60,8 +60,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A boxed, sendable future (the shape of `asx::BoxFuture`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The wall clock, injected so tests can move time.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+/// The clock, injected so tests can move time.
+pub use crate::clock::Clock;
 
 /// Who a TLS peer is, read from its SM-PKI certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,7 +377,7 @@ impl CrlCache {
     /// The CRL to judge by for `url`: the cached one while current, else a new download, else
     /// the cached one within its grace period.
     async fn current_crl(&self, url: &str, issuer: &X509) -> Result<Arc<Crl>, CrlUnavailable> {
-        let now = (self.clock)();
+        let now = self.clock.now();
         let (cached, failure) = {
             let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             match entries.get(url) {
@@ -715,8 +715,8 @@ mod tests {
             let fetcher = Arc::new(FakeFetcher::default());
             let now = Arc::new(Mutex::new(T0));
             let clock_now = now.clone();
-            let clock: Clock =
-                Arc::new(move || Utc.timestamp_opt(*clock_now.lock().unwrap(), 0).unwrap());
+            let clock =
+                Clock::from_fn(move || Utc.timestamp_opt(*clock_now.lock().unwrap(), 0).unwrap());
             let cache = CrlCache::new(vec![ca.cert.clone()], fetcher.clone(), clock);
             Setup {
                 ca,
