@@ -70,6 +70,9 @@ impl Api {
     async fn outbox_pending(&self) -> Vec<String> {
         let page = self
             .store
+            .conn()
+            .await
+            .unwrap()
             .list_outbox(
                 Some(OutboxState::Pending),
                 &PageRequest {
@@ -250,7 +253,14 @@ async fn grid_fee_flow(stores: Vec<mako_gateway::store::Store>) {
         api.outbox_pending().await,
         vec![m1_id.clone(), m3["id"].as_str().unwrap().to_string()]
     );
-    let history = api.store.history(&m1_id).await.unwrap();
+    let history = api
+        .store
+        .conn()
+        .await
+        .unwrap()
+        .history(&m1_id)
+        .await
+        .unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(
         (history[0].from.as_deref(), history[0].to.as_str()),
@@ -336,7 +346,7 @@ async fn meter_flow(stores: Vec<mako_gateway::store::Store>) {
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cancelled["cancelled_reason"], "customer_request");
     assert!(api.outbox_pending().await.is_empty());
-    let history = api.store.history(&id).await.unwrap();
+    let history = api.store.conn().await.unwrap().history(&id).await.unwrap();
     assert_eq!(
         history
             .iter()
@@ -349,6 +359,9 @@ async fn meter_flow(stores: Vec<mako_gateway::store::Store>) {
     );
     let hook = api
         .store
+        .conn()
+        .await
+        .unwrap()
         .claim_webhook(
             "w",
             mako_gateway::clock::Clock::system().now(),
@@ -506,6 +519,9 @@ async fn lists(stores: Vec<mako_gateway::store::Store>) {
     // An unmatched message in clearing, resolved by an operator.
     let journal = api
         .store
+        .conn()
+        .await
+        .unwrap()
         .insert_inbound(&mako_gateway::store::InboundRecord {
             partner: "9900000000011".into(),
             transport: mako_gateway::store::Transport::File,

@@ -445,7 +445,14 @@ async fn an_order_goes_out_over_as4_and_the_answer_comes_back_over_as4() {
         delivered.1.is_some(),
         "the receipt was verified and recorded"
     );
-    let evidence = ours.store.as4_evidence(&delivered.0).await.unwrap();
+    let evidence = ours
+        .store
+        .conn()
+        .await
+        .unwrap()
+        .as4_evidence(&delivered.0)
+        .await
+        .unwrap();
     assert!(
         !evidence.is_empty(),
         "the signed receipt is kept as evidence"

@@ -86,7 +86,13 @@ async fn two_instances_claim_each_key_once(stores: Vec<Store>) {
                 let key = format!("BDEW/9900357000004/msg-{i}");
                 (
                     key.clone(),
-                    store.as4_claim(&key, until, now).await.unwrap(),
+                    store
+                        .conn()
+                        .await
+                        .unwrap()
+                        .as4_claim(&key, until, now)
+                        .await
+                        .unwrap(),
                 )
             }));
         }
@@ -101,9 +107,21 @@ async fn two_instances_claim_each_key_once(stores: Vec<Store>) {
     assert_eq!(claimed.len(), 40);
     for (key, tokens) in &claimed {
         assert_eq!(tokens.len(), 1, "{key} claimed {} times", tokens.len());
-        assert!(stores[1].as4_accept(key, &tokens[0], now).await.unwrap());
+        assert!(stores[1]
+            .conn()
+            .await
+            .unwrap()
+            .as4_accept(key, &tokens[0], now)
+            .await
+            .unwrap());
         assert_eq!(
-            stores[0].as4_claim(key, until, now).await.unwrap(),
+            stores[0]
+                .conn()
+                .await
+                .unwrap()
+                .as4_claim(key, until, now)
+                .await
+                .unwrap(),
             DedupClaim::Duplicate
         );
     }
@@ -115,11 +133,27 @@ async fn retention_purges_only_old_accepted_keys(stores: Vec<Store>) {
     let store = &stores[0];
     let day = chrono::Duration::days(1);
     let t0 = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
-    let DedupClaim::Claimed(old) = store.as4_claim("old", t0 + day, t0).await.unwrap() else {
+    let DedupClaim::Claimed(old) = store
+        .conn()
+        .await
+        .unwrap()
+        .as4_claim("old", t0 + day, t0)
+        .await
+        .unwrap()
+    else {
         panic!("claim")
     };
-    assert!(store.as4_accept("old", &old, t0).await.unwrap());
+    assert!(store
+        .conn()
+        .await
+        .unwrap()
+        .as4_accept("old", &old, t0)
+        .await
+        .unwrap());
     let DedupClaim::Claimed(recent) = store
+        .conn()
+        .await
+        .unwrap()
         .as4_claim("recent", t0 + day * 9, t0 + day * 8)
         .await
         .unwrap()
@@ -127,25 +161,50 @@ async fn retention_purges_only_old_accepted_keys(stores: Vec<Store>) {
         panic!("claim")
     };
     assert!(store
+        .conn()
+        .await
+        .unwrap()
         .as4_accept("recent", &recent, t0 + day * 8)
         .await
         .unwrap());
-    let DedupClaim::Claimed(_) = store.as4_claim("in-flight", t0 + day, t0).await.unwrap() else {
+    let DedupClaim::Claimed(_) = store
+        .conn()
+        .await
+        .unwrap()
+        .as4_claim("in-flight", t0 + day, t0)
+        .await
+        .unwrap()
+    else {
         panic!("claim")
     };
     // On day 10, a retention of 9 days 23 hours: only "old" (accepted on day 0) goes.
     let later = t0 + day * 10;
     let purged = store
+        .conn()
+        .await
+        .unwrap()
         .purge_as4_dedup(later - (day * 10 - chrono::Duration::hours(1)))
         .await
         .unwrap();
     assert_eq!(purged, 1);
     assert_eq!(
-        store.as4_claim("recent", later + day, later).await.unwrap(),
+        store
+            .conn()
+            .await
+            .unwrap()
+            .as4_claim("recent", later + day, later)
+            .await
+            .unwrap(),
         DedupClaim::Duplicate
     );
     assert!(matches!(
-        store.as4_claim("old", later + day, later).await.unwrap(),
+        store
+            .conn()
+            .await
+            .unwrap()
+            .as4_claim("old", later + day, later)
+            .await
+            .unwrap(),
         DedupClaim::Claimed(_)
     ));
 }
@@ -155,10 +214,16 @@ async fn retention_purges_only_old_accepted_keys(stores: Vec<Store>) {
 async fn outbound_message_id_is_fixed_once(stores: Vec<Store>) {
     let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap();
     let first = stores[0]
+        .conn()
+        .await
+        .unwrap()
         .as4_outbound("outbox_1", "9900357000004", "m-1@9900000000001", t0)
         .await
         .unwrap();
     let again = stores[1]
+        .conn()
+        .await
+        .unwrap()
         .as4_outbound(
             "outbox_1",
             "9900357000004",
@@ -172,10 +237,16 @@ async fn outbound_message_id_is_fixed_once(stores: Vec<Store>) {
     assert_eq!(first.timestamp, t0);
     assert_eq!(first.delivered_at, None);
     stores[1]
+        .conn()
+        .await
+        .unwrap()
         .as4_delivered("outbox_1", "record-1", t0 + chrono::Duration::minutes(6))
         .await
         .unwrap();
     let delivered = stores[0]
+        .conn()
+        .await
+        .unwrap()
         .as4_outbound("outbox_1", "9900357000004", "m-3", t0)
         .await
         .unwrap();
@@ -191,6 +262,9 @@ async fn received_requests_are_kept_with_their_answers(stores: Vec<Store>) {
     use mako_gateway::store::{As4Answer, PageRequest};
     let t0 = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap();
     let good = stores[0]
+        .conn()
+        .await
+        .unwrap()
         .insert_as4_request(
             "9900000000011 (CN=grid.tls.EMT.MAK)",
             "multipart/related",
@@ -200,6 +274,9 @@ async fn received_requests_are_kept_with_their_answers(stores: Vec<Store>) {
         .await
         .unwrap();
     let bad = stores[1]
+        .conn()
+        .await
+        .unwrap()
         .insert_as4_request(
             "9900000000011 (CN=grid.tls.EMT.MAK)",
             "multipart/related",
@@ -209,10 +286,16 @@ async fn received_requests_are_kept_with_their_answers(stores: Vec<Store>) {
         .await
         .unwrap();
     let pending = stores[0]
+        .conn()
+        .await
+        .unwrap()
         .insert_as4_request("9900000000029", "text/plain", b"raw-333", t0)
         .await
         .unwrap();
     stores[0]
+        .conn()
+        .await
+        .unwrap()
         .finish_as4_request(
             &good,
             &As4Answer {
@@ -227,6 +310,9 @@ async fn received_requests_are_kept_with_their_answers(stores: Vec<Store>) {
         .await
         .unwrap();
     stores[1]
+        .conn()
+        .await
+        .unwrap()
         .finish_as4_request(
             &bad,
             &As4Answer {
@@ -241,6 +327,9 @@ async fn received_requests_are_kept_with_their_answers(stores: Vec<Store>) {
         .await
         .unwrap();
     let all = stores[0]
+        .conn()
+        .await
+        .unwrap()
         .list_as4_requests(
             None,
             &PageRequest {
@@ -256,6 +345,9 @@ async fn received_requests_are_kept_with_their_answers(stores: Vec<Store>) {
     assert_eq!(all.items[0].journal_id.as_deref(), Some("journal_1"));
     assert_eq!(all.items[1].size, 6);
     let rest = stores[0]
+        .conn()
+        .await
+        .unwrap()
         .list_as4_requests(
             None,
             &PageRequest {
@@ -269,6 +361,9 @@ async fn received_requests_are_kept_with_their_answers(stores: Vec<Store>) {
     assert_eq!(rest.items[0].id, pending);
     assert_eq!(rest.items[0].outcome, "pending");
     let refused = stores[1]
+        .conn()
+        .await
+        .unwrap()
         .list_as4_requests(
             Some("refused"),
             &PageRequest {

@@ -482,6 +482,9 @@ type Transition = (Option<String>, String, Option<String>, Option<String>);
 
 async fn history(store: &Store, order: &str) -> Vec<Transition> {
     store
+        .conn()
+        .await
+        .unwrap()
         .history(order)
         .await
         .unwrap()

@@ -236,6 +236,9 @@ async fn a_mailed_interchange_is_journaled_once_and_marked_also_across_restarts(
     assert_eq!(subject, name, "the subject is the file name");
     let item = gateway
         .store
+        .conn()
+        .await
+        .unwrap()
         .journal_item(&journal_id)
         .await
         .unwrap()

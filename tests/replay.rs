@@ -94,7 +94,14 @@ async fn store_with_an_ordered_reduction(dir: &Path) -> (String, String, String)
     let gateway = Gateway::new(store.clone(), &config, "replay-test".into()).unwrap();
     let sent = gateway.send_next_outbox(now).await.unwrap().unwrap();
     assert!(sent.outcome.starts_with("sent"), "{sent:?}");
-    let record = store.grid_fee(&order.id).await.unwrap().unwrap();
+    let record = store
+        .conn()
+        .await
+        .unwrap()
+        .grid_fee(&order.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record.order.status, GridFeeStatus::Ordered);
     store.close().await;
     (url, order.id, record.order.order_document.unwrap())
@@ -157,9 +164,23 @@ async fn a_dry_run_prints_the_match_and_transition_and_writes_nothing() {
         "no APERAK queued"
     );
     assert_eq!(count(&store, "SELECT COUNT(*) FROM clearing").await, 0);
-    let record = store.grid_fee(&id).await.unwrap().unwrap();
+    let record = store
+        .conn()
+        .await
+        .unwrap()
+        .grid_fee(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record.order.status, GridFeeStatus::Ordered, "not applied");
-    let history_before = store.history(&id).await.unwrap().len();
+    let history_before = store
+        .conn()
+        .await
+        .unwrap()
+        .history(&id)
+        .await
+        .unwrap()
+        .len();
 
     // The same file for real: journaled as a replay, applied, and only once.
     store.close().await;
@@ -172,9 +193,26 @@ async fn a_dry_run_prints_the_match_and_transition_and_writes_nothing() {
         "{again}"
     );
     let store = Store::connect(&url).await.unwrap();
-    let record = store.grid_fee(&id).await.unwrap().unwrap();
+    let record = store
+        .conn()
+        .await
+        .unwrap()
+        .grid_fee(&id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record.order.status, GridFeeStatus::Rejected, "{stdout}");
-    assert_eq!(store.history(&id).await.unwrap().len(), history_before + 1);
+    assert_eq!(
+        store
+            .conn()
+            .await
+            .unwrap()
+            .history(&id)
+            .await
+            .unwrap()
+            .len(),
+        history_before + 1
+    );
     assert_eq!(
         count(
             &store,
@@ -198,6 +236,9 @@ async fn replaying_an_answer_that_matches_nothing_exits_1_and_lands_in_clearing(
 
     let store = Store::connect(&url).await.unwrap();
     let clearing = store
+        .conn()
+        .await
+        .unwrap()
         .list_clearing(
             false,
             &PageRequest {
@@ -212,7 +253,14 @@ async fn replaying_an_answer_that_matches_nothing_exits_1_and_lands_in_clearing(
     assert_eq!(item.partner.as_deref(), Some("9900000000029"));
     assert_eq!(item.interchange_ref.as_deref(), Some("MS0000000001"));
     assert!(item.reason.contains("MG00000007"), "{}", item.reason);
-    let journal = store.journal_item(&item.journal_id).await.unwrap().unwrap();
+    let journal = store
+        .conn()
+        .await
+        .unwrap()
+        .journal_item(&item.journal_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         journal.raw,
         std::fs::read(&file).unwrap(),

@@ -115,6 +115,9 @@ async fn disjoint_references(stores: Vec<Store>) {
 async fn journal_dedup(stores: Vec<Store>) {
     let store = &stores[0];
     let first = store
+        .conn()
+        .await
+        .unwrap()
         .insert_inbound(&inbound("9904292000003", Some("REF1")))
         .await
         .unwrap();
@@ -123,29 +126,61 @@ async fn journal_dedup(stores: Vec<Store>) {
     };
     // The same interchange again, also through the other instance.
     let again = stores[1]
+        .conn()
+        .await
+        .unwrap()
         .insert_inbound(&inbound("9904292000003", Some("REF1")))
         .await
         .unwrap();
     assert_eq!(again, Inserted::Duplicate(id.clone()));
     // Another sender may use the same reference.
     let other = store
+        .conn()
+        .await
+        .unwrap()
         .insert_inbound(&inbound("9903829000006", Some("REF1")))
         .await
         .unwrap();
     assert!(matches!(other, Inserted::New(ref o) if o != id));
     // Unreadable interchanges (no reference) are each kept.
-    let a = store.insert_inbound(&inbound("", None)).await.unwrap();
-    let b = store.insert_inbound(&inbound("", None)).await.unwrap();
+    let a = store
+        .conn()
+        .await
+        .unwrap()
+        .insert_inbound(&inbound("", None))
+        .await
+        .unwrap();
+    let b = store
+        .conn()
+        .await
+        .unwrap()
+        .insert_inbound(&inbound("", None))
+        .await
+        .unwrap();
     assert!(matches!((&a, &b), (Inserted::New(x), Inserted::New(y)) if x != y));
 
-    let stored = store.journal_item(id).await.unwrap().unwrap();
+    let stored = store
+        .conn()
+        .await
+        .unwrap()
+        .journal_item(id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.raw, inbound("", None).raw, "raw bytes kept exactly");
     assert_eq!(stored.direction, Direction::In);
     assert_eq!(stored.state, JournalState::Received);
     assert_eq!(stored.pids, vec!["19133".to_string()]);
 
     let mut claimed = Vec::new();
-    while let Some(item) = store.claim_inbound("w1", t0(), LEASE).await.unwrap() {
+    while let Some(item) = store
+        .conn()
+        .await
+        .unwrap()
+        .claim_inbound("w1", t0(), LEASE)
+        .await
+        .unwrap()
+    {
         claimed.push(item.id);
     }
     assert_eq!(
@@ -159,6 +194,9 @@ async fn journal_dedup(stores: Vec<Store>) {
 async fn lease_expiry(stores: Vec<Store>) {
     let store = &stores[0];
     let Inserted::New(jid) = store
+        .conn()
+        .await
+        .unwrap()
         .insert_inbound(&inbound("9904292000003", Some("L1")))
         .await
         .unwrap()
@@ -166,6 +204,9 @@ async fn lease_expiry(stores: Vec<Store>) {
         panic!("new")
     };
     let first = store
+        .conn()
+        .await
+        .unwrap()
         .claim_inbound("crashed", t0(), LEASE)
         .await
         .unwrap()
@@ -173,6 +214,9 @@ async fn lease_expiry(stores: Vec<Store>) {
     assert_eq!((first.id.as_str(), first.attempts), (jid.as_str(), 1));
     assert!(
         store
+            .conn()
+            .await
+            .unwrap()
             .claim_inbound("w2", t0() + seconds(29), LEASE)
             .await
             .unwrap()
@@ -180,6 +224,9 @@ async fn lease_expiry(stores: Vec<Store>) {
         "lease still held"
     );
     let again = store
+        .conn()
+        .await
+        .unwrap()
         .claim_inbound("w2", t0() + seconds(31), LEASE)
         .await
         .unwrap()
@@ -207,13 +254,23 @@ async fn lease_expiry(stores: Vec<Store>) {
     tx.commit().await.unwrap();
     assert!(
         store
+            .conn()
+            .await
+            .unwrap()
             .claim_inbound("w3", t0() + seconds(3600), LEASE)
             .await
             .unwrap()
             .is_none(),
         "processed items stay done"
     );
-    let done = store.journal_item(&jid).await.unwrap().unwrap();
+    let done = store
+        .conn()
+        .await
+        .unwrap()
+        .journal_item(&jid)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (done.state, done.outcome),
         (JournalState::Processed, Some(json!({"matched": "gfr_x"})))
@@ -230,6 +287,9 @@ async fn lease_expiry(stores: Vec<Store>) {
         .unwrap();
     tx.commit().await.unwrap();
     let o = store
+        .conn()
+        .await
+        .unwrap()
         .claim_outbox("crashed", t0(), LEASE)
         .await
         .unwrap()
@@ -239,22 +299,34 @@ async fn lease_expiry(stores: Vec<Store>) {
         (oid.as_str(), OutboxState::InFlight)
     );
     assert!(store
+        .conn()
+        .await
+        .unwrap()
         .claim_outbox("w2", t0() + seconds(10), LEASE)
         .await
         .unwrap()
         .is_none());
     let o = store
+        .conn()
+        .await
+        .unwrap()
         .claim_outbox("w2", t0() + seconds(31), LEASE)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(o.attempts, 2);
     store
+        .conn()
+        .await
+        .unwrap()
         .retry_outbox(&oid, "w2", t0() + seconds(120), "partner unreachable")
         .await
         .unwrap();
     assert!(
         store
+            .conn()
+            .await
+            .unwrap()
             .claim_outbox("w2", t0() + seconds(60), LEASE)
             .await
             .unwrap()
@@ -262,21 +334,33 @@ async fn lease_expiry(stores: Vec<Store>) {
         "backoff respected"
     );
     let o = store
+        .conn()
+        .await
+        .unwrap()
         .claim_outbox("w2", t0() + seconds(121), LEASE)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(o.last_error.as_deref(), Some("partner unreachable"));
     store
+        .conn()
+        .await
+        .unwrap()
         .park_outbox(&oid, "w2", "recipient unknown")
         .await
         .unwrap();
     assert!(store
+        .conn()
+        .await
+        .unwrap()
         .claim_outbox("w2", t0() + seconds(9999), LEASE)
         .await
         .unwrap()
         .is_none());
     let parked = store
+        .conn()
+        .await
+        .unwrap()
         .list_outbox(
             Some(OutboxState::Parked),
             &PageRequest {
@@ -298,6 +382,9 @@ async fn lease_expiry(stores: Vec<Store>) {
     tx.add_webhook(&event, t0()).await.unwrap();
     tx.commit().await.unwrap();
     let w = store
+        .conn()
+        .await
+        .unwrap()
         .claim_webhook("crashed", t0(), LEASE)
         .await
         .unwrap()
@@ -307,26 +394,41 @@ async fn lease_expiry(stores: Vec<Store>) {
     assert_eq!(payload["topic"], "meter_order.placed");
     assert_eq!(payload["context"]["meter_order"], "mor_1");
     assert!(store
+        .conn()
+        .await
+        .unwrap()
         .claim_webhook("w2", t0() + seconds(5), LEASE)
         .await
         .unwrap()
         .is_none());
     let w = store
+        .conn()
+        .await
+        .unwrap()
         .claim_webhook("w2", t0() + seconds(31), LEASE)
         .await
         .unwrap()
         .unwrap();
     assert!(matches!(
         store
+            .conn()
+            .await
+            .unwrap()
             .mark_webhook_delivered(&w.id, "crashed", t0() + seconds(32))
             .await,
         Err(StoreError::LeaseLost { .. })
     ));
     store
+        .conn()
+        .await
+        .unwrap()
         .mark_webhook_delivered(&w.id, "w2", t0() + seconds(32))
         .await
         .unwrap();
     assert!(store
+        .conn()
+        .await
+        .unwrap()
         .claim_webhook("w2", t0() + seconds(9999), LEASE)
         .await
         .unwrap()
@@ -336,6 +438,9 @@ async fn lease_expiry(stores: Vec<Store>) {
 async fn rollback_leaves_nothing(stores: Vec<Store>) {
     let store = &stores[0];
     let Inserted::New(jid) = store
+        .conn()
+        .await
+        .unwrap()
         .insert_inbound(&inbound("9904292000003", Some("TX1")))
         .await
         .unwrap()
@@ -343,6 +448,9 @@ async fn rollback_leaves_nothing(stores: Vec<Store>) {
         panic!("new")
     };
     store
+        .conn()
+        .await
+        .unwrap()
         .claim_inbound("w1", t0(), LEASE)
         .await
         .unwrap()
@@ -399,19 +507,44 @@ async fn rollback_leaves_nothing(stores: Vec<Store>) {
             .unwrap();
         tx.rollback().await.unwrap();
     }
-    assert_eq!(store.grid_fee(&order.id).await.unwrap(), None);
-    assert!(store.history(&order.id).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .conn()
+            .await
+            .unwrap()
+            .grid_fee(&order.id)
+            .await
+            .unwrap(),
+        None
+    );
     assert!(store
+        .conn()
+        .await
+        .unwrap()
+        .history(&order.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .conn()
+        .await
+        .unwrap()
         .claim_webhook("w", t0(), LEASE)
         .await
         .unwrap()
         .is_none());
     assert!(store
+        .conn()
+        .await
+        .unwrap()
         .claim_outbox("w", t0(), LEASE)
         .await
         .unwrap()
         .is_none());
     assert!(store
+        .conn()
+        .await
+        .unwrap()
         .list_clearing(
             true,
             &PageRequest {
@@ -424,12 +557,31 @@ async fn rollback_leaves_nothing(stores: Vec<Store>) {
         .items
         .is_empty());
     assert!(store
+        .conn()
+        .await
+        .unwrap()
         .sent_by_interchange("9904292000003", "OUT1")
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(store.subscription_confirmed("sub-tx").await.unwrap(), None);
-    let item = store.journal_item(&jid).await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .conn()
+            .await
+            .unwrap()
+            .subscription_confirmed("sub-tx")
+            .await
+            .unwrap(),
+        None
+    );
+    let item = store
+        .conn()
+        .await
+        .unwrap()
+        .journal_item(&jid)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         item.state,
         JournalState::Processing,
@@ -437,6 +589,9 @@ async fn rollback_leaves_nothing(stores: Vec<Store>) {
     );
     // After the lease, the item is processed again; a committed transaction keeps everything.
     store
+        .conn()
+        .await
+        .unwrap()
         .claim_inbound("w2", t0() + seconds(31), LEASE)
         .await
         .unwrap()
@@ -450,8 +605,18 @@ async fn rollback_leaves_nothing(stores: Vec<Store>) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    assert!(store.grid_fee(&order.id).await.unwrap().is_some());
+    assert!(store
+        .conn()
+        .await
+        .unwrap()
+        .grid_fee(&order.id)
+        .await
+        .unwrap()
+        .is_some());
     let clearing = store
+        .conn()
+        .await
+        .unwrap()
         .list_clearing(
             false,
             &PageRequest {
@@ -495,7 +660,14 @@ async fn optimistic_concurrency(stores: Vec<Store>) {
         "{stale:?}"
     );
     drop(tx);
-    let read = store.grid_fee(&order.id).await.unwrap().unwrap();
+    let read = store
+        .conn()
+        .await
+        .unwrap()
+        .grid_fee(&order.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (read.order.status, read.version, read.effective_date),
         (GridFeeStatus::Ordered, 2, Some(day))
@@ -539,6 +711,9 @@ async fn lists_and_cursors(stores: Vec<Store>) {
     let mut cursor = None;
     loop {
         let page = store
+            .conn()
+            .await
+            .unwrap()
             .list_grid_fees(
                 &OrderFilter::default(),
                 &PageRequest {
@@ -556,6 +731,9 @@ async fn lists_and_cursors(stores: Vec<Store>) {
     }
     assert_eq!(seen, ids, "every order once, in creation order");
     let even = store
+        .conn()
+        .await
+        .unwrap()
         .list_grid_fees(
             &OrderFilter {
                 subscription: Some("sub-even".into()),
@@ -571,6 +749,9 @@ async fn lists_and_cursors(stores: Vec<Store>) {
     assert_eq!(even.items.len(), 4);
     assert_eq!(even.next_cursor, None);
     let rejected = store
+        .conn()
+        .await
+        .unwrap()
         .list_grid_fees(
             &OrderFilter {
                 subscription: None,
@@ -591,7 +772,7 @@ async fn lists_and_cursors(stores: Vec<Store>) {
             .collect::<Vec<_>>(),
         vec![&ids[3]]
     );
-    let counts = store.counts().await.unwrap();
+    let counts = store.conn().await.unwrap().counts().await.unwrap();
     assert!(
         counts
             .grid_fee_reductions
@@ -606,6 +787,7 @@ async fn sent_lookup(stores: Vec<Store>) {
     let mut tx = store.begin().await.unwrap();
     let jid = tx
         .insert_outbound_journal(&OutboundRecord {
+            id: None,
             partner: partner.into(),
             transport: Transport::File,
             interchange_ref: "MG0001".into(),
@@ -636,9 +818,19 @@ async fn sent_lookup(stores: Vec<Store>) {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(snapshot.messages.len(), 1);
-    let out = store.journal_item(&jid).await.unwrap().unwrap();
+    let out = store
+        .conn()
+        .await
+        .unwrap()
+        .journal_item(&jid)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((out.direction, out.sent_at), (Direction::Out, Some(t0())));
     let by_doc = store
+        .conn()
+        .await
+        .unwrap()
         .sent_by_document(partner, "MG0003")
         .await
         .unwrap()
@@ -646,6 +838,9 @@ async fn sent_lookup(stores: Vec<Store>) {
     assert_eq!(by_doc.order.as_deref(), Some("gfr_a"));
     assert!(
         store
+            .conn()
+            .await
+            .unwrap()
             .sent_by_document("9903829000006", "MG0003")
             .await
             .unwrap()
@@ -699,7 +894,14 @@ async fn two_workers(stores: Vec<Store>) {
                 let mut outbox = Vec::new();
                 loop {
                     let mut idle = true;
-                    if let Some(item) = store.claim_inbound(&worker, t0(), LEASE).await.unwrap() {
+                    if let Some(item) = store
+                        .conn()
+                        .await
+                        .unwrap()
+                        .claim_inbound(&worker, t0(), LEASE)
+                        .await
+                        .unwrap()
+                    {
                         let mut tx = store.begin().await.unwrap();
                         tx.finish_inbound(
                             &item.id,
@@ -713,8 +915,18 @@ async fn two_workers(stores: Vec<Store>) {
                         journal.push(item.id);
                         idle = false;
                     }
-                    if let Some(item) = store.claim_outbox(&worker, t0(), LEASE).await.unwrap() {
+                    if let Some(item) = store
+                        .conn()
+                        .await
+                        .unwrap()
+                        .claim_outbox(&worker, t0(), LEASE)
+                        .await
+                        .unwrap()
+                    {
                         store
+                            .conn()
+                            .await
+                            .unwrap()
                             .mark_outbox_sent(&item.id, &worker, t0())
                             .await
                             .unwrap();
@@ -753,7 +965,7 @@ async fn two_workers(stores: Vec<Store>) {
         per_instance.iter().all(|n| *n > 0),
         "both instances took work: {per_instance:?}"
     );
-    let counts = stores[1].counts().await.unwrap();
+    let counts = stores[1].conn().await.unwrap().counts().await.unwrap();
     assert_eq!(counts.outbox, vec![("sent".to_string(), ITEMS as i64)]);
     assert_eq!(
         counts.journal,
@@ -823,7 +1035,14 @@ async fn read_then_write(stores: Vec<Store>) {
         .expect("the read-then-write transaction is refused");
     tx.commit().await.unwrap();
     writer.await.unwrap().expect("the other writer failed");
-    let saved = stores[0].grid_fee(&order.id).await.unwrap().unwrap();
+    let saved = stores[0]
+        .conn()
+        .await
+        .unwrap()
+        .grid_fee(&order.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(saved.order.status, GridFeeStatus::Ordered);
     assert_eq!(saved.version, record.version + 1);
 }

@@ -206,7 +206,7 @@ async fn health(State(state): State<AppState>) -> Response {
 /// Prometheus text: orders by kind and status, outbox, webhook and journal backlogs, open
 /// clearing items. Every known status is written, also with 0, so series do not vanish.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let counts = match state.store.counts().await {
+    let counts = match async { state.store.conn().await?.counts().await }.await {
         Ok(c) => c,
         Err(e) => return ApiError::from(e).into_response(),
     };

@@ -233,7 +233,12 @@ pub async fn list_grid_fees(
 ) -> Result<Json<Value>, ApiError> {
     let (query, filter) =
         order_filter::<GridFeeStatus>(&pairs, "intended, ordered, activated, rejected, ended")?;
-    let page = state.store.list_grid_fees(&filter, &query.page).await?;
+    let page = state
+        .store
+        .conn()
+        .await?
+        .list_grid_fees(&filter, &query.page)
+        .await?;
     Ok(Json(resources::list(&page, resources::grid_fee)))
 }
 
@@ -244,6 +249,8 @@ pub async fn grid_fee(
 ) -> Result<Json<Value>, ApiError> {
     let record = state
         .store
+        .conn()
+        .await?
         .grid_fee(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("grid-fee reduction", &id))?;
@@ -384,7 +391,12 @@ pub async fn list_meter_orders(
         &pairs,
         "created, placed, check_submitted, check_reviewed, scheduled, installed, activated, cancelled",
     )?;
-    let page = state.store.list_meter_orders(&filter, &query.page).await?;
+    let page = state
+        .store
+        .conn()
+        .await?
+        .list_meter_orders(&filter, &query.page)
+        .await?;
     Ok(Json(resources::list(&page, resources::meter_order)))
 }
 
@@ -395,6 +407,8 @@ pub async fn meter_order(
 ) -> Result<Json<Value>, ApiError> {
     let record = state
         .store
+        .conn()
+        .await?
         .meter_order(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("meter order", &id))?;
@@ -529,7 +543,12 @@ pub async fn list_clearing(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let query = ListQuery::parse(&pairs, &[])?;
-    let page = state.store.list_clearing(false, &query.page).await?;
+    let page = state
+        .store
+        .conn()
+        .await?
+        .list_clearing(false, &query.page)
+        .await?;
     Ok(Json(resources::list(&page, |c| {
         let mut v = serde_json::to_value(c).unwrap_or_default();
         v["object"] = json!("clearing_item");
@@ -544,7 +563,7 @@ pub async fn resolve_clearing(
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
-    state.store.resolve_clearing(&id, now).await?;
+    state.store.conn().await?.resolve_clearing(&id, now).await?;
     Ok(Json(json!({
         "object": "clearing_item",
         "id": id,
@@ -568,7 +587,12 @@ pub async fn list_outbox(
             )])
         })?),
     };
-    let page = state.store.list_outbox(filter, &query.page).await?;
+    let page = state
+        .store
+        .conn()
+        .await?
+        .list_outbox(filter, &query.page)
+        .await?;
     Ok(Json(resources::list(&page, |o| {
         let mut v = serde_json::to_value(o).unwrap_or_default();
         v["object"] = json!("outbox_item");
@@ -584,7 +608,12 @@ pub async fn list_quarantine(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let query = ListQuery::parse(&pairs, &[])?;
-    let page = state.store.list_quarantine(&query.page).await?;
+    let page = state
+        .store
+        .conn()
+        .await?
+        .list_quarantine(&query.page)
+        .await?;
     Ok(Json(resources::list(&page, |q| {
         let mut v = serde_json::to_value(q).unwrap_or_default();
         v["object"] = json!("quarantined_mail");
@@ -610,7 +639,12 @@ pub async fn list_as4_requests(
             )]));
         }
     }
-    let page = state.store.list_as4_requests(outcome, &query.page).await?;
+    let page = state
+        .store
+        .conn()
+        .await?
+        .list_as4_requests(outcome, &query.page)
+        .await?;
     Ok(Json(resources::list(&page, |q| {
         let mut v = serde_json::to_value(q).unwrap_or_default();
         v["object"] = json!("as4_request");

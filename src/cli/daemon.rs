@@ -242,10 +242,14 @@ pub(super) fn run_replay(
             } else {
                 match gateway.receive(raw, Transport::Replay, now).await {
                     Ok(Inserted::New(id)) => {
-                        match store
-                            .claim_journal_item(&id, &gateway.worker, now, config.workers.lease)
-                            .await
-                        {
+                        let claimed = async {
+                            store
+                                .conn()
+                                .await?
+                                .claim_journal_item(&id, &gateway.worker, now, config.workers.lease)
+                                .await
+                        };
+                        match claimed.await {
                             Ok(Some(item)) => gateway.process_item(&item, now, false).await.map(Some),
                             Ok(None) => Ok(None),
                             Err(e) => Err(e.into()),

@@ -343,9 +343,15 @@ where
         .unwrap_or("")
         .to_string();
     let store = gateway.store.clone();
-    let request_id = match store
-        .insert_as4_request(&peer_label, &content_type, &raw, gateway.clock.now())
-        .await
+    let now = gateway.clock.now();
+    let request_id = match async {
+        store
+            .conn()
+            .await?
+            .insert_as4_request(&peer_label, &content_type, &raw, now)
+            .await
+    }
+    .await
     {
         Ok(id) => id,
         Err(e) => {
@@ -414,9 +420,15 @@ where
     if answer.outcome == "refused" {
         tracing::warn!(peer = %peer_label, request = %request_id, code = ?answer.ebms_code, reason = ?answer.reason, "AS4 request refused");
     }
-    if let Err(e) = store
-        .finish_as4_request(&request_id, &answer, gateway.clock.now())
-        .await
+    let now = gateway.clock.now();
+    if let Err(e) = async {
+        store
+            .conn()
+            .await?
+            .finish_as4_request(&request_id, &answer, now)
+            .await
+    }
+    .await
     {
         tracing::warn!(request = %request_id, error = %e, "AS4 answer not recorded");
     }

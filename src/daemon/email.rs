@@ -346,6 +346,8 @@ pub async fn handle_mail(
     let headers = mail_headers(&mail.raw);
     let (mail_id, outcome) = gateway
         .store
+        .conn()
+        .await?
         .insert_mail(&NewMail {
             mailbox: setup.mailbox_name(),
             uid_validity: mail.uid_validity,
@@ -400,6 +402,8 @@ pub async fn handle_mail(
             }
             gateway
                 .store
+                .conn()
+                .await?
                 .finish_mail(
                     &mail_id,
                     MailOutcome::Journaled,
@@ -419,6 +423,8 @@ pub async fn handle_mail(
             tracing::warn!(mail = %mail_id, uid = mail.uid, %reason, "mail quarantined");
             gateway
                 .store
+                .conn()
+                .await?
                 .finish_mail(
                     &mail_id,
                     MailOutcome::Quarantined,

@@ -275,7 +275,7 @@ impl Gateway {
             raw,
             received_at: now,
         };
-        Ok(self.store.insert_inbound(&record).await?)
+        Ok(self.store.conn().await?.insert_inbound(&record).await?)
     }
 
     /// Claims the next inbound interchange and processes it. `None` when nothing waits.
@@ -285,6 +285,8 @@ impl Gateway {
     ) -> Result<Option<InboundReport>, DaemonError> {
         let Some(item) = self
             .store
+            .conn()
+            .await?
             .claim_inbound(&self.worker, now, self.lease)
             .await?
         else {
@@ -307,6 +309,8 @@ impl Gateway {
     ) -> Result<Option<usize>, DaemonError> {
         let items = self
             .store
+            .conn()
+            .await?
             .claim_inbound_batch(&self.worker, now, self.lease, limit)
             .await?;
         if items.is_empty() {
@@ -388,7 +392,12 @@ impl Gateway {
             Err(e) => {
                 // Nothing of it was committed; give it back so that it is tried again.
                 tracing::warn!(journal = %item.id, error = %e, "inbound processing failed, released");
-                let _ = self.store.release_inbound(&item.id, &self.worker).await;
+                let _ = self
+                    .store
+                    .conn()
+                    .await?
+                    .release_inbound(&item.id, &self.worker)
+                    .await;
                 Err(e)
             }
         }
@@ -686,6 +695,8 @@ impl Gateway {
     ) -> Result<Option<OutboundReport>, DaemonError> {
         let Some(item) = self
             .store
+            .conn()
+            .await?
             .claim_outbox(&self.worker, now, self.lease)
             .await?
         else {
@@ -698,6 +709,8 @@ impl Gateway {
             Err(Failure::Permanent(reason)) => {
                 tracing::warn!(outbox = %item.id, %reason, "outbox item parked");
                 self.store
+                    .conn()
+                    .await?
                     .park_outbox(&item.id, &self.worker, &reason)
                     .await?;
                 format!("parked: {reason}")
@@ -706,6 +719,8 @@ impl Gateway {
                 let attempt = u32::try_from(item.attempts).unwrap_or(u32::MAX);
                 if attempt >= self.retry.max_attempts {
                     self.store
+                        .conn()
+                        .await?
                         .park_outbox(
                             &item.id,
                             &self.worker,
@@ -723,6 +738,8 @@ impl Gateway {
                     let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
                     tracing::info!(outbox = %item.id, %reason, ?wait, "outbox item retried later");
                     self.store
+                        .conn()
+                        .await?
                         .retry_outbox(&item.id, &self.worker, next, &reason)
                         .await?;
                     format!("retry at {next}: {reason}")
@@ -745,12 +762,20 @@ impl Gateway {
             let id = item.order_id.clone().unwrap_or_default();
             match item.order_kind {
                 Some(OrderKind::GridFeeReduction) => {
-                    let Some(record) = self.store.grid_fee(&id).await.map_err(Failure::store)?
+                    let Some(record) = self
+                        .store
+                        .conn()
+                        .await?
+                        .grid_fee(&id)
+                        .await
+                        .map_err(Failure::store)?
                     else {
                         return Err(Failure::Permanent(format!("reduction {id} not found")));
                     };
                     if record.order.status != GridFeeStatus::Intended {
                         self.store
+                            .conn()
+                            .await?
                             .mark_outbox_sent(&item.id, &self.worker, now)
                             .await
                             .map_err(Failure::store)?;
@@ -785,6 +810,8 @@ impl Gateway {
                     let leader = batch_rows[0].0.id.clone();
                     if leader != id {
                         self.store
+                            .conn()
+                            .await?
                             .mark_outbox_sent(&item.id, &self.worker, now)
                             .await
                             .map_err(Failure::store)?;
@@ -823,12 +850,20 @@ impl Gateway {
                     }
                 }
                 Some(OrderKind::MeterOrder) => {
-                    let Some(record) = self.store.meter_order(&id).await.map_err(Failure::store)?
+                    let Some(record) = self
+                        .store
+                        .conn()
+                        .await?
+                        .meter_order(&id)
+                        .await
+                        .map_err(Failure::store)?
                     else {
                         return Err(Failure::Permanent(format!("meter order {id} not found")));
                     };
                     if record.order.status != MeterStatus::Created {
                         self.store
+                            .conn()
+                            .await?
                             .mark_outbox_sent(&item.id, &self.worker, now)
                             .await
                             .map_err(Failure::store)?;
@@ -914,6 +949,7 @@ impl Gateway {
         let mut tx = self.store.begin().await.map_err(Failure::store)?;
         let journal_id = tx
             .insert_outbound_journal(&OutboundRecord {
+                id: None,
                 partner: written.partner.clone(),
                 transport,
                 interchange_ref: written.interchange_ref.clone(),
@@ -1080,6 +1116,8 @@ impl Gateway {
     ) -> Result<String, Failure> {
         let fixed = self
             .store
+            .conn()
+            .await?
             .as4_outbound(
                 &item.id,
                 written.partner.as_str(),
@@ -1112,6 +1150,8 @@ impl Gateway {
         {
             Ok(delivered) => {
                 self.store
+                    .conn()
+                    .await?
                     .as4_delivered(&item.id, &delivered.receipt_record_id, now)
                     .await
                     .map_err(Failure::store)?;
@@ -1131,6 +1171,8 @@ impl Gateway {
 
     async fn keep_payload(&self, item: &OutboxItem, bytes: &[u8]) -> Result<(), Failure> {
         self.store
+            .conn()
+            .await?
             .set_outbox_payload(&item.id, &self.worker, bytes)
             .await
             .map_err(Failure::store)
@@ -1157,6 +1199,8 @@ impl Gateway {
         };
         let Some(delivery) = self
             .store
+            .conn()
+            .await?
             .claim_webhook(&self.worker, now, self.lease)
             .await?
         else {
@@ -1181,6 +1225,8 @@ impl Gateway {
         match error {
             None => {
                 self.store
+                    .conn()
+                    .await?
                     .mark_webhook_delivered(&delivery.id, &self.worker, now)
                     .await?;
                 Ok(Some(format!("{} delivered", delivery.id)))
@@ -1189,6 +1235,8 @@ impl Gateway {
                 let attempt = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
                 if attempt >= self.retry.max_attempts {
                     self.store
+                        .conn()
+                        .await?
                         .park_webhook(&delivery.id, &self.worker, &e)
                         .await?;
                     Ok(Some(format!("{} parked: {e}", delivery.id)))
@@ -1201,6 +1249,8 @@ impl Gateway {
                     );
                     let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
                     self.store
+                        .conn()
+                        .await?
                         .retry_webhook(&delivery.id, &self.worker, next, &e)
                         .await?;
                     Ok(Some(format!("{} retry at {next}: {e}", delivery.id)))
@@ -1235,6 +1285,12 @@ fn push_meter(
 enum Failure {
     Transient(String),
     Permanent(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        Failure::store(e)
+    }
 }
 
 impl Failure {

@@ -141,7 +141,7 @@ pub async fn serve(
                     let before = now
                         - chrono::Duration::from_std(retention)
                             .unwrap_or(chrono::Duration::days(10));
-                    let purged = store.purge_as4_dedup(before).await?;
+                    let purged = store.conn().await?.purge_as4_dedup(before).await?;
                     if purged > 0 {
                         tracing::info!(purged, "old AS4 message ids forgotten");
                     }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::sql::{get, ms, page_rows, time};
-use super::{Page, PageRequest, Store, StoreError};
+use super::{Connection, Page, PageRequest, Session, StoreError};
 
 /// What a claim on a received message's key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +29,12 @@ pub struct As4Outbound {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-impl Store {
+impl<C: Connection> Session<C> {
     /// Claims `key` for one delivery: atomic (one statement decides), so of two deliveries of
     /// the same message exactly one gets [`DedupClaim::Claimed`]. An unsettled claim whose
     /// lease ended may be taken over (with a new token; the old token then settles nothing).
     pub async fn as4_claim(
-        &self,
+        &mut self,
         key: &str,
         lease_until: DateTime<Utc>,
         now: DateTime<Utc>,
@@ -49,7 +49,7 @@ impl Store {
             .bind(&token)
             .bind(ms(lease_until))
             .bind(ms(now))
-            .execute(self.pool())
+            .execute(self.conn())
             .await
             .map_err(StoreError::query("claiming an AS4 message key"))?;
             if inserted.rows_affected() == 1 {
@@ -63,7 +63,7 @@ impl Store {
             .bind(ms(lease_until))
             .bind(ms(now))
             .bind(key)
-            .execute(self.pool())
+            .execute(self.conn())
             .await
             .map_err(StoreError::query("taking over an expired AS4 claim"))?;
             if taken.rows_affected() == 1 {
@@ -71,7 +71,7 @@ impl Store {
             }
             let row = sqlx::query("SELECT state FROM as4_dedup WHERE message_key = $1")
                 .bind(key)
-                .fetch_optional(self.pool())
+                .fetch_optional(self.conn())
                 .await
                 .map_err(StoreError::query("reading an AS4 message key"))?;
             match row {
@@ -94,7 +94,7 @@ impl Store {
     /// duplicates). `false` when `token` no longer holds the key (settled, abandoned, or
     /// taken over after its lease).
     pub async fn as4_accept(
-        &self,
+        &mut self,
         key: &str,
         token: &str,
         now: DateTime<Utc>,
@@ -106,7 +106,7 @@ impl Store {
         .bind(ms(now))
         .bind(key)
         .bind(token)
-        .execute(self.pool())
+        .execute(self.conn())
         .await
         .map_err(StoreError::query("accepting an AS4 message key"))?;
         Ok(done.rows_affected() == 1)
@@ -114,13 +114,13 @@ impl Store {
 
     /// Releases a claim (the delivery failed; a retry may claim the key again). `false` when
     /// `token` no longer holds it.
-    pub async fn as4_abandon(&self, key: &str, token: &str) -> Result<bool, StoreError> {
+    pub async fn as4_abandon(&mut self, key: &str, token: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "DELETE FROM as4_dedup WHERE message_key = $1 AND token = $2 AND state = 'in_flight'",
         )
         .bind(key)
         .bind(token)
-        .execute(self.pool())
+        .execute(self.conn())
         .await
         .map_err(StoreError::query("abandoning an AS4 message key"))?;
         Ok(done.rows_affected() == 1)
@@ -128,11 +128,11 @@ impl Store {
 
     /// Forgets accepted keys accepted before `before` (callers keep at least 7 days). Returns
     /// how many.
-    pub async fn purge_as4_dedup(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub async fn purge_as4_dedup(&mut self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let done =
             sqlx::query("DELETE FROM as4_dedup WHERE state = 'accepted' AND accepted_at < $1")
                 .bind(ms(before))
-                .execute(self.pool())
+                .execute(self.conn())
                 .await
                 .map_err(StoreError::query("purging old AS4 message keys"))?;
         Ok(done.rows_affected())
@@ -140,7 +140,7 @@ impl Store {
 
     /// Keeps one evidence record (JSON) durably; the same record again is stored once.
     pub async fn insert_as4_evidence(
-        &self,
+        &mut self,
         record_id: &str,
         message_id: &str,
         partner: &str,
@@ -156,19 +156,19 @@ impl Store {
         .bind(partner)
         .bind(record_json)
         .bind(ms(now))
-        .execute(self.pool())
+        .execute(self.conn())
         .await
         .map_err(StoreError::query("keeping AS4 evidence"))?;
         Ok(())
     }
 
     /// The evidence records (JSON) of a message, oldest first.
-    pub async fn as4_evidence(&self, message_id: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn as4_evidence(&mut self, message_id: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT record FROM as4_evidence WHERE message_id = $1 ORDER BY recorded_at, record_id",
         )
         .bind(message_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.conn())
         .await
         .map_err(StoreError::query("reading AS4 evidence"))?;
         rows.iter().map(|r| get(r, "record")).collect()
@@ -178,7 +178,7 @@ impl Store {
     /// the first call (`new_id` gives the id), read back on every later one, so that all
     /// attempts send the same message.
     pub async fn as4_outbound(
-        &self,
+        &mut self,
         outbox_id: &str,
         partner: &str,
         new_id: &str,
@@ -192,7 +192,7 @@ impl Store {
         .bind(new_id)
         .bind(partner)
         .bind(ms(now))
-        .execute(self.pool())
+        .execute(self.conn())
         .await
         .map_err(StoreError::query("fixing an AS4 message id"))?;
         let row = sqlx::query(
@@ -200,7 +200,7 @@ impl Store {
              WHERE outbox_id = $1",
         )
         .bind(outbox_id)
-        .fetch_one(self.pool())
+        .fetch_one(self.conn())
         .await
         .map_err(StoreError::query("reading an AS4 message id"))?;
         Ok(As4Outbound {
@@ -212,7 +212,7 @@ impl Store {
 
     /// Records that the partner's signed receipt for an outbox item's message was verified.
     pub async fn as4_delivered(
-        &self,
+        &mut self,
         outbox_id: &str,
         receipt_record_id: &str,
         now: DateTime<Utc>,
@@ -224,7 +224,7 @@ impl Store {
         .bind(receipt_record_id)
         .bind(ms(now))
         .bind(outbox_id)
-        .execute(self.pool())
+        .execute(self.conn())
         .await
         .map_err(StoreError::query("recording an AS4 receipt"))?;
         Ok(())
@@ -232,7 +232,7 @@ impl Store {
 
     /// Journals a received AS4 request raw and commits it (before anything is answered).
     pub async fn insert_as4_request(
-        &self,
+        &mut self,
         peer: &str,
         content_type: &str,
         raw: &[u8],
@@ -248,7 +248,7 @@ impl Store {
         .bind(content_type)
         .bind(raw.to_vec())
         .bind(ms(now))
-        .execute(self.pool())
+        .execute(self.conn())
         .await
         .map_err(StoreError::query("journaling a received AS4 request"))?;
         Ok(id)
@@ -256,7 +256,7 @@ impl Store {
 
     /// Records how a received AS4 request was answered.
     pub async fn finish_as4_request(
-        &self,
+        &mut self,
         id: &str,
         answer: &As4Answer,
         now: DateTime<Utc>,
@@ -273,7 +273,7 @@ impl Store {
         .bind(answer.delivered.as_ref().map(|d| d.0.clone()))
         .bind(answer.delivered.as_ref().map(|d| d.1.clone()))
         .bind(id)
-        .execute(self.pool())
+        .execute(self.conn())
         .await
         .map_err(StoreError::query("recording an AS4 answer"))?;
         Ok(())
@@ -282,17 +282,12 @@ impl Store {
     /// The received AS4 requests in id order (oldest first), optionally of one outcome
     /// (`pending`, `receipted`, `refused`, `busy`).
     pub async fn list_as4_requests(
-        &self,
+        &mut self,
         outcome: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<As4Request>, StoreError> {
-        let mut conn = self
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::query("taking a connection from the pool"))?;
         let (rows, next_cursor) = page_rows(
-            &mut conn,
+            self.conn(),
             "listing received AS4 requests",
             "as4_inbox",
             "id, peer, content_type, received_at, outcome, http_status, ebms_code, message_id, \

@@ -4,14 +4,19 @@
 use chrono::{DateTime, Utc};
 
 use super::sql::{get, ms, page_rows, time};
-use super::{MailOutcome, NewMail, Page, PageRequest, QuarantineItem, Store, StoreError};
+use super::{
+    Connection, MailOutcome, NewMail, Page, PageRequest, QuarantineItem, Session, StoreError,
+};
 
-impl Store {
+impl<C: Connection> Session<C> {
     /// Journals a received mail raw and commits it (one statement). The same mail again (same
     /// mailbox, UIDVALIDITY and UID: fetched once more after a crash before the IMAP mark) is
     /// not stored twice: the first row's id and outcome come back, so the caller can tell
     /// whether it was handled already.
-    pub async fn insert_mail(&self, mail: &NewMail) -> Result<(String, MailOutcome), StoreError> {
+    pub async fn insert_mail(
+        &mut self,
+        mail: &NewMail,
+    ) -> Result<(String, MailOutcome), StoreError> {
         let id = super::new_id("mail", mail.received_at);
         let inserted = sqlx::query(
             "INSERT INTO mail_journal (id, mailbox, uid_validity, uid, from_header, subject, raw, \
@@ -26,7 +31,7 @@ impl Store {
         .bind(&mail.subject)
         .bind(mail.raw.clone())
         .bind(ms(mail.received_at))
-        .execute(self.pool())
+        .execute(self.conn())
         .await
         .map_err(StoreError::query("journaling a received mail"))?;
         if inserted.rows_affected() == 1 {
@@ -39,7 +44,7 @@ impl Store {
         .bind(&mail.mailbox)
         .bind(i64::from(mail.uid_validity))
         .bind(i64::from(mail.uid))
-        .fetch_one(self.pool())
+        .fetch_one(self.conn())
         .await
         .map_err(StoreError::query("reading a journaled mail"))?;
         let id: String = get(&row, "id")?;
@@ -56,7 +61,7 @@ impl Store {
     /// Records what became of a journaled mail.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_mail(
-        &self,
+        &mut self,
         id: &str,
         outcome: MailOutcome,
         journal_id: Option<&str>,
@@ -76,7 +81,7 @@ impl Store {
         .bind(signer.map(str::to_string))
         .bind(ms(now))
         .bind(id)
-        .execute(self.pool())
+        .execute(self.conn())
         .await
         .map_err(StoreError::query("recording a mail's outcome"))?;
         Ok(())
@@ -84,16 +89,11 @@ impl Store {
 
     /// The quarantined mails, in id order (oldest first).
     pub async fn list_quarantine(
-        &self,
+        &mut self,
         page: &PageRequest,
     ) -> Result<Page<QuarantineItem>, StoreError> {
-        let mut conn = self
-            .pool()
-            .acquire()
-            .await
-            .map_err(StoreError::query("taking a connection from the pool"))?;
         let (rows, next_cursor) = page_rows(
-            &mut conn,
+            self.conn(),
             "listing the quarantine",
             "mail_journal",
             "id, mailbox, uid_validity, uid, from_header, subject, reason, received_at, raw",
@@ -123,10 +123,10 @@ impl Store {
     }
 
     /// The raw bytes of a journaled mail.
-    pub async fn mail_raw(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn mail_raw(&mut self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let row = sqlx::query("SELECT raw FROM mail_journal WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.conn())
             .await
             .map_err(StoreError::query("reading a journaled mail"))?;
         row.map(|r| get(&r, "raw")).transpose()

@@ -153,6 +153,9 @@ pub struct InboundRecord {
 /// A sent interchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundRecord {
+    /// The journal id, when the caller fixed it ahead (a plan that names it in history rows);
+    /// `None`: a new one.
+    pub id: Option<String>,
     /// The recipient (UNB S003).
     pub partner: String,
     /// How it went.

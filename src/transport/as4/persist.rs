@@ -59,7 +59,13 @@ impl asx::DedupStore for Dedup {
             let now = self.clock.now();
             let until = now + chrono::Duration::from_std(self.lease)?;
             Ok(
-                match self.store.as4_claim(&self.key(key), until, now).await? {
+                match self
+                    .store
+                    .conn()
+                    .await?
+                    .as4_claim(&self.key(key), until, now)
+                    .await?
+                {
                     DedupClaim::Claimed(token) => Claim::Claimed(ClaimToken::new(token)),
                     DedupClaim::Duplicate => Claim::Duplicate,
                     DedupClaim::InFlight => Claim::InFlight,
@@ -76,6 +82,8 @@ impl asx::DedupStore for Dedup {
         Box::pin(async move {
             if self
                 .store
+                .conn()
+                .await?
                 .as4_accept(&self.key(key), token.as_str(), self.clock.now())
                 .await?
             {
@@ -94,6 +102,8 @@ impl asx::DedupStore for Dedup {
         Box::pin(async move {
             if self
                 .store
+                .conn()
+                .await?
                 .as4_abandon(&self.key(key), token.as_str())
                 .await?
             {
@@ -136,6 +146,8 @@ impl asx::AuditSink for EvidenceStore {
         Box::pin(async move {
             let json = serde_json::to_string(record)?;
             self.store
+                .conn()
+                .await?
                 .insert_as4_evidence(
                     record.record_id(),
                     record.message_id(),

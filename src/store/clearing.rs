@@ -1,0 +1,94 @@
+//! The clearing list: inbound messages that matched nothing, or could not be processed, kept
+//! with their reason for an operator.
+
+use chrono::{DateTime, Utc};
+
+use super::sql::{get, ms, page_rows, time};
+use super::types::*;
+use super::{Connection, Session, StoreError};
+
+impl<C: Connection> Session<C> {
+    /// Keeps an unmatched inbound message for clearing.
+    pub async fn add_clearing(
+        &mut self,
+        journal_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let id = new_id("clr", now);
+        sqlx::query(
+            "INSERT INTO clearing (id, journal_id, reason, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&id)
+        .bind(journal_id)
+        .bind(reason)
+        .bind(ms(now))
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("adding a clearing item"))?;
+        Ok(id)
+    }
+
+    /// Clearing items (open ones only unless `include_resolved`), in id order, with the
+    /// journal item's partner and reference.
+    pub async fn list_clearing(
+        &mut self,
+        include_resolved: bool,
+        page: &PageRequest,
+    ) -> Result<Page<ClearingItem>, StoreError> {
+        let (rows, next_cursor) = page_rows(
+            self.conn(),
+            "listing the clearing items",
+            "clearing",
+            "id, journal_id, reason, created_at, resolved_at, \
+             (SELECT partner FROM journal WHERE journal.id = clearing.journal_id) AS partner, \
+             (SELECT interchange_ref FROM journal WHERE journal.id = clearing.journal_id) AS interchange_ref",
+            if include_resolved {
+                "1 = 1"
+            } else {
+                "resolved_at IS NULL"
+            },
+            &[],
+            page,
+        )
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(ClearingItem {
+                    id: get(r, "id")?,
+                    journal_id: get(r, "journal_id")?,
+                    partner: get(r, "partner")?,
+                    interchange_ref: get(r, "interchange_ref")?,
+                    reason: get(r, "reason")?,
+                    created_at: time(get(r, "created_at")?),
+                    resolved_at: get::<Option<i64>>(r, "resolved_at")?.map(time),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    /// An operator resolved a clearing item.
+    pub async fn resolve_clearing(
+        &mut self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE clearing SET resolved_at = $1 WHERE id = $2 AND resolved_at IS NULL",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("resolving a clearing item"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "open clearing item",
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+}

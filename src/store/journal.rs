@@ -1,0 +1,270 @@
+//! The journal: every interchange in and out, raw, with its partner, transport, references,
+//! PIDs and processing state. Received interchanges are the inbound work queue.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+
+use super::sql::{
+    claim_next, corrupt, get, json_list, lease_kept, ms, read_list, select_rows, time, Queue,
+};
+use super::types::*;
+use super::{Connection, Session, StoreError};
+
+pub(crate) const JOURNAL_COLUMNS: &str = "id, direction, partner, transport, interchange_ref, \
+    message_refs, pids, document_numbers, raw, received_at, sent_at, state, outcome, attempts";
+
+const INBOUND_QUEUE: Queue = Queue {
+    operation: "claiming an inbound journal item",
+    table: "journal",
+    busy_state: "processing",
+    ready: [
+        "direction = 'in' AND state = 'received'",
+        "direction = 'in' AND state = 'processing' AND locked_until < $3",
+    ],
+    columns: JOURNAL_COLUMNS,
+};
+
+pub(crate) fn journal_from_row(row: &AnyRow) -> Result<JournalItem, StoreError> {
+    const WHAT: &str = "journal item";
+    let id: String = get(row, "id")?;
+    let direction: String = get(row, "direction")?;
+    let state: String = get(row, "state")?;
+    let outcome: Option<String> = get(row, "outcome")?;
+    Ok(JournalItem {
+        direction: Direction::parse(&direction)
+            .ok_or_else(|| corrupt(WHAT, &id, "direction", direction.clone()))?,
+        partner: get(row, "partner")?,
+        transport: get(row, "transport")?,
+        interchange_ref: get(row, "interchange_ref")?,
+        message_refs: read_list(
+            WHAT,
+            &id,
+            "message_refs",
+            &get::<String>(row, "message_refs")?,
+        )?,
+        pids: read_list(WHAT, &id, "pids", &get::<String>(row, "pids")?)?,
+        document_numbers: read_list(
+            WHAT,
+            &id,
+            "document_numbers",
+            &get::<String>(row, "document_numbers")?,
+        )?,
+        raw: get(row, "raw")?,
+        received_at: get::<Option<i64>>(row, "received_at")?.map(time),
+        sent_at: get::<Option<i64>>(row, "sent_at")?.map(time),
+        state: JournalState::parse(&state)
+            .ok_or_else(|| corrupt(WHAT, &id, "state", state.clone()))?,
+        outcome: outcome
+            .map(|o| serde_json::from_str(&o))
+            .transpose()
+            .map_err(|e| corrupt(WHAT, &id, "outcome", e.to_string()))?,
+        attempts: get(row, "attempts")?,
+        id,
+    })
+}
+
+impl<C: Connection> Session<C> {
+    /// Journals a received interchange. The same interchange again (same partner and UNB
+    /// reference) is not stored twice: [`Inserted::Duplicate`] names the first, and only the
+    /// first is processed. On a pooled connection it is committed on return.
+    pub async fn insert_inbound(&mut self, record: &InboundRecord) -> Result<Inserted, StoreError> {
+        let id = new_id("jrn", record.received_at);
+        let inserted = sqlx::query(
+            "INSERT INTO journal (id, direction, partner, transport, interchange_ref, message_refs, \
+             pids, document_numbers, raw, received_at, state, attempts) \
+             VALUES ($1, 'in', $2, $3, $4, $5, $6, $7, $8, $9, 'received', 0) \
+             ON CONFLICT (direction, partner, interchange_ref) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&record.partner)
+        .bind(record.transport.as_str())
+        .bind(record.interchange_ref.clone())
+        .bind(json_list(&record.message_refs))
+        .bind(json_list(&record.pids))
+        .bind(json_list(&record.document_numbers))
+        .bind(record.raw.clone())
+        .bind(ms(record.received_at))
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("journaling an inbound interchange"))?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Inserted::New(id));
+        }
+        // The conflict can only come from the unique key, so the reference is there.
+        let reference = record.interchange_ref.as_deref().unwrap_or_default();
+        let rows = select_rows(
+            self.conn(),
+            "finding the journaled duplicate",
+            "SELECT id FROM journal WHERE direction = 'in' AND partner = $1 AND interchange_ref = $2",
+            &[&record.partner, reference],
+        )
+        .await?;
+        let existing = rows.first().ok_or_else(|| StoreError::NotFound {
+            what: "journaled duplicate of interchange",
+            id: reference.to_string(),
+        })?;
+        Ok(Inserted::Duplicate(get(existing, "id")?))
+    }
+
+    /// Journals an interchange we sent; returns its journal id.
+    pub async fn insert_outbound_journal(
+        &mut self,
+        record: &OutboundRecord,
+    ) -> Result<String, StoreError> {
+        let id = record
+            .id
+            .clone()
+            .unwrap_or_else(|| new_id("jrn", record.sent_at));
+        sqlx::query(
+            "INSERT INTO journal (id, direction, partner, transport, interchange_ref, message_refs, \
+             pids, document_numbers, raw, sent_at, state, attempts) \
+             VALUES ($1, 'out', $2, $3, $4, $5, $6, $7, $8, $9, 'processed', 0)",
+        )
+        .bind(&id)
+        .bind(&record.partner)
+        .bind(record.transport.as_str())
+        .bind(&record.interchange_ref)
+        .bind(json_list(&record.message_refs))
+        .bind(json_list(&record.pids))
+        .bind(json_list(&record.document_numbers))
+        .bind(record.raw.clone())
+        .bind(ms(record.sent_at))
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("journaling an outbound interchange"))?;
+        Ok(id)
+    }
+
+    /// One journal item.
+    pub async fn journal_item(&mut self, id: &str) -> Result<Option<JournalItem>, StoreError> {
+        let sql = format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE id = $1");
+        let rows = select_rows(self.conn(), "reading a journal item", &sql, &[id]).await?;
+        rows.first().map(journal_from_row).transpose()
+    }
+
+    /// Claims the oldest inbound journal item that is `received`, or `processing` with an
+    /// expired lease, for `worker` until `now + lease`.
+    pub async fn claim_inbound(
+        &mut self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<JournalItem>, StoreError> {
+        let backend = self.backend;
+        let row = claim_next(self.conn(), backend, &INBOUND_QUEUE, worker, now, lease).await?;
+        row.as_ref().map(journal_from_row).transpose()
+    }
+
+    /// Claims up to `limit` new inbound journal items at once, oldest first (PostgreSQL skips
+    /// rows another worker is claiming). Items with an expired lease are left to
+    /// [`Session::claim_inbound`], which the worker falls back to when this finds nothing.
+    pub async fn claim_inbound_batch(
+        &mut self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<JournalItem>, StoreError> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let statement = format!(
+            "UPDATE journal SET state = 'processing', locked_by = $1, locked_until = $2, \
+             attempts = attempts + 1 WHERE id IN (SELECT id FROM journal WHERE direction = 'in' \
+             AND state = 'received' ORDER BY id LIMIT $3{}) RETURNING {JOURNAL_COLUMNS}",
+            self.backend.skip_locked(),
+        );
+        let rows = sqlx::query(&statement)
+            .bind(worker)
+            .bind(ms(until))
+            .bind(i64::from(limit))
+            .fetch_all(self.conn())
+            .await
+            .map_err(StoreError::query("claiming inbound journal items"))?;
+        let mut items = rows
+            .iter()
+            .map(journal_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        items.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(items)
+    }
+
+    /// Claims one given inbound journal item (for `replay`, which processes what it just
+    /// journaled): like [`Session::claim_inbound`], but for this id.
+    pub async fn claim_journal_item(
+        &mut self,
+        id: &str,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<JournalItem>, StoreError> {
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let rows = sqlx::query(&format!(
+            "UPDATE journal SET state = 'processing', locked_by = $1, locked_until = $2, \
+             attempts = attempts + 1 WHERE id = $3 AND direction = 'in' AND \
+             (state = 'received' OR (state = 'processing' AND locked_until < $4)) \
+             RETURNING {JOURNAL_COLUMNS}"
+        ))
+        .bind(worker)
+        .bind(ms(until))
+        .bind(id)
+        .bind(ms(now))
+        .fetch_all(self.conn())
+        .await
+        .map_err(StoreError::query("claiming a journal item"))?;
+        rows.first().map(journal_from_row).transpose()
+    }
+
+    /// Hands a claimed inbound item back unprocessed (a failed attempt, shutdown): claimable
+    /// again at once.
+    pub async fn release_inbound(
+        &mut self,
+        journal_id: &str,
+        worker: &str,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE journal SET state = 'received', locked_by = NULL, locked_until = NULL \
+             WHERE id = $1 AND locked_by = $2 AND state = 'processing'",
+        )
+        .bind(journal_id)
+        .bind(worker)
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("releasing an inbound journal item"))?;
+        lease_kept(done.rows_affected(), "journal item", journal_id, worker)
+    }
+
+    /// Ends the processing of a claimed inbound item with its outcome (`processed` or
+    /// `failed`); fails with [`StoreError::LeaseLost`] when the worker's lease is gone.
+    pub async fn finish_inbound(
+        &mut self,
+        journal_id: &str,
+        worker: &str,
+        state: JournalState,
+        outcome: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE journal SET state = $1, outcome = $2, locked_by = NULL, locked_until = NULL \
+             WHERE id = $3 AND locked_by = $4 AND state = 'processing'",
+        )
+        .bind(state.as_str())
+        .bind(outcome.to_string())
+        .bind(journal_id)
+        .bind(worker)
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("finishing an inbound journal item"))?;
+        lease_kept(done.rows_affected(), "journal item", journal_id, worker)
+    }
+
+    /// How many inbound journal items wait for a worker (received, or with an expired lease).
+    pub async fn journal_items_waiting(&mut self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM journal WHERE direction = 'in' AND \
+             (state = 'received' OR (state = 'processing' AND locked_until < $1))",
+        )
+        .bind(ms(now))
+        .fetch_one(self.conn())
+        .await
+        .map_err(StoreError::query("counting waiting journal items"))?;
+        get(&row, "n")
+    }
+}

@@ -1,0 +1,269 @@
+//! The outbox: what waits to be sent (orders to build, acknowledgements and answers already
+//! built), the outbound work queue with retries and parking.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+
+use super::sql::{
+    claim_next, corrupt, finish_work, get, lease_kept, ms, page_rows, select_rows, time, Queue,
+};
+use super::types::*;
+use super::{Connection, Session, StoreError};
+
+pub(crate) const OUTBOX_COLUMNS: &str = "id, kind, order_kind, order_id, partner, payload, \
+    journal_id, state, attempts, next_attempt_at, last_error, created_at, sent_at";
+
+const OUTBOX_QUEUE: Queue = Queue {
+    operation: "claiming an outbox item",
+    table: "outbox",
+    busy_state: "in_flight",
+    ready: [
+        "state = 'pending' AND next_attempt_at <= $3",
+        "state = 'in_flight' AND locked_until < $3",
+    ],
+    columns: OUTBOX_COLUMNS,
+};
+
+pub(crate) fn outbox_from_row(row: &AnyRow) -> Result<OutboxItem, StoreError> {
+    const WHAT: &str = "outbox item";
+    let id: String = get(row, "id")?;
+    let kind: String = get(row, "kind")?;
+    let state: String = get(row, "state")?;
+    let order_kind: Option<String> = get(row, "order_kind")?;
+    Ok(OutboxItem {
+        kind: OutboxKind::parse(&kind).ok_or_else(|| corrupt(WHAT, &id, "kind", kind.clone()))?,
+        state: OutboxState::parse(&state)
+            .ok_or_else(|| corrupt(WHAT, &id, "state", state.clone()))?,
+        order_kind: order_kind
+            .map(|k| {
+                OrderKind::parse(&k).ok_or_else(|| corrupt(WHAT, &id, "order_kind", k.clone()))
+            })
+            .transpose()?,
+        order_id: get(row, "order_id")?,
+        partner: get(row, "partner")?,
+        payload: get(row, "payload")?,
+        journal_id: get(row, "journal_id")?,
+        attempts: get(row, "attempts")?,
+        next_attempt_at: time(get(row, "next_attempt_at")?),
+        last_error: get(row, "last_error")?,
+        created_at: time(get(row, "created_at")?),
+        sent_at: get::<Option<i64>>(row, "sent_at")?.map(time),
+        id,
+    })
+}
+
+impl<C: Connection> Session<C> {
+    /// Queues work to send (due at `now`); returns the outbox id.
+    pub async fn add_outbox(
+        &mut self,
+        item: &NewOutboxItem,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let ids = self
+            .add_outbox_items(std::slice::from_ref(item), now)
+            .await?;
+        Ok(ids.into_iter().next().expect("one id per item"))
+    }
+
+    /// Queues several items in one statement (due at `now`); returns their ids in order.
+    pub async fn add_outbox_items(
+        &mut self,
+        items: &[NewOutboxItem],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = items.iter().map(|_| new_id("obx", now)).collect();
+        let statement = format!(
+            "INSERT INTO outbox (id, kind, order_kind, order_id, partner, payload, journal_id, \
+             state, attempts, next_attempt_at, created_at) VALUES {}",
+            (0..items.len())
+                .map(|r| {
+                    let p = |i: usize| format!("${}", 1 + r * 8 + i);
+                    format!(
+                        "({}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {})",
+                        p(0),
+                        p(1),
+                        p(2),
+                        p(3),
+                        p(4),
+                        p(5),
+                        p(6),
+                        p(7),
+                        p(7)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&statement);
+        for (id, item) in ids.iter().zip(items) {
+            query = query
+                .bind(id.clone())
+                .bind(item.kind.as_str())
+                .bind(item.order.as_ref().map(|(k, _)| k.as_str().to_string()))
+                .bind(item.order.as_ref().map(|(_, id)| id.clone()))
+                .bind(item.partner.clone())
+                .bind(item.payload.clone())
+                .bind(item.journal_id.clone())
+                .bind(ms(now));
+        }
+        query
+            .execute(self.conn())
+            .await
+            .map_err(StoreError::query("adding outbox items"))?;
+        Ok(ids)
+    }
+
+    /// Claims the oldest outbox item that is due (`pending` with `next_attempt_at <= now`, or
+    /// `in_flight` with an expired lease).
+    pub async fn claim_outbox(
+        &mut self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<OutboxItem>, StoreError> {
+        let backend = self.backend;
+        let row = claim_next(self.conn(), backend, &OUTBOX_QUEUE, worker, now, lease).await?;
+        row.as_ref().map(outbox_from_row).transpose()
+    }
+
+    /// Keeps the bytes built for a claimed outbox item, so that a retry after a crash sends
+    /// the same interchange (same references) instead of building a second one.
+    pub async fn set_outbox_payload(
+        &mut self,
+        id: &str,
+        worker: &str,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET payload = $1 WHERE id = $2 AND locked_by = $3 AND state = 'in_flight'",
+        )
+        .bind(payload.to_vec())
+        .bind(id)
+        .bind(worker)
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("keeping an outbox item's bytes"))?;
+        lease_kept(done.rows_affected(), "outbox item", id, worker)
+    }
+
+    /// Marks a claimed outbox item sent.
+    pub async fn mark_outbox_sent(
+        &mut self,
+        id: &str,
+        worker: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'sent', sent_at = $1, locked_by = NULL, locked_until = NULL, \
+             last_error = NULL WHERE id = $2 AND locked_by = $3 AND state = 'in_flight'",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .bind(worker)
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("marking an outbox item sent"))?;
+        lease_kept(done.rows_affected(), "outbox item", id, worker)
+    }
+
+    /// Puts a claimed outbox item back for another attempt at `next_attempt_at` (a transient
+    /// error).
+    pub async fn retry_outbox(
+        &mut self,
+        id: &str,
+        worker: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        finish_work(
+            self.conn(),
+            "outbox",
+            "outbox item",
+            "in_flight",
+            "state = 'pending', next_attempt_at = $3, last_error = $4",
+            id,
+            worker,
+            Some(ms(next_attempt_at)),
+            Some(error),
+        )
+        .await
+    }
+
+    /// Parks a claimed outbox item with a permanent error (visible in `GET /outbox`).
+    pub async fn park_outbox(
+        &mut self,
+        id: &str,
+        worker: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        finish_work(
+            self.conn(),
+            "outbox",
+            "outbox item",
+            "in_flight",
+            "state = 'parked', last_error = $4",
+            id,
+            worker,
+            None,
+            Some(error),
+        )
+        .await
+    }
+
+    /// Outbox items, optionally in one state, in id order.
+    pub async fn list_outbox(
+        &mut self,
+        state: Option<OutboxState>,
+        page: &PageRequest,
+    ) -> Result<Page<OutboxItem>, StoreError> {
+        let (rows, next_cursor) = page_rows(
+            self.conn(),
+            "listing the outbox",
+            "outbox",
+            OUTBOX_COLUMNS,
+            "1 = 1",
+            &[("state =", state.map(OutboxState::as_str))],
+            page,
+        )
+        .await?;
+        Ok(Page {
+            items: rows.iter().map(outbox_from_row).collect::<Result<_, _>>()?,
+            next_cursor,
+        })
+    }
+
+    /// The outbox items of an order that are not sent yet (pending or in flight).
+    pub async fn open_outbox_for_order(
+        &mut self,
+        order_id: &str,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE order_id = $1 \
+             AND state IN ('pending', 'in_flight') ORDER BY id"
+        );
+        select_rows(
+            self.conn(),
+            "reading the outbox of an order",
+            &sql,
+            &[order_id],
+        )
+        .await?
+        .iter()
+        .map(outbox_from_row)
+        .collect()
+    }
+
+    /// Deletes the order's outbox items that no worker holds yet (`pending`); returns how
+    /// many. An item already in flight is left to its worker.
+    pub async fn drop_pending_outbox(&mut self, order_id: &str) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM outbox WHERE order_id = $1 AND state = 'pending'")
+            .bind(order_id)
+            .execute(self.conn())
+            .await
+            .map(|d| d.rows_affected())
+            .map_err(StoreError::query("dropping pending outbox items"))
+    }
+}

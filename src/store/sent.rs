@@ -1,0 +1,114 @@
+//! What we sent: one row per message of every interchange that left, with the order it
+//! belongs to, for matching the partners' acknowledgements and answers.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+
+use super::sql::{get, ms, select_rows};
+use super::types::*;
+use super::{Connection, Session, StoreError};
+use crate::acks::SentMessage;
+
+fn sent_from_row(row: &AnyRow) -> Result<SentMessage, StoreError> {
+    Ok(SentMessage {
+        interchange_reference: get(row, "interchange_ref")?,
+        message_reference: get(row, "message_ref")?,
+        document_number: get(row, "document_number")?,
+        order: get(row, "order_id")?,
+    })
+}
+
+impl<C: Connection> Session<C> {
+    /// Records a message we sent.
+    pub async fn record_sent(
+        &mut self,
+        sent: &SentRecord,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let id = new_id("snt", now);
+        sqlx::query(
+            "INSERT INTO sent_messages (id, partner, interchange_ref, message_ref, document_number, \
+             order_kind, order_id, journal_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(&sent.partner)
+        .bind(&sent.interchange_ref)
+        .bind(&sent.message_ref)
+        .bind(&sent.document_number)
+        .bind(sent.order.as_ref().map(|(k, _)| k.as_str().to_string()))
+        .bind(sent.order.as_ref().map(|(_, id)| id.clone()))
+        .bind(&sent.journal_id)
+        .bind(ms(now))
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("recording a sent message"))?;
+        Ok(id)
+    }
+
+    /// The messages of our interchange `interchange_ref` to `partner`.
+    pub async fn sent_by_interchange(
+        &mut self,
+        partner: &str,
+        interchange_ref: &str,
+    ) -> Result<Vec<SentMessage>, StoreError> {
+        select_rows(
+            self.conn(),
+            "looking up sent messages by interchange",
+            "SELECT interchange_ref, message_ref, document_number, order_id FROM sent_messages \
+             WHERE partner = $1 AND interchange_ref = $2 ORDER BY id",
+            &[partner, interchange_ref],
+        )
+        .await?
+        .iter()
+        .map(sent_from_row)
+        .collect()
+    }
+
+    /// Our message to `partner` with this BGM document number.
+    pub async fn sent_by_document(
+        &mut self,
+        partner: &str,
+        document_number: &str,
+    ) -> Result<Option<SentMessage>, StoreError> {
+        select_rows(
+            self.conn(),
+            "looking up a sent message by document number",
+            "SELECT interchange_ref, message_ref, document_number, order_id FROM sent_messages \
+             WHERE partner = $1 AND document_number = $2 ORDER BY id",
+            &[partner, document_number],
+        )
+        .await?
+        .first()
+        .map(sent_from_row)
+        .transpose()
+    }
+
+    /// What we sent to `partner` under these interchange references and document numbers, as
+    /// an [`crate::acks::SentLookup`] for `acks::match_acknowledgement`.
+    pub async fn sent_snapshot(
+        &mut self,
+        partner: &str,
+        interchange_refs: &[&str],
+        document_numbers: &[&str],
+    ) -> Result<SentSnapshot, StoreError> {
+        let mut messages: Vec<SentMessage> = Vec::new();
+        for r in interchange_refs {
+            for m in self.sent_by_interchange(partner, r).await? {
+                if !messages.contains(&m) {
+                    messages.push(m);
+                }
+            }
+        }
+        for d in document_numbers {
+            if let Some(m) = self.sent_by_document(partner, d).await? {
+                if !messages.contains(&m) {
+                    messages.push(m);
+                }
+            }
+        }
+        Ok(SentSnapshot {
+            partner: partner.to_string(),
+            messages,
+        })
+    }
+}
