@@ -28,5 +28,6 @@ pub mod edifact;
 pub mod grammar;
 pub mod ids;
 pub mod orders;
+pub mod plan;
 pub mod store;
 pub mod transport;

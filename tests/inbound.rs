@@ -3,10 +3,10 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 use mako_gateway::acks::{AckContext, ContrlPolicy, NoProcessingCheck, SentMessage};
-use mako_gateway::daemon::inbound::*;
 use mako_gateway::edifact::ReferenceSequence;
 use mako_gateway::grammar::Registry;
 use mako_gateway::orders::*;
+use mako_gateway::plan::inbound::*;
 
 fn now() -> NaiveDateTime {
     NaiveDate::from_ymd_opt(2026, 6, 16)

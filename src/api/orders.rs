@@ -107,10 +107,7 @@ pub async fn create_grid_fee(
     // operator answers an earlier date with ORDRSP 19133 A21 "Frist unterschritten").
     let effective_date = body.date_with_lead(
         "effective_date",
-        crate::acks::Calendar::embedded().add_working_days(
-            crate::daemon::outbound::german_day(now.naive_utc()),
-            crate::daemon::outbound::GRID_FEE_LEAD_WORKING_DAYS,
-        ),
+        crate::orders::lead_time::earliest_grid_fee_date(now.naive_utc()),
         "§14a orders need 2 working days' lead",
     );
     let errors_so_far = body.errors.len();
@@ -324,7 +321,7 @@ pub async fn create_meter_order(
     let metering_operator: Option<MarketPartnerId> = body.parsed("metering_operator", true);
     let wanted_date = body.date_with_lead(
         "wanted_date",
-        crate::daemon::outbound::earliest_meter_date(now.naive_utc()),
+        crate::orders::lead_time::earliest_meter_date(now.naive_utc()),
         "iMSys orders need 20 working days' lead",
     );
     let errors_so_far = body.errors.len();

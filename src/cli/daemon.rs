@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use super::EXIT_USAGE;
 use crate::config::{exit_code_for_config_errors, Config, LogFormat};
 use crate::daemon::gateway::{Gateway, InboundReport};
-use crate::daemon::inbound::Effect;
 use crate::daemon::serve::{generate_token, serve, signals, worker_name};
+use crate::plan::inbound::Effect;
 use crate::store::{Inserted, Store, Transport};
 
 /// Loads the configuration (file, if given, and the environment); every error is printed

@@ -246,7 +246,7 @@ impl InboundSink for GatewaySink {
         Box::pin(async move {
             // The interchange must come from the party that signed the AS4 message (as for
             // mail: the signer stands for the UNB sender).
-            let facts = super::inbound::journal_facts(&message.payload);
+            let facts = crate::plan::inbound::journal_facts(&message.payload);
             if let Some(sender) = &facts.sender {
                 if sender != message.from.as_str() {
                     return Err(Refusal::Permanent(format!(

@@ -11,10 +11,6 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 
-use super::inbound::{
-    decide, read_inbound, Candidates, DecideContext, Effect, LookupKey, ReadInbound,
-};
-use super::outbound::{send_grid_fee, send_meter_order, GridFeeBatch, OutboundError};
 use crate::acks::{AckContext, ContrlPolicy, NoProcessingCheck};
 use crate::config::{Config, RetryConfig, WebhookConfig};
 use crate::edifact::{LineBreak, OwnedInterchange, ReferenceSequence, Writer};
@@ -23,6 +19,10 @@ use crate::orders::{
     GridFeeReduction, GridFeeStatus, MeterOrder, MeterStatus, PartnerStatusRule,
     PartnerStatusRules, ReductionType, Sender,
 };
+use crate::plan::inbound::{
+    decide, read_inbound, Candidates, DecideContext, Effect, LookupKey, ReadInbound,
+};
+use crate::plan::outbound::{send_grid_fee, send_meter_order, GridFeeBatch, OutboundError};
 use crate::store::{
     HistoryEntry, InboundRecord, Inserted, JournalItem, JournalState, NewOutboxItem, OrderKind,
     OutboundRecord, OutboxItem, OutboxKind, SentRecord, Store, StoreError, StoreTx, Transport,
@@ -64,7 +64,7 @@ pub struct InboundReport {
     /// The journal item (`None` in a dry run).
     pub journal_id: Option<String>,
     /// Sender, UNB reference, PIDs.
-    pub facts: super::inbound::JournalFacts,
+    pub facts: crate::plan::inbound::JournalFacts,
     /// Syntax errors with their positions.
     pub syntax_errors: Vec<String>,
     /// What each item did.
@@ -264,7 +264,7 @@ impl Gateway {
         transport: Transport,
         now: DateTime<Utc>,
     ) -> Result<Inserted, DaemonError> {
-        let facts = super::inbound::journal_facts(&raw);
+        let facts = crate::plan::inbound::journal_facts(&raw);
         let record = InboundRecord {
             partner: facts.sender.clone().unwrap_or_default(),
             transport,
@@ -729,7 +729,7 @@ impl Gateway {
                         .await?;
                     format!("parked after {attempt} attempts: {reason}")
                 } else {
-                    let wait = super::webhooks::backoff(
+                    let wait = crate::plan::webhooks::backoff(
                         attempt.saturating_sub(1),
                         self.retry.base,
                         self.retry.max,
@@ -1206,13 +1206,16 @@ impl Gateway {
         else {
             return Ok(None);
         };
-        let signature =
-            super::webhooks::signature(config.secret.as_bytes(), now, delivery.payload.as_bytes());
+        let signature = crate::plan::webhooks::signature(
+            config.secret.as_bytes(),
+            now,
+            delivery.payload.as_bytes(),
+        );
         let result = self
             .http
             .post(&config.url)
             .header("content-type", "application/json")
-            .header(super::webhooks::SIGNATURE_HEADER, signature)
+            .header(crate::plan::webhooks::SIGNATURE_HEADER, signature)
             .header("Mako-Event-Id", &delivery.id)
             .body(delivery.payload.clone())
             .send()
@@ -1241,7 +1244,7 @@ impl Gateway {
                         .await?;
                     Ok(Some(format!("{} parked: {e}", delivery.id)))
                 } else {
-                    let wait = super::webhooks::backoff(
+                    let wait = crate::plan::webhooks::backoff(
                         attempt.saturating_sub(1),
                         self.retry.base,
                         self.retry.max,

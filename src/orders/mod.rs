@@ -7,6 +7,7 @@
 
 pub mod answers;
 pub mod build;
+pub mod lead_time;
 pub mod lifecycle;
 pub mod matching;
 pub mod partner_status;

@@ -1,45 +1,16 @@
 //! The records the store reads and writes.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::acks::{SentLookup, SentMessage};
-use crate::orders::{GridFeeReduction, MeterOrder};
 
 pub use crate::ids::new_id;
-
-/// The text of a serde unit enum value (`"intended"`, `"enwg-14a-module-1"`, …).
-pub fn serde_text<S: Serialize>(value: &S) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        other => panic!("expected a unit enum that serialises as a string, got {other:?}"),
-    }
-}
-
-macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
-        }
-        impl $name {
-            /// The text stored in the database.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-            /// Reads the stored text.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
+use crate::plan::records::text_enum;
+pub use crate::plan::records::{
+    serde_text, GridFeeRecord, HistoryEntry, InboundRecord, JournalState, MeterOrderRecord,
+    NewOutboxItem, OrderKind, OutboundRecord, OutboxKind, SentRecord, Transport, WebhookEvent,
+};
 
 text_enum!(
     /// Which way an interchange went.
@@ -48,56 +19,6 @@ text_enum!(
         In = "in",
         /// Sent to a partner.
         Out = "out",
-    }
-);
-
-text_enum!(
-    /// How an interchange came or went.
-    Transport {
-        /// File drop (`data/inbox`, `data/outbox`).
-        File = "file",
-        /// E-mail.
-        Email = "email",
-        /// AS4.
-        As4 = "as4",
-        /// The HTTP API.
-        Api = "api",
-        /// `mako-gateway replay`.
-        Replay = "replay",
-    }
-);
-
-text_enum!(
-    /// Where a journal item is in processing.
-    JournalState {
-        /// Stored, not yet processed.
-        Received = "received",
-        /// Claimed by a worker (leased).
-        Processing = "processing",
-        /// Done (its effects are committed).
-        Processed = "processed",
-        /// Could not be processed (the outcome says why).
-        Failed = "failed",
-    }
-);
-
-text_enum!(
-    /// The two order kinds.
-    OrderKind {
-        /// `orders::GridFeeReduction`.
-        GridFeeReduction = "grid_fee_reduction",
-        /// `orders::MeterOrder`.
-        MeterOrder = "meter_order",
-    }
-);
-
-text_enum!(
-    /// What an outbox item sends.
-    OutboxKind {
-        /// An order, built from the order's row when sent.
-        Order = "order",
-        /// A CONTRL or APERAK, built when the message it answers was received (`payload`).
-        Ack = "ack",
     }
 );
 
@@ -128,51 +49,6 @@ text_enum!(
         Parked = "parked",
     }
 );
-
-/// A received interchange, to be journaled before it is acknowledged to the transport.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundRecord {
-    /// The sender (UNB S002), or `""` when the interchange is unreadable.
-    pub partner: String,
-    /// How it came.
-    pub transport: Transport,
-    /// UNB DE0020, `None` when unreadable (such interchanges are never deduplicated).
-    pub interchange_ref: Option<String>,
-    /// UNH DE0062 of each message.
-    pub message_refs: Vec<String>,
-    /// Prüfidentifikatoren of the messages.
-    pub pids: Vec<String>,
-    /// BGM DE1004 of the messages.
-    pub document_numbers: Vec<String>,
-    /// The bytes as received.
-    pub raw: Vec<u8>,
-    /// When it was received.
-    pub received_at: DateTime<Utc>,
-}
-
-/// A sent interchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboundRecord {
-    /// The journal id, when the caller fixed it ahead (a plan that names it in history rows);
-    /// `None`: a new one.
-    pub id: Option<String>,
-    /// The recipient (UNB S003).
-    pub partner: String,
-    /// How it went.
-    pub transport: Transport,
-    /// Our UNB DE0020.
-    pub interchange_ref: String,
-    /// UNH DE0062 of each message.
-    pub message_refs: Vec<String>,
-    /// Prüfidentifikatoren.
-    pub pids: Vec<String>,
-    /// BGM DE1004 of each message.
-    pub document_numbers: Vec<String>,
-    /// The bytes sent.
-    pub raw: Vec<u8>,
-    /// When.
-    pub sent_at: DateTime<Utc>,
-}
 
 /// Result of journaling an inbound interchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,36 +101,6 @@ pub struct JournalItem {
     pub attempts: i64,
 }
 
-/// A grid-fee reduction as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GridFeeRecord {
-    /// The pure order.
-    pub order: GridFeeReduction,
-    /// The wanted change date; `None` = "next possible date" (`ChangeDate::NextPossibleFrom`).
-    pub effective_date: Option<NaiveDate>,
-    /// Optimistic-concurrency version (1 on insert).
-    pub version: i64,
-    /// Created.
-    pub created_at: DateTime<Utc>,
-    /// Last saved.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A meter order as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MeterOrderRecord {
-    /// The pure order.
-    pub order: MeterOrder,
-    /// The wanted installation date, if the supplier gave one.
-    pub wanted_date: Option<NaiveDate>,
-    /// Optimistic-concurrency version (1 on insert).
-    pub version: i64,
-    /// Created.
-    pub created_at: DateTime<Utc>,
-    /// Last saved.
-    pub updated_at: DateTime<Utc>,
-}
-
 /// Filters of an order list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrderFilter {
@@ -282,56 +128,6 @@ pub struct PageRequest {
     pub limit: u32,
 }
 
-/// One status transition of an order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HistoryEntry {
-    /// Which kind of order.
-    pub order_kind: OrderKind,
-    /// The order's id.
-    pub order_id: String,
-    /// Status before (`None` when the order was created).
-    pub from: Option<String>,
-    /// Status after.
-    pub to: String,
-    /// The event topic published for it, if any.
-    pub topic: Option<String>,
-    /// The journal item of the message that caused it (`None` for API actions).
-    pub journal_id: Option<String>,
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Anything else worth keeping (JSON).
-    pub detail: Option<serde_json::Value>,
-}
-
-/// A webhook event: `{id, timestamp, topic, context}` as the receiver gets it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookEvent {
-    /// `evt_…`; receivers dedupe on it.
-    pub id: String,
-    /// `grid_fee_reduction.ordered`, …
-    pub topic: String,
-    /// The JSON body to POST.
-    pub payload: serde_json::Value,
-}
-
-impl WebhookEvent {
-    /// An event with a new id; `context` holds ids only (`{"meter_order": "mor_…", …}`).
-    pub fn new(topic: &str, context: serde_json::Value, now: DateTime<Utc>) -> WebhookEvent {
-        let id = new_id("evt", now);
-        let payload = serde_json::json!({
-            "id": id,
-            "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "topic": topic,
-            "context": context,
-        });
-        WebhookEvent {
-            id,
-            topic: topic.to_string(),
-            payload,
-        }
-    }
-}
-
 /// A claimed or listed webhook delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookDelivery {
@@ -349,34 +145,6 @@ pub struct WebhookDelivery {
     pub last_error: Option<String>,
     /// Created.
     pub created_at: DateTime<Utc>,
-}
-
-/// Work to put into the outbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewOutboxItem {
-    /// Order or acknowledgement.
-    pub kind: OutboxKind,
-    /// The order to send (for [`OutboxKind::Order`]).
-    pub order: Option<(OrderKind, String)>,
-    /// The recipient.
-    pub partner: String,
-    /// Prebuilt bytes (for [`OutboxKind::Ack`]).
-    pub payload: Option<Vec<u8>>,
-    /// The journal item this answers (acks).
-    pub journal_id: Option<String>,
-}
-
-impl NewOutboxItem {
-    /// An order to build and send to `partner`.
-    pub fn order(kind: OrderKind, order_id: &str, partner: &str) -> NewOutboxItem {
-        NewOutboxItem {
-            kind: OutboxKind::Order,
-            order: Some((kind, order_id.to_string())),
-            partner: partner.to_string(),
-            payload: None,
-            journal_id: None,
-        }
-    }
 }
 
 /// An outbox row.
@@ -409,23 +177,6 @@ pub struct OutboxItem {
     pub created_at: DateTime<Utc>,
     /// Sent.
     pub sent_at: Option<DateTime<Utc>>,
-}
-
-/// A message we sent, for matching what partners answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentRecord {
-    /// Recipient.
-    pub partner: String,
-    /// Our UNB DE0020.
-    pub interchange_ref: String,
-    /// Our UNH DE0062.
-    pub message_ref: String,
-    /// Our BGM DE1004.
-    pub document_number: String,
-    /// The order the message belongs to.
-    pub order: Option<(OrderKind, String)>,
-    /// The outbound journal item.
-    pub journal_id: String,
 }
 
 text_enum!(

@@ -3,24 +3,14 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 
-use crate::acks::calendar::{berlin_local, Calendar};
 use crate::edifact::ReferenceSequence;
 use crate::grammar::Registry;
+use crate::orders::lead_time::{earliest_meter_date, german_day};
 use crate::orders::{
     grid_fee_order, meter_order, Applied, ApplyError, BuildError, BuiltOrder, ChangeDate,
     GridFeeOrder, GridFeeReduction, GridFeeStatus, MeterOrder, ModuleProduct, ReductionType,
     Sender,
 };
-
-/// Working days between the order and the wanted installation date of an iMSys
-/// (`shared/domain/README.md`, deadlines: "iMSys orders ≥ 20 working days"; the date travels
-/// in ORDERS 17011/17003 `DTM+203`).
-pub const METER_ORDER_LEAD_WORKING_DAYS: u32 = 20;
-
-/// Working days between a §14a module order and its change date (`shared/domain/README.md`,
-/// deadlines: "§14a orders need ≥ 2 working days lead time"; a shorter lead is answered with
-/// ORDRSP 19133 A21).
-pub const GRID_FEE_LEAD_WORKING_DAYS: u32 = 2;
 
 /// Why an outbox item cannot be sent (permanent: the item is parked with this reason).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,16 +35,6 @@ pub enum OutboundError {
     /// Nothing to send.
     #[error("no reduction to send")]
     Empty,
-}
-
-/// The German day of `now` (UTC).
-pub fn german_day(now: NaiveDateTime) -> NaiveDate {
-    berlin_local(now).date()
-}
-
-/// The earliest wanted date of an iMSys order written at `now`.
-pub fn earliest_meter_date(now: NaiveDateTime) -> NaiveDate {
-    Calendar::embedded().add_working_days(german_day(now), METER_ORDER_LEAD_WORKING_DAYS)
 }
 
 /// The reductions of one subscription and market location sent together as one ORDERS 17133
