@@ -116,6 +116,7 @@ async fn main() {
     let daemon = tokio::spawn(serve(
         config,
         "as4-bench-token-0123456789abcdef".into(),
+        mako_gateway::clock::Clock::system(),
         async move {
             let _ = stop_rx.await;
         },

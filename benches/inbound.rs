@@ -39,12 +39,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use mako_gateway::config::Config;
-use mako_gateway::daemon::gateway::Gateway;
+use mako_gateway::daemon::setup::Setup;
 use mako_gateway::ids::lok_check_digit;
 use mako_gateway::orders::{
     GridFeeReduction, GridFeeStatus, MeterType, ModuleProduct, ReductionType,
 };
 use mako_gateway::store::{Inserted, Store, Transport};
+use mako_gateway::worker::inbound::INBOUND_BATCH;
+use mako_gateway::worker::receive::Journal;
 use sqlx::{Connection, Executor, Row};
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -280,9 +282,9 @@ fn rate(n: usize, d: Duration) -> f64 {
 async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64) -> bool {
     println!("\n## {backend}");
     let config = Config::load(None, &|_| None).expect("default configuration");
-    let gateway = Arc::new(
-        Gateway::new(store.clone(), &config, format!("bench-{backend}")).expect("gateway"),
-    );
+    let setup = Setup::load(&config, &mako_gateway::clock::Clock::fixed(now())).expect("setup");
+    let journal_sink = Journal::new(store.clone());
+    let gateway = Arc::new(setup.inbound_worker(store, &format!("bench-{backend}")));
     let cases = cases(n);
     let raw = answers(&cases);
     set_up_orders(store, &cases).await;
@@ -290,7 +292,7 @@ async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64
     // 1. Journal, one interchange after the other, as one transport delivers them.
     let t0 = Instant::now();
     for bytes in raw {
-        match gateway.receive(bytes, Transport::File, now()).await {
+        match journal_sink.receive(bytes, Transport::File, now()).await {
             Ok(Inserted::New(_)) => {}
             Ok(Inserted::Duplicate(id)) => panic!("answer journaled twice as {id}"),
             Err(e) => panic!("journaling failed: {e}"),
@@ -314,10 +316,7 @@ async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64
         tasks.push(tokio::spawn(async move {
             loop {
                 // As `serve` runs it: batches of INBOUND_BATCH per transaction.
-                match gateway
-                    .process_inbound_batch(now(), mako_gateway::daemon::serve::INBOUND_BATCH)
-                    .await
-                {
+                match gateway.process_batch(now(), INBOUND_BATCH).await {
                     Ok(Some(n)) => {
                         processed.fetch_add(n, Ordering::Relaxed);
                     }

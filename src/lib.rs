@@ -31,3 +31,4 @@ pub mod orders;
 pub mod plan;
 pub mod store;
 pub mod transport;
+pub mod worker;

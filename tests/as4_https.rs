@@ -473,7 +473,7 @@ async fn client_refuses_a_server_of_another_partner() {
         "{error:?}"
     );
     assert_eq!(error.kind(), FailureKind::Certificate);
-    assert!(!error.is_retryable());
+    assert!(!error.is_transient());
     assert!(
         error.to_string().contains(&format!(
             "is for market partner {SERVER_MP}, expected {OTHER_MP}"
@@ -529,7 +529,7 @@ async fn connection_refused_is_a_retryable_connection_failure() {
         .unwrap_err();
     assert!(matches!(error, HttpsError::Connect { .. }), "{error:?}");
     assert_eq!(error.kind(), FailureKind::Connection);
-    assert!(error.is_retryable());
+    assert!(error.is_transient());
 }
 
 #[tokio::test]
@@ -545,7 +545,7 @@ async fn plain_http_is_only_for_get() {
         .await
         .unwrap_err();
     assert!(matches!(error, HttpsError::Request { .. }), "{error:?}");
-    assert!(!error.is_retryable());
+    assert!(!error.is_transient());
     // A CRL download as asx makes it.
     let crl = client
         .exchange(

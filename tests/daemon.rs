@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mako_gateway::config::Config;
-use mako_gateway::daemon::filedrop::write_atomically;
-use mako_gateway::daemon::gateway::DaemonError;
 use mako_gateway::daemon::serve::serve;
+use mako_gateway::daemon::serve::ServeError;
 use mako_gateway::grammar::{message_pid, validate_interchange, Registry};
 use mako_gateway::plan::webhooks::{verify, SIGNATURE_HEADER};
 use mako_gateway::store::Store;
+use mako_gateway::transport::file_drop::write_atomically;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -212,7 +212,7 @@ struct Daemon {
     store: Store,
     data_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), DaemonError>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
 
 impl Daemon {
@@ -224,6 +224,7 @@ impl Daemon {
         let task = tokio::spawn(serve(
             config,
             TOKEN.to_string(),
+            mako_gateway::clock::Clock::system(),
             async move {
                 let _ = stop_rx.await;
             },

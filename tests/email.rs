@@ -25,14 +25,13 @@ use std::time::{Duration, Instant};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 use lettre::Message;
-use mako_gateway::config::Config;
-use mako_gateway::daemon::gateway::Gateway;
 use mako_gateway::store::Transport;
 use mako_gateway::transport::email::{
     build_mail, extract_single_attachment, run_inbox, send, Address, ImapConfig, ImapError, Inbox,
     MailError, Mailbox, ReceivedMail, SendError, SmtpConfig, TlsMode, TlsSettings,
     TransferFileName, JOURNALED_KEYWORD,
 };
+use mako_gateway::worker::receive::Journal;
 
 /// The test servers and accounts.
 #[derive(Debug, Clone)]
@@ -165,11 +164,9 @@ fn sample_interchange() -> Vec<u8> {
     .expect("sample interchange")
 }
 
-async fn gateway() -> (tempfile::TempDir, Gateway) {
+async fn gateway() -> (tempfile::TempDir, Journal, mako_gateway::store::Store) {
     let (dir, store) = support::sqlite().await;
-    let config = Config::load(None, &|_| None).expect("default configuration");
-    let gateway = Gateway::new(store, &config, "email-test".into()).expect("gateway");
-    (dir, gateway)
+    (dir, Journal::new(store.clone()), store)
 }
 
 fn subject_of(raw: &[u8]) -> String {
@@ -205,7 +202,7 @@ async fn a_mailed_interchange_is_journaled_once_and_marked_also_across_restarts(
         .await
         .expect("sent");
 
-    let (_dir, gateway) = gateway().await;
+    let (_dir, gateway, store) = gateway().await;
     let journaled: Arc<Mutex<Vec<(u32, String, String)>>> = Arc::default();
     let journal = |mail: ReceivedMail| {
         let gateway = gateway.clone();
@@ -234,8 +231,7 @@ async fn a_mailed_interchange_is_journaled_once_and_marked_also_across_restarts(
     assert_eq!(inbox.fetch_new(journal).await.unwrap(), 1);
     let (uid, journal_id, subject) = journaled.lock().unwrap()[0].clone();
     assert_eq!(subject, name, "the subject is the file name");
-    let item = gateway
-        .store
+    let item = store
         .conn()
         .await
         .unwrap()

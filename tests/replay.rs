@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use mako_gateway::config::Config;
-use mako_gateway::daemon::gateway::Gateway;
+use mako_gateway::daemon::setup::Setup;
 use mako_gateway::orders::{GridFeeReduction, GridFeeStatus, MeterType, ReductionType};
 use mako_gateway::store::{new_id, NewOutboxItem, OrderKind, PageRequest, Store};
 use sqlx::Row;
@@ -91,8 +91,9 @@ async fn store_with_an_ordered_reduction(dir: &Path) -> (String, String, String)
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let gateway = Gateway::new(store.clone(), &config, "replay-test".into()).unwrap();
-    let sent = gateway.send_next_outbox(now).await.unwrap().unwrap();
+    let setup = Setup::load(&config, &mako_gateway::clock::Clock::fixed(now)).unwrap();
+    let outbound = setup.outbound_worker(&config, &store, "replay-test");
+    let sent = outbound.send_next(now).await.unwrap().unwrap();
     assert!(sent.outcome.starts_with("sent"), "{sent:?}");
     let record = store
         .conn()

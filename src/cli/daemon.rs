@@ -4,11 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::EXIT_USAGE;
-use crate::config::{exit_code_for_config_errors, Config, LogFormat};
-use crate::daemon::gateway::{Gateway, InboundReport};
-use crate::daemon::serve::{generate_token, serve, signals, worker_name};
-use crate::plan::inbound::Effect;
+use crate::clock::Clock;
+use crate::config::{exit_code_for_config_errors, Config, ConfigError, LogFormat};
+use crate::daemon::serve::{generate_token, serve, signals, worker_name, ServeError};
+use crate::daemon::setup::Setup;
+use crate::plan::inbound::{Effect, InboundReport};
 use crate::store::{Inserted, Store, Transport};
+use crate::worker::receive::Journal;
 
 /// Loads the configuration (file, if given, and the environment); every error is printed
 /// and the process exits with 64 (EX_USAGE) before anything binds.
@@ -27,20 +29,18 @@ fn load_config(file: Option<&Path>) -> Result<Config, ExitCode> {
         None => None,
     };
     let env = |name: &str| std::env::var(name).ok();
-    Config::load(text.as_deref(), &env)
-        .and_then(|config| {
-            // The key and certificate files: read now, so that their errors stop the start
-            // like the file's own (serve reads them again; they are small).
-            crate::daemon::email::EmailSetup::load(&config).map(|_| config)
-        })
-        .map_err(|errors| {
-            let name = file.map_or("configuration".to_string(), |p| p.display().to_string());
-            for e in &errors {
-                eprintln!("{name}: error: {e}");
-            }
-            eprintln!("{} configuration error(s); nothing started", errors.len());
-            ExitCode::from(exit_code_for_config_errors())
-        })
+    Config::load(text.as_deref(), &env).map_err(|errors| config_errors(file, &errors))
+}
+
+/// Prints every configuration error (the file's own, and those of the key and certificate
+/// files it names) and gives the exit code 64 (EX_USAGE).
+fn config_errors(file: Option<&Path>, errors: &[ConfigError]) -> ExitCode {
+    let name = file.map_or("configuration".to_string(), |p| p.display().to_string());
+    for e in errors {
+        eprintln!("{name}: error: {e}");
+    }
+    eprintln!("{} configuration error(s); nothing started", errors.len());
+    ExitCode::from(exit_code_for_config_errors())
 }
 
 fn init_logging(config: &Config) {
@@ -85,8 +85,9 @@ pub(super) fn run_serve(file: Option<&Path>) -> ExitCode {
             t
         }
     };
-    match runtime().block_on(serve(config, token, signals(), None)) {
+    match runtime().block_on(serve(config, token, Clock::system(), signals(), None)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(ServeError::Config(errors)) => config_errors(file, &errors),
         Err(e) => {
             tracing::error!(error = %e, "the gateway stopped");
             eprintln!("error: {e}");
@@ -195,6 +196,10 @@ pub(super) fn run_replay(
     if let Some(url) = db {
         config.database.url = url.to_string();
     }
+    let setup = match Setup::load(&config, &Clock::system()) {
+        Ok(s) => s,
+        Err(errors) => return config_errors(config_file, &errors),
+    };
     let files = match files_of(paths) {
         Ok(f) => f,
         Err(e) => {
@@ -210,13 +215,9 @@ pub(super) fn run_replay(
                 return ExitCode::from(EXIT_USAGE);
             }
         };
-        let gateway = match Gateway::new(store.clone(), &config, format!("replay-{}", worker_name())) {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        };
+        let worker = format!("replay-{}", worker_name());
+        let inbound = setup.inbound_worker(&store, &worker);
+        let journal = Journal::new(store.clone());
         let bar = (files.len() > 3).then(|| {
             let bar = indicatif::ProgressBar::new(files.len() as u64);
             bar.set_style(
@@ -238,19 +239,19 @@ pub(super) fn run_replay(
             };
             let now = crate::clock::Clock::system().now();
             let result = if dry_run {
-                gateway.dry_run(&raw, now).await.map(Some)
+                inbound.dry_run(&raw, now).await.map(Some)
             } else {
-                match gateway.receive(raw, Transport::Replay, now).await {
+                match journal.receive(raw, Transport::Replay, now).await {
                     Ok(Inserted::New(id)) => {
                         let claimed = async {
                             store
                                 .conn()
                                 .await?
-                                .claim_journal_item(&id, &gateway.worker, now, config.workers.lease)
+                                .claim_journal_item(&id, inbound.name(), now, config.workers.lease)
                                 .await
                         };
                         match claimed.await {
-                            Ok(Some(item)) => gateway.process_item(&item, now, false).await.map(Some),
+                            Ok(Some(item)) => inbound.process_item(&item, now, false).await.map(Some),
                             Ok(None) => Ok(None),
                             Err(e) => Err(e.into()),
                         }
@@ -264,7 +265,7 @@ pub(super) fn run_replay(
                         }
                         Ok(None)
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.into()),
                 }
             };
             match result {

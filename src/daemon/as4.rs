@@ -2,7 +2,7 @@
 //! ([`As4Runtime::load`], checked before anything binds), and the handling of one received AS4
 //! request ([`handle_request`]): its raw bytes journaled and committed first, then asx-rs's
 //! verification and our checks (`transport::as4`), then the interchange journaled through
-//! [`Gateway::receive`] — only then does the signed receipt go back.
+//! the gateway's [`InboundSink`] — only then does the signed receipt go back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +12,6 @@ use crate::clock::Clock;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 
-use super::gateway::Gateway;
 use crate::config::{
     As4Config, Config, ConfigError, ConfigKey, Problem, Transport as PartnerTransport,
 };
@@ -25,8 +24,9 @@ use crate::transport::as4::persist::{Dedup, EvidenceStore};
 use crate::transport::as4::smpki::{CrlCache, PeerIdentity};
 use crate::transport::as4::{
     certificate, ebms_error_code, is_receipt, key_pair, As4Endpoint, As4Keys, As4Partner,
-    As4Settings, HttpClient, InboundSink, ReceivedMessage, Refusal,
+    As4Settings, HttpClient, MessageSink, ReceivedMessage, Refusal,
 };
+use crate::transport::InboundSink;
 
 /// How long one delivery may hold a received message's id (journaling one interchange takes
 /// milliseconds; a crashed holder's claim is taken over after this).
@@ -193,14 +193,13 @@ fn check_own_certificate(path: &std::path::Path, own: &MarketPartnerId) -> Resul
     Ok(())
 }
 
-/// Builds the endpoint from the material, with `http` as the HTTPS client and the store
+/// Builds the endpoint from the material, with `http` as the HTTPS client and `evidence`
 /// keeping the evidence.
 pub fn endpoint<H: HttpClient>(
     config: &Config,
     material: &As4Material,
     http: H,
-    store: &Store,
-    clock: Clock,
+    evidence: EvidenceStore,
 ) -> Result<As4Endpoint, ConfigError> {
     let keys = &material.keys;
     As4Endpoint::build(As4Settings {
@@ -211,24 +210,25 @@ pub fn endpoint<H: HttpClient>(
         crl_signer: keys.crl_signer.clone(),
         partners: material.partners.clone(),
         http,
-        audit: EvidenceStore::new(store.clone(), clock),
+        audit: evidence,
         max_message_bytes: material.config.max_message_bytes,
         max_payload_bytes: material.config.max_payload_bytes,
     })
     .map_err(|e| invalid("as4", None, e.to_string()))
 }
 
-/// The inbound sink of one request: the interchange is journaled through
-/// [`Gateway::receive`] (committed); the message id and journal item go into the request's
-/// row with the answer.
-struct GatewaySink {
-    gateway: Arc<Gateway>,
+/// The AS4 endpoint's sink for one request: the interchange goes to the gateway's
+/// [`InboundSink`] (journaled and committed); the message id and journal item go into the
+/// request's row with the answer.
+struct RequestSink {
+    journal: Arc<dyn InboundSink>,
+    clock: Clock,
     refusal: std::sync::Mutex<Option<String>>,
     /// The message id and the journal item of the delivered interchange.
     delivered: std::sync::Mutex<Option<(String, String)>>,
 }
 
-impl InboundSink for GatewaySink {
+impl MessageSink for RequestSink {
     fn refused(&self, refusal: &Refusal) {
         let reason = match refusal {
             Refusal::Retry(r) | Refusal::Permanent(r) => r.clone(),
@@ -256,8 +256,8 @@ impl InboundSink for GatewaySink {
                 }
             }
             let inserted = self
-                .gateway
-                .receive(message.payload, Transport::As4, self.gateway.clock.now())
+                .journal
+                .receive(message.payload, Transport::As4, self.clock.now())
                 .await
                 .map_err(|e| Refusal::Retry(format!("journaling failed: {e}")))?;
             if let Inserted::Duplicate(id) = &inserted {
@@ -287,6 +287,30 @@ fn plain(status: http::StatusCode, text: &str) -> http::Response<Full<Bytes>> {
     response
 }
 
+/// What answering AS4 requests needs: where interchanges are journaled, the store of the
+/// raw request journal and the dedup claims, the clock, the endpoint, the size limit.
+#[derive(Clone)]
+pub struct Receiver {
+    /// The gateway's inbound sink.
+    pub journal: Arc<dyn InboundSink>,
+    /// The store (raw requests, duplicate detection).
+    pub store: Store,
+    /// The clock.
+    pub clock: Clock,
+    /// The endpoint (asx-rs's verification and receipts).
+    pub endpoint: As4Endpoint,
+    /// `[as4] max_message_bytes`.
+    pub max_message_bytes: u64,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("max_message_bytes", &self.max_message_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Answers one AS4 request that came over a TLS connection whose client certificate names
 /// `peer` (its market partner ID; `peer_label` adds the address for the journal).
 ///
@@ -295,9 +319,7 @@ fn plain(status: http::StatusCode, text: &str) -> http::Response<Full<Bytes>> {
 /// revocation, decryption, timestamp, duplicate); our checks; the interchange is journaled;
 /// then the signed receipt. What was answered is recorded with the raw request.
 pub async fn handle_request<B>(
-    gateway: Arc<Gateway>,
-    endpoint: As4Endpoint,
-    max_message_bytes: u64,
+    receiver: &Receiver,
     peer: Option<MarketPartnerId>,
     peer_label: String,
     request: http::Request<B>,
@@ -308,6 +330,13 @@ where
     B::Error:
         std::fmt::Display + Send + Sync + 'static + Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let Receiver {
+        journal,
+        store,
+        clock,
+        endpoint,
+        max_message_bytes,
+    } = receiver.clone();
     let (parts, body) = request.into_parts();
     if parts.method != http::Method::POST {
         return plain(
@@ -342,8 +371,7 @@ where
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let store = gateway.store.clone();
-    let now = gateway.clock.now();
+    let now = clock.now();
     let request_id = match async {
         store
             .conn()
@@ -362,13 +390,14 @@ where
             );
         }
     };
-    let sink = Arc::new(GatewaySink {
-        gateway: gateway.clone(),
+    let sink = Arc::new(RequestSink {
+        journal,
+        clock: clock.clone(),
         refusal: std::sync::Mutex::new(None),
         delivered: std::sync::Mutex::new(None),
     });
     let service = endpoint.inbound(
-        Dedup::new(store.clone(), DEDUP_LEASE, gateway.clock.clone()),
+        Dedup::new(store.clone(), DEDUP_LEASE, clock.clone()),
         peer.map(|p| p.as_str().to_string()),
         sink.clone(),
     );
@@ -420,7 +449,7 @@ where
     if answer.outcome == "refused" {
         tracing::warn!(peer = %peer_label, request = %request_id, code = ?answer.ebms_code, reason = ?answer.reason, "AS4 request refused");
     }
-    let now = gateway.clock.now();
+    let now = clock.now();
     if let Err(e) = async {
         store
             .conn()
@@ -445,6 +474,8 @@ pub struct As4Runtime {
     pub config: As4Config,
     acceptor: Arc<HttpsAcceptor>,
     crl: Arc<CrlCache>,
+    evidence: EvidenceStore,
+    clock: Clock,
 }
 
 /// `host:port` (port written out, 443 by default) of an `https://` URL.
@@ -455,13 +486,10 @@ fn authority(url: &str) -> Option<String> {
 }
 
 impl As4Runtime {
-    /// Reads `[as4]` and the AS4 partners and builds everything; `Ok(None)` without `[as4]`.
-    /// Every error at once, keyed like [`Config::load`]'s.
-    pub fn load(
-        config: &Config,
-        store: &Store,
-        clock: Clock,
-    ) -> Result<Option<As4Runtime>, Vec<ConfigError>> {
+    /// Reads `[as4]` and the AS4 partners and builds everything, before the store is
+    /// connected (the evidence store is attached with [`As4Runtime::attach`]); `Ok(None)`
+    /// without `[as4]`. Every error at once, keyed like [`Config::load`]'s.
+    pub fn load(config: &Config, clock: Clock) -> Result<Option<As4Runtime>, Vec<ConfigError>> {
         let Some(material) = load_material(config)? else {
             return Ok(None);
         };
@@ -496,13 +524,22 @@ impl As4Runtime {
         let acceptor = tls
             .acceptor()
             .map_err(|e| vec![invalid("as4.tls_cert", None, e.to_string())])?;
-        let endpoint = endpoint(config, &material, client, store, clock).map_err(|e| vec![e])?;
+        let evidence = EvidenceStore::unattached(clock.clone());
+        let endpoint =
+            endpoint(config, &material, client, evidence.clone()).map_err(|e| vec![e])?;
         Ok(Some(As4Runtime {
             endpoint,
             config: as4.clone(),
             acceptor: Arc::new(acceptor),
             crl,
+            evidence,
+            clock,
         }))
+    }
+
+    /// Gives the runtime its store: the evidence of every exchange is kept there.
+    pub fn attach(&self, store: &Store) {
+        self.evidence.attach(store.clone());
     }
 
     /// Serves the AS4 receiver on `listener` until `shutdown` completes: mutual TLS (the
@@ -510,7 +547,8 @@ impl As4Runtime {
     /// partners, not revoked), then [`handle_request`] for every request on `[as4] path`.
     pub async fn serve(
         self,
-        gateway: Arc<Gateway>,
+        journal: Arc<dyn InboundSink>,
+        store: Store,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
@@ -522,8 +560,14 @@ impl As4Runtime {
             acceptor,
             crl,
             move |peer: PeerIdentity| As4Service {
-                runtime: runtime.clone(),
-                gateway: gateway.clone(),
+                path: runtime.config.path.clone(),
+                receiver: Receiver {
+                    journal: journal.clone(),
+                    store: store.clone(),
+                    clock: runtime.clock.clone(),
+                    endpoint: runtime.endpoint.clone(),
+                    max_message_bytes: runtime.config.max_message_bytes,
+                },
                 peer,
             },
             shutdown,
@@ -534,8 +578,8 @@ impl As4Runtime {
 
 /// The HTTP service of one TLS connection.
 struct As4Service {
-    runtime: Arc<As4Runtime>,
-    gateway: Arc<Gateway>,
+    path: String,
+    receiver: Receiver,
     peer: PeerIdentity,
 }
 
@@ -554,18 +598,16 @@ impl tower_service::Service<http::Request<hyper::body::Incoming>> for As4Service
     }
 
     fn call(&mut self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
-        let runtime = self.runtime.clone();
-        let gateway = self.gateway.clone();
+        let path = self.path.clone();
+        let receiver = self.receiver.clone();
         let peer = self.peer.clone();
         Box::pin(async move {
-            if request.uri().path() != runtime.config.path {
+            if request.uri().path() != path {
                 return Ok(plain(http::StatusCode::NOT_FOUND, "no AS4 endpoint here\n"));
             }
             let label = format!("{} ({})", peer.market_partner_id, peer.subject);
             Ok(handle_request(
-                gateway,
-                runtime.endpoint.clone(),
-                runtime.config.max_message_bytes,
+                &receiver,
                 Some(peer.market_partner_id.clone()),
                 label,
                 request,

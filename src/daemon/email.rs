@@ -2,10 +2,10 @@
 //! ([`EmailSetup`]), the mail for an outbound interchange ([`EmailSetup::outbound_mail`]) and
 //! the handling of one received mail ([`handle_mail`]: raw mail journaled first, then
 //! decrypted, verified, the signer checked against the interchange's sender, and either handed
-//! to [`Gateway::receive`] or quarantined).
+//! to the gateway's [`InboundSink`] or quarantined).
 //!
 //! What it does not do: SMTP or IMAP themselves (`transport::email`), the cryptography
-//! (`transport::smime`), or retry decisions (`Gateway::send_next_outbox` asks
+//! (`transport::smime`), or retry decisions (the outbound worker asks
 //! [`crate::transport::email::SendError::is_transient`]).
 
 use std::collections::BTreeMap;
@@ -14,10 +14,9 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 
-use super::gateway::{DaemonError, Gateway};
 use crate::config::{Config, ConfigError, ConfigKey, Problem};
 use crate::ids::MarketPartnerId;
-use crate::store::{Inserted, MailOutcome, NewMail, Transport};
+use crate::store::{Inserted, MailOutcome, NewMail, Store, StoreError, Transport};
 use crate::transport::email::{
     build_mail_with, extract_single_attachment, ImapConfig, MailError, Mailbox, ReceivedMail,
     SmtpConfig, TransferFileName,
@@ -26,6 +25,7 @@ use crate::transport::smime::{
     decrypt_then_verify, sign_then_encrypt, sm_pki_partner_id, Certificate, Identity, KeyFamily,
     SmimeError,
 };
+use crate::transport::InboundSink;
 
 /// One partner reached by e-mail, with its certificates read from the PEM files.
 #[derive(Debug, Clone)]
@@ -332,20 +332,20 @@ pub enum MailHandled {
 /// Handles one received mail: journals it raw and commits (so nothing is lost, whatever
 /// follows), then decrypts it with our key, verifies the signature against the registry's
 /// signing certificates, extracts the one attachment, checks that the signer is the partner
-/// the interchange names as UNB sender, and hands the interchange to [`Gateway::receive`]
+/// the interchange names as UNB sender, and hands the interchange to the gateway's [`InboundSink`]
 /// (transport e-mail). A mail that fails any of these steps is quarantined with the reason and
 /// never parsed as EDIFACT (only the UNB sender of a verified attachment is read, to check the
 /// signer). Returns `Ok` once the outcome is committed: only then may the mail be marked on
 /// the server. Errors are the store's (transient): the mail stays unmarked and comes again.
 pub async fn handle_mail(
-    gateway: &Gateway,
+    store: &Store,
+    journal: &dyn InboundSink,
     setup: &EmailSetup,
     mail: ReceivedMail,
     now: DateTime<Utc>,
-) -> Result<MailHandled, DaemonError> {
+) -> Result<MailHandled, StoreError> {
     let headers = mail_headers(&mail.raw);
-    let (mail_id, outcome) = gateway
-        .store
+    let (mail_id, outcome) = store
         .conn()
         .await?
         .insert_mail(&NewMail {
@@ -395,13 +395,12 @@ pub async fn handle_mail(
         });
     match checked {
         Ok((claimed, signer, bytes)) => {
-            let inserted = gateway.receive(bytes, Transport::Email, now).await?;
+            let inserted = journal.receive(bytes, Transport::Email, now).await?;
             let journal_id = inserted.journal_id().to_string();
             if let Inserted::Duplicate(id) = &inserted {
                 tracing::info!(mail = %mail_id, journal = %id, "interchange mailed twice: journaled once");
             }
-            gateway
-                .store
+            store
                 .conn()
                 .await?
                 .finish_mail(
@@ -421,8 +420,7 @@ pub async fn handle_mail(
         }
         Err(reason) => {
             tracing::warn!(mail = %mail_id, uid = mail.uid, %reason, "mail quarantined");
-            gateway
-                .store
+            store
                 .conn()
                 .await?
                 .finish_mail(
@@ -449,5 +447,72 @@ fn mail_headers(raw: &[u8]) -> (String, String) {
             headers.get_first_value("Subject").unwrap_or_default(),
         ),
         Err(_) => (String::new(), String::new()),
+    }
+}
+
+/// The e-mail side of the [`crate::transport::Outbound`] seam: the interchange signed and
+/// encrypted to the partner's certificate, sent with SMTP. A 4xx or a lost connection is
+/// transient; a 5xx parks the item with the server's answer.
+#[derive(Debug, Clone)]
+pub struct EmailSender {
+    setup: std::sync::Arc<EmailSetup>,
+}
+
+impl EmailSender {
+    /// Sends with `setup`'s SMTP server and keys.
+    pub fn new(setup: std::sync::Arc<EmailSetup>) -> EmailSender {
+        EmailSender { setup }
+    }
+}
+
+impl crate::transport::Outbound for EmailSender {
+    fn kind(&self) -> Transport {
+        Transport::Email
+    }
+
+    fn send<'a>(
+        &'a self,
+        out: crate::transport::Outgoing<'a>,
+    ) -> crate::transport::BoxFuture<'a, Result<crate::transport::Sent, crate::transport::SendError>>
+    {
+        use crate::transport::SendError;
+        Box::pin(async move {
+            let setup = &self.setup;
+            let Some(partner) = setup.partner(out.partner) else {
+                return Err(SendError::permanent(format!(
+                    "partner {} has no e-mail address and certificates in the registry",
+                    out.partner
+                )));
+            };
+            let Some(smtp) = &setup.smtp else {
+                return Err(SendError::permanent(
+                    "partner uses e-mail but [email.smtp] is not configured",
+                ));
+            };
+            let (name, mail) = setup
+                .outbound_mail(partner, out.bytes, out.now)
+                .map_err(SendError::permanent)?;
+            // A mail cannot be taken back: a crash after the SMTP server took it and before
+            // the commit sends it once more, with the same bytes and UNB reference, which the
+            // partner deduplicates (BDEW receivers must drop a repeated interchange reference).
+            crate::transport::email::send(
+                smtp,
+                &setup.address.email,
+                std::slice::from_ref(&partner.address.email),
+                &mail,
+            )
+            .await
+            .map_err(|e| {
+                // The server's answer goes into the outbox item's error as it came.
+                if e.is_transient() {
+                    SendError::transient(e)
+                } else {
+                    SendError::permanent(e)
+                }
+            })?;
+            Ok(crate::transport::Sent {
+                description: format!("mail {name} to {}", partner.address),
+            })
+        })
     }
 }

@@ -1,8 +1,8 @@
-//! The daemon: the inbound and outbound paths, the webhook deliveries and the file-drop
-//! transport around the pure core ([`crate::plan`]).
+//! The daemon: wiring, the clock and shutdown. [`setup`] builds everything the configuration
+//! names before the store is touched; [`serve`] connects the store and runs the API, the
+//! transports' receivers and the workers until shutdown.
 
 pub mod as4;
 pub mod email;
-pub mod filedrop;
-pub mod gateway;
 pub mod serve;
+pub mod setup;

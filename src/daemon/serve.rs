@@ -1,8 +1,9 @@
-//! `serve`: the store, the API and the loops (file-drop pickup, the IMAP mailbox when
-//! `[email.imap]` is configured, inbound, outbound, webhooks),
-//! with graceful shutdown: on SIGTERM/SIGINT no new work is taken, the items in flight are
-//! finished within the grace period, and whatever is still running then is abandoned with
-//! nothing committed (its lease expires and the item is taken again).
+//! `serve`: the configuration checked as a whole ([`Setup::load`]) before anything else, then
+//! the store, the API and the loops (file-drop pickup, the IMAP mailbox when `[email.imap]` is
+//! configured, the AS4 receiver when `[as4]` is, inbound, outbound, webhooks), with graceful
+//! shutdown: on SIGTERM/SIGINT no new work is taken, the items in flight are finished within
+//! the grace period, and whatever is still running then is abandoned with nothing committed
+//! (its lease expires and the item is taken again).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,12 +11,50 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::gateway::{DaemonError, Gateway};
-use crate::config::Config;
-use crate::store::{Inserted, Store, Transport};
+use super::setup::Setup;
+use crate::clock::Clock;
+use crate::config::{exit_code_for_config_errors, Config, ConfigError};
+use crate::store::{Store, StoreError};
+use crate::transport::InboundSink;
+use crate::worker::inbound::INBOUND_BATCH;
+use crate::worker::receive::Journal;
+use crate::worker::WorkerError;
 
-/// Inbound items processed per transaction by one worker (one commit per batch).
-pub const INBOUND_BATCH: u32 = 32;
+/// Why `serve` stopped or did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The configuration (with the key and certificate files it names) is wrong: nothing was
+    /// started.
+    #[error("{} configuration error(s): {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Config(Vec<ConfigError>),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A listening socket could not be opened.
+    #[error("binding {what} to {addr}: {source}")]
+    Bind {
+        /// Which listener (`the API`, `the AS4 receiver`).
+        what: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The webhook client could not be made.
+    #[error(transparent)]
+    Webhooks(#[from] crate::worker::webhooks::ClientError),
+}
+
+impl ServeError {
+    /// The process exit code: 64 (EX_USAGE) for configuration errors, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::Config(_) => exit_code_for_config_errors(),
+            _ => 1,
+        }
+    }
+}
 
 /// This instance's name in leases and claimed file names: host name and process id.
 pub fn worker_name() -> String {
@@ -37,52 +76,46 @@ pub fn generate_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
-/// Runs the gateway until `shutdown` completes. `ready` receives the API's bound address
-/// once it listens (tests bind port 0).
+async fn bind(
+    what: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), ServeError> {
+    let bind_error = |source| ServeError::Bind { what, addr, source };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
+/// Runs the gateway until `shutdown` completes, reading the time from `clock`. `ready`
+/// receives the API's bound address once it listens (tests bind port 0).
 pub async fn serve(
     config: Config,
     token: String,
+    clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
-) -> Result<(), DaemonError> {
+) -> Result<(), ServeError> {
+    // 1. The whole configuration, key material included, before the store is touched.
+    let setup = Setup::load(&config, &clock).map_err(ServeError::Config)?;
+    for warning in &setup.warnings {
+        tracing::warn!("{warning}");
+    }
+    // 2. The store, then what works on it.
     let store = Store::connect_with(&config.database.url, config.database.max_connections).await?;
+    if let Some(as4) = &setup.as4 {
+        as4.attach(&store);
+    }
     let worker = worker_name();
-    let email = super::email::EmailSetup::load(&config)
-        .map_err(config_errors)?
-        .map(Arc::new);
-    if let Some(setup) = &email {
-        for warning in &setup.warnings {
-            tracing::warn!("{warning}");
-        }
-    }
-    let clock = crate::clock::Clock::system();
-    let as4 =
-        super::as4::As4Runtime::load(&config, &store, clock.clone()).map_err(config_errors)?;
-    let mut gateway =
-        Gateway::new(store.clone(), &config, worker.clone())?.with_clock(clock.clone());
-    if let Some(setup) = &email {
-        gateway = gateway.with_email(setup.clone());
-    }
-    if let Some(runtime) = &as4 {
-        gateway = gateway.with_as4(runtime.endpoint.clone());
-    }
-    let gateway = Arc::new(gateway);
+    let journal: Arc<dyn InboundSink> = Arc::new(Journal::new(store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let listener = tokio::net::TcpListener::bind(config.api.addr)
-        .await
-        .map_err(|e| DaemonError::Io {
-            what: "binding the API to",
-            path: config.api.addr.to_string(),
-            source: e,
-        })?;
-    let addr = listener.local_addr().map_err(|e| DaemonError::Io {
-        what: "reading the address of",
-        path: config.api.addr.to_string(),
-        source: e,
-    })?;
+    let (listener, addr) = bind("the API", config.api.addr).await?;
     tracing::info!(%addr, worker = %worker, database = ?store.backend(), "listening");
-    let app = crate::api::router(crate::api::AppState::new(store.clone(), vec![token]));
+    let app = crate::api::router(
+        crate::api::AppState::new(store.clone(), vec![token]).with_clock(clock.clone()),
+    );
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -96,89 +129,73 @@ pub async fn serve(
     }
 
     let mut tasks = Vec::new();
+    let stopped = |stop_rx: &watch::Receiver<bool>| {
+        let mut stop = stop_rx.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
     // The AS4 receiver: HTTPS with mutual TLS on its own port.
-    if let Some(runtime) = as4.clone() {
+    if let Some(runtime) = setup.as4.clone() {
+        let retention = chrono::Duration::from_std(runtime.config.dedup_retention)
+            .unwrap_or(chrono::Duration::days(10));
         if let Some(listen) = runtime.config.listen {
-            let listener =
-                tokio::net::TcpListener::bind(listen)
-                    .await
-                    .map_err(|e| DaemonError::Io {
-                        what: "binding the AS4 receiver to",
-                        path: listen.to_string(),
-                        source: e,
-                    })?;
-            let bound = listener.local_addr().map_err(|e| DaemonError::Io {
-                what: "reading the address of",
-                path: listen.to_string(),
-                source: e,
-            })?;
+            let (listener, bound) = bind("the AS4 receiver", listen).await?;
             tracing::info!(addr = %bound, path = %runtime.config.path, "AS4 receiver listening");
-            let mut stop = stop_rx.clone();
-            let gateway = gateway.clone();
+            let (journal, store, stop) = (journal.clone(), store.clone(), stopped(&stop_rx));
             tasks.push(tokio::spawn(async move {
-                runtime
-                    .serve(gateway, listener, async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
+                runtime.serve(journal, store, listener, stop).await;
             }));
         }
         // Received message ids are forgotten after the retention (≥ 7 days), checked hourly.
-        let store = store.clone();
-        let purge_clock = clock.clone();
-        let retention = as4
-            .as_ref()
-            .map(|r| r.config.dedup_retention)
-            .unwrap_or(Duration::from_secs(10 * 86_400));
+        let (store, clock) = (store.clone(), clock.clone());
         tasks.push(tokio::spawn(run_loop(
             "as4-dedup-purge",
             stop_rx.clone(),
             Duration::from_secs(3600),
             move || {
-                let store = store.clone();
-                let now = purge_clock.now();
+                let (store, before) = (store.clone(), clock.now() - retention);
                 async move {
-                    let before = now
-                        - chrono::Duration::from_std(retention)
-                            .unwrap_or(chrono::Duration::days(10));
                     let purged = store.conn().await?.purge_as4_dedup(before).await?;
                     if purged > 0 {
                         tracing::info!(purged, "old AS4 message ids forgotten");
                     }
-                    Ok(None)
+                    Ok::<_, WorkerError>(None)
                 }
             },
         )));
     }
     // File-drop pickup: journal first, then move the file away.
     {
-        let gateway = gateway.clone();
+        let (journal, clock, worker) = (journal.clone(), clock.clone(), worker.clone());
         let inbox = config.inbox_dir();
-        let poll = config.poll.file_drop;
         let lease = config.workers.lease;
         tasks.push(tokio::spawn(run_loop(
             "file-drop",
             stop_rx.clone(),
-            poll,
+            config.poll.file_drop,
             move || {
-                let gateway = gateway.clone();
-                let inbox = inbox.clone();
-                async move { pick_up_files(&gateway, &inbox, lease).await }
+                let (journal, inbox, worker, now) =
+                    (journal.clone(), inbox.clone(), worker.clone(), clock.now());
+                async move {
+                    crate::transport::file_drop::pick_up(&inbox, &worker, lease, &*journal, now)
+                        .await
+                }
             },
         )));
     }
     // The mailbox: every mail journaled raw and handled before it is marked on the server.
-    if let Some(setup) = email.clone() {
+    if let Some(setup) = setup.email.clone() {
         if let Some(imap) = setup.imap.clone() {
-            let gateway = gateway.clone();
+            let (journal, store, clock) = (journal.clone(), store.clone(), clock.clone());
             tracing::info!(mailbox = %setup.mailbox_name(), "reading mail");
             tasks.push(tokio::spawn(crate::transport::email::run_inbox(
                 imap,
                 move |mail| {
-                    let gateway = gateway.clone();
-                    let setup = setup.clone();
+                    let (journal, store, setup, now) =
+                        (journal.clone(), store.clone(), setup.clone(), clock.now());
                     async move {
-                        super::email::handle_mail(&gateway, &setup, mail, gateway.clock.now())
+                        super::email::handle_mail(&store, &*journal, &setup, mail, now)
                             .await
                             .map(|_| ())
                     }
@@ -188,52 +205,47 @@ pub async fn serve(
         }
     }
     for i in 0..config.workers.inbound.max(1) {
-        let gateway = gateway.clone();
+        let (inbound, clock) = (
+            Arc::new(setup.inbound_worker(&store, &worker)),
+            clock.clone(),
+        );
         tasks.push(tokio::spawn(run_loop(
             if i == 0 { "inbound" } else { "inbound+" },
             stop_rx.clone(),
             config.poll.inbound,
             move || {
-                let gateway = gateway.clone();
-                async move {
-                    gateway
-                        .process_inbound_batch(gateway.clock.now(), INBOUND_BATCH)
-                        .await
-                }
+                let (inbound, now) = (inbound.clone(), clock.now());
+                async move { inbound.process_batch(now, INBOUND_BATCH).await }
             },
         )));
     }
     for _ in 0..config.workers.outbound.max(1) {
-        let gateway = gateway.clone();
+        let (outbound, clock) = (
+            Arc::new(setup.outbound_worker(&config, &store, &worker)),
+            clock.clone(),
+        );
         tasks.push(tokio::spawn(run_loop(
             "outbound",
             stop_rx.clone(),
             config.poll.outbound,
             move || {
-                let gateway = gateway.clone();
-                async move {
-                    gateway
-                        .send_next_outbox(gateway.clock.now())
-                        .await
-                        .map(|r| r.map(|_| 1))
-                }
+                let (outbound, now) = (outbound.clone(), clock.now());
+                async move { outbound.send_next(now).await.map(|r| r.map(|_| 1)) }
             },
         )));
     }
     for _ in 0..config.workers.webhooks.max(1) {
-        let gateway = gateway.clone();
+        let (webhooks, clock) = (
+            Arc::new(setup.webhook_worker(&config, &store, &worker)?),
+            clock.clone(),
+        );
         tasks.push(tokio::spawn(run_loop(
             "webhooks",
             stop_rx.clone(),
             config.poll.webhooks,
             move || {
-                let gateway = gateway.clone();
-                async move {
-                    gateway
-                        .deliver_next_webhook(gateway.clock.now())
-                        .await
-                        .map(|r| r.map(|_| 1))
-                }
+                let (webhooks, now) = (webhooks.clone(), clock.now());
+                async move { webhooks.deliver_next(now).await.map(|r| r.map(|_| 1)) }
             },
         )));
     }
@@ -266,73 +278,16 @@ pub async fn serve(
     Ok(())
 }
 
-/// The errors of a transport's set-up, all in one (`serve` exits with the config exit code).
-fn config_errors(errors: Vec<crate::config::ConfigError>) -> DaemonError {
-    DaemonError::Config(
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; "),
-    )
-}
-
-/// Claims and journals the complete files of the inbox; returns how many were journaled.
-pub async fn pick_up_files(
-    gateway: &Gateway,
-    inbox: &std::path::Path,
-    lease: Duration,
-) -> Result<Option<usize>, DaemonError> {
-    let worker = gateway.worker.clone();
-    let dir = inbox.to_path_buf();
-    let now = std::time::SystemTime::from(gateway.clock.now());
-    let claimed =
-        tokio::task::spawn_blocking(move || super::filedrop::claim(&dir, &worker, lease, 64, now))
-            .await
-            .map_err(|e| DaemonError::Config(e.to_string()))?
-            .map_err(|e| DaemonError::Io {
-                what: "reading the inbox",
-                path: inbox.display().to_string(),
-                source: e,
-            })?;
-    if claimed.is_empty() {
-        return Ok(None);
-    }
-    let count = claimed.len();
-    for file in claimed {
-        let raw = tokio::fs::read(&file.path)
-            .await
-            .map_err(|e| DaemonError::Io {
-                what: "reading",
-                path: file.path.display().to_string(),
-                source: e,
-            })?;
-        let inserted = gateway
-            .receive(raw, Transport::File, gateway.clock.now())
-            .await?;
-        if let Inserted::Duplicate(id) = &inserted {
-            tracing::info!(file = %file.name, journal = %id, "delivered twice: journaled once");
-        }
-        super::filedrop::done(inbox, &file, inserted.journal_id()).map_err(|e| {
-            DaemonError::Io {
-                what: "moving to done",
-                path: file.path.display().to_string(),
-                source: e,
-            }
-        })?;
-    }
-    Ok(Some(count))
-}
-
 /// Runs `step` until stopped: at once again after work, after `poll` when idle or failed.
-async fn run_loop<F, Fut>(
+async fn run_loop<F, Fut, E>(
     name: &'static str,
     mut stop: watch::Receiver<bool>,
     poll: Duration,
     step: F,
 ) where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<Option<usize>, DaemonError>>,
+    Fut: Future<Output = Result<Option<usize>, E>>,
+    E: std::fmt::Display,
 {
     loop {
         if *stop.borrow() {

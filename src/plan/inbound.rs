@@ -4,12 +4,23 @@
 //! Two steps, so that the store is only touched between them:
 //! 1. [`read_inbound`] parses, validates and plans the acknowledgements, and reads every
 //!    answer and acknowledgement with the keys to look its order up by ([`LookupKey`]);
-//! 2. the caller loads the orders and sent messages for those keys, and [`decide`] applies
-//!    every answer in message order (an order changed twice in one interchange is applied on
-//!    its changed state) and returns the [`Effect`]s to commit in one transaction.
+//! 2. the caller loads the orders and sent messages for those keys ([`Loaded`]), and
+//!    [`plan_inbound`] applies every answer in message order ([`decide`]: an order changed
+//!    twice in one interchange is applied on its changed state) and returns the complete
+//!    [`InboundPlan`]: the orders with their history rows and webhook events, the replies for
+//!    the outbox, the clearing entries and the journal outcome, for the store to commit in one
+//!    call.
 
-use chrono::NaiveDateTime;
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
+
+use super::records::{
+    serde_text, ChangedOrder, GridFeeRecord, MeterOrderRecord, NewClearing, NewOutboxItem,
+    OrderChange, OrderKind, OutboxKind,
+};
+use crate::edifact::{LineBreak, ReferenceSequence, Writer};
 
 use crate::acks::{
     match_acknowledgement, plan, read_acknowledgements, AckContext, AckMatch, Acknowledgement,
@@ -559,5 +570,432 @@ fn apply_to(
             reason: format!("order {id} named by the acknowledgement was not loaded"),
             message: reference.to_string(),
         });
+    }
+}
+
+/// The prefix of every reference the gateway writes (UNB 0020, UNH 0062, BGM 1004).
+pub const REFERENCE_PREFIX: &str = "MG";
+
+/// References reserved per processed item (an answer needs at most CONTRL + APERAK + 55220,
+/// three each).
+pub const REFERENCES_PER_ITEM: u32 = 12;
+
+/// An interchange we wrote, as bytes (one line, no breaks between segments).
+pub fn write(ic: &OwnedInterchange) -> Vec<u8> {
+    Writer::new(ic.header.syntax)
+        .with_line_break(LineBreak::None)
+        .write_interchange(ic)
+        .unwrap_or_default()
+}
+
+/// What processing an inbound interchange did (printed by `replay`, kept as the journal
+/// outcome).
+#[derive(Debug, Clone, Serialize)]
+pub struct InboundReport {
+    /// The journal item (`None` in a dry run).
+    pub journal_id: Option<String>,
+    /// Sender, UNB reference, PIDs.
+    pub facts: JournalFacts,
+    /// Syntax errors with their positions.
+    pub syntax_errors: Vec<String>,
+    /// What each item did.
+    pub effects: Vec<Effect>,
+    /// What goes back to the partner (`CONTRL`, `APERAK`, `UTILMD 55220`), by message type.
+    pub replies: Vec<String>,
+}
+
+impl InboundReport {
+    /// True when something went to the clearing list (the message matched no order).
+    pub fn has_unmatched(&self) -> bool {
+        self.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Clearing { .. }))
+    }
+
+    /// The journal outcome: the report as JSON.
+    pub fn outcome(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Everything processing one inbound interchange changes, for the store to commit in one call
+/// (together with marking its journal item processed).
+#[derive(Debug, Clone)]
+pub struct InboundPlan {
+    /// What it did (the journal outcome).
+    pub report: InboundReport,
+    /// The orders changed, each with its history row and webhook event, in message order.
+    pub order_changes: Vec<OrderChange>,
+    /// What goes back to the partner (CONTRL, APERAK, UTILMD 55220), already built.
+    pub outbox: Vec<NewOutboxItem>,
+    /// What matched nothing.
+    pub clearing: Vec<NewClearing>,
+}
+
+/// A message we sent, as loaded for matching: with the partner it went to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedSent {
+    /// The recipient.
+    pub partner: String,
+    /// The message.
+    pub message: SentMessage,
+}
+
+/// What the worker loaded from the store for the keys of one or more interchanges: the
+/// orders with their stored versions, and what we sent. [`plan_inbound`] takes each
+/// interchange's candidates from it and writes the changed orders back, so that the next
+/// interchange of a batch plans on them.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// Grid-fee reductions, in id order.
+    pub reductions: Vec<GridFeeRecord>,
+    /// Meter orders, in id order.
+    pub meters: Vec<MeterOrderRecord>,
+    /// Sent messages, in id order.
+    pub sent: Vec<LoadedSent>,
+}
+
+/// The keys of a batch, grouped the way the store looks them up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchKeys {
+    /// Market locations (UTILMD 55218).
+    pub market_locations: Vec<String>,
+    /// Messlokationen (UTILMD 55620).
+    pub metering_locations: Vec<String>,
+    /// Our ORDERS document numbers.
+    pub order_documents: Vec<String>,
+    /// Partners whose acknowledgements name our interchanges or documents.
+    pub partners: Vec<String>,
+    /// Our interchange references named by acknowledgements.
+    pub sent_interchanges: Vec<String>,
+    /// Our document numbers named by acknowledgements.
+    pub sent_documents: Vec<String>,
+}
+
+impl BatchKeys {
+    /// The keys of every item of `reads`.
+    pub fn of<'r>(reads: impl IntoIterator<Item = &'r ReadInbound>) -> BatchKeys {
+        fn add(list: &mut Vec<String>, value: &str) {
+            if !list.iter().any(|v| v == value) {
+                list.push(value.to_string());
+            }
+        }
+        let mut keys = BatchKeys::default();
+        for read in reads {
+            for key in read.items.iter().flat_map(InboundItem::keys) {
+                match &key {
+                    LookupKey::OrderDocument(d) => add(&mut keys.order_documents, d),
+                    LookupKey::MarketLocation(m) => add(&mut keys.market_locations, m),
+                    LookupKey::MeteringLocation(m) => add(&mut keys.metering_locations, m),
+                    LookupKey::SentInterchange(r) => add(&mut keys.sent_interchanges, r),
+                    LookupKey::SentDocument(d) => add(&mut keys.sent_documents, d),
+                }
+                if matches!(
+                    key,
+                    LookupKey::SentInterchange(_) | LookupKey::SentDocument(_)
+                ) {
+                    add(
+                        &mut keys.partners,
+                        read.facts.sender.as_deref().unwrap_or(""),
+                    );
+                }
+            }
+        }
+        keys
+    }
+
+    /// True when nothing is to be looked up.
+    pub fn is_empty(&self) -> bool {
+        self == &BatchKeys::default()
+    }
+}
+
+impl Loaded {
+    /// The ids of orders named by loaded sent messages that are not loaded themselves (the
+    /// store loads them in a second step).
+    pub fn missing_orders(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for s in &self.sent {
+            if let Some(id) = &s.message.order {
+                let loaded = self.reductions.iter().any(|r| &r.order.id == id)
+                    || self.meters.iter().any(|m| &m.order.id == id);
+                if !loaded && !out.contains(id) {
+                    out.push(id.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The candidates of one interchange: what its items' keys name, as the store would have
+    /// found them for it alone, with the stored versions.
+    fn candidates_for(&self, read: &ReadInbound) -> (Candidates, HashMap<String, i64>) {
+        let partner = read.facts.sender.clone().unwrap_or_default();
+        let mut candidates = Candidates::default();
+        let mut versions: HashMap<String, i64> = HashMap::new();
+        let mut sent_refs: Vec<&str> = Vec::new();
+        let mut sent_docs: Vec<&str> = Vec::new();
+        let keys: Vec<LookupKey> = read.items.iter().flat_map(InboundItem::keys).collect();
+        for key in &keys {
+            let (malo, melo, doc) = match key {
+                LookupKey::OrderDocument(d) => (None, None, Some(d.as_str())),
+                LookupKey::MarketLocation(m) => (Some(m.as_str()), None, None),
+                LookupKey::MeteringLocation(m) => (None, Some(m.as_str()), None),
+                LookupKey::SentInterchange(r) => {
+                    sent_refs.push(r);
+                    continue;
+                }
+                LookupKey::SentDocument(d) => {
+                    sent_docs.push(d);
+                    continue;
+                }
+            };
+            // The reductions at the market location, then the one with the document number;
+            // the meter orders at the Messlokation, then the one with the document number.
+            if let Some(m) = malo {
+                for r in self
+                    .reductions
+                    .iter()
+                    .filter(|r| r.order.market_location.as_str() == m)
+                {
+                    push_grid(&mut candidates, &mut versions, r);
+                }
+            }
+            if let Some(d) = doc {
+                for r in self
+                    .reductions
+                    .iter()
+                    .filter(|r| r.order.order_document.as_deref() == Some(d))
+                {
+                    push_grid(&mut candidates, &mut versions, r);
+                }
+            }
+            if let Some(m) = melo {
+                for r in self.meters.iter().filter(|r| {
+                    r.order
+                        .metering_location
+                        .as_ref()
+                        .is_some_and(|l| l.as_str() == m)
+                }) {
+                    push_meter(&mut candidates, &mut versions, r);
+                }
+            }
+            if let Some(d) = doc {
+                for r in self
+                    .meters
+                    .iter()
+                    .filter(|r| r.order.order_document.as_deref() == Some(d))
+                {
+                    push_meter(&mut candidates, &mut versions, r);
+                }
+            }
+        }
+        if !sent_refs.is_empty() || !sent_docs.is_empty() {
+            // All our messages of the named interchanges, then per document number the first
+            // message with it (to this partner only).
+            let ours = || self.sent.iter().filter(|s| s.partner == partner);
+            let mut messages: Vec<SentMessage> = Vec::new();
+            for r in &sent_refs {
+                for s in ours().filter(|s| s.message.interchange_reference == *r) {
+                    if !messages.contains(&s.message) {
+                        messages.push(s.message.clone());
+                    }
+                }
+            }
+            for d in &sent_docs {
+                if let Some(s) = ours().find(|s| s.message.document_number == *d) {
+                    if !messages.contains(&s.message) {
+                        messages.push(s.message.clone());
+                    }
+                }
+            }
+            for m in &messages {
+                let Some(id) = &m.order else { continue };
+                if versions.contains_key(id) {
+                    continue;
+                }
+                if let Some(r) = self.reductions.iter().find(|r| &r.order.id == id) {
+                    push_grid(&mut candidates, &mut versions, r);
+                } else if let Some(r) = self.meters.iter().find(|r| &r.order.id == id) {
+                    push_meter(&mut candidates, &mut versions, r);
+                }
+            }
+            candidates.sent = messages;
+        }
+        (candidates, versions)
+    }
+
+    /// Writes a changed order back, so that later interchanges of the batch plan on it.
+    fn update(&mut self, order: &ChangedOrder) {
+        match order {
+            ChangedOrder::GridFee(o) => {
+                if let Some(r) = self.reductions.iter_mut().find(|r| r.order.id == o.id) {
+                    r.order = (**o).clone();
+                }
+            }
+            ChangedOrder::Meter(o) => {
+                if let Some(r) = self.meters.iter_mut().find(|r| r.order.id == o.id) {
+                    r.order = (**o).clone();
+                }
+            }
+        }
+    }
+}
+
+fn push_grid(c: &mut Candidates, versions: &mut HashMap<String, i64>, r: &GridFeeRecord) {
+    if versions.insert(r.order.id.clone(), r.version).is_none() {
+        c.reductions.push(r.order.clone());
+    }
+}
+
+fn push_meter(c: &mut Candidates, versions: &mut HashMap<String, i64>, r: &MeterOrderRecord) {
+    if versions.insert(r.order.id.clone(), r.version).is_none() {
+        c.meters.push(r.order.clone());
+    }
+}
+
+/// What planning needs besides the interchange and what was loaded.
+#[derive(Debug)]
+pub struct PlanContext<'a> {
+    /// The grammars.
+    pub registry: &'a crate::grammar::Registry,
+    /// Us.
+    pub sender: &'a Sender,
+    /// Per-partner status meanings.
+    pub partner_status: &'a PartnerStatusRules,
+    /// Now.
+    pub now: DateTime<Utc>,
+    /// References for what is built while deciding (UTILMD 55220).
+    pub references: &'a mut ReferenceSequence,
+}
+
+/// Step 2: applies one read interchange to what was loaded and returns the complete plan.
+/// `journal_id` is the interchange's journal item (`None` in a dry run: no clearing entries,
+/// no journal references). The changed orders are written back into `loaded`.
+pub fn plan_inbound(
+    read: ReadInbound,
+    loaded: &mut Loaded,
+    journal_id: Option<&str>,
+    context: &mut PlanContext<'_>,
+) -> InboundPlan {
+    let partner = read.facts.sender.clone().unwrap_or_default();
+    let interchange_reference = read.facts.interchange_reference.clone().unwrap_or_default();
+    let (candidates, versions) = loaded.candidates_for(&read);
+    let effects = decide(
+        &read.items,
+        &candidates,
+        &mut DecideContext {
+            registry: context.registry,
+            sender: context.sender,
+            partner: &partner,
+            interchange_reference: &interchange_reference,
+            partner_status: context.partner_status,
+            now: context.now.naive_utc(),
+            references: context.references,
+        },
+    );
+    let now = context.now;
+    let reply = |partner: &str, payload: Vec<u8>| NewOutboxItem {
+        kind: OutboxKind::Ack,
+        order: None,
+        partner: partner.to_string(),
+        payload: Some(payload),
+        journal_id: journal_id.map(str::to_string),
+    };
+    let mut outbox = Vec::new();
+    let mut replies = Vec::new();
+    for ic in &read.replies {
+        replies.push(
+            ic.messages
+                .first()
+                .map(|m| m.identifier.message_type.clone())
+                .unwrap_or_default(),
+        );
+        outbox.push(reply(&partner, write(ic)));
+    }
+    let mut order_changes = Vec::new();
+    let mut clearing = Vec::new();
+    for effect in &effects {
+        match effect {
+            Effect::GridFee {
+                from,
+                order,
+                event,
+                message,
+            } => {
+                let changed = ChangedOrder::GridFee(order.clone());
+                order_changes.push(OrderChange::new(
+                    changed.clone(),
+                    versions.get(&order.id).copied().unwrap_or(1),
+                    &order.subscription,
+                    from,
+                    &serde_text(&order.status),
+                    *event,
+                    journal_id,
+                    message,
+                    now,
+                ));
+                loaded.update(&changed);
+            }
+            Effect::Meter {
+                from,
+                order,
+                event,
+                message,
+            } => {
+                let changed = ChangedOrder::Meter(order.clone());
+                order_changes.push(OrderChange::new(
+                    changed.clone(),
+                    versions.get(&order.id).copied().unwrap_or(1),
+                    &order.subscription,
+                    from,
+                    &serde_text(&order.status),
+                    *event,
+                    journal_id,
+                    message,
+                    now,
+                ));
+                loaded.update(&changed);
+            }
+            Effect::Clearing { reason, .. } => {
+                if let Some(j) = journal_id {
+                    clearing.push(NewClearing {
+                        journal_id: j.to_string(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            Effect::Send {
+                partner: to,
+                interchange,
+                pid,
+                ..
+            } => {
+                replies.push(format!("UTILMD {pid}"));
+                outbox.push(reply(to, write(interchange)));
+            }
+            Effect::NotApplied { .. } | Effect::Nothing { .. } => {}
+        }
+    }
+    InboundPlan {
+        report: InboundReport {
+            journal_id: journal_id.map(str::to_string),
+            facts: read.facts,
+            syntax_errors: read.syntax_errors,
+            effects,
+            replies,
+        },
+        order_changes,
+        outbox,
+        clearing,
+    }
+}
+
+/// The kind of the order a stored id names (`gfr_…` or `mor_…`).
+pub fn order_kind_of(id: &str) -> OrderKind {
+    if id.starts_with("gfr_") {
+        OrderKind::GridFeeReduction
+    } else {
+        OrderKind::MeterOrder
     }
 }

@@ -1,15 +1,23 @@
-//! The outbound path's pure core: an order waiting in the outbox becomes its ORDERS, and the
-//! order moves to `ordered` / `placed` with the document number answers will name.
+//! The outbound path's pure core: an item waiting in the outbox becomes a complete
+//! [`OutboundPlan`]: the bytes (an order's ORDERS built now, or bytes kept from before), the
+//! order moved to `ordered` / `placed` with the document number answers will name, its history
+//! row and webhook event, and the sent records. The worker sends the bytes and the store
+//! commits the plan; nothing is decided or applied again after it.
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
+use super::records::{
+    serde_text, ChangedOrder, GridFeeRecord, MeterOrderRecord, OrderChange, OrderKind,
+    OutboundRecord, SentRecord, Transport,
+};
 use crate::edifact::ReferenceSequence;
 use crate::grammar::Registry;
+use crate::ids::new_id;
 use crate::orders::lead_time::{earliest_meter_date, german_day};
 use crate::orders::{
     grid_fee_order, meter_order, Applied, ApplyError, BuildError, BuiltOrder, ChangeDate,
-    GridFeeOrder, GridFeeReduction, GridFeeStatus, MeterOrder, ModuleProduct, ReductionType,
-    Sender,
+    GridFeeOrder, GridFeeReduction, GridFeeStatus, MeterOrder, MeterStatus, ModuleProduct,
+    ReductionType, Sender,
 };
 
 /// Why an outbox item cannot be sent (permanent: the item is parked with this reason).
@@ -125,4 +133,443 @@ pub fn send_meter_order(
     )?;
     let applied = order.clone().placed(built.document_number.clone())?;
     Ok((built, applied))
+}
+
+/// One message of an interchange we write, as the journal and the sent records name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenMessage {
+    /// UNH DE0062.
+    pub message_ref: String,
+    /// BGM DE1004.
+    pub document_number: String,
+    /// The PID (RFF+Z13), or the message type where there is none (CONTRL, APERAK).
+    pub pid: String,
+}
+
+/// An interchange on its way out, with everything its sending changes.
+#[derive(Debug, Clone)]
+pub struct OutboundPlan {
+    /// The recipient (UNB S003).
+    pub partner: String,
+    /// The bytes to send.
+    pub bytes: Vec<u8>,
+    /// True when the bytes were built now: they are kept with the outbox item before anything
+    /// leaves, so that a retry after a crash sends the same interchange.
+    pub newly_built: bool,
+    /// Our UNB reference.
+    pub interchange_ref: String,
+    /// Its messages.
+    pub messages: Vec<WrittenMessage>,
+    /// The id of its outbound journal entry (fixed here: the history rows name it).
+    pub journal_id: String,
+    /// The orders moved on (`ordered`, `placed`), with history rows and webhook events.
+    pub order_changes: Vec<OrderChange>,
+    /// What we sent, for matching answers.
+    pub sent: Vec<SentRecord>,
+    /// Orders whose own pending outbox items have nothing left to do (sent with this one).
+    pub stand_down: Vec<String>,
+}
+
+impl OutboundPlan {
+    /// The journal entry of the interchange, sent over `transport` at `sent_at`.
+    pub fn journal_record(&self, transport: Transport, sent_at: DateTime<Utc>) -> OutboundRecord {
+        OutboundRecord {
+            id: Some(self.journal_id.clone()),
+            partner: self.partner.clone(),
+            transport,
+            interchange_ref: self.interchange_ref.clone(),
+            message_refs: self
+                .messages
+                .iter()
+                .map(|m| m.message_ref.clone())
+                .collect(),
+            pids: self.messages.iter().map(|m| m.pid.clone()).collect(),
+            document_numbers: self
+                .messages
+                .iter()
+                .map(|m| m.document_number.clone())
+                .collect(),
+            raw: self.bytes.clone(),
+            sent_at,
+        }
+    }
+}
+
+/// What a claimed order item sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection<T> {
+    /// Nothing (the order moved on, or another item sends it): the item is done, for this
+    /// reason.
+    Done(String),
+    /// These orders, in one interchange.
+    Send(T),
+}
+
+/// Why an outbox item cannot be planned (permanent: the item is parked with this reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The order could not be built or moved on.
+    #[error(transparent)]
+    Outbound(#[from] OutboundError),
+    /// The order of the item is not in the store.
+    #[error("{what} {id} not found")]
+    OrderNotFound {
+        /// `reduction` or `meter order`.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// Kept bytes that are not an interchange we can read.
+    #[error("the outbox payload is not a readable interchange")]
+    Unreadable,
+    /// An acknowledgement without bytes.
+    #[error("an acknowledgement without bytes")]
+    NoBytes,
+    /// Kept ORDERS 17133 bytes without the product.
+    #[error("the built ORDERS 17133 names no §14a product (CAV+ZH9)")]
+    NoProduct,
+}
+
+/// What building needs: the grammars, us, now, and where references come from.
+#[derive(Debug)]
+pub struct BuildContext<'a> {
+    /// The grammars.
+    pub registry: &'a Registry,
+    /// Us.
+    pub sender: &'a Sender,
+    /// Now.
+    pub now: DateTime<Utc>,
+    /// References for what is built.
+    pub references: &'a mut ReferenceSequence,
+}
+
+/// The facts of an interchange we wrote, read back from its bytes (an acknowledgement built
+/// when its message was received, or an order built before a crash): the one place outbound
+/// bytes are parsed.
+struct WrittenFacts {
+    partner: String,
+    interchange_ref: String,
+    messages: Vec<WrittenMessage>,
+    /// The §14a product code of an ORDERS 17133 (`CAV+ZH9:::<code>`).
+    product: Option<String>,
+}
+
+fn written_facts(bytes: &[u8]) -> Option<WrittenFacts> {
+    let env = crate::acks::read_envelope(bytes)?;
+    let doc = crate::edifact::parse(bytes).ok()?;
+    let ic = doc.interchanges().next()?;
+    let product = ic
+        .messages()
+        .flat_map(|m| m.body().collect::<Vec<_>>())
+        .find(|s| s.is(b"CAV") && s.value(1, 1) == "ZH9")
+        .map(|s| s.value(1, 4).into_owned());
+    let messages = ic
+        .messages()
+        .map(|m| WrittenMessage {
+            message_ref: m.reference().into_owned(),
+            document_number: m
+                .body()
+                .find(|s| s.is(b"BGM"))
+                .map(|s| s.value(2, 1).into_owned())
+                .unwrap_or_default(),
+            pid: crate::grammar::message_pid(&m)
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| m.message_type().into_owned()),
+        })
+        .collect();
+    Some(WrittenFacts {
+        partner: env.recipient.id,
+        interchange_ref: env.control_reference,
+        messages,
+        product,
+    })
+}
+
+/// The facts of an interchange built now (no parse: the builder knows them).
+fn built_facts(built: &BuiltOrder) -> WrittenFacts {
+    let header = &built.interchange.header;
+    WrittenFacts {
+        partner: header.recipient.id.clone(),
+        interchange_ref: header.control_reference.clone(),
+        messages: built
+            .interchange
+            .messages
+            .iter()
+            .map(|m| WrittenMessage {
+                message_ref: m.reference.clone(),
+                document_number: built.document_number.clone(),
+                pid: built.pid.to_string(),
+            })
+            .collect(),
+        product: None,
+    }
+}
+
+fn plan_of(
+    facts: WrittenFacts,
+    bytes: Vec<u8>,
+    newly_built: bool,
+    orders: &[(OrderKind, String)],
+    now: DateTime<Utc>,
+) -> OutboundPlan {
+    let journal_id = new_id("jrn", now);
+    let mut sent = Vec::new();
+    for m in &facts.messages {
+        let targets: Vec<Option<(OrderKind, String)>> = if orders.is_empty() {
+            vec![None]
+        } else {
+            orders.iter().cloned().map(Some).collect()
+        };
+        for order in targets {
+            sent.push(SentRecord {
+                partner: facts.partner.clone(),
+                interchange_ref: facts.interchange_ref.clone(),
+                message_ref: m.message_ref.clone(),
+                document_number: m.document_number.clone(),
+                order,
+                journal_id: journal_id.clone(),
+            });
+        }
+    }
+    OutboundPlan {
+        partner: facts.partner,
+        bytes,
+        newly_built,
+        interchange_ref: facts.interchange_ref,
+        messages: facts.messages,
+        journal_id,
+        order_changes: Vec::new(),
+        sent,
+        stand_down: Vec::new(),
+    }
+}
+
+/// An acknowledgement or answer built when its message was received: sent as it is.
+pub fn plan_prebuilt(bytes: Option<&[u8]>, now: DateTime<Utc>) -> Result<OutboundPlan, PlanError> {
+    let bytes = bytes.ok_or(PlanError::NoBytes)?;
+    let facts = written_facts(bytes).ok_or(PlanError::Unreadable)?;
+    Ok(plan_of(facts, bytes.to_vec(), false, &[], now))
+}
+
+/// The order change that sending moves an order through, named by the outbound journal entry.
+#[allow(clippy::too_many_arguments)] // the fields of one history row, named at the call
+fn sent_change(
+    order: ChangedOrder,
+    version: i64,
+    subscription: &str,
+    from: &str,
+    to: &str,
+    event: Option<&'static str>,
+    plan: &OutboundPlan,
+    now: DateTime<Utc>,
+) -> OrderChange {
+    OrderChange::new(
+        order,
+        version,
+        subscription,
+        from,
+        to,
+        event,
+        Some(&plan.journal_id),
+        &plan.interchange_ref,
+        now,
+    )
+}
+
+/// What the outbox item of reduction `id` sends, given every reduction of its subscription.
+///
+/// The intended reductions of the subscription at the same market location and date go in one
+/// ORDERS (Modul 1 and 3 ordered together). Every one of them has an outbox item; the item of
+/// the first (smallest id) sends for all, the others stand down, so that two workers never
+/// send the batch twice.
+pub fn select_grid_fee_batch<'r>(
+    id: &str,
+    subscription: &'r [GridFeeRecord],
+) -> Result<Selection<Vec<&'r GridFeeRecord>>, PlanError> {
+    let record = subscription
+        .iter()
+        .find(|r| r.order.id == id)
+        .ok_or_else(|| PlanError::OrderNotFound {
+            what: "reduction",
+            id: id.to_string(),
+        })?;
+    if record.order.status != GridFeeStatus::Intended {
+        return Ok(Selection::Done(format!(
+            "nothing to send: reduction {id} is {:?} (sent with another)",
+            record.order.status
+        )));
+    }
+    let mut batch: Vec<&GridFeeRecord> = subscription
+        .iter()
+        .filter(|r| {
+            r.order.status == GridFeeStatus::Intended
+                && r.order.market_location == record.order.market_location
+                && r.effective_date == record.effective_date
+        })
+        .collect();
+    batch.sort_by(|a, b| a.order.id.cmp(&b.order.id));
+    if batch.is_empty() {
+        batch.push(record);
+    }
+    let leader = &batch[0].order.id;
+    if leader != id {
+        return Ok(Selection::Done(format!(
+            "sent together with {leader}'s ORDERS"
+        )));
+    }
+    Ok(Selection::Send(batch))
+}
+
+/// The ORDERS 17133 of a batch of intended reductions (from [`select_grid_fee_batch`]; the
+/// first is the one whose outbox item sends). `subscription` holds every reduction of the
+/// subscription (the active ones decide the product); `kept` the bytes built for the item
+/// before a crash.
+pub fn plan_grid_fee(
+    batch: &[&GridFeeRecord],
+    subscription: &[GridFeeRecord],
+    kept: Option<&[u8]>,
+    context: &mut BuildContext<'_>,
+) -> Result<OutboundPlan, PlanError> {
+    let Some(record) = batch.first() else {
+        return Err(OutboundError::Empty.into());
+    };
+    let id = &record.order.id;
+    let orders: Vec<(OrderKind, String)> = batch
+        .iter()
+        .map(|r| (OrderKind::GridFeeReduction, r.order.id.clone()))
+        .collect();
+    let (mut plan, applied) = match kept {
+        None => {
+            let active: Vec<ReductionType> = subscription
+                .iter()
+                .filter(|r| r.order.status == GridFeeStatus::Activated)
+                .map(|r| r.order.reduction_type)
+                .collect();
+            let rows: Vec<GridFeeReduction> = batch.iter().map(|r| r.order.clone()).collect();
+            let (built, applied) = send_grid_fee(
+                context.registry,
+                context.sender,
+                &GridFeeBatch {
+                    rows: &rows,
+                    active: &active,
+                    effective_date: record.effective_date,
+                },
+                context.now.naive_utc(),
+                context.references,
+            )?;
+            let bytes = crate::plan::inbound::write(&built.interchange);
+            (
+                plan_of(built_facts(&built), bytes, true, &orders, context.now),
+                applied,
+            )
+        }
+        Some(bytes) => {
+            // Built before a crash: the product and document number as written.
+            let facts = written_facts(bytes).ok_or(PlanError::Unreadable)?;
+            let product = facts
+                .product
+                .as_deref()
+                .and_then(ModuleProduct::from_code)
+                .ok_or(PlanError::NoProduct)?;
+            let document = facts
+                .messages
+                .first()
+                .map(|m| m.document_number.clone())
+                .unwrap_or_default();
+            let applied = batch
+                .iter()
+                .map(|r| r.order.clone().ordered(product, document.clone()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(OutboundError::from)?;
+            (
+                plan_of(facts, bytes.to_vec(), false, &orders, context.now),
+                applied,
+            )
+        }
+    };
+    for (row, applied) in batch.iter().zip(applied) {
+        let change = sent_change(
+            ChangedOrder::GridFee(Box::new(applied.order)),
+            row.version,
+            &row.order.subscription,
+            &serde_text(&row.order.status),
+            &serde_text(&GridFeeStatus::Ordered),
+            applied.event,
+            &plan,
+            context.now,
+        );
+        plan.order_changes.push(change);
+        if &row.order.id != id {
+            plan.stand_down.push(row.order.id.clone());
+        }
+    }
+    Ok(plan)
+}
+
+/// What the outbox item of a meter order sends: the order, while it is `created`.
+pub fn select_meter_order(record: &MeterOrderRecord) -> Selection<&MeterOrderRecord> {
+    if record.order.status == MeterStatus::Created {
+        Selection::Send(record)
+    } else {
+        Selection::Done(format!(
+            "nothing to send: meter order {} is {:?}",
+            record.order.id, record.order.status
+        ))
+    }
+}
+
+/// The iMSys ORDERS of a `created` meter order (from [`select_meter_order`]; `kept`: the
+/// bytes built for its outbox item before a crash).
+pub fn plan_meter_order(
+    record: &MeterOrderRecord,
+    kept: Option<&[u8]>,
+    context: &mut BuildContext<'_>,
+) -> Result<OutboundPlan, PlanError> {
+    let order = &record.order;
+    let orders = [(OrderKind::MeterOrder, order.id.clone())];
+    let (mut plan, applied) = match kept {
+        None => {
+            let (built, applied) = send_meter_order(
+                context.registry,
+                context.sender,
+                order,
+                record.wanted_date,
+                context.now.naive_utc(),
+                context.references,
+            )?;
+            let bytes = crate::plan::inbound::write(&built.interchange);
+            (
+                plan_of(built_facts(&built), bytes, true, &orders, context.now),
+                applied,
+            )
+        }
+        Some(bytes) => {
+            let facts = written_facts(bytes).ok_or(PlanError::Unreadable)?;
+            let document = facts
+                .messages
+                .first()
+                .map(|m| m.document_number.clone())
+                .unwrap_or_default();
+            let applied = order
+                .clone()
+                .placed(document)
+                .map_err(OutboundError::from)?;
+            (
+                plan_of(facts, bytes.to_vec(), false, &orders, context.now),
+                applied,
+            )
+        }
+    };
+    let change = sent_change(
+        ChangedOrder::Meter(Box::new(applied.order)),
+        record.version,
+        &order.subscription,
+        &serde_text(&order.status),
+        &serde_text(&MeterStatus::Placed),
+        applied.event,
+        &plan,
+        context.now,
+    );
+    plan.order_changes.push(change);
+    Ok(plan)
 }

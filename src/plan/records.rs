@@ -262,3 +262,98 @@ pub struct SentRecord {
     /// The outbound journal item.
     pub journal_id: String,
 }
+
+/// An order as a plan changed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangedOrder {
+    /// A grid-fee reduction.
+    GridFee(Box<GridFeeReduction>),
+    /// A meter order.
+    Meter(Box<MeterOrder>),
+}
+
+impl ChangedOrder {
+    /// Which kind of order.
+    pub fn kind(&self) -> OrderKind {
+        match self {
+            ChangedOrder::GridFee(_) => OrderKind::GridFeeReduction,
+            ChangedOrder::Meter(_) => OrderKind::MeterOrder,
+        }
+    }
+
+    /// The order's id.
+    pub fn id(&self) -> &str {
+        match self {
+            ChangedOrder::GridFee(o) => &o.id,
+            ChangedOrder::Meter(o) => &o.id,
+        }
+    }
+}
+
+/// One change of an order with everything that goes with it: the order saved if nobody saved
+/// it since `expected_version` was read, its status-history row, and the webhook event, if the
+/// change is one the supplier is told about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderChange {
+    /// The order after the change.
+    pub order: ChangedOrder,
+    /// The stored version the change was planned on (optimistic concurrency).
+    pub expected_version: i64,
+    /// The status-history row.
+    pub history: HistoryEntry,
+    /// The webhook event, if any.
+    pub event: Option<WebhookEvent>,
+}
+
+impl OrderChange {
+    /// The change of `order` (kind, id, subscription) from status `from` to `to`, caused by
+    /// `message` (journal item `journal_id`), with the webhook `topic` if there is one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        order: ChangedOrder,
+        expected_version: i64,
+        subscription: &str,
+        from: &str,
+        to: &str,
+        topic: Option<&str>,
+        journal_id: Option<&str>,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> OrderChange {
+        let kind = order.kind();
+        let id = order.id().to_string();
+        let history = HistoryEntry {
+            order_kind: kind,
+            order_id: id.clone(),
+            from: Some(from.to_string()),
+            to: to.to_string(),
+            topic: topic.map(str::to_string),
+            journal_id: journal_id.map(str::to_string),
+            at: now,
+            detail: Some(serde_json::json!({ "message": message })),
+        };
+        let event = topic.map(|topic| {
+            let mut context =
+                serde_json::json!({ kind.as_str(): id, "subscription": subscription });
+            if let Some(j) = journal_id {
+                context["journal"] = serde_json::json!(j);
+            }
+            WebhookEvent::new(topic, context, now)
+        });
+        OrderChange {
+            order,
+            expected_version,
+            history,
+            event,
+        }
+    }
+}
+
+/// An inbound message for the clearing list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClearing {
+    /// The journal item of the message.
+    pub journal_id: String,
+    /// Why it is there.
+    pub reason: String,
+}

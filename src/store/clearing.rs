@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{get, ms, page_rows, time};
+use super::sql::{get, ms, page_rows, time, value_rows};
 use super::types::*;
 use super::{Connection, Session, StoreError};
+use crate::plan::records::NewClearing;
 
 impl<C: Connection> Session<C> {
     /// Keeps an unmatched inbound message for clearing.
@@ -27,6 +28,34 @@ impl<C: Connection> Session<C> {
         .await
         .map_err(StoreError::query("adding a clearing item"))?;
         Ok(id)
+    }
+
+    /// Keeps several inbound messages for clearing (one statement).
+    pub async fn add_clearing_items(
+        &mut self,
+        items: &[&NewClearing],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let statement = format!(
+            "INSERT INTO clearing (id, journal_id, reason, created_at) VALUES {}",
+            value_rows(items.len(), 4)
+        );
+        let mut query = sqlx::query(&statement);
+        for item in items {
+            query = query
+                .bind(new_id("clr", now))
+                .bind(item.journal_id.clone())
+                .bind(item.reason.clone())
+                .bind(ms(now));
+        }
+        query
+            .execute(self.conn())
+            .await
+            .map_err(StoreError::query("adding clearing items"))?;
+        Ok(())
     }
 
     /// Clearing items (open ones only unless `include_resolved`), in id order, with the

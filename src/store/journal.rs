@@ -255,6 +255,50 @@ impl<C: Connection> Session<C> {
         lease_kept(done.rows_affected(), "journal item", journal_id, worker)
     }
 
+    /// Ends the processing of several claimed inbound items, each with its outcome (one
+    /// statement); fails with [`StoreError::LeaseLost`] when the worker's lease on any of them
+    /// is gone.
+    pub async fn finish_inbound_items(
+        &mut self,
+        items: &[(&str, serde_json::Value)],
+        worker: &str,
+        state: JournalState,
+    ) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let statement = format!(
+            "UPDATE journal SET state = $1, outcome = v.column2, locked_by = NULL, \
+             locked_until = NULL FROM (VALUES {}) AS v \
+             WHERE journal.id = v.column1 AND journal.locked_by = $2 AND journal.state = 'processing'",
+            (0..items.len())
+                .map(|r| format!("(${}, ${})", 3 + 2 * r, 4 + 2 * r))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(&statement).bind(state.as_str()).bind(worker);
+        for (id, outcome) in items {
+            query = query.bind(id.to_string()).bind(outcome.to_string());
+        }
+        let done = query
+            .execute(self.conn())
+            .await
+            .map_err(StoreError::query("finishing inbound journal items"))?;
+        if done.rows_affected() == items.len() as u64 {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost {
+                what: "journal item",
+                id: items
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                worker: worker.to_string(),
+            })
+        }
+    }
+
     /// How many inbound journal items wait for a worker (received, or with an expired lease).
     pub async fn journal_items_waiting(&mut self, now: DateTime<Utc>) -> Result<i64, StoreError> {
         let row = sqlx::query(

@@ -29,6 +29,7 @@ mod mail;
 mod metrics;
 mod orders;
 mod outbox;
+mod plans;
 mod references;
 mod sent;
 mod sql;

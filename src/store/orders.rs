@@ -4,10 +4,13 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::any::AnyRow;
 
-use super::sql::{corrupt, get, ms, page_rows, read_date, select_rows, time};
+use super::sql::{
+    corrupt, get, ms, page_rows, placeholders, read_date, select_rows, time, value_rows,
+};
 use super::types::*;
 use super::{Backend, Connection, Session, StoreError};
 use crate::orders::{GridFeeReduction, MeterOrder};
+use crate::plan::records::{ChangedOrder, OrderChange};
 
 pub(crate) const GRID_FEE_COLUMNS: &str =
     "id, effective_date, body, version, created_at, updated_at";
@@ -445,5 +448,260 @@ impl<C: Connection> Session<C> {
         .await
         .map_err(StoreError::query("confirming a subscription"))?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+impl<C: Connection> Session<C> {
+    /// Grid-fee reductions at any of the market locations or with any of the document
+    /// numbers, in id order (one statement).
+    pub async fn grid_fees_matching(
+        &mut self,
+        market_locations: &[String],
+        order_documents: &[String],
+    ) -> Result<Vec<GridFeeRecord>, StoreError> {
+        let rows = self
+            .rows_matching(
+                "reading grid-fee reductions",
+                "grid_fee_reductions",
+                GRID_FEE_COLUMNS,
+                &[
+                    ("market_location", market_locations),
+                    ("order_document", order_documents),
+                ],
+            )
+            .await?;
+        rows.iter().map(grid_fee_from_row).collect()
+    }
+
+    /// Meter orders at any of the Messlokationen or with any of the document numbers, in id
+    /// order (one statement).
+    pub async fn meter_orders_matching(
+        &mut self,
+        metering_locations: &[String],
+        order_documents: &[String],
+    ) -> Result<Vec<MeterOrderRecord>, StoreError> {
+        let rows = self
+            .rows_matching(
+                "reading meter orders",
+                "meter_orders",
+                METER_COLUMNS,
+                &[
+                    ("metering_location", metering_locations),
+                    ("order_document", order_documents),
+                ],
+            )
+            .await?;
+        rows.iter().map(meter_from_row).collect()
+    }
+
+    /// Grid-fee reductions and meter orders by id (one statement per kind).
+    pub async fn orders_by_id(
+        &mut self,
+        ids: &[String],
+    ) -> Result<(Vec<GridFeeRecord>, Vec<MeterOrderRecord>), StoreError> {
+        let grid = self
+            .rows_matching(
+                "reading grid-fee reductions",
+                "grid_fee_reductions",
+                GRID_FEE_COLUMNS,
+                &[("id", ids)],
+            )
+            .await?;
+        let meters = self
+            .rows_matching(
+                "reading meter orders",
+                "meter_orders",
+                METER_COLUMNS,
+                &[("id", ids)],
+            )
+            .await?;
+        Ok((
+            grid.iter()
+                .map(grid_fee_from_row)
+                .collect::<Result<_, _>>()?,
+            meters
+                .iter()
+                .map(meter_from_row)
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+
+    /// `SELECT columns FROM table WHERE c1 IN (…) OR c2 IN (…) ORDER BY id`; no statement when
+    /// every list is empty.
+    async fn rows_matching(
+        &mut self,
+        operation: &'static str,
+        table: &'static str,
+        columns: &'static str,
+        conditions: &[(&'static str, &[String])],
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let mut args: Vec<&str> = Vec::new();
+        let mut parts = Vec::new();
+        for (column, values) in conditions {
+            if values.is_empty() {
+                continue;
+            }
+            parts.push(format!(
+                "{column} IN ({})",
+                placeholders(args.len() + 1, values.len())
+            ));
+            args.extend(values.iter().map(String::as_str));
+        }
+        if parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {columns} FROM {table} WHERE {} ORDER BY id",
+            parts.join(" OR ")
+        );
+        select_rows(self.conn(), operation, &sql, &args).await
+    }
+
+    /// Saves changed orders: the last state of each, if nobody saved it since the version the
+    /// change was planned on (one statement per order kind). Fails with
+    /// [`StoreError::VersionConflict`] when any of them was saved meanwhile.
+    pub async fn save_changed_orders(
+        &mut self,
+        changes: &[&OrderChange],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // The last change of each order wins; all changes of one order in a plan (or a batch
+        // of plans) were planned on the same stored version.
+        let mut last: Vec<&OrderChange> = Vec::new();
+        for change in changes {
+            match last.iter_mut().find(|c| c.order.id() == change.order.id()) {
+                Some(slot) => *slot = change,
+                None => last.push(change),
+            }
+        }
+        let grid: Vec<(&GridFeeReduction, i64)> = last
+            .iter()
+            .filter_map(|c| match &c.order {
+                ChangedOrder::GridFee(o) => Some((&**o, c.expected_version)),
+                ChangedOrder::Meter(_) => None,
+            })
+            .collect();
+        let meters: Vec<(&MeterOrder, i64)> = last
+            .iter()
+            .filter_map(|c| match &c.order {
+                ChangedOrder::Meter(o) => Some((&**o, c.expected_version)),
+                ChangedOrder::GridFee(_) => None,
+            })
+            .collect();
+        if !grid.is_empty() {
+            // VALUES columns are named column1, column2, … in both SQLite and PostgreSQL.
+            let statement = format!(
+                "UPDATE grid_fee_reductions SET status = v.column2, order_document = v.column3, \
+                 body = v.column4, version = version + 1, updated_at = v.column6 \
+                 FROM (VALUES {}) AS v \
+                 WHERE grid_fee_reductions.id = v.column1 AND grid_fee_reductions.version = v.column5",
+                value_rows(grid.len(), 6)
+            );
+            let mut query = sqlx::query(&statement);
+            for (order, expected) in &grid {
+                query = query
+                    .bind(order.id.clone())
+                    .bind(serde_text(&order.status))
+                    .bind(order.order_document.clone())
+                    .bind(body(*order))
+                    .bind(*expected)
+                    .bind(ms(now));
+            }
+            let done = query
+                .execute(self.conn())
+                .await
+                .map_err(StoreError::query("saving grid-fee reductions"))?;
+            if done.rows_affected() != grid.len() as u64 {
+                return Err(conflict("grid_fee_reduction", &grid));
+            }
+        }
+        if !meters.is_empty() {
+            let statement = format!(
+                "UPDATE meter_orders SET status = v.column2, metering_location = v.column3, \
+                 order_document = v.column4, body = v.column5, version = version + 1, \
+                 updated_at = v.column7 FROM (VALUES {}) AS v \
+                 WHERE meter_orders.id = v.column1 AND meter_orders.version = v.column6",
+                value_rows(meters.len(), 7)
+            );
+            let mut query = sqlx::query(&statement);
+            for (order, expected) in &meters {
+                query = query
+                    .bind(order.id.clone())
+                    .bind(serde_text(&order.status))
+                    .bind(order.metering_location.as_ref().map(|m| m.to_string()))
+                    .bind(order.order_document.clone())
+                    .bind(body(*order))
+                    .bind(*expected)
+                    .bind(ms(now));
+            }
+            let done = query
+                .execute(self.conn())
+                .await
+                .map_err(StoreError::query("saving meter orders"))?;
+            if done.rows_affected() != meters.len() as u64 {
+                return Err(conflict("meter_order", &meters));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records status transitions (one statement).
+    pub async fn add_history_rows(&mut self, entries: &[&HistoryEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let statement = format!(
+            "INSERT INTO status_history (id, order_kind, order_id, from_status, to_status, topic, \
+             journal_id, at, detail) VALUES {}",
+            value_rows(entries.len(), 9)
+        );
+        let mut query = sqlx::query(&statement);
+        for entry in entries {
+            query = query
+                .bind(new_id("hst", entry.at))
+                .bind(entry.order_kind.as_str())
+                .bind(entry.order_id.clone())
+                .bind(entry.from.clone())
+                .bind(entry.to.clone())
+                .bind(entry.topic.clone())
+                .bind(entry.journal_id.clone())
+                .bind(ms(entry.at))
+                .bind(entry.detail.as_ref().map(|d| d.to_string()));
+        }
+        query
+            .execute(self.conn())
+            .await
+            .map_err(StoreError::query("adding status history rows"))?;
+        Ok(())
+    }
+}
+
+/// The error of a multi-row save that changed fewer rows than it named: one of the orders was
+/// saved by someone else since it was read.
+fn conflict<T: HasId>(kind: &'static str, saved: &[(&T, i64)]) -> StoreError {
+    StoreError::VersionConflict {
+        kind,
+        id: saved
+            .iter()
+            .map(|(o, _)| o.id())
+            .collect::<Vec<_>>()
+            .join(" or "),
+        expected: saved.first().map_or(0, |(_, v)| *v),
+    }
+}
+
+trait HasId {
+    fn id(&self) -> &str;
+}
+
+impl HasId for GridFeeReduction {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl HasId for MeterOrder {
+    fn id(&self) -> &str {
+        &self.id
     }
 }

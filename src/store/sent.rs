@@ -4,10 +4,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 
-use super::sql::{get, ms, select_rows};
+use super::sql::{get, ms, placeholders, select_rows, value_rows};
 use super::types::*;
 use super::{Connection, Session, StoreError};
 use crate::acks::SentMessage;
+use crate::plan::inbound::LoadedSent;
 
 fn sent_from_row(row: &AnyRow) -> Result<SentMessage, StoreError> {
     Ok(SentMessage {
@@ -43,6 +44,40 @@ impl<C: Connection> Session<C> {
         .await
         .map_err(StoreError::query("recording a sent message"))?;
         Ok(id)
+    }
+
+    /// Records several messages we sent (one statement).
+    pub async fn record_sent_rows(
+        &mut self,
+        rows: &[SentRecord],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let statement = format!(
+            "INSERT INTO sent_messages (id, partner, interchange_ref, message_ref, document_number, \
+             order_kind, order_id, journal_id, created_at) VALUES {}",
+            value_rows(rows.len(), 9)
+        );
+        let mut query = sqlx::query(&statement);
+        for sent in rows {
+            query = query
+                .bind(new_id("snt", now))
+                .bind(sent.partner.clone())
+                .bind(sent.interchange_ref.clone())
+                .bind(sent.message_ref.clone())
+                .bind(sent.document_number.clone())
+                .bind(sent.order.as_ref().map(|(k, _)| k.as_str().to_string()))
+                .bind(sent.order.as_ref().map(|(_, id)| id.clone()))
+                .bind(sent.journal_id.clone())
+                .bind(ms(now));
+        }
+        query
+            .execute(self.conn())
+            .await
+            .map_err(StoreError::query("recording sent messages"))?;
+        Ok(())
     }
 
     /// The messages of our interchange `interchange_ref` to `partner`.
@@ -81,6 +116,49 @@ impl<C: Connection> Session<C> {
         .first()
         .map(sent_from_row)
         .transpose()
+    }
+
+    /// What we sent to any of `partners` under any of these interchange references or
+    /// document numbers, with the partner, in id order (one statement).
+    pub async fn sent_matching(
+        &mut self,
+        partners: &[String],
+        interchange_refs: &[String],
+        document_numbers: &[String],
+    ) -> Result<Vec<LoadedSent>, StoreError> {
+        if partners.is_empty() || (interchange_refs.is_empty() && document_numbers.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let mut args: Vec<&str> = partners.iter().map(String::as_str).collect();
+        let mut any = Vec::new();
+        for (column, values) in [
+            ("interchange_ref", interchange_refs),
+            ("document_number", document_numbers),
+        ] {
+            if !values.is_empty() {
+                any.push(format!(
+                    "{column} IN ({})",
+                    placeholders(args.len() + 1, values.len())
+                ));
+                args.extend(values.iter().map(String::as_str));
+            }
+        }
+        let sql = format!(
+            "SELECT partner, interchange_ref, message_ref, document_number, order_id \
+             FROM sent_messages WHERE partner IN ({}) AND ({}) ORDER BY id",
+            placeholders(1, partners.len()),
+            any.join(" OR ")
+        );
+        select_rows(self.conn(), "looking up sent messages", &sql, &args)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(LoadedSent {
+                    partner: get(row, "partner")?,
+                    message: sent_from_row(row)?,
+                })
+            })
+            .collect()
     }
 
     /// What we sent to `partner` under these interchange references and document numbers, as

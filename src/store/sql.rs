@@ -67,6 +67,22 @@ pub(crate) fn read_date(
     .transpose()
 }
 
+/// `$first, $first+1, …`: `count` placeholders (an `IN (…)` list, one row of `VALUES`).
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, …), ($k, …), …`: `rows` rows of `columns` placeholders each, numbered from 1.
+pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(1 + r * columns, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Runs a statement with string arguments and returns its rows.
 pub(crate) async fn select_rows(
     conn: &mut AnyConnection,

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mako_gateway::config::Config;
-use mako_gateway::daemon::gateway::DaemonError;
 use mako_gateway::daemon::serve::serve;
+use mako_gateway::daemon::serve::ServeError;
 use mako_gateway::store::Store;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -24,7 +24,7 @@ pub struct Daemon {
     pub client: reqwest::Client,
     pub store: Store,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), DaemonError>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
 
 impl Daemon {
@@ -35,6 +35,7 @@ impl Daemon {
         let task = tokio::spawn(serve(
             config,
             TOKEN.to_string(),
+            mako_gateway::clock::Clock::system(),
             async move {
                 let _ = stop_rx.await;
             },

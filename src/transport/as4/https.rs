@@ -607,7 +607,7 @@ impl HttpsError {
 
     /// Whether trying again later may succeed without anyone changing certificates or
     /// configuration.
-    pub fn is_retryable(&self) -> bool {
+    pub fn is_transient(&self) -> bool {
         matches!(
             self.kind(),
             FailureKind::Connection | FailureKind::Revocation | FailureKind::Exchange
@@ -1180,7 +1180,7 @@ mod tests {
             source: std::io::ErrorKind::ConnectionRefused.into(),
         };
         assert_eq!(connect.kind(), FailureKind::Connection);
-        assert!(connect.is_retryable());
+        assert!(connect.is_transient());
         let naming = HttpsError::Tls {
             authority: "a:1".into(),
             source: TlsError::Untrusted {
@@ -1188,7 +1188,7 @@ mod tests {
             },
         };
         assert_eq!(naming.kind(), FailureKind::Certificate);
-        assert!(!naming.is_retryable());
+        assert!(!naming.is_transient());
         let timeout = HttpsError::Tls {
             authority: "a:1".into(),
             source: TlsError::HandshakeTimeout {
@@ -1203,12 +1203,12 @@ mod tests {
             }),
         };
         assert_eq!(unknown.kind(), FailureKind::Revocation);
-        assert!(unknown.is_retryable());
+        assert!(unknown.is_transient());
         let request = HttpsError::Request {
             method: Method::POST,
             url: "http://x/".into(),
             problem: "plain",
         };
-        assert!(!request.is_retryable());
+        assert!(!request.is_transient());
     }
 }

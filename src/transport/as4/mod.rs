@@ -14,6 +14,7 @@
 //! `transport::as4` names an asx-rs type.
 
 pub mod https;
+pub mod outbound;
 pub mod persist;
 pub mod smpki;
 
@@ -164,8 +165,8 @@ pub struct Delivered {
 pub struct SendFailure {
     /// Whether resending the same message (same id and timestamp) may succeed: connection
     /// problems, timeouts, a partner's temporary refusal (`EBMS:0202`), an answer that could
-    /// not be judged.
-    pub retryable: bool,
+    /// not be judged ([`SendFailure::is_transient`]).
+    transient: bool,
     /// asx-rs's error kind (`transport`, `indeterminate`, `partner-error`, `rejected`,
     /// `config`, `backend`).
     pub kind: &'static str,
@@ -176,6 +177,11 @@ pub struct SendFailure {
 }
 
 impl SendFailure {
+    /// True when resending the same message later may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+
     fn from_asx(e: &asx::Error) -> SendFailure {
         let kind = match e.kind() {
             asx::ErrorKind::Transport => "transport",
@@ -189,17 +195,17 @@ impl SendFailure {
         // asx-rs reports a failure of our HTTPS client as indeterminate (retryable); a
         // certificate problem of the partner's server is not cured by waiting: our error in
         // the source chain decides.
-        let mut retryable = e.is_retryable();
+        let mut transient = e.is_retryable();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
             if let Some(https) = s.downcast_ref::<https::HttpsError>() {
-                retryable = https.is_retryable();
+                transient = https.is_transient();
                 break;
             }
             source = s.source();
         }
         SendFailure {
-            retryable,
+            transient,
             kind,
             ebms_code: e.ebms_code().map(str::to_string),
             message: e.to_string(),
@@ -226,7 +232,7 @@ pub struct ReceivedMessage {
 
 /// What the receiving side does with a message; `Ok` only after it is stored durably (the
 /// signed receipt goes out on `Ok`).
-pub trait InboundSink: Send + Sync + 'static {
+pub trait MessageSink: Send + Sync + 'static {
     /// Stores `message`; `Err(Refusal)` answers with an ebMS error instead of a receipt.
     fn deliver(
         &self,
@@ -422,7 +428,7 @@ impl As4Endpoint {
     ) -> Result<Delivered, SendFailure> {
         let Some(partner) = self.partners.get(to) else {
             return Err(SendFailure {
-                retryable: false,
+                transient: false,
                 kind: "config",
                 ebms_code: None,
                 message: format!("{to} is not an AS4 partner"),
@@ -450,7 +456,7 @@ impl As4Endpoint {
     pub fn inbound<D, S>(&self, dedup: D, tls_peer: Option<String>, sink: Arc<S>) -> InboundService
     where
         D: asx::DedupStore,
-        S: InboundSink + ?Sized,
+        S: MessageSink + ?Sized,
     {
         let partners = self.partners.clone();
         let max = self.max_payload_bytes;

@@ -120,7 +120,10 @@ impl asx::DedupStore for Dedup {
 /// delivered, a receipt not returned, unless its evidence is stored).
 #[derive(Clone)]
 pub struct EvidenceStore {
-    store: Store,
+    /// Set at once ([`EvidenceStore::new`]) or once the store is connected
+    /// ([`EvidenceStore::attach`]): the AS4 endpoint is built and checked with the rest of the
+    /// configuration, before the store is touched.
+    store: std::sync::Arc<std::sync::OnceLock<Store>>,
     clock: Clock,
 }
 
@@ -133,7 +136,23 @@ impl std::fmt::Debug for EvidenceStore {
 impl EvidenceStore {
     /// An audit sink over `store`, records stamped with `clock`'s time.
     pub fn new(store: Store, clock: Clock) -> EvidenceStore {
-        EvidenceStore { store, clock }
+        let sink = EvidenceStore::unattached(clock);
+        sink.attach(store);
+        sink
+    }
+
+    /// An audit sink whose store comes later ([`EvidenceStore::attach`]); until then every
+    /// record fails (nothing is sent or received before the daemon has its store).
+    pub fn unattached(clock: Clock) -> EvidenceStore {
+        EvidenceStore {
+            store: Default::default(),
+            clock,
+        }
+    }
+
+    /// Gives the sink (and every clone of it) its store; a second call changes nothing.
+    pub fn attach(&self, store: Store) {
+        let _ = self.store.set(store);
     }
 }
 
@@ -145,7 +164,11 @@ impl asx::AuditSink for EvidenceStore {
     fn record<'a>(&'a self, record: &'a AuditRecord) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
             let json = serde_json::to_string(record)?;
-            self.store
+            let store = self
+                .store
+                .get()
+                .ok_or("the AS4 evidence store is not attached to the database yet")?;
+            store
                 .conn()
                 .await?
                 .insert_as4_evidence(

@@ -1,7 +1,8 @@
 //! The file-drop transport, the default for every partner without AS4 or e-mail: outbound
-//! interchanges are written to `data/outbox/`, inbound ones are picked up from
-//! `data/inbox/` (complete files only: names starting with `.` or ending in `.tmp`/`.part`
-//! are still being written).
+//! interchanges are written to `data/outbox/` ([`FileDrop`], the [`Outbound`] of this
+//! transport), inbound ones are picked up from `data/inbox/` ([`pick_up`], which hands them to
+//! the [`InboundSink`]; complete files only: names starting with `.` or ending in
+//! `.tmp`/`.part` are still being written).
 //!
 //! Pickup is safe with several gateway instances on one inbox: a file is claimed by an atomic
 //! rename into `inbox/.claimed/` (only one rename wins), journaled and committed, and only
@@ -12,6 +13,125 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+
+use super::{BoxFuture, InboundSink, Outbound, Outgoing, SendError, Sent};
+use crate::store::{Inserted, StoreError, Transport};
+
+/// The outbound side: every interchange becomes `<partner>_<UNB reference>.edi` in one
+/// folder, written atomically. Writing the same name again after a crash writes the same bytes.
+#[derive(Debug, Clone)]
+pub struct FileDrop {
+    outbox: PathBuf,
+}
+
+impl FileDrop {
+    /// Writes into `outbox` (created when needed).
+    pub fn new(outbox: PathBuf) -> FileDrop {
+        FileDrop { outbox }
+    }
+}
+
+impl Outbound for FileDrop {
+    fn kind(&self) -> Transport {
+        Transport::File
+    }
+
+    fn send<'a>(&'a self, interchange: Outgoing<'a>) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(async move {
+            let dir = self.outbox.clone();
+            let name = format!(
+                "{}_{}.edi",
+                interchange.partner, interchange.interchange_ref
+            );
+            let bytes = interchange.bytes.to_vec();
+            let path = tokio::task::spawn_blocking(move || write_atomically(&dir, &name, &bytes))
+                .await
+                .map_err(SendError::transient)?
+                .map_err(SendError::transient)?;
+            Ok(Sent {
+                description: path.display().to_string(),
+            })
+        })
+    }
+}
+
+/// Why a pickup of the inbox stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PickupError {
+    /// A file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was done.
+        what: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Journaling failed (nothing is acknowledged: the file stays claimed and comes again).
+    #[error(transparent)]
+    Journal(#[from] StoreError),
+    /// The blocking file task failed.
+    #[error("the inbox task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl PickupError {
+    /// True when trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PickupError::Journal(e) => e.is_transient(),
+            PickupError::Io { .. } | PickupError::Task(_) => true,
+        }
+    }
+}
+
+/// Claims the complete files of `inbox` (at most 64) for `worker`, hands each to `sink` and,
+/// once it is journaled, moves it to `inbox/done/`. Returns how many were journaled, `None`
+/// when there was nothing.
+pub async fn pick_up(
+    inbox: &Path,
+    worker: &str,
+    lease: Duration,
+    sink: &dyn InboundSink,
+    now: DateTime<Utc>,
+) -> Result<Option<usize>, PickupError> {
+    let dir = inbox.to_path_buf();
+    let claimer = worker.to_string();
+    let at = SystemTime::from(now);
+    let claimed = tokio::task::spawn_blocking(move || claim(&dir, &claimer, lease, 64, at))
+        .await?
+        .map_err(|source| PickupError::Io {
+            what: "reading the inbox",
+            path: inbox.to_path_buf(),
+            source,
+        })?;
+    if claimed.is_empty() {
+        return Ok(None);
+    }
+    let count = claimed.len();
+    for file in claimed {
+        let raw = tokio::fs::read(&file.path)
+            .await
+            .map_err(|source| PickupError::Io {
+                what: "reading",
+                path: file.path.clone(),
+                source,
+            })?;
+        let inserted = sink.receive(raw, Transport::File, now).await?;
+        if let Inserted::Duplicate(id) = &inserted {
+            tracing::info!(file = %file.name, journal = %id, "delivered twice: journaled once");
+        }
+        done(inbox, &file, inserted.journal_id()).map_err(|source| PickupError::Io {
+            what: "moving to done",
+            path: file.path.clone(),
+            source,
+        })?;
+    }
+    Ok(Some(count))
+}
 
 /// Writes `bytes` to `dir/name` atomically (a temporary file, flushed to disk, then renamed):
 /// a reader never sees half a file. Returns the path.

@@ -1,0 +1,191 @@
+//! Everything the daemon builds from its configuration before it touches the store: who we
+//! are, the partners' status rules, the e-mail keys and certificates, the AS4 key material,
+//! TLS settings and endpoint. Every error of all of them is reported at once
+//! ([`Setup::load`]), so that `serve` exits with 64 before it connects or binds anything.
+//! Then the workers and the partners' transports are made from it.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::as4::As4Runtime;
+use super::email::{EmailSender, EmailSetup};
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError, ConfigKey, Problem, Transport as PartnerTransport};
+use crate::orders::{MeterStatus, PartnerStatusRule, PartnerStatusRules, Sender};
+use crate::store::Store;
+use crate::transport::as4::outbound::As4Sender;
+use crate::transport::file_drop::FileDrop;
+use crate::worker::inbound::InboundWorker;
+use crate::worker::outbound::{OutboundWorker, Transports};
+use crate::worker::webhooks::{ClientError, WebhookWorker};
+use crate::worker::Leases;
+
+/// What the configuration makes, checked.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Us, as the writer of every interchange.
+    pub sender: Sender,
+    /// What partners' status reports mean for meter orders.
+    pub partner_status: PartnerStatusRules,
+    /// How work is leased and retried.
+    pub leases: Leases,
+    /// Our e-mail identity and the e-mail partners, with `[email]`.
+    pub email: Option<Arc<EmailSetup>>,
+    /// The AS4 endpoint, receiver and sender, with `[as4]`.
+    pub as4: Option<As4Runtime>,
+    /// Lines for the log (e-mail certificates accepted with a warning).
+    pub warnings: Vec<String>,
+}
+
+/// Turns the configured partner statuses into the domain's rules.
+fn partner_status_rules(config: &Config) -> Result<PartnerStatusRules, Vec<ConfigError>> {
+    let mut rules = PartnerStatusRules::default();
+    let mut errors = Vec::new();
+    for (p, partner) in config.partners.iter().enumerate() {
+        for (i, s) in partner.statuses.iter().enumerate() {
+            let key = format!("partners[{p}].statuses[{i}]");
+            let status: MeterStatus = match serde_json::from_value(json!(s.status)) {
+                Ok(status) => status,
+                Err(_) => {
+                    errors.push(ConfigError {
+                        key: ConfigKey::File(format!("{key}.status")),
+                        value: Some(format!("{:?}", s.status)),
+                        problem: Problem::Invalid {
+                            reason: "not a meter order status".into(),
+                        },
+                    });
+                    continue;
+                }
+            };
+            let rule = PartnerStatusRule {
+                message: s.message.clone(),
+                pid: s.pid,
+                code: s.code.clone(),
+                status,
+            };
+            if let Err(e) = rules.add(partner.id.clone(), rule) {
+                errors.push(ConfigError {
+                    key: ConfigKey::File(key),
+                    value: None,
+                    problem: Problem::Invalid {
+                        reason: e.to_string(),
+                    },
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errors)
+    }
+}
+
+impl Setup {
+    /// Checks and builds everything `config` names, reading the key and certificate files;
+    /// every error at once. Touches neither the store nor the network.
+    pub fn load(config: &Config, clock: &Clock) -> Result<Setup, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let partner_status = partner_status_rules(config)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        let email = EmailSetup::load(config)
+            .map_err(|e| errors.extend(e))
+            .ok()
+            .flatten();
+        let as4 = As4Runtime::load(config, clock.clone())
+            .map_err(|e| errors.extend(e))
+            .ok()
+            .flatten();
+        let (Some(partner_status), true) = (partner_status, errors.is_empty()) else {
+            return Err(errors);
+        };
+        let warnings = email
+            .as_ref()
+            .map(|e| e.warnings.clone())
+            .unwrap_or_default();
+        Ok(Setup {
+            sender: Sender {
+                id: config.own_id.clone(),
+                contact_name: None,
+                contact_email: None,
+            },
+            partner_status,
+            leases: Leases::of(config),
+            email: email.map(Arc::new),
+            as4,
+            warnings,
+        })
+    }
+
+    /// The transport of every configured partner (`transport` in `[[partners]]`), the file
+    /// drop into `config`'s outbox for everyone else.
+    pub fn transports(&self, config: &Config, store: &Store) -> Transports {
+        let mut transports = Transports::new(Arc::new(FileDrop::new(config.outbox_dir())));
+        let email = self
+            .email
+            .clone()
+            .map(|setup| Arc::new(EmailSender::new(setup)));
+        let as4 = self.as4.as_ref().map(|runtime| {
+            Arc::new(As4Sender::new(
+                runtime.endpoint.clone(),
+                store.clone(),
+                config.own_id.clone(),
+            ))
+        });
+        for partner in &config.partners {
+            match config.transport_for(&partner.id) {
+                PartnerTransport::Email => {
+                    if let Some(email) = &email {
+                        transports = transports.with(partner.id.as_str(), email.clone());
+                    }
+                }
+                PartnerTransport::As4 => {
+                    if let Some(as4) = &as4 {
+                        transports = transports.with(partner.id.as_str(), as4.clone());
+                    }
+                }
+                PartnerTransport::File => {}
+            }
+        }
+        transports
+    }
+
+    /// An inbound worker named `name`.
+    pub fn inbound_worker(&self, store: &Store, name: &str) -> InboundWorker {
+        InboundWorker::new(
+            store.clone(),
+            name.to_string(),
+            self.leases,
+            self.sender.clone(),
+            self.partner_status.clone(),
+        )
+    }
+
+    /// An outbound worker named `name`, sending over the partners' transports.
+    pub fn outbound_worker(&self, config: &Config, store: &Store, name: &str) -> OutboundWorker {
+        OutboundWorker::new(
+            store.clone(),
+            name.to_string(),
+            self.leases,
+            self.sender.clone(),
+            self.transports(config, store),
+        )
+    }
+
+    /// A webhook worker named `name`.
+    pub fn webhook_worker(
+        &self,
+        config: &Config,
+        store: &Store,
+        name: &str,
+    ) -> Result<WebhookWorker, ClientError> {
+        WebhookWorker::new(
+            store.clone(),
+            name.to_string(),
+            self.leases,
+            config.webhook.clone(),
+        )
+    }
+}

@@ -1,0 +1,104 @@
+//! Plans in and out: what the inbound planner needs loaded ([`Session::load_for_inbound`]:
+//! a constant number of statements for a whole batch), and carrying a plan out in one call
+//! ([`Session::apply_inbound_plans`]: a few multi-row statements for a whole batch;
+//! [`Session::apply_outbound_plan`]: the same for one sent interchange).
+
+use chrono::{DateTime, Utc};
+
+use super::types::{JournalState, Transport};
+use super::{Connection, Session, StoreError};
+use crate::plan::inbound::{BatchKeys, InboundPlan, Loaded};
+use crate::plan::outbound::OutboundPlan;
+
+impl<C: Connection> Session<C> {
+    /// The orders and sent messages the items of a batch name (at most five statements,
+    /// whatever the size of the batch).
+    pub async fn load_for_inbound(&mut self, keys: &BatchKeys) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded {
+            reductions: self
+                .grid_fees_matching(&keys.market_locations, &keys.order_documents)
+                .await?,
+            meters: self
+                .meter_orders_matching(&keys.metering_locations, &keys.order_documents)
+                .await?,
+            sent: self
+                .sent_matching(
+                    &keys.partners,
+                    &keys.sent_interchanges,
+                    &keys.sent_documents,
+                )
+                .await?,
+        };
+        let missing = loaded.missing_orders();
+        if !missing.is_empty() {
+            let (reductions, meters) = self.orders_by_id(&missing).await?;
+            loaded.reductions.extend(reductions);
+            loaded.meters.extend(meters);
+        }
+        Ok(loaded)
+    }
+
+    /// Carries out the plans of a batch of claimed inbound items: the changed orders (checked
+    /// against the versions they were planned on), their history rows and webhook events, the
+    /// replies into the outbox, the clearing entries, and every journal item marked
+    /// `processed` with its outcome. One statement per kind of row, whatever the size of the
+    /// batch; the caller commits.
+    pub async fn apply_inbound_plans(
+        &mut self,
+        plans: &[InboundPlan],
+        worker: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let changes: Vec<_> = plans.iter().flat_map(|p| &p.order_changes).collect();
+        self.save_changed_orders(&changes, now).await?;
+        let history: Vec<_> = changes.iter().map(|c| &c.history).collect();
+        self.add_history_rows(&history).await?;
+        let events: Vec<_> = changes.iter().filter_map(|c| c.event.clone()).collect();
+        self.add_webhooks(&events, now).await?;
+        let outbox: Vec<_> = plans
+            .iter()
+            .flat_map(|p| p.outbox.iter().cloned())
+            .collect();
+        self.add_outbox_items(&outbox, now).await?;
+        let clearing: Vec<_> = plans.iter().flat_map(|p| &p.clearing).collect();
+        self.add_clearing_items(&clearing, now).await?;
+        let finished: Vec<(&str, serde_json::Value)> = plans
+            .iter()
+            .filter_map(|p| {
+                p.report
+                    .journal_id
+                    .as_deref()
+                    .map(|id| (id, p.report.outcome()))
+            })
+            .collect();
+        self.finish_inbound_items(&finished, worker, JournalState::Processed)
+            .await
+    }
+
+    /// Carries out the plan of a sent outbox item: the outbound journal entry (over
+    /// `transport`), what we sent, the orders moved on with their history rows and webhook
+    /// events, the pending outbox items of the orders sent with it dropped, and the item
+    /// marked sent. The caller commits.
+    pub async fn apply_outbound_plan(
+        &mut self,
+        plan: &OutboundPlan,
+        transport: Transport,
+        outbox_id: &str,
+        worker: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.insert_outbound_journal(&plan.journal_record(transport, now))
+            .await?;
+        self.record_sent_rows(&plan.sent, now).await?;
+        let changes: Vec<_> = plan.order_changes.iter().collect();
+        self.save_changed_orders(&changes, now).await?;
+        let history: Vec<_> = changes.iter().map(|c| &c.history).collect();
+        self.add_history_rows(&history).await?;
+        let events: Vec<_> = changes.iter().filter_map(|c| c.event.clone()).collect();
+        self.add_webhooks(&events, now).await?;
+        for order in &plan.stand_down {
+            self.drop_pending_outbox(order).await?;
+        }
+        self.mark_outbox_sent(outbox_id, worker, now).await
+    }
+}

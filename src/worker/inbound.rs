@@ -1,0 +1,268 @@
+//! The inbound worker: claims received interchanges in batches, reads each once (pure), loads
+//! what their items name in a few statements, plans them ([`crate::plan::inbound`]) and has
+//! the store carry the plans out in one transaction. It decides nothing itself.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tracing::Instrument;
+
+use super::{Leases, WorkerError};
+use crate::acks::{AckContext, ContrlPolicy, NoProcessingCheck};
+use crate::edifact::ReferenceSequence;
+use crate::grammar::Registry;
+use crate::orders::{PartnerStatusRules, Sender};
+use crate::plan::inbound::{
+    plan_inbound, read_inbound, BatchKeys, InboundPlan, InboundReport, PlanContext, ReadInbound,
+    REFERENCES_PER_ITEM, REFERENCE_PREFIX,
+};
+use crate::store::{JournalItem, JournalState, Store};
+
+/// Inbound items processed per transaction by one worker (one commit per batch).
+pub const INBOUND_BATCH: u32 = 32;
+
+/// Processes received interchanges.
+#[derive(Debug, Clone)]
+pub struct InboundWorker {
+    store: Store,
+    name: String,
+    leases: Leases,
+    sender: Sender,
+    partner_status: PartnerStatusRules,
+}
+
+/// Step 1, pure: parse, validate, plan the acknowledgements, read the items; the references
+/// the acknowledgements use are taken from `refs`.
+fn read(raw: &[u8], now: DateTime<Utc>, refs: &mut ReferenceSequence) -> ReadInbound {
+    let mut ack_context = AckContext {
+        registry: Registry::embedded(),
+        now: now.naive_utc(),
+        contrl_policy: ContrlPolicy::OnErrors,
+        references: refs.clone(),
+        processing: &NoProcessingCheck,
+    };
+    let read = read_inbound(raw, &mut ack_context);
+    *refs = ack_context.references;
+    read
+}
+
+impl InboundWorker {
+    /// A worker named `name` (in leases) over `store`, writing as `sender`, reading the
+    /// partners' status reports with `partner_status`.
+    pub fn new(
+        store: Store,
+        name: String,
+        leases: Leases,
+        sender: Sender,
+        partner_status: PartnerStatusRules,
+    ) -> InboundWorker {
+        InboundWorker {
+            store,
+            name,
+            leases,
+            sender,
+            partner_status,
+        }
+    }
+
+    /// This worker's name in leases.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Claims up to `limit` new inbound interchanges and processes them in ONE transaction
+    /// (one commit for the batch instead of one per item: commits are what a durable store
+    /// pays for). If the batch fails, it is rolled back and its items are processed one by
+    /// one, so one bad item never holds up the others. Falls back to a single claim (which
+    /// also takes items with an expired lease) when no new item waits. Returns how many items
+    /// were processed, `None` when nothing waited.
+    pub async fn process_batch(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Option<usize>, WorkerError> {
+        let items = self
+            .store
+            .conn()
+            .await?
+            .claim_inbound_batch(&self.name, now, self.leases.lease, limit)
+            .await?;
+        if items.is_empty() {
+            return Ok(self.process_next(now).await?.map(|_| 1));
+        }
+        if items.len() == 1 {
+            let item = items.into_iter().next().expect("one item");
+            return self.process_claimed(item, now).await.map(|_| Some(1));
+        }
+        let count = items.len();
+        match self.process_together(&items, now).await {
+            Ok(()) => {
+                tracing::info!(items = count, "inbound batch processed");
+            }
+            Err(e) => {
+                tracing::info!(error = %e, items = count, "inbound batch rolled back; one by one");
+                for item in items {
+                    let _ = self.process_claimed(item, now).await;
+                }
+            }
+        }
+        Ok(Some(count))
+    }
+
+    /// Claims the next inbound interchange and processes it. `None` when nothing waits.
+    pub async fn process_next(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<InboundReport>, WorkerError> {
+        let Some(item) = self
+            .store
+            .conn()
+            .await?
+            .claim_inbound(&self.name, now, self.leases.lease)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.process_claimed(item, now).await.map(Some)
+    }
+
+    /// Processes one claimed journal item (claimed by this worker): everything it changes
+    /// commits together with marking it processed; with `dry_run` nothing is committed.
+    pub async fn process_item(
+        &self,
+        item: &JournalItem,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<InboundReport, WorkerError> {
+        let first = self.store.reserve_references(REFERENCES_PER_ITEM).await?;
+        let mut refs = ReferenceSequence::new(REFERENCE_PREFIX, first).expect("valid prefix");
+        // Parsing, validating and building the acknowledgements before the transaction: on
+        // SQLite a transaction holds the one writer lock from its start.
+        let read = read(&item.raw, now, &mut refs);
+        let mut tx = self.store.begin().await?;
+        let mut plans = self
+            .plan(
+                &mut tx,
+                vec![(Some(item.id.as_str()), read)],
+                now,
+                &mut refs,
+            )
+            .await?;
+        tx.apply_inbound_plans(&plans, &self.name, now).await?;
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        let plan = plans.pop().expect("one plan");
+        tracing::info!(
+            effects = plan.report.effects.len(),
+            replies = plan.report.replies.len(),
+            "inbound processed"
+        );
+        Ok(plan.report)
+    }
+
+    /// Processes raw bytes as if received, without journaling and without writing anything
+    /// (`replay --dry-run`).
+    pub async fn dry_run(
+        &self,
+        raw: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<InboundReport, WorkerError> {
+        let mut refs = ReferenceSequence::new("DRY", 1).expect("valid prefix");
+        let read = read(raw, now, &mut refs);
+        let mut conn = self.store.conn().await?;
+        let mut plans = self
+            .plan(&mut conn, vec![(None, read)], now, &mut refs)
+            .await?;
+        Ok(plans.pop().expect("one plan").report)
+    }
+
+    /// Loads what the items name (a few statements for all of them) and plans them in order,
+    /// each on what the ones before it changed.
+    async fn plan<C: crate::store::Connection>(
+        &self,
+        session: &mut crate::store::Session<C>,
+        reads: Vec<(Option<&str>, ReadInbound)>,
+        now: DateTime<Utc>,
+        refs: &mut ReferenceSequence,
+    ) -> Result<Vec<InboundPlan>, WorkerError> {
+        let keys = BatchKeys::of(reads.iter().map(|(_, r)| r));
+        let mut loaded = session.load_for_inbound(&keys).await?;
+        let mut context = PlanContext {
+            registry: Registry::embedded(),
+            sender: &self.sender,
+            partner_status: &self.partner_status,
+            now,
+            references: refs,
+        };
+        Ok(reads
+            .into_iter()
+            .map(|(journal_id, read)| plan_inbound(read, &mut loaded, journal_id, &mut context))
+            .collect())
+    }
+
+    /// The batch in one transaction: read all (pure), load once, plan in order, commit once.
+    async fn process_together(
+        &self,
+        items: &[JournalItem],
+        now: DateTime<Utc>,
+    ) -> Result<(), WorkerError> {
+        let first = self
+            .store
+            .reserve_references(REFERENCES_PER_ITEM * items.len() as u32)
+            .await?;
+        let mut refs = ReferenceSequence::new(REFERENCE_PREFIX, first).expect("valid prefix");
+        let reads: Vec<(Option<&str>, ReadInbound)> = items
+            .iter()
+            .map(|item| (Some(item.id.as_str()), read(&item.raw, now, &mut refs)))
+            .collect();
+        let mut tx = self.store.begin().await?;
+        let plans = self.plan(&mut tx, reads, now, &mut refs).await?;
+        tx.apply_inbound_plans(&plans, &self.name, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Processes one claimed item; on failure it is released (or, after
+    /// `retry.max_attempts`, marked failed and put into clearing).
+    async fn process_claimed(
+        &self,
+        item: JournalItem,
+        now: DateTime<Utc>,
+    ) -> Result<InboundReport, WorkerError> {
+        let span = tracing::info_span!("inbound", journal = %item.id, partner = %item.partner, interchange = item.interchange_ref.as_deref().unwrap_or(""));
+        match self.process_item(&item, now, false).instrument(span).await {
+            Ok(report) => Ok(report),
+            Err(e) if item.attempts >= i64::from(self.leases.max_attempts) => {
+                // Tried often enough: keep it as failed, with the error, for an operator
+                // (the bytes stay in the journal; it also goes to the clearing list).
+                tracing::error!(journal = %item.id, error = %e, "inbound processing failed for good");
+                let mut tx = self.store.begin().await?;
+                tx.finish_inbound(
+                    &item.id,
+                    &self.name,
+                    JournalState::Failed,
+                    &json!({ "error": e.to_string(), "attempts": item.attempts }),
+                )
+                .await?;
+                tx.add_clearing(
+                    &item.id,
+                    &format!("processing failed {} times: {e}", item.attempts),
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Err(e)
+            }
+            Err(e) => {
+                // Nothing of it was committed; give it back so that it is tried again.
+                tracing::warn!(journal = %item.id, error = %e, "inbound processing failed, released");
+                if let Ok(mut conn) = self.store.conn().await {
+                    let _ = conn.release_inbound(&item.id, &self.name).await;
+                }
+                Err(e)
+            }
+        }
+    }
+}

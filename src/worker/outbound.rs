@@ -1,0 +1,300 @@
+//! The outbound worker: claims an outbox item, has the pure planner say what it sends
+//! ([`crate::plan::outbound`]), keeps newly built bytes with the item before anything leaves,
+//! hands them to the partner's transport ([`Transports`]) and has the store carry out the plan
+//! in one transaction. Transient failures are retried with backoff; permanent ones park the
+//! item with the reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tracing::Instrument;
+
+use super::{Leases, WorkerError};
+use crate::edifact::ReferenceSequence;
+use crate::grammar::Registry;
+use crate::orders::Sender;
+use crate::plan::inbound::{REFERENCES_PER_ITEM, REFERENCE_PREFIX};
+use crate::plan::outbound::{
+    plan_grid_fee, plan_meter_order, plan_prebuilt, select_grid_fee_batch, select_meter_order,
+    BuildContext, OutboundPlan, PlanError, Selection,
+};
+use crate::store::{OrderKind, OutboxItem, OutboxKind, Store, StoreError};
+use crate::transport::{Outbound, Outgoing, SendError};
+
+/// The transport of each partner, chosen from the configuration; partners without an entry
+/// get the default (the file drop).
+#[derive(Debug, Clone)]
+pub struct Transports {
+    default: Arc<dyn Outbound>,
+    partners: HashMap<String, Arc<dyn Outbound>>,
+}
+
+impl Transports {
+    /// Every partner on `default`.
+    pub fn new(default: Arc<dyn Outbound>) -> Transports {
+        Transports {
+            default,
+            partners: HashMap::new(),
+        }
+    }
+
+    /// `partner` on `transport`.
+    pub fn with(mut self, partner: &str, transport: Arc<dyn Outbound>) -> Transports {
+        self.partners.insert(partner.to_string(), transport);
+        self
+    }
+
+    /// The transport of `partner`.
+    pub fn of(&self, partner: &str) -> &dyn Outbound {
+        self.partners
+            .get(partner)
+            .map_or(self.default.as_ref(), Arc::as_ref)
+    }
+}
+
+/// What sending one outbox item did.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboundReport {
+    /// The outbox item.
+    pub outbox_id: String,
+    /// Sent, dropped (order no longer wants it), retried later or parked.
+    pub outcome: String,
+}
+
+/// Why one item was not sent: retried later or parked.
+#[derive(Debug, thiserror::Error)]
+enum ItemError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error("order item without order kind")]
+    NoOrderKind,
+}
+
+impl ItemError {
+    fn is_transient(&self) -> bool {
+        match self {
+            ItemError::Plan(_) | ItemError::NoOrderKind => false,
+            ItemError::Store(e) => e.is_transient(),
+            ItemError::Send(e) => e.is_transient(),
+        }
+    }
+}
+
+/// Sends what waits in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboundWorker {
+    store: Store,
+    name: String,
+    leases: Leases,
+    sender: Sender,
+    transports: Transports,
+}
+
+impl OutboundWorker {
+    /// A worker named `name` (in leases) over `store`, writing as `sender`, sending over
+    /// `transports`.
+    pub fn new(
+        store: Store,
+        name: String,
+        leases: Leases,
+        sender: Sender,
+        transports: Transports,
+    ) -> OutboundWorker {
+        OutboundWorker {
+            store,
+            name,
+            leases,
+            sender,
+            transports,
+        }
+    }
+
+    /// Claims the next outbox item and sends it. `None` when nothing is due.
+    pub async fn send_next(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboundReport>, WorkerError> {
+        let Some(item) = self
+            .store
+            .conn()
+            .await?
+            .claim_outbox(&self.name, now, self.leases.lease)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let span = tracing::info_span!("outbound", outbox = %item.id, partner = %item.partner, order = item.order_id.as_deref().unwrap_or(""));
+        let outcome = match self.send_item(&item, now).instrument(span).await {
+            Ok(o) => o,
+            Err(e) if !e.is_transient() => {
+                let reason = e.to_string();
+                tracing::warn!(outbox = %item.id, %reason, "outbox item parked");
+                self.store
+                    .conn()
+                    .await?
+                    .park_outbox(&item.id, &self.name, &reason)
+                    .await?;
+                format!("parked: {reason}")
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                let attempt = u32::try_from(item.attempts).unwrap_or(u32::MAX);
+                let mut conn = self.store.conn().await?;
+                if attempt >= self.leases.max_attempts {
+                    conn.park_outbox(
+                        &item.id,
+                        &self.name,
+                        &format!("gave up after {attempt} attempts: {reason}"),
+                    )
+                    .await?;
+                    format!("parked after {attempt} attempts: {reason}")
+                } else {
+                    let next = self.leases.next_attempt(attempt, &item.id, now);
+                    tracing::info!(outbox = %item.id, %reason, %next, "outbox item retried later");
+                    conn.retry_outbox(&item.id, &self.name, next, &reason)
+                        .await?;
+                    format!("retry at {next}: {reason}")
+                }
+            }
+        };
+        Ok(Some(OutboundReport {
+            outbox_id: item.id,
+            outcome,
+        }))
+    }
+
+    /// References for one interchange built now; none are reserved when the item's bytes were
+    /// kept from an earlier attempt (the planner then builds nothing and takes none).
+    async fn references_if(&self, building: bool) -> Result<ReferenceSequence, StoreError> {
+        let first = if building {
+            self.store.reserve_references(REFERENCES_PER_ITEM).await?
+        } else {
+            0
+        };
+        Ok(ReferenceSequence::new(REFERENCE_PREFIX, first).expect("valid prefix"))
+    }
+
+    /// The plan of a claimed item, or why it is done without sending.
+    async fn plan(
+        &self,
+        item: &OutboxItem,
+        now: DateTime<Utc>,
+    ) -> Result<Selection<OutboundPlan>, ItemError> {
+        if item.kind == OutboxKind::Ack {
+            return Ok(Selection::Send(plan_prebuilt(
+                item.payload.as_deref(),
+                now,
+            )?));
+        }
+        let id = item.order_id.clone().unwrap_or_default();
+        let kept = item.payload.as_deref();
+        let mut conn = self.store.conn().await?;
+        match item.order_kind.ok_or(ItemError::NoOrderKind)? {
+            OrderKind::GridFeeReduction => {
+                let Some(record) = conn.grid_fee(&id).await? else {
+                    return Err(PlanError::OrderNotFound {
+                        what: "reduction",
+                        id,
+                    }
+                    .into());
+                };
+                let subscription = conn
+                    .grid_fees_of_subscription(&record.order.subscription)
+                    .await?;
+                drop(conn);
+                let batch = match select_grid_fee_batch(&id, &subscription)? {
+                    Selection::Done(reason) => return Ok(Selection::Done(reason)),
+                    Selection::Send(batch) => batch,
+                };
+                let mut references = self.references_if(kept.is_none()).await?;
+                let plan = plan_grid_fee(
+                    &batch,
+                    &subscription,
+                    kept,
+                    &mut BuildContext {
+                        registry: Registry::embedded(),
+                        sender: &self.sender,
+                        now,
+                        references: &mut references,
+                    },
+                )?;
+                Ok(Selection::Send(plan))
+            }
+            OrderKind::MeterOrder => {
+                let Some(record) = conn.meter_order(&id).await? else {
+                    return Err(PlanError::OrderNotFound {
+                        what: "meter order",
+                        id,
+                    }
+                    .into());
+                };
+                drop(conn);
+                if let Selection::Done(reason) = select_meter_order(&record) {
+                    return Ok(Selection::Done(reason));
+                }
+                let mut references = self.references_if(kept.is_none()).await?;
+                let plan = plan_meter_order(
+                    &record,
+                    kept,
+                    &mut BuildContext {
+                        registry: Registry::embedded(),
+                        sender: &self.sender,
+                        now,
+                        references: &mut references,
+                    },
+                )?;
+                Ok(Selection::Send(plan))
+            }
+        }
+    }
+
+    async fn send_item(&self, item: &OutboxItem, now: DateTime<Utc>) -> Result<String, ItemError> {
+        // 1. What the item sends: nothing (done), or a plan with its bytes, kept before
+        //    anything leaves when they were built now (a retry sends the same interchange).
+        let plan = match self.plan(item, now).await? {
+            Selection::Done(reason) => {
+                self.store
+                    .conn()
+                    .await?
+                    .mark_outbox_sent(&item.id, &self.name, now)
+                    .await?;
+                return Ok(reason);
+            }
+            Selection::Send(plan) => plan,
+        };
+        if plan.newly_built {
+            self.store
+                .conn()
+                .await?
+                .set_outbox_payload(&item.id, &self.name, &plan.bytes)
+                .await?;
+        }
+        // 2. Out through the partner's transport.
+        let transport = self.transports.of(&plan.partner);
+        let sent = transport
+            .send(Outgoing {
+                outbox_id: &item.id,
+                partner: &plan.partner,
+                interchange_ref: &plan.interchange_ref,
+                bytes: &plan.bytes,
+                now,
+            })
+            .await?;
+        // 3. Record it, and move the orders on, in one transaction.
+        let mut tx = self.store.begin().await?;
+        tx.apply_outbound_plan(&plan, transport.kind(), &item.id, &self.name, now)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(to = %sent.description, interchange = %plan.interchange_ref, "sent");
+        Ok(format!(
+            "sent {} as {}",
+            plan.interchange_ref, sent.description
+        ))
+    }
+}
