@@ -261,3 +261,70 @@ fn outbound_samples_are_exactly_what_the_gateway_writes() {
         "aperak_313_z29_answer.edi differs from ack"
     );
 }
+
+/// Issue 12: a configuration whose key and certificate files (AS4 and e-mail) cannot be read
+/// is refused as a whole, every error at once, with exit code 64 and before the store is
+/// touched (the AS4 errors used to surface only after the database was opened, with exit 1).
+#[test]
+fn serve_reports_every_key_file_error_at_once_before_touching_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db").join("gateway.db");
+    let missing = |name: &str| dir.path().join(name).display().to_string();
+    let config = format!(
+        r#"own_id = "9900000000003"
+data_dir = {data:?}
+[database]
+url = "sqlite://{db}"
+[api]
+addr = "127.0.0.1:0"
+[as4]
+signing_key = {sk:?}
+signing_cert = {sc:?}
+encryption_key = {ek:?}
+encryption_cert = {ec:?}
+tls_key = {tk:?}
+tls_cert = {tc:?}
+trust_anchors = [{ca:?}]
+[email]
+address = "gateway@mako.test"
+signing_key = {mk:?}
+signing_cert = {mc:?}
+[email.smtp]
+host = "127.0.0.1"
+"#,
+        data = dir.path().join("data").display().to_string(),
+        db = db.display(),
+        sk = missing("as4-sign.key"),
+        sc = missing("as4-sign.pem"),
+        ek = missing("as4-enc.key"),
+        ec = missing("as4-enc.pem"),
+        tk = missing("tls.key"),
+        tc = missing("tls.pem"),
+        ca = missing("ca.pem"),
+        mk = missing("mail.key"),
+        mc = missing("mail.pem"),
+    );
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, config).unwrap();
+    let out = binary()
+        .env_clear()
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    for key in [
+        "email.signing_key",
+        "as4.signing_key",
+        "as4.encryption_key",
+        "as4.trust_anchors[0]",
+    ] {
+        assert!(stderr.contains(key), "{key} not reported: {stderr}");
+    }
+    assert!(stderr.contains("nothing started"), "{stderr}");
+    assert!(
+        !db.exists() && !db.parent().unwrap().exists(),
+        "the store was touched"
+    );
+}
