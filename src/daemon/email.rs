@@ -18,13 +18,13 @@ use super::gateway::{DaemonError, Gateway};
 use crate::config::{Config, ConfigError, ConfigKey, Problem};
 use crate::ids::MarketPartnerId;
 use crate::store::{Inserted, MailOutcome, NewMail, Transport};
+use crate::transport::email::smime::{
+    decrypt_then_verify, sign_then_encrypt, sm_pki_partner_id, Certificate, Identity, KeyFamily,
+    SmimeError,
+};
 use crate::transport::email::{
     build_mail_with, extract_single_attachment, ImapConfig, MailError, Mailbox, ReceivedMail,
     SmtpConfig, TransferFileName,
-};
-use crate::transport::smime::{
-    decrypt_then_verify, sign_then_encrypt, sm_pki_partner_id, Certificate, Identity, KeyFamily,
-    SmimeError,
 };
 
 /// One partner reached by e-mail, with its certificates read from the PEM files.

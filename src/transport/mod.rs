@@ -1,10 +1,10 @@
 //! Transports between the gateway and its partners, beside the file drop of the daemon.
 //!
-//! Today the two halves of the BDEW e-mail transport: [`smime`] (sign and encrypt, decrypt
-//! and verify) and [`email`] (the file name, the mail around one interchange, SMTP out, IMAP
-//! in). `daemon::email` wires them into `serve` with the partner registry that picks the
-//! certificates, and the quarantine.
+//! - [`email`]: the BDEW e-mail transport, whole in one folder: the file name, the mail around
+//!   one interchange, S/MIME ([`email::smime`]: sign and encrypt, decrypt and verify), SMTP out
+//!   and IMAP in. `daemon::email` wires it into `serve` with the partner registry that picks
+//!   the certificates, and the quarantine.
+//! - [`as4`]: AS4 per the BDEW AS4 profile; `daemon::as4` wires it into `serve`.
 
 pub mod as4;
 pub mod email;
-pub mod smime;

@@ -1,5 +1,5 @@
-//! The mail part of the BDEW e-mail transport: the file name of an interchange, the mail that
-//! carries it, SMTP out and IMAP in.
+//! The BDEW e-mail transport: the file name of an interchange, the mail that carries it,
+//! S/MIME, SMTP out and IMAP in.
 //!
 //! What it does:
 //!
@@ -14,13 +14,15 @@
 //!   journaled to a callback and marks it only after the callback returned (see "Never twice").
 //! - [`extract_single_attachment`]: the interchange out of the (decrypted) MIME entity: exactly
 //!   one attachment, else an error that says why (none, several).
+//! - [`smime`]: sign, then encrypt the attachment's MIME entity, and the reverse (its own
+//!   module docs say what it does and does not do).
 //!
-//! What it does not do: S/MIME (`transport::smime`), choose the partner or its certificates,
-//! parse the interchange, or retry (the outbox and the daemon's loops decide; they ask
-//! [`SendError::is_transient`]).
+//! What it does not do: choose the partner or its certificates, parse the interchange, or
+//! retry (the outbox and the daemon's loops decide; they ask [`SendError::is_transient`]).
 //!
 //! One file per part, each re-exported here: `filename` ([`TransferFileName`]), `mime` (the
-//! mail: building and reading), `tls` (transport security), `smtp` (out) and `imap` (in).
+//! mail: building and reading), `tls` (transport security), `smtp` (out) and `imap` (in); and
+//! the public module [`smime`].
 //!
 //! # Transport security
 //!
@@ -50,6 +52,7 @@
 mod filename;
 mod imap;
 mod mime;
+pub mod smime;
 mod smtp;
 mod tls;
 
