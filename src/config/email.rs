@@ -24,7 +24,7 @@ pub const DEFAULT_IMAP_MAILBOX: &str = "INBOX";
 
 /// `[email]`: what the e-mail transport needs of us. Only paths here: the keys and
 /// certificates are read (and checked against the partner registry) when `serve` starts, by
-/// `daemon::email::EmailSetup::load`, which reports its errors like
+/// `transport::email::EmailSetup::load`, which reports its errors like
 /// [`Config::load`](super::Config::load).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailConfig {

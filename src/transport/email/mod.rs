@@ -1,5 +1,5 @@
 //! The BDEW e-mail transport: the file name of an interchange, the mail that carries it,
-//! S/MIME, SMTP out and IMAP in.
+//! S/MIME, SMTP out and IMAP in, and the keys and certificates they use.
 //!
 //! What it does:
 //!
@@ -16,13 +16,17 @@
 //!   one attachment, else an error that says why (none, several).
 //! - [`smime`]: sign, then encrypt the attachment's MIME entity, and the reverse (its own
 //!   module docs say what it does and does not do).
+//! - [`EmailSetup`]: our keys and certificates and the e-mail partners', read from the
+//!   configured PEM files and checked when `serve` starts, and the signed and encrypted mail
+//!   for an outbound interchange ([`EmailSetup::outbound_mail`]).
 //!
-//! What it does not do: choose the partner or its certificates, parse the interchange, or
-//! retry (the outbox and the daemon's loops decide; they ask [`SendError::is_transient`]).
+//! What it does not do: decide what goes to which partner, handle a received mail (journal,
+//! quarantine: `daemon::email`), parse the interchange, or retry (the outbox and the daemon's
+//! loops decide; they ask [`SendError::is_transient`]).
 //!
 //! One file per part, each re-exported here: `filename` ([`TransferFileName`]), `mime` (the
-//! mail: building and reading), `tls` (transport security), `smtp` (out) and `imap` (in); and
-//! the public module [`smime`].
+//! mail: building and reading), `tls` (transport security), `smtp` (out), `imap` (in) and
+//! `setup` ([`EmailSetup`]); and the public module [`smime`].
 //!
 //! # Transport security
 //!
@@ -52,6 +56,7 @@
 mod filename;
 mod imap;
 mod mime;
+mod setup;
 pub mod smime;
 mod smtp;
 mod tls;
@@ -70,6 +75,7 @@ pub use mime::{
     attachment_entity, build_mail, build_mail_with, extract_single_attachment, ExtractedAttachment,
     MailError, ATTACHMENT_CONTENT_TYPE,
 };
+pub use setup::{check_certificate_owner, EmailPartner, EmailSetup, OutboundMailError};
 pub use smtp::{send, SendError, SmtpConfig};
 pub use tls::{plaintext_allowed, TlsMode, TlsSettings, TlsSetupError};
 
