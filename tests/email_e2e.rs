@@ -30,11 +30,11 @@ use std::time::Duration;
 use gateway::{inbound_from, replaced, sample, Daemon, TOKEN};
 use mako_gateway::config::Config;
 use mako_gateway::store::Store;
+use mako_gateway::transport::email::smime::{sign_then_encrypt, Certificate, Identity, SmimeError};
 use mako_gateway::transport::email::{
     attachment_entity, build_mail, build_mail_with, send, Address, ImapConfig, Inbox, MailError,
     Mailbox, SmtpConfig,
 };
-use mako_gateway::transport::smime::{sign_then_encrypt, Certificate, Identity, SmimeError};
 use pki::{KeyKind, Party, Pki};
 use sqlx::Row;
 

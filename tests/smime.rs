@@ -7,7 +7,7 @@ mod pki;
 
 use std::sync::OnceLock;
 
-use mako_gateway::transport::smime::{
+use mako_gateway::transport::email::smime::{
     decrypt_then_verify, sign_then_encrypt, sm_pki_partner_id, Certificate, Identity, KeyFamily,
     SmimeError, Verified,
 };
@@ -784,5 +784,5 @@ fn only_the_cms_ffi_module_allows_unsafe_code() {
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
         &mut found,
     );
-    assert_eq!(found, ["src/transport/smime/cms_ffi.rs"]);
+    assert_eq!(found, ["src/transport/email/smime/cms_ffi.rs"]);
 }

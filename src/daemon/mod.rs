@@ -2,7 +2,5 @@
 //! names before the store is touched; [`serve`] connects the store and runs the API, the
 //! transports' receivers and the workers until shutdown.
 
-pub mod as4;
-pub mod email;
 pub mod serve;
 pub mod setup;

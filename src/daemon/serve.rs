@@ -195,7 +195,7 @@ pub async fn serve(
                     let (journal, store, setup, now) =
                         (journal.clone(), store.clone(), setup.clone(), clock.now());
                     async move {
-                        super::email::handle_mail(&store, &*journal, &setup, mail, now)
+                        crate::transport::email::handle_mail(&store, &*journal, &setup, mail, now)
                             .await
                             .map(|_| ())
                     }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::as4::As4Runtime;
-use super::email::{EmailSender, EmailSetup};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, ConfigKey, Problem, Transport as PartnerTransport};
 use crate::orders::{MeterStatus, PartnerStatusRule, PartnerStatusRules, Sender};
 use crate::store::Store;
 use crate::transport::as4::outbound::As4Sender;
+use crate::transport::as4::setup::As4Runtime;
+use crate::transport::email::{EmailSender, EmailSetup};
 use crate::transport::file_drop::FileDrop;
 use crate::worker::inbound::InboundWorker;
 use crate::worker::outbound::{OutboundWorker, Transports};

@@ -6,12 +6,13 @@
 //! - [`InboundSink`]: where every transport hands what it received; `Ok` means the
 //!   interchange is journaled and committed, and only then may the transport acknowledge it.
 //!
-//! Each transport lives whole in its own module: `file_drop`, `email` (with `smime`), `as4`.
+//! Each transport lives whole in its own module, with both sides of the seams:
+//! [`file_drop`], [`email`] (with S/MIME, [`email::smime`]), [`as4`] (with the BDEW AS4
+//! profile's HTTPS and SM-PKI checks).
 
 pub mod as4;
 pub mod email;
 pub mod file_drop;
-pub mod smime;
 
 use std::future::Future;
 use std::pin::Pin;

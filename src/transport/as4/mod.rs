@@ -16,6 +16,8 @@
 pub mod https;
 pub mod outbound;
 pub mod persist;
+pub mod receive;
+pub mod setup;
 pub mod smpki;
 
 use std::collections::BTreeMap;

@@ -1,12 +1,11 @@
-//! The e-mail transport wired into the daemon: the partner registry's keys and certificates
-//! ([`EmailSetup`]), the mail for an outbound interchange ([`EmailSetup::outbound_mail`]) and
-//! the handling of one received mail ([`handle_mail`]: raw mail journaled first, then
-//! decrypted, verified, the signer checked against the interchange's sender, and either handed
-//! to the gateway's [`InboundSink`] or quarantined).
+//! The e-mail transport's set-up, made once when `serve` starts: our keys and certificates and
+//! every e-mail partner's, read from the PEM files that `[email]` and `[[partners]]` name and
+//! checked (key matches certificate, certificate belongs to the market partner), with every
+//! error at once ([`EmailSetup::load`]); and the signed and encrypted mail for an outbound
+//! interchange ([`EmailSetup::outbound_mail`]).
 //!
-//! What it does not do: SMTP or IMAP themselves (`transport::email`), the cryptography
-//! (`transport::smime`), or retry decisions (the outbound worker asks
-//! [`crate::transport::email::SendError::is_transient`]).
+//! The one part of `transport` that reads [`Config`]: it turns the checked configuration's
+//! paths into keys, certificates and the SMTP/IMAP settings.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,18 +13,12 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 
+use super::smime::{
+    sign_then_encrypt, sm_pki_partner_id, Certificate, Identity, KeyFamily, SmimeError,
+};
+use super::{build_mail_with, ImapConfig, MailError, Mailbox, SmtpConfig, TransferFileName};
 use crate::config::{Config, ConfigError, ConfigKey, Problem};
 use crate::ids::MarketPartnerId;
-use crate::store::{Inserted, MailOutcome, NewMail, Store, StoreError, Transport};
-use crate::transport::email::{
-    build_mail_with, extract_single_attachment, ImapConfig, MailError, Mailbox, ReceivedMail,
-    SmtpConfig, TransferFileName,
-};
-use crate::transport::smime::{
-    decrypt_then_verify, sign_then_encrypt, sm_pki_partner_id, Certificate, Identity, KeyFamily,
-    SmimeError,
-};
-use crate::transport::InboundSink;
 
 /// One partner reached by e-mail, with its certificates read from the PEM files.
 #[derive(Debug, Clone)]
@@ -296,223 +289,6 @@ impl EmailSetup {
     pub fn mailbox_name(&self) -> String {
         self.imap.as_ref().map_or_else(String::new, |i| {
             format!("{}@{}:{}/{}", i.user, i.host, i.port, i.mailbox)
-        })
-    }
-}
-
-/// Why [`handle_mail`] quarantined a mail: the reason text kept with it.
-fn quarantine_reason(step: &str, error: &dyn std::fmt::Display) -> String {
-    format!("{step}: {error}")
-}
-
-/// What [`handle_mail`] did with one mail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MailHandled {
-    /// The interchange was journaled (new, or the same one again).
-    Journaled {
-        /// The mail journal row.
-        mail_id: String,
-        /// The interchange's journal item.
-        journal_id: String,
-    },
-    /// The mail went to the quarantine.
-    Quarantined {
-        /// The mail journal row.
-        mail_id: String,
-        /// Why.
-        reason: String,
-    },
-    /// Handled before (fetched again after a crash between the commit and the IMAP mark).
-    AlreadyHandled {
-        /// The mail journal row.
-        mail_id: String,
-    },
-}
-
-/// Handles one received mail: journals it raw and commits (so nothing is lost, whatever
-/// follows), then decrypts it with our key, verifies the signature against the registry's
-/// signing certificates, extracts the one attachment, checks that the signer is the partner
-/// the interchange names as UNB sender, and hands the interchange to the gateway's [`InboundSink`]
-/// (transport e-mail). A mail that fails any of these steps is quarantined with the reason and
-/// never parsed as EDIFACT (only the UNB sender of a verified attachment is read, to check the
-/// signer). Returns `Ok` once the outcome is committed: only then may the mail be marked on
-/// the server. Errors are the store's (transient): the mail stays unmarked and comes again.
-pub async fn handle_mail(
-    store: &Store,
-    journal: &dyn InboundSink,
-    setup: &EmailSetup,
-    mail: ReceivedMail,
-    now: DateTime<Utc>,
-) -> Result<MailHandled, StoreError> {
-    let headers = mail_headers(&mail.raw);
-    let (mail_id, outcome) = store
-        .conn()
-        .await?
-        .insert_mail(&NewMail {
-            mailbox: setup.mailbox_name(),
-            uid_validity: mail.uid_validity,
-            uid: mail.uid,
-            from_header: headers.0,
-            subject: headers.1,
-            raw: mail.raw.clone(),
-            received_at: now,
-        })
-        .await?;
-    if outcome != MailOutcome::Pending {
-        return Ok(MailHandled::AlreadyHandled { mail_id });
-    }
-    let trusted: Vec<Certificate> = setup
-        .partners
-        .values()
-        .map(|p| p.signing_cert.clone())
-        .collect();
-    let checked = decrypt_then_verify(&mail.raw, &setup.decryption, &trusted)
-        .map_err(|e| quarantine_reason("S/MIME", &e))
-        .and_then(|verified| {
-            let attachment = extract_single_attachment(&verified.content)
-                .map_err(|e| quarantine_reason("attachment", &e))?;
-            Ok((verified.signer, attachment.bytes))
-        })
-        .and_then(|(signer, bytes)| {
-            let claimed = crate::acks::read_envelope(&bytes)
-                .map(|env| env.sender.id)
-                .ok_or_else(|| {
-                    "attachment: no UNB segment with a sender, so not an interchange".to_string()
-                })?;
-            let owner = setup.partners.values().find(|p| p.signing_cert == signer);
-            match owner {
-                Some(p) if p.id.as_str() == claimed => Ok((claimed, signer, bytes)),
-                Some(p) => Err(format!(
-                    "signer: signed by {} ({}), but the interchange names {claimed} as its sender",
-                    p.id,
-                    signer.subject()
-                )),
-                None => Err(format!(
-                    "signer: {} is no partner's signing certificate",
-                    signer.subject()
-                )),
-            }
-        });
-    match checked {
-        Ok((claimed, signer, bytes)) => {
-            let inserted = journal.receive(bytes, Transport::Email, now).await?;
-            let journal_id = inserted.journal_id().to_string();
-            if let Inserted::Duplicate(id) = &inserted {
-                tracing::info!(mail = %mail_id, journal = %id, "interchange mailed twice: journaled once");
-            }
-            store
-                .conn()
-                .await?
-                .finish_mail(
-                    &mail_id,
-                    MailOutcome::Journaled,
-                    Some(&journal_id),
-                    None,
-                    Some(&claimed),
-                    Some(&signer.subject()),
-                    now,
-                )
-                .await?;
-            Ok(MailHandled::Journaled {
-                mail_id,
-                journal_id,
-            })
-        }
-        Err(reason) => {
-            tracing::warn!(mail = %mail_id, uid = mail.uid, %reason, "mail quarantined");
-            store
-                .conn()
-                .await?
-                .finish_mail(
-                    &mail_id,
-                    MailOutcome::Quarantined,
-                    None,
-                    Some(&reason),
-                    None,
-                    None,
-                    now,
-                )
-                .await?;
-            Ok(MailHandled::Quarantined { mail_id, reason })
-        }
-    }
-}
-
-/// From and Subject of a raw mail, for operators (empty when unreadable).
-fn mail_headers(raw: &[u8]) -> (String, String) {
-    use mailparse::MailHeaderMap;
-    match mailparse::parse_headers(raw) {
-        Ok((headers, _)) => (
-            headers.get_first_value("From").unwrap_or_default(),
-            headers.get_first_value("Subject").unwrap_or_default(),
-        ),
-        Err(_) => (String::new(), String::new()),
-    }
-}
-
-/// The e-mail side of the [`crate::transport::Outbound`] seam: the interchange signed and
-/// encrypted to the partner's certificate, sent with SMTP. A 4xx or a lost connection is
-/// transient; a 5xx parks the item with the server's answer.
-#[derive(Debug, Clone)]
-pub struct EmailSender {
-    setup: std::sync::Arc<EmailSetup>,
-}
-
-impl EmailSender {
-    /// Sends with `setup`'s SMTP server and keys.
-    pub fn new(setup: std::sync::Arc<EmailSetup>) -> EmailSender {
-        EmailSender { setup }
-    }
-}
-
-impl crate::transport::Outbound for EmailSender {
-    fn kind(&self) -> Transport {
-        Transport::Email
-    }
-
-    fn send<'a>(
-        &'a self,
-        out: crate::transport::Outgoing<'a>,
-    ) -> crate::transport::BoxFuture<'a, Result<crate::transport::Sent, crate::transport::SendError>>
-    {
-        use crate::transport::SendError;
-        Box::pin(async move {
-            let setup = &self.setup;
-            let Some(partner) = setup.partner(out.partner) else {
-                return Err(SendError::permanent(format!(
-                    "partner {} has no e-mail address and certificates in the registry",
-                    out.partner
-                )));
-            };
-            let Some(smtp) = &setup.smtp else {
-                return Err(SendError::permanent(
-                    "partner uses e-mail but [email.smtp] is not configured",
-                ));
-            };
-            let (name, mail) = setup
-                .outbound_mail(partner, out.bytes, out.now)
-                .map_err(SendError::permanent)?;
-            // A mail cannot be taken back: a crash after the SMTP server took it and before
-            // the commit sends it once more, with the same bytes and UNB reference, which the
-            // partner deduplicates (BDEW receivers must drop a repeated interchange reference).
-            crate::transport::email::send(
-                smtp,
-                &setup.address.email,
-                std::slice::from_ref(&partner.address.email),
-                &mail,
-            )
-            .await
-            .map_err(|e| {
-                // The server's answer goes into the outbox item's error as it came.
-                if e.is_transient() {
-                    SendError::transient(e)
-                } else {
-                    SendError::permanent(e)
-                }
-            })?;
-            Ok(crate::transport::Sent {
-                description: format!("mail {name} to {}", partner.address),
-            })
         })
     }
 }

@@ -1,0 +1,160 @@
+//! A received mail, handled: journaled raw and committed first, then decrypted, verified, the
+//! signer checked against the interchange's sender, and either handed to the gateway's
+//! [`InboundSink`] or quarantined with the reason ([`handle_mail`]).
+
+use chrono::{DateTime, Utc};
+
+use super::smime::{decrypt_then_verify, Certificate};
+use super::{extract_single_attachment, EmailSetup, ReceivedMail};
+use crate::store::{Inserted, MailOutcome, NewMail, Store, StoreError, Transport};
+use crate::transport::InboundSink;
+
+/// Why [`handle_mail`] quarantined a mail: the reason text kept with it.
+fn quarantine_reason(step: &str, error: &dyn std::fmt::Display) -> String {
+    format!("{step}: {error}")
+}
+
+/// What [`handle_mail`] did with one mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailHandled {
+    /// The interchange was journaled (new, or the same one again).
+    Journaled {
+        /// The mail journal row.
+        mail_id: String,
+        /// The interchange's journal item.
+        journal_id: String,
+    },
+    /// The mail went to the quarantine.
+    Quarantined {
+        /// The mail journal row.
+        mail_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Handled before (fetched again after a crash between the commit and the IMAP mark).
+    AlreadyHandled {
+        /// The mail journal row.
+        mail_id: String,
+    },
+}
+
+/// Handles one received mail: journals it raw and commits (so nothing is lost, whatever
+/// follows), then decrypts it with our key, verifies the signature against the registry's
+/// signing certificates, extracts the one attachment, checks that the signer is the partner
+/// the interchange names as UNB sender, and hands the interchange to the gateway's [`InboundSink`]
+/// (transport e-mail). A mail that fails any of these steps is quarantined with the reason and
+/// never parsed as EDIFACT (only the UNB sender of a verified attachment is read, to check the
+/// signer). Returns `Ok` once the outcome is committed: only then may the mail be marked on
+/// the server. Errors are the store's (transient): the mail stays unmarked and comes again.
+pub async fn handle_mail(
+    store: &Store,
+    journal: &dyn InboundSink,
+    setup: &EmailSetup,
+    mail: ReceivedMail,
+    now: DateTime<Utc>,
+) -> Result<MailHandled, StoreError> {
+    let headers = mail_headers(&mail.raw);
+    let (mail_id, outcome) = store
+        .conn()
+        .await?
+        .insert_mail(&NewMail {
+            mailbox: setup.mailbox_name(),
+            uid_validity: mail.uid_validity,
+            uid: mail.uid,
+            from_header: headers.0,
+            subject: headers.1,
+            raw: mail.raw.clone(),
+            received_at: now,
+        })
+        .await?;
+    if outcome != MailOutcome::Pending {
+        return Ok(MailHandled::AlreadyHandled { mail_id });
+    }
+    let trusted: Vec<Certificate> = setup
+        .partners
+        .values()
+        .map(|p| p.signing_cert.clone())
+        .collect();
+    let checked = decrypt_then_verify(&mail.raw, &setup.decryption, &trusted)
+        .map_err(|e| quarantine_reason("S/MIME", &e))
+        .and_then(|verified| {
+            let attachment = extract_single_attachment(&verified.content)
+                .map_err(|e| quarantine_reason("attachment", &e))?;
+            Ok((verified.signer, attachment.bytes))
+        })
+        .and_then(|(signer, bytes)| {
+            let claimed = crate::acks::read_envelope(&bytes)
+                .map(|env| env.sender.id)
+                .ok_or_else(|| {
+                    "attachment: no UNB segment with a sender, so not an interchange".to_string()
+                })?;
+            let owner = setup.partners.values().find(|p| p.signing_cert == signer);
+            match owner {
+                Some(p) if p.id.as_str() == claimed => Ok((claimed, signer, bytes)),
+                Some(p) => Err(format!(
+                    "signer: signed by {} ({}), but the interchange names {claimed} as its sender",
+                    p.id,
+                    signer.subject()
+                )),
+                None => Err(format!(
+                    "signer: {} is no partner's signing certificate",
+                    signer.subject()
+                )),
+            }
+        });
+    match checked {
+        Ok((claimed, signer, bytes)) => {
+            let inserted = journal.receive(bytes, Transport::Email, now).await?;
+            let journal_id = inserted.journal_id().to_string();
+            if let Inserted::Duplicate(id) = &inserted {
+                tracing::info!(mail = %mail_id, journal = %id, "interchange mailed twice: journaled once");
+            }
+            store
+                .conn()
+                .await?
+                .finish_mail(
+                    &mail_id,
+                    MailOutcome::Journaled,
+                    Some(&journal_id),
+                    None,
+                    Some(&claimed),
+                    Some(&signer.subject()),
+                    now,
+                )
+                .await?;
+            Ok(MailHandled::Journaled {
+                mail_id,
+                journal_id,
+            })
+        }
+        Err(reason) => {
+            tracing::warn!(mail = %mail_id, uid = mail.uid, %reason, "mail quarantined");
+            store
+                .conn()
+                .await?
+                .finish_mail(
+                    &mail_id,
+                    MailOutcome::Quarantined,
+                    None,
+                    Some(&reason),
+                    None,
+                    None,
+                    now,
+                )
+                .await?;
+            Ok(MailHandled::Quarantined { mail_id, reason })
+        }
+    }
+}
+
+/// From and Subject of a raw mail, for operators (empty when unreadable).
+fn mail_headers(raw: &[u8]) -> (String, String) {
+    use mailparse::MailHeaderMap;
+    match mailparse::parse_headers(raw) {
+        Ok((headers, _)) => (
+            headers.get_first_value("From").unwrap_or_default(),
+            headers.get_first_value("Subject").unwrap_or_default(),
+        ),
+        Err(_) => (String::new(), String::new()),
+    }
+}
