@@ -25,8 +25,8 @@ use mako_gateway::config::Config;
 use mako_gateway::daemon::serve::serve;
 use mako_gateway::store::Store;
 use mako_gateway::transport::as4::https::{HttpsClient, PlainHttpFetcher, TlsSettings};
-use mako_gateway::transport::as4::smpki::CrlCache;
 use mako_gateway::transport::as4::{certificate, key_pair, As4Endpoint, As4Partner, As4Settings};
+use mako_gateway::transport::smpki::CrlCache;
 use pki::{Pki, SmPkiRole};
 use sqlx::Row;
 

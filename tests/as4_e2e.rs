@@ -33,10 +33,10 @@ use gateway::{replaced, sample, Daemon, TOKEN};
 use mako_gateway::config::Config;
 use mako_gateway::store::Store;
 use mako_gateway::transport::as4::https::{HttpsClient, PlainHttpFetcher, TlsSettings};
-use mako_gateway::transport::as4::smpki::CrlCache;
 use mako_gateway::transport::as4::{
     certificate, key_pair, As4Endpoint, As4Partner, As4Settings, SendFailure,
 };
+use mako_gateway::transport::smpki::CrlCache;
 use pki::{Party, Pki, SmPkiRole};
 use sqlx::Row;
 

@@ -26,9 +26,7 @@ use mako_gateway::transport::as4::https::{
     accept_peer, serve_https, FailureKind, HttpsClient, HttpsError, PlainHttpFetcher, TlsError,
     TlsSettings,
 };
-use mako_gateway::transport::as4::smpki::{
-    Clock, CrlCache, CrlUnavailable, PeerIdentity, SmPkiError,
-};
+use mako_gateway::transport::smpki::{Clock, CrlCache, CrlUnavailable, PeerIdentity, SmPkiError};
 use openssl::ssl::{SslConnector, SslMethod, SslVersion};
 use pki::{Party, Pki, SmPkiRole};
 use tokio::io::AsyncReadExt;

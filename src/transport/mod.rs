@@ -13,6 +13,8 @@
 pub mod as4;
 pub mod email;
 pub mod file_drop;
+pub mod file_name;
+pub mod smpki;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -51,11 +51,11 @@ use tokio::task::JoinSet;
 use tokio_openssl::SslStream;
 use tower_service::Service;
 
-use super::smpki::{
+use crate::ids::MarketPartnerId;
+use crate::transport::smpki::{
     check_sm_pki_naming, BoxError, BoxFuture, CrlCache, CrlFetcher, CrlUnavailable, PeerIdentity,
     RevocationStatus, SmPkiError,
 };
-use crate::ids::MarketPartnerId;
 
 /// The groups both sides must offer for brainpool TLS 1.2 on OpenSSL 3.0 (`transport.md` §1.8);
 /// `prime256v1` for peers that only do NIST curves for the key exchange.
@@ -158,7 +158,10 @@ pub struct TlsSettings {
 impl fmt::Debug for TlsSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsSettings")
-            .field("cert", &super::smpki::name_line(self.cert.subject_name()))
+            .field(
+                "cert",
+                &crate::transport::smpki::name_line(self.cert.subject_name()),
+            )
             .field("chain", &self.chain.len())
             .field("anchors", &self.anchors.len())
             .field("groups", &self.groups)
@@ -195,7 +198,7 @@ impl TlsSettings {
             .unwrap_or(false);
         if !matches {
             return Err(TlsConfigError::KeyMismatch {
-                subject: super::smpki::name_line(cert.subject_name()),
+                subject: crate::transport::smpki::name_line(cert.subject_name()),
             });
         }
         Ok(TlsSettings {

@@ -18,7 +18,6 @@ pub mod outbound;
 pub mod persist;
 pub mod receive;
 pub mod setup;
-pub mod smpki;
 
 use std::collections::BTreeMap;
 use std::future::Future;

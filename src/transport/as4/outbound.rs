@@ -64,7 +64,7 @@ impl Outbound for As4Sender {
                 // Receipted before a crash that came before the commit: do not send again.
                 return Ok(sent);
             }
-            let name = crate::transport::email::TransferFileName::of_interchange(
+            let name = crate::transport::file_name::TransferFileName::of_interchange(
                 out.bytes,
                 out.now.date_naive(),
             )

@@ -11,11 +11,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use super::https::serve_https;
 use super::persist::Dedup;
 use super::setup::{As4Runtime, DEDUP_LEASE};
-use super::smpki::PeerIdentity;
 use super::{ebms_error_code, is_receipt, As4Endpoint, MessageSink, ReceivedMessage, Refusal};
 use crate::clock::Clock;
 use crate::ids::MarketPartnerId;
 use crate::store::{As4Answer, Inserted, Store, Transport};
+use crate::transport::smpki::PeerIdentity;
 use crate::transport::InboundSink;
 
 /// The AS4 endpoint's sink for one request: the interchange goes to the gateway's

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use super::https::{HttpsAcceptor, HttpsClient, PlainHttpFetcher, TlsSettings};
 use super::persist::EvidenceStore;
-use super::smpki::CrlCache;
 use super::{certificate, key_pair, As4Endpoint, As4Keys, As4Partner, As4Settings, HttpClient};
 use crate::clock::Clock;
 use crate::config::{
@@ -16,6 +15,7 @@ use crate::config::{
 };
 use crate::ids::MarketPartnerId;
 use crate::store::Store;
+use crate::transport::smpki::CrlCache;
 
 /// How long one delivery may hold a received message's id (journaling one interchange takes
 /// milliseconds; a crashed holder's claim is taken over after this).

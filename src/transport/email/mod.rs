@@ -28,7 +28,8 @@
 //! interchange beyond its UNB sender, or retry (the outbound worker decides; it asks
 //! [`crate::transport::SendError::is_transient`]).
 //!
-//! One file per part, each re-exported here: `filename` ([`TransferFileName`]), `mime` (the
+//! One file per part, each re-exported here (the BDEW file name, [`TransferFileName`], is
+//! shared with AS4: `transport::file_name`): `mime` (the
 //! mail: building and reading), `tls` (transport security), `smtp` (out), `imap` (in),
 //! `setup` ([`EmailSetup`]), `send` ([`EmailSender`]), `receive` ([`handle_mail`]); and the
 //! public module [`smime`].
@@ -58,7 +59,6 @@
 //! the store deduplicates an interchange by sender and UNB reference). A mailbox whose server
 //! does not allow new keywords (no `\*` in PERMANENTFLAGS) is refused at [`Inbox::connect`].
 
-mod filename;
 mod imap;
 mod mime;
 mod receive;
@@ -76,7 +76,7 @@ pub use lettre::Address;
 pub use crate::config::{
     plaintext_allowed, TlsMode, TlsSettings, TlsSetupError, DEFAULT_POLL_INTERVAL,
 };
-pub use filename::{FileNameError, TransferFileName};
+pub use crate::transport::file_name::{FileNameError, TransferFileName};
 pub use imap::{
     run_inbox, ImapConfig, ImapError, Inbox, InboxError, ReceivedMail, Wake, JOURNALED_KEYWORD,
     MAX_IDLE,

@@ -68,7 +68,7 @@ use openssl::symm::Cipher;
 use openssl::x509::{X509Ref, X509};
 use x509_cert::attr::Attributes;
 
-use crate::transport::as4::smpki::{check_sm_pki_naming, name_line};
+use crate::transport::smpki::{check_sm_pki_naming, name_line};
 
 use cms_ffi::{CmsCallError, KeyOpt};
 

@@ -1,4 +1,5 @@
-//! SM-PKI checks for TLS peers: who a certificate names (market partner ID, `EMT.MAK`) and
+//! SM-PKI checks, shared by the AS4 and e-mail transports: who a certificate names (market
+//! partner ID, `EMT.MAK`: TLS peers, AS4 signers, S/MIME certificates) and
 //! whether its CA has revoked it (CRL from the certificate's distribution point).
 //!
 //! What this module does:

@@ -182,7 +182,8 @@ impl fmt::Display for TransferFileName {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::email::tests::ORDERS;
+    /// An ORDERS interchange.
+    const ORDERS: &[u8] = b"UNA:+.? 'UNB+UNOC:3+9900000000003:500+9900000000010:500+261123:1015+MG42++++++'UNH+1+ORDERS:D:09B:UN:1.4b'BGM+7+D1'UNT+3+1'UNZ+1+MG42'";
 
     fn day() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
