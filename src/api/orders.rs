@@ -12,14 +12,12 @@ use super::input::{Body, ListQuery};
 use super::resources;
 use super::AppState;
 use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
-use crate::orders::{
-    check_new_meter_order, check_new_reductions, CancelReason, Existing, GridFeeReduction,
-    GridFeeStatus, MeterOrder, MeterStatus, MeterType, ReductionType, RuleViolation,
+use crate::orders::{GridFeeStatus, MeterStatus, MeterType, ReductionType, RuleViolation};
+use crate::plan::records::ChangedOrder;
+use crate::plan::requests::{
+    cancellation, confirmation, new_meter_order, new_reductions, NewMeterOrder, NewReductions,
 };
-use crate::store::{
-    new_id, serde_text, HistoryEntry, NewOutboxItem, OrderFilter, OrderKind, OutboxState,
-    WebhookEvent,
-};
+use crate::store::{serde_text, NewOutboxItem, OrderFilter, OrderKind, OutboxState};
 
 const TYPES: &str = "one of enwg-14a-module-1, enwg-14a-module-2, enwg-14a-module-3";
 
@@ -36,24 +34,6 @@ fn rule_error(rule: RuleViolation) -> FieldError {
     };
     let code = serde_text(&rule);
     FieldError::new(field, &code, rule.to_string())
-}
-
-fn history_created(
-    kind: OrderKind,
-    id: &str,
-    status: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> HistoryEntry {
-    HistoryEntry {
-        order_kind: kind,
-        order_id: id.to_string(),
-        from: None,
-        to: status.to_string(),
-        topic: None,
-        journal_id: None,
-        at: now,
-        detail: Some(json!({"source": "api"})),
-    }
 }
 
 /// `POST /grid-fee-reductions`: one reduction (`type`) or several at once (`types`, e.g.
@@ -130,58 +110,29 @@ pub async fn create_grid_fee(
         return Err(ApiError::invalid(body.errors));
     };
 
+    let request = NewReductions {
+        subscription,
+        types: requested,
+        market_location,
+        grid_operator,
+        meter_type,
+    };
     let mut tx = state.store.begin().await?;
-    tx.lock_subscription(&subscription).await?;
-    let existing: Vec<Existing> = tx
-        .grid_fees_of_subscription(&subscription)
+    tx.lock_subscription(&request.subscription).await?;
+    let so_far = tx.grid_fees_of_subscription(&request.subscription).await?;
+    let confirmed = tx
+        .subscription_confirmed(&request.subscription)
         .await?
-        .iter()
-        .map(|r| Existing {
-            reduction_type: r.order.reduction_type,
-            status: r.order.status,
-        })
-        .collect();
-    check_new_reductions(&existing, &requested, meter_type)
+        .is_some();
+    let new = new_reductions(&request, &so_far, confirmed, now)
         .map_err(|broken| ApiError::invalid(broken.into_iter().map(rule_error).collect()))?;
-    let confirmed = tx.subscription_confirmed(&subscription).await?.is_some();
     let mut records = Vec::new();
-    for reduction_type in requested {
-        let order = GridFeeReduction {
-            id: new_id("gfr", now),
-            subscription: subscription.clone(),
-            reduction_type,
-            market_location: market_location.clone(),
-            grid_operator: grid_operator.clone(),
-            meter_type,
-            status: GridFeeStatus::Intended,
-            product: None,
-            order_document: None,
-            accepted: false,
-            valid_from: None,
-            valid_until: None,
-            rejection: None,
-        };
-        let record = tx.insert_grid_fee(&order, effective_date, now).await?;
-        tx.add_history(&history_created(
-            OrderKind::GridFeeReduction,
-            &order.id,
-            "intended",
-            now,
-        ))
-        .await?;
-        if confirmed {
-            tx.add_outbox(
-                &NewOutboxItem::order(
-                    OrderKind::GridFeeReduction,
-                    &order.id,
-                    grid_operator.as_str(),
-                ),
-                now,
-            )
-            .await?;
-        }
-        records.push(record);
+    for order in &new.orders {
+        records.push(tx.insert_grid_fee(order, effective_date, now).await?);
     }
+    tx.add_history_rows(&new.history.iter().collect::<Vec<_>>())
+        .await?;
+    tx.add_outbox_items(&new.outbox, now).await?;
     tx.commit().await?;
     if several {
         Ok(created(json!({
@@ -271,24 +222,19 @@ pub async fn confirm_subscription(
     let mut tx = state.store.begin().await?;
     tx.lock_subscription(&id).await?;
     tx.confirm_subscription(&id, now).await?;
-    let mut queued = Vec::new();
-    for r in tx.grid_fees_of_subscription(&id).await? {
-        if r.order.status != GridFeeStatus::Intended
-            || !tx.open_outbox_for_order(&r.order.id).await?.is_empty()
-        {
-            continue;
+    let reductions = tx.grid_fees_of_subscription(&id).await?;
+    let mut open = Vec::new();
+    for r in &reductions {
+        if !tx.open_outbox_for_order(&r.order.id).await?.is_empty() {
+            open.push(r.order.id.clone());
         }
-        tx.add_outbox(
-            &NewOutboxItem::order(
-                OrderKind::GridFeeReduction,
-                &r.order.id,
-                r.order.grid_operator.as_str(),
-            ),
-            now,
-        )
-        .await?;
-        queued.push(r.order.id);
     }
+    let items = confirmation(&reductions, |order| open.iter().any(|o| o == order));
+    tx.add_outbox_items(&items, now).await?;
+    let queued: Vec<String> = items
+        .into_iter()
+        .filter_map(|item| item.order.map(|(_, id)| id))
+        .collect();
     let confirmed_at = tx.subscription_confirmed(&id).await?.unwrap_or(now);
     tx.commit().await?;
     Ok(Json(json!({
@@ -334,47 +280,28 @@ pub async fn create_meter_order(
         return Err(ApiError::invalid(body.errors));
     };
 
-    let mut tx = state.store.begin().await?;
-    tx.lock_subscription(&subscription).await?;
-    let existing = tx.meter_orders_of_subscription(&subscription).await?.len();
-    check_new_meter_order(existing).map_err(|rule| ApiError {
-        status: StatusCode::CONFLICT,
-        errors: vec![rule_error(rule)],
-    })?;
-    let order = MeterOrder {
-        id: new_id("mor", now),
+    let request = NewMeterOrder {
         subscription,
         market_location,
         metering_location,
         metering_operator,
-        status: MeterStatus::Created,
-        order_document: None,
-        appointment_at: None,
-        installed_at: None,
-        activated_at: None,
-        cancelled_reason: None,
-        blocked_at: None,
-        blocked_reason: None,
     };
-    let record = tx.insert_meter_order(&order, wanted_date, now).await?;
-    tx.add_history(&history_created(
-        OrderKind::MeterOrder,
-        &order.id,
-        "created",
-        now,
-    ))
-    .await?;
-    if order.metering_location.is_some() {
-        tx.add_outbox(
-            &NewOutboxItem::order(
-                OrderKind::MeterOrder,
-                &order.id,
-                order.metering_operator.as_str(),
-            ),
-            now,
-        )
+    let mut tx = state.store.begin().await?;
+    tx.lock_subscription(&request.subscription).await?;
+    let existing = tx
+        .meter_orders_of_subscription(&request.subscription)
+        .await?
+        .len();
+    let new = new_meter_order(&request, existing, now).map_err(|rule| ApiError {
+        status: StatusCode::CONFLICT,
+        errors: vec![rule_error(rule)],
+    })?;
+    let record = tx
+        .insert_meter_order(&new.orders[0], wanted_date, now)
         .await?;
-    }
+    tx.add_history_rows(&new.history.iter().collect::<Vec<_>>())
+        .await?;
+    tx.add_outbox_items(&new.outbox, now).await?;
     tx.commit().await?;
     Ok(created(resources::meter_order(&record)))
 }
@@ -488,44 +415,24 @@ pub async fn cancel_meter_order(
         .meter_order(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("meter order", &id))?;
-    let from = serde_text(&record.order.status);
-    let applied = record
-        .order
-        .clone()
-        .cancel(CancelReason::CustomerRequest)
-        .map_err(|e| conflict("illegal_transition", e.to_string()))?;
-    let Some(topic) = applied.event else {
+    let Some(change) =
+        cancellation(&record, now).map_err(|e| conflict("illegal_transition", e.to_string()))?
+    else {
         // Already cancelled by the customer: nothing changes.
         return Ok(Json(resources::meter_order(&record)));
     };
-    let version = tx
-        .save_meter_order(&applied.order, record.version, now)
-        .await?;
-    tx.add_history(&HistoryEntry {
-        order_kind: OrderKind::MeterOrder,
-        order_id: id.clone(),
-        from: Some(from),
-        to: serde_text(&applied.order.status),
-        topic: Some(topic.to_string()),
-        journal_id: None,
-        at: now,
-        detail: Some(json!({"source": "api", "reason": "customer_request"})),
-    })
-    .await?;
-    tx.add_webhook(
-        &WebhookEvent::new(
-            topic,
-            json!({"meter_order": id, "subscription": applied.order.subscription}),
-            now,
-        ),
-        now,
-    )
-    .await?;
+    tx.save_changed_orders(&[&change], now).await?;
+    let version = record.version + 1;
+    tx.add_history_rows(&[&change.history]).await?;
+    tx.add_webhooks(change.event.as_slice(), now).await?;
     tx.drop_pending_outbox(&id).await?;
     tx.commit().await?;
+    let ChangedOrder::Meter(order) = change.order else {
+        unreachable!("a meter order's cancellation changes the meter order")
+    };
     Ok(Json(resources::meter_order(
         &crate::store::MeterOrderRecord {
-            order: applied.order,
+            order: *order,
             wanted_date: record.wanted_date,
             version,
             created_at: record.created_at,

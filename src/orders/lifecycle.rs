@@ -212,6 +212,32 @@ fn illegal<S: Serialize>(status: &S, input: &str) -> ApplyError {
 }
 
 impl GridFeeReduction {
+    /// A new reduction the supplier asked for: `intended`, nothing ordered yet.
+    pub fn intended(
+        id: String,
+        subscription: String,
+        reduction_type: ReductionType,
+        market_location: MarketLocationId,
+        grid_operator: MarketPartnerId,
+        meter_type: MeterType,
+    ) -> GridFeeReduction {
+        GridFeeReduction {
+            id,
+            subscription,
+            reduction_type,
+            market_location,
+            grid_operator,
+            meter_type,
+            status: GridFeeStatus::Intended,
+            product: None,
+            order_document: None,
+            accepted: false,
+            valid_from: None,
+            valid_until: None,
+            rejection: None,
+        }
+    }
+
     /// The order was sent.
     pub fn ordered(
         mut self,
@@ -365,6 +391,31 @@ impl GridFeeReduction {
 }
 
 impl MeterOrder {
+    /// A new smart-meter order: `created`, the Messlokation given now or later.
+    pub fn created(
+        id: String,
+        subscription: String,
+        market_location: MarketLocationId,
+        metering_location: Option<MeteringLocationId>,
+        metering_operator: MarketPartnerId,
+    ) -> MeterOrder {
+        MeterOrder {
+            id,
+            subscription,
+            market_location,
+            metering_location,
+            metering_operator,
+            status: MeterStatus::Created,
+            order_document: None,
+            appointment_at: None,
+            installed_at: None,
+            activated_at: None,
+            cancelled_reason: None,
+            blocked_at: None,
+            blocked_reason: None,
+        }
+    }
+
     /// The order was sent.
     pub fn placed(mut self, document: String) -> Result<Applied<Self>, ApplyError> {
         match self.status {

@@ -10,4 +10,5 @@
 pub mod inbound;
 pub mod outbound;
 pub mod records;
+pub mod requests;
 pub mod webhooks;

@@ -1,0 +1,204 @@
+//! The supplier core's requests, decided: which orders a request creates (after the product
+//! rules), their first history rows and the outbox items that send them, what a confirmation
+//! queues, and what cancelling a meter order changes. The API parses and answers; the store
+//! carries out what comes back here.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::records::{
+    serde_text, ChangedOrder, GridFeeRecord, HistoryEntry, MeterOrderRecord, NewOutboxItem,
+    OrderChange, OrderKind,
+};
+use crate::ids::{new_id, MarketLocationId, MarketPartnerId, MeteringLocationId};
+use crate::orders::{
+    check_new_meter_order, check_new_reductions, ApplyError, CancelReason, Existing,
+    GridFeeReduction, GridFeeStatus, MeterOrder, MeterType, ReductionType, RuleViolation,
+};
+
+/// `POST /grid-fee-reductions`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReductions {
+    /// The supplier's subscription.
+    pub subscription: String,
+    /// The modules asked for (Modul 1 and 3 may come together).
+    pub types: Vec<ReductionType>,
+    /// The market location.
+    pub market_location: MarketLocationId,
+    /// Its grid operator.
+    pub grid_operator: MarketPartnerId,
+    /// The meter there.
+    pub meter_type: MeterType,
+}
+
+/// `POST /meter-orders`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMeterOrder {
+    /// The supplier's subscription.
+    pub subscription: String,
+    /// The market location.
+    pub market_location: MarketLocationId,
+    /// The Messlokation, if already known.
+    pub metering_location: Option<MeteringLocationId>,
+    /// The metering operator.
+    pub metering_operator: MarketPartnerId,
+}
+
+/// New orders with their first history rows and the outbox items that send them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created<T> {
+    /// The orders, in the order asked for.
+    pub orders: Vec<T>,
+    /// One `created`/`intended` row per order.
+    pub history: Vec<HistoryEntry>,
+    /// What goes out now (nothing while the subscription is unconfirmed or the Messlokation
+    /// unknown).
+    pub outbox: Vec<NewOutboxItem>,
+}
+
+fn first_row(kind: OrderKind, id: &str, status: &str, now: DateTime<Utc>) -> HistoryEntry {
+    HistoryEntry {
+        order_kind: kind,
+        order_id: id.to_string(),
+        from: None,
+        to: status.to_string(),
+        topic: None,
+        journal_id: None,
+        at: now,
+        detail: Some(json!({"source": "api"})),
+    }
+}
+
+/// The reductions a request creates, given the subscription's reductions so far and whether
+/// it is confirmed (only then do they go out); the product rules decide first.
+pub fn new_reductions(
+    request: &NewReductions,
+    subscription: &[GridFeeRecord],
+    confirmed: bool,
+    now: DateTime<Utc>,
+) -> Result<Created<GridFeeReduction>, Vec<RuleViolation>> {
+    let existing: Vec<Existing> = subscription
+        .iter()
+        .map(|r| Existing {
+            reduction_type: r.order.reduction_type,
+            status: r.order.status,
+        })
+        .collect();
+    check_new_reductions(&existing, &request.types, request.meter_type)?;
+    let mut created = Created {
+        orders: Vec::new(),
+        history: Vec::new(),
+        outbox: Vec::new(),
+    };
+    for reduction_type in &request.types {
+        let order = GridFeeReduction::intended(
+            new_id("gfr", now),
+            request.subscription.clone(),
+            *reduction_type,
+            request.market_location.clone(),
+            request.grid_operator.clone(),
+            request.meter_type,
+        );
+        created.history.push(first_row(
+            OrderKind::GridFeeReduction,
+            &order.id,
+            &serde_text(&order.status),
+            now,
+        ));
+        if confirmed {
+            created.outbox.push(NewOutboxItem::order(
+                OrderKind::GridFeeReduction,
+                &order.id,
+                request.grid_operator.as_str(),
+            ));
+        }
+        created.orders.push(order);
+    }
+    Ok(created)
+}
+
+/// The meter order a request creates (at most one per subscription, ever: `existing` is how
+/// many the subscription has); it goes out at once when the Messlokation is known.
+pub fn new_meter_order(
+    request: &NewMeterOrder,
+    existing: usize,
+    now: DateTime<Utc>,
+) -> Result<Created<MeterOrder>, RuleViolation> {
+    check_new_meter_order(existing)?;
+    let order = MeterOrder::created(
+        new_id("mor", now),
+        request.subscription.clone(),
+        request.market_location.clone(),
+        request.metering_location.clone(),
+        request.metering_operator.clone(),
+    );
+    let history = vec![first_row(
+        OrderKind::MeterOrder,
+        &order.id,
+        &serde_text(&order.status),
+        now,
+    )];
+    let outbox = order
+        .metering_location
+        .is_some()
+        .then(|| {
+            NewOutboxItem::order(
+                OrderKind::MeterOrder,
+                &order.id,
+                order.metering_operator.as_str(),
+            )
+        })
+        .into_iter()
+        .collect();
+    Ok(Created {
+        orders: vec![order],
+        history,
+        outbox,
+    })
+}
+
+/// What confirming a subscription queues: every `intended` reduction without an open outbox
+/// item (`queued` says which have one), so that a repeated confirmation queues nothing twice.
+pub fn confirmation(
+    subscription: &[GridFeeRecord],
+    queued: impl Fn(&str) -> bool,
+) -> Vec<NewOutboxItem> {
+    subscription
+        .iter()
+        .filter(|r| r.order.status == GridFeeStatus::Intended && !queued(&r.order.id))
+        .map(|r| {
+            NewOutboxItem::order(
+                OrderKind::GridFeeReduction,
+                &r.order.id,
+                r.order.grid_operator.as_str(),
+            )
+        })
+        .collect()
+}
+
+/// The customer cancels a meter order: the change with its history row and webhook event,
+/// `None` when it is cancelled by the customer already (nothing changes), or why it cannot be
+/// cancelled.
+pub fn cancellation(
+    record: &MeterOrderRecord,
+    now: DateTime<Utc>,
+) -> Result<Option<OrderChange>, ApplyError> {
+    let applied = record.order.clone().cancel(CancelReason::CustomerRequest)?;
+    let Some(topic) = applied.event else {
+        return Ok(None);
+    };
+    let to = serde_text(&applied.order.status);
+    let mut change = OrderChange::new(
+        ChangedOrder::Meter(Box::new(applied.order.clone())),
+        record.version,
+        &applied.order.subscription,
+        &serde_text(&record.order.status),
+        &to,
+        Some(topic),
+        None,
+        "",
+        now,
+    );
+    change.history.detail = Some(json!({"source": "api", "reason": "customer_request"}));
+    Ok(Some(change))
+}
