@@ -1,5 +1,5 @@
 //! Inbound throughput: answers to our orders journaled and processed through the daemon's own
-//! path (`Gateway::receive`, then `Gateway::process_inbound_batch` on several workers, as `serve` runs it), on
+//! path (`worker::receive::Journal`, then `InboundWorker::process_batch` on several workers, as `serve` runs them), on
 //! SQLite and on PostgreSQL.
 //!
 //! ```text
@@ -15,17 +15,19 @@
 //! is answered with a UTILMD 55220) naming its market location — each with its own UNB
 //! reference, then:
 //!
-//! 1. journals them one by one with `Gateway::receive`, as a transport does (each committed
+//! 1. journals them one by one with `Journal::receive`, as a transport does (each committed
 //!    before it would be acknowledged);
-//! 2. runs `INBOUND_WORKERS` tasks on one `Gateway`, as `serve` runs `workers.inbound`, each
-//!    calling `process_inbound_batch` until nothing waits (a failed item is handed back by the
-//!    gateway and claimed again, as in `serve`);
+//! 2. runs `INBOUND_WORKERS` inbound workers, as `serve` runs `workers.inbound`, each
+//!    calling `process_batch` until nothing waits (a failed item is handed back by the
+//!    worker and claimed again, as in `serve`);
 //! 3. checks that every journal item was processed once, every order accepted or activated,
 //!    one history row per answer, and the replies queued; a `FAIL` line and exit 1 if not.
 //!
 //! It prints messages/s for the journal phase, the processing phase and both together
 //! (end to end: N over the sum of the two phases), with the targets of issue 5
-//! (≥ 2,000/s on SQLite, ≥ 5,000/s on PostgreSQL with two workers).
+//! (≥ 2,000/s on SQLite, ≥ 5,000/s on PostgreSQL with two workers), and the SQL statements
+//! per answer of each phase: every statement sqlx executes is counted (its `sqlx::query`
+//! events, which include `BEGIN`/`COMMIT` where the driver runs them as statements).
 //!
 //! SQLite runs on a file in `target/bench-data/` (a real disk, with the store's own settings:
 //! WAL, `synchronous = FULL`); PostgreSQL on a fresh database created on the server named by
@@ -33,7 +35,7 @@
 //! the end.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,6 +53,33 @@ use sqlx::{Connection, Executor, Row};
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// Statements sqlx executed so far (see [`CountStatements`]).
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts the statements sqlx executes: one `sqlx::query` event per statement.
+struct CountStatements;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountStatements {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == "sqlx::query" {
+            STATEMENTS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn count_statements() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+    let only_queries = tracing_subscriber::filter::Targets::new()
+        .with_target("sqlx::query", tracing::Level::TRACE);
+    let subscriber = tracing_subscriber::registry().with(CountStatements.with_filter(only_queries));
+    tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+}
+
+fn statements() -> u64 {
+    STATEMENTS.load(Ordering::Relaxed)
+}
+
 /// Every fifth answer is a UTILMD 55218 (the rest ORDRSP 19133 A20): acceptances are what a
 /// grid operator sends for every order, billing data follow for some of them later.
 const BILLING_DATA_EVERY: usize = 5;
@@ -66,6 +95,7 @@ const TARGET_SQLITE: f64 = 2_000.0;
 const TARGET_POSTGRES: f64 = 5_000.0;
 
 fn main() {
+    count_statements();
     let messages: usize = env_number("INBOUND_MESSAGES", 10_000).max(1);
     let workers: usize = env_number("INBOUND_WORKERS", 2).max(1);
     let db = std::env::var("INBOUND_DB").unwrap_or_else(|_| "both".into());
@@ -290,6 +320,7 @@ async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64
     set_up_orders(store, &cases).await;
 
     // 1. Journal, one interchange after the other, as one transport delivers them.
+    let s0 = statements();
     let t0 = Instant::now();
     for bytes in raw {
         match journal_sink.receive(bytes, Transport::File, now()).await {
@@ -299,11 +330,13 @@ async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64
         }
     }
     let journal = t0.elapsed();
+    let journal_statements = statements() - s0;
 
     // 2. Process on `workers` tasks until nothing waits.
     let processed = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let s1 = statements();
     let t1 = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..workers {
@@ -337,13 +370,14 @@ async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64
         t.await.expect("worker");
     }
     let processing = t1.elapsed();
+    let processing_statements = statements() - s1;
     let processed = processed.load(Ordering::Relaxed);
     let errors = errors.load(Ordering::Relaxed);
     let first_error = first_error.lock().expect("not poisoned").take();
 
     let end_to_end = rate(n, journal + processing);
     println!(
-        "journal      {:>8.0} msgs/s  ({n} in {:.2} s, Gateway::receive, one at a time)",
+        "journal      {:>8.0} msgs/s  ({n} in {:.2} s, Journal::receive, one at a time)",
         rate(n, journal),
         journal.as_secs_f64()
     );
@@ -356,6 +390,13 @@ async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64
         println!("             first error: {e}");
     }
     println!("end to end   {end_to_end:>8.0} msgs/s  (journal + processing, {workers} workers)");
+    println!(
+        "statements   {:>8.2} per answer journaled, {:.2} per answer processed ({} and {} in all)",
+        journal_statements as f64 / n as f64,
+        processing_statements as f64 / n as f64,
+        journal_statements,
+        processing_statements
+    );
     let problems = check(store, &cases, processed).await;
     for p in &problems {
         println!("FAIL {backend}: {p}");
