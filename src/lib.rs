@@ -1,22 +1,35 @@
 //! mako-gateway: an EDIFACT gateway for German electricity market communication (MaKo).
 //!
-//! Layers, from the bottom up; a layer may only use the ones below it:
+//! Layers, from the bottom up; a module may only use the ones below it (and
+//! `tests/layering.rs` checks it, with no import cycles at any level):
 //!
-//! - [`edifact`]: bytes to tree and back (pure: no I/O, no clock).
-//! - [`ids`]: market identifiers and EDIFACT dates as checked newtypes (pure).
+//! - [`clock`], [`ids`], [`edifact`]: the one wall-clock reader; market identifiers, dates and
+//!   record ids as checked newtypes; bytes to tree and back (pure: no I/O).
 //! - [`grammar`]: MIG and AHB data from `grammars/`, and the validator (pure).
 //! - [`acks`]: CONTRL and APERAK both ways, working days and deadlines (pure).
-//! - [`orders`]: the two order kinds, product rules, outbound builders, `apply` (pure).
+//! - [`orders`]: the two order kinds, product rules, lead times, builders, `apply` (pure).
+//! - [`plan`]: the decisions of the shell as complete plans: what a received interchange
+//!   changes and sends back, what an outbox item puts on the wire and changes, what a
+//!   request of the supplier core creates (pure).
 //! - [`config`]: the daemon's configuration from TOML and the environment (pure: the caller
 //!   reads the file and the environment).
-//! - [`store`]: the durable store over SQLite or PostgreSQL (I/O: uses `orders`, decides nothing).
-//! - [`transport`]: the e-mail transport's S/MIME core (pure apart from reading PEM files;
-//!   SMTP and IMAP come later).
-//! - [`api`]: the HTTP API for the supplier's core system (I/O: uses `store` and `orders`).
+//! - [`store`]: the durable store over SQLite or PostgreSQL; commits a plan in one call
+//!   (I/O; decides nothing).
+//! - [`transport`]: the file drop, e-mail (S/MIME, SMTP, IMAP) and AS4 (BDEW profile over
+//!   HTTPS), each behind the two seams [`transport::Outbound`] and
+//!   [`transport::InboundSink`] (I/O).
+//! - [`worker`] and [`api`]: the workers that claim work and carry out plans; the HTTP API for
+//!   the supplier core (I/O).
+//! - [`daemon`]: the wiring of `serve`: configuration checked as a whole, the clock, the
+//!   loops, shutdown.
 //! - [`cli`]: the command line, which reads files and prints.
 //!
-//! The grammar, message, order, store, transport, API and daemon layers described in the
-//! README are added on top of these.
+//! The inbound path, file by file: `transport/{file_drop,email/receive,as4/receive}.rs` →
+//! `worker/receive.rs` (journaled, committed, then acknowledged) → `worker/inbound.rs` (claims
+//! a batch) → `plan/inbound.rs` (`read_inbound`: parse once, validate, acknowledgements;
+//! `plan_inbound`: transitions, history, events, replies, clearing) → `store/plans.rs`
+//! (`apply_inbound_plans`: one transaction, a few multi-row statements) → the outbox →
+//! `worker/outbound.rs` → `plan/outbound.rs` → a [`transport::Outbound`].
 
 pub mod acks;
 pub mod api;

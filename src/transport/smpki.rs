@@ -180,7 +180,7 @@ fn serial_hex(cert: &X509Ref) -> String {
 // Revocation
 
 /// Downloads a CRL. The TLS layer supplies a plain-HTTP one
-/// ([`super::https::PlainHttpFetcher`]); tests supply bytes.
+/// ([`crate::transport::as4::https::PlainHttpFetcher`]); tests supply bytes.
 pub trait CrlFetcher: Send + Sync + fmt::Debug {
     /// The body of `GET url` (DER or PEM), or why it could not be had.
     fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, BoxError>>;

@@ -5,13 +5,17 @@
 //! replaced; what is ours:
 //! - [`https`]: HTTPS client and server on OpenSSL (TLS 1.2 with brainpoolP256r1, mutual
 //!   authentication against the SM-PKI roots) — asx's own client (rustls) cannot do brainpool;
-//! - [`smpki`]: the SM-PKI identity checks (CN containing `EMT.MAK`, subject OU = market
-//!   partner ID) and revocation by CRL for TLS peers.
+//! - [`crate::transport::smpki`] (shared with e-mail): the SM-PKI identity checks (CN
+//!   containing `EMT.MAK`, subject OU = market partner ID) and revocation by CRL for TLS peers.
 //!
 //! This module is the adapter: [`As4Endpoint`] (our identity, the partner registry, send with a
 //! fixed message id and timestamp, the inbound service with our own checks) and [`persist`]
 //! (asx-rs's dedup store and audit sink over our [`crate::store::Store`]). Nothing outside
-//! `transport::as4` names an asx-rs type.
+//! `transport::as4` names an asx-rs type. Around it, the two sides of the transport seams:
+//! [`setup`] (key material and the runtime, checked with the configuration before the store is
+//! touched), [`receive`] (a received request: raw journal, verification, our checks, the
+//! interchange into the [`crate::transport::InboundSink`], the signed receipt) and
+//! [`outbound`] (the [`crate::transport::Outbound`] of AS4).
 
 pub mod https;
 pub mod outbound;

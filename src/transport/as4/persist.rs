@@ -13,7 +13,7 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The duplicate store of received AS4 messages. A claim holds for `lease` (the longest a
 /// handler may take: journaling one interchange); an accepted key is remembered until
-/// [`Store::purge_as4_dedup`] removes it after the retention (≥ 7 days, `as4.dedup_retention`).
+/// [`crate::store::Session::purge_as4_dedup`] removes it after the retention (≥ 7 days, `as4.dedup_retention`).
 #[derive(Clone)]
 pub struct Dedup {
     store: Store,
