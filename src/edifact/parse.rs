@@ -15,6 +15,7 @@ use super::charset::Charset;
 use super::delimiters::{parse_una, Delimiters, UnaProblem, UNA_LEN};
 use super::error::{Position, SegmentTag, SyntaxError, SyntaxErrorKind};
 use super::scan::{ScanProblem, SegmentCursor};
+use super::tokens::{self, find_terminator, first_repetition, split_unreleased};
 use super::tree::{
     Document, GroupIndex, InterchangeIndex, MessageIndex, Segment, Span, SyntaxIdentifier,
 };
@@ -408,19 +409,8 @@ impl<'a> Scanner<'a> {
                 },
             ));
         }
-        let mut search = start;
-        let end = loop {
-            match memchr::memchr(delimiters.terminator, &input[search..]) {
-                Some(i) => {
-                    let t = search + i;
-                    if is_released(input, start, t, delimiters.release) {
-                        search = t + 1;
-                        continue;
-                    }
-                    break t;
-                }
-                None => return Err(self.unterminated(start, delimiters)),
-            }
+        let Some(end) = find_terminator(input, start, delimiters) else {
+            return Err(self.unterminated(start, delimiters));
         };
         let span = Span {
             start: start as u32,
@@ -796,104 +786,26 @@ fn field_bit(element: usize, component: usize) -> u32 {
 }
 
 /// Which of the first six elements' first five components (first repetition) are non-empty,
-/// as [`field_bit`]s, in one pass over the segment.
+/// as [`field_bit`]s.
 fn nonempty_fields(raw: &[u8], d: &Delimiters) -> u32 {
-    let (mut e, mut c, mut len) = (0usize, 1usize, 0usize);
-    let mut in_repetition = false;
     let mut bits = 0u32;
-    let mut record = |e: usize, c: usize, len: usize, in_repetition: bool| {
-        if len > 0 && !in_repetition && (1..=6).contains(&e) && c <= 5 {
-            bits |= field_bit(e, c);
-        }
-    };
-    let mut i = 0;
-    while i < raw.len() {
-        let b = raw[i];
-        if Some(b) == d.release {
-            len += 2;
-            i += 2;
-            continue;
-        }
-        if b == d.element {
-            record(e, c, len, in_repetition);
-            e += 1;
-            c = 1;
-            len = 0;
-            in_repetition = false;
-            if e > 6 {
-                break;
+    let elements = split_unreleased(raw, d.element, d.release).enumerate();
+    for (e, (_, element)) in elements.skip(1).take(6) {
+        let repetition = first_repetition(element, d);
+        let components = split_unreleased(repetition, d.component, d.release).enumerate();
+        for (c, (_, value)) in components.take(5) {
+            if !value.is_empty() {
+                bits |= field_bit(e, c + 1);
             }
-        } else if b == d.component {
-            record(e, c, len, in_repetition);
-            c += 1;
-            len = 0;
-        } else if Some(b) == d.repetition {
-            record(e, c, len, in_repetition);
-            in_repetition = true;
-        } else {
-            len += 1;
         }
-        i += 1;
     }
-    record(e, c, len, in_repetition);
     bits
 }
 
 /// Raw value of element `element`, component `component` (1-based) of a service segment, or
-/// empty when absent. One tight pass over the (short) segment: cheaper here than the general
-/// views of `tree`, which are built for arbitrary access.
+/// empty when absent.
 fn field<'a>(raw: &'a [u8], d: &Delimiters, element: usize, component: usize) -> &'a [u8] {
-    let (mut e, mut c, mut start) = (0usize, 1usize, 0usize);
-    // After a repetition separator the rest of the element belongs to later repetitions.
-    let mut in_repetition = false;
-    let mut i = 0;
-    while i < raw.len() {
-        let b = raw[i];
-        if Some(b) == d.release {
-            i += 2;
-            continue;
-        }
-        let ends_element = b == d.element;
-        let ends_component = b == d.component || Some(b) == d.repetition;
-        if ends_element || ends_component {
-            if e == element && c == component && !in_repetition {
-                return &raw[start..i];
-            }
-            if ends_element {
-                e += 1;
-                c = 1;
-                in_repetition = false;
-                if e > element {
-                    return &[];
-                }
-            } else if b == d.component {
-                c += 1;
-            } else {
-                in_repetition = true;
-            }
-            start = i + 1;
-        }
-        i += 1;
-    }
-    if e == element && c == component && !in_repetition {
-        &raw[start..]
-    } else {
-        &[]
-    }
-}
-
-/// True when the byte at `at` is preceded by an odd number of release characters (counting
-/// back no further than `start`).
-#[inline]
-fn is_released(input: &[u8], start: usize, at: usize, release: Option<u8>) -> bool {
-    let Some(rel) = release else {
-        return false;
-    };
-    let mut k = at;
-    while k > start && input[k - 1] == rel {
-        k -= 1;
-    }
-    (at - k) % 2 == 1
+    tokens::component(raw, d, element, component).unwrap_or_default()
 }
 
 #[inline]
