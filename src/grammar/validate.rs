@@ -8,11 +8,11 @@
 use std::borrow::Cow;
 
 use chrono::NaiveDate;
-use wide::u8x16;
 
 use super::ahb::{Ahb, AhbBlock, CompiledRule, CompiledSelector, Locations, RuleKind, ValueKind};
 use super::mig::{CharClass, GroupDef, Mig, Node, SegmentDef, SimpleDef, Status};
 use super::Registry;
+use crate::edifact::tokens::{unescape, unescape_in, ComponentSpan, Splitter};
 use crate::edifact::{Delimiters, Interchange, Message, Segment};
 use crate::ids::{
     parse_date_102, parse_date_203, parse_date_303, MarketLocationId, MarketPartnerId,
@@ -302,8 +302,8 @@ pub fn validate_message<'a>(
 /// message allocates only what its report keeps.
 #[derive(Default)]
 struct Scratch {
-    /// Every segment's components, split once (see [`split_parts`]).
-    parts: Vec<Part>,
+    /// Every segment's components, split once (see [`Splitter::split`]).
+    parts: Vec<ComponentSpan>,
     /// Per segment: its range in `parts`.
     ranges: Vec<(u32, u32)>,
     /// Per segment: its tag.
@@ -350,26 +350,26 @@ struct Split<'v, 'a> {
     segments: &'v [Segment<'a>],
     /// Per segment: its tag.
     tags: &'v [[u8; 3]],
-    parts: &'v [Part],
+    parts: &'v [ComponentSpan],
     ranges: &'v [(u32, u32)],
 }
 
 impl<'v, 'a> Split<'v, 'a> {
     /// The components of segment `i`.
-    fn parts(&self, i: usize) -> &'v [Part] {
+    fn parts(&self, i: usize) -> &'v [ComponentSpan] {
         let (from, to) = self.ranges[i];
         &self.parts[from as usize..to as usize]
     }
 
     /// Component `c` of element `e` of segment `i`, if present.
-    fn part(&self, i: usize, e: u16, c: u16) -> Option<&'v Part> {
+    fn part(&self, i: usize, e: u16, c: u16) -> Option<&'v ComponentSpan> {
         self.parts(i)
             .iter()
             .find(|p| p.element == e && p.component == c)
     }
 
     /// Raw bytes of a part of segment `i`.
-    fn bytes(&self, i: usize, p: &Part) -> &'a [u8] {
+    fn bytes(&self, i: usize, p: &ComponentSpan) -> &'a [u8] {
         &self.segments[i].raw()[p.start as usize..p.end as usize]
     }
 
@@ -382,11 +382,11 @@ impl<'v, 'a> Split<'v, 'a> {
     }
 
     /// A part unescaped and decoded, as [`crate::edifact::Value::text`] does it.
-    fn text(&self, i: usize, p: &Part) -> Cow<'a, str> {
+    fn text(&self, i: usize, p: &ComponentSpan) -> Cow<'a, str> {
         let seg = &self.segments[i];
         let raw = self.bytes(i, p);
         if p.escaped {
-            if let Cow::Owned(bytes) = unescape(raw, &seg.delimiters()) {
+            if let Cow::Owned(bytes) = unescape(raw, seg.delimiters().release) {
                 return Cow::Owned(seg.charset().decode(&bytes).into_owned());
             }
         }
@@ -395,14 +395,14 @@ impl<'v, 'a> Split<'v, 'a> {
 
     /// Calls `f` with the text of a part (the same text as [`Split::text`]), unescaping short
     /// values on the stack.
-    fn with_text<R>(&self, i: usize, p: &Part, f: impl FnOnce(&str) -> R) -> R {
+    fn with_text<R>(&self, i: usize, p: &ComponentSpan, f: impl FnOnce(&str) -> R) -> R {
         let seg = &self.segments[i];
         let raw = self.bytes(i, p);
         if p.escaped {
             let mut buf = [0u8; UNESCAPE_BUFFER];
             f(&seg
                 .charset()
-                .decode(&unescape_in(raw, &seg.delimiters(), &mut buf)))
+                .decode(&unescape_in(raw, seg.delimiters().release, &mut buf)))
         } else {
             f(&seg.charset().decode(raw))
         }
@@ -529,7 +529,7 @@ fn validate_segments<'a>(
     for s in &segments {
         tags.push(s.tag().0);
         let from = parts.len() as u32;
-        split_parts(s.raw(), splitter, parts);
+        splitter.split(s.raw(), parts);
         ranges.push((from, parts.len() as u32));
     }
     placed.clear();
@@ -784,137 +784,6 @@ fn finding_offset(segment: &Segment<'_>, place: Option<(usize, usize)>) -> usize
     match place.and_then(|(e, c)| segment.element(e).map(|el| (el, c))) {
         Some((el, c)) => el.component(c).map_or(el.offset(), |v| v.offset()),
         None => segment.offset(),
-    }
-}
-
-/// One component of a split segment: element and component position (1-based), raw bytes,
-/// and whether it holds a release character.
-#[derive(Debug, Clone, Copy)]
-struct Part {
-    element: u16,
-    component: u16,
-    start: u32,
-    end: u32,
-    escaped: bool,
-}
-
-/// Byte classes for [`split_parts`]: 0 ordinary, 1 element separator, 2 component separator,
-/// 3 repetition separator, 4 release character.
-type Classes = [u8; 256];
-
-fn classes(d: &Delimiters) -> Classes {
-    let mut c = [0u8; 256];
-    c[d.element as usize] = 1;
-    c[d.component as usize] = 2;
-    if let Some(r) = d.repetition {
-        c[r as usize] = 3;
-    }
-    if let Some(r) = d.release {
-        c[r as usize] = 4;
-    }
-    c
-}
-
-/// The service characters that split a segment, as byte classes and as SIMD lanes.
-struct Splitter {
-    classes: Classes,
-    element: u8x16,
-    component: u8x16,
-    repetition: Option<u8x16>,
-    release: Option<u8x16>,
-}
-
-impl Splitter {
-    fn new(d: &Delimiters) -> Splitter {
-        Splitter {
-            classes: classes(d),
-            element: u8x16::splat(d.element),
-            component: u8x16::splat(d.component),
-            repetition: d.repetition.map(u8x16::splat),
-            release: d.release.map(u8x16::splat),
-        }
-    }
-
-    /// Bit `j`: byte `j` of the block is a service character.
-    #[inline(always)]
-    fn mask(&self, block: &[u8; 16]) -> u32 {
-        let v = u8x16::new(*block);
-        let mut lanes = v.simd_eq(self.element) | v.simd_eq(self.component);
-        if let Some(r) = self.repetition {
-            lanes |= v.simd_eq(r);
-        }
-        if let Some(r) = self.release {
-            lanes |= v.simd_eq(r);
-        }
-        lanes.to_bitmask()
-    }
-}
-
-/// Appends a segment's components to `out` in one pass (first repetition only; the BDEW MIGs
-/// repeat no data element). Service characters are found sixteen bytes at a time; only they
-/// are looked at one by one.
-fn split_parts(raw: &[u8], splitter: &Splitter, out: &mut Vec<Part>) {
-    let n = raw.len();
-    let (mut element, mut component, mut start) = (0u16, 1u16, 0usize);
-    let mut repetition = false;
-    let mut escaped = false;
-    // Bytes before this offset are released.
-    let mut released_until = 0usize;
-    let mut base = 0usize;
-    while base < n {
-        let mut mask = if n - base >= 16 {
-            splitter.mask(raw[base..base + 16].try_into().expect("16 bytes"))
-        } else if n >= 16 {
-            // The last bytes: the final sixteen, without the lanes already looked at.
-            splitter.mask(raw[n - 16..].try_into().expect("16 bytes")) >> (base + 16 - n)
-        } else {
-            raw.iter().enumerate().fold(0u32, |m, (j, &b)| {
-                m | u32::from(splitter.classes[b as usize] != 0) << j
-            })
-        };
-        while mask != 0 {
-            let i = base + mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            if i < released_until {
-                continue;
-            }
-            let class = splitter.classes[raw[i] as usize];
-            if class == 4 {
-                escaped = true;
-                released_until = i + 2;
-                continue;
-            }
-            if element > 0 && !repetition {
-                out.push(Part {
-                    element,
-                    component,
-                    start: start as u32,
-                    end: i as u32,
-                    escaped,
-                });
-            }
-            match class {
-                1 => {
-                    element += 1;
-                    component = 1;
-                    repetition = false;
-                }
-                2 => component += 1,
-                _ => repetition = true,
-            }
-            start = i + 1;
-            escaped = false;
-        }
-        base += 16;
-    }
-    if element > 0 && !repetition {
-        out.push(Part {
-            element,
-            component,
-            start: start as u32,
-            end: n as u32,
-            escaped,
-        });
     }
 }
 
@@ -1346,7 +1215,13 @@ impl<'a> Matcher<'_, 'a> {
     /// Records what is wrong with the segment at `self.pos`, in the order of the checks.
     #[cold]
     #[inline(never)]
-    fn segment_findings(&mut self, def: &SegmentDef, count: u32, parts: &[Part], raw: &[u8]) {
+    fn segment_findings(
+        &mut self,
+        def: &SegmentDef,
+        count: u32,
+        parts: &[ComponentSpan],
+        raw: &[u8],
+    ) {
         let pos = self.pos;
         let tables = self.tables;
         let reference = &tables.position_refs[def.index];
@@ -1396,7 +1271,7 @@ impl<'a> Matcher<'_, 'a> {
     }
 
     /// Checks every data element of the segment at `self.pos` and records what is wrong.
-    fn element_findings(&mut self, def: &SegmentDef, parts: &[Part], raw: &[u8]) {
+    fn element_findings(&mut self, def: &SegmentDef, parts: &[ComponentSpan], raw: &[u8]) {
         let pos = self.pos;
         let tables = self.tables;
         let first_ref = tables.positions[def.index].first as usize;
@@ -1495,7 +1370,7 @@ fn node_status(node: &Node) -> Status {
 fn elements_ok(
     tables: &MigTables,
     position: usize,
-    parts: &[Part],
+    parts: &[ComponentSpan],
     raw: &[u8],
     delimiters: &Delimiters,
     utf8: bool,
@@ -1550,7 +1425,7 @@ fn elements_ok(
         }
         let ok = if q.escaped {
             let mut buf = [0u8; UNESCAPE_BUFFER];
-            let unescaped = unescape_in(value, delimiters, &mut buf);
+            let unescaped = unescape_in(value, delimiters.release, &mut buf);
             value_ok(tables, component, &unescaped, delimiters.decimal, utf8)
         } else {
             value_ok(tables, component, value, delimiters.decimal, utf8)
@@ -1633,27 +1508,6 @@ fn value_ok(tables: &MigTables, c: &ComponentTable, raw: &[u8], decimal: u8, utf
     }
 }
 
-/// Unescapes a raw value only when it holds a release character.
-fn unescape<'v>(raw: &'v [u8], d: &Delimiters) -> Cow<'v, [u8]> {
-    match d.release {
-        Some(rel) if raw.contains(&rel) => {
-            let mut out = Vec::with_capacity(raw.len());
-            let mut it = raw.iter();
-            while let Some(&b) = it.next() {
-                if b == rel {
-                    if let Some(&n) = it.next() {
-                        out.push(n);
-                    }
-                } else {
-                    out.push(b);
-                }
-            }
-            Cow::Owned(out)
-        }
-        _ => Cow::Borrowed(raw),
-    }
-}
-
 /// `str::parse::<u32>` on the text of `bytes`: a non-ASCII text is no number either, and an
 /// ASCII one is these bytes.
 fn parse_u32(bytes: &[u8]) -> Option<u32> {
@@ -1670,35 +1524,6 @@ fn parse_u32(bytes: &[u8]) -> Option<u32> {
 
 /// Values up to this length are unescaped on the stack.
 const UNESCAPE_BUFFER: usize = 64;
-
-/// [`unescape`] into `buf` when the value fits (BDEW values are short), else into a vector: the
-/// same bytes. For values known to hold a release character (a value without one is copied).
-fn unescape_in<'v>(
-    raw: &'v [u8],
-    d: &Delimiters,
-    buf: &'v mut [u8; UNESCAPE_BUFFER],
-) -> Cow<'v, [u8]> {
-    match d.release {
-        Some(rel) if raw.len() <= buf.len() => {
-            let mut n = 0;
-            let mut it = raw.iter();
-            while let Some(&b) = it.next() {
-                let byte = if b == rel {
-                    match it.next() {
-                        Some(&next) => next,
-                        None => break,
-                    }
-                } else {
-                    b
-                };
-                buf[n] = byte;
-                n += 1;
-            }
-            Cow::Borrowed(&buf[..n])
-        }
-        _ => unescape(raw, d),
-    }
-}
 
 /// [`code_key`](super::mig::code_key) without a variable-length copy: the same key for the
 /// same bytes.
@@ -1748,7 +1573,7 @@ fn check_value(
             12,
         ));
     }
-    let value = unescape(raw, d);
+    let value = unescape(raw, d.release);
     let f = def.format;
     let (length, bad_type) = match f.class {
         CharClass::Numeric => {
@@ -2136,7 +1961,14 @@ struct Conditions<'s> {
 impl Conditions<'_> {
     /// Marks the conditions that segment `i`, matched to MIG position `position`, meets.
     #[inline]
-    fn mark(&mut self, i: usize, position: u32, parts: &[Part], raw: &[u8], s: &Segment<'_>) {
+    fn mark(
+        &mut self,
+        i: usize,
+        position: u32,
+        parts: &[ComponentSpan],
+        raw: &[u8],
+        s: &Segment<'_>,
+    ) {
         let Some(reads) = self.tables.position_reads.get(position as usize) else {
             return;
         };
@@ -2150,7 +1982,7 @@ impl Conditions<'_> {
             let value = &raw[p.start as usize..p.end as usize];
             if p.escaped {
                 let mut buf = [0u8; UNESCAPE_BUFFER];
-                let value = unescape_in(value, &s.delimiters(), &mut buf);
+                let value = unescape_in(value, s.delimiters().release, &mut buf);
                 mark(self.sets, read, &value, self.words, i);
             } else {
                 mark(self.sets, read, value, self.words, i);
@@ -2201,7 +2033,12 @@ fn mark(sets: &mut [u64], read: &Read, value: &[u8], words: usize, i: usize) {
 /// The part holding the data element located by `at` in segment `i`, if the segment was
 /// matched to a MIG position that has it and the message has a value there.
 #[inline]
-fn located<'v>(split: Split<'v, '_>, placed: &[u32], i: usize, at: &Locations) -> Option<&'v Part> {
+fn located<'v>(
+    split: Split<'v, '_>,
+    placed: &[u32],
+    i: usize,
+    at: &Locations,
+) -> Option<&'v ComponentSpan> {
     let def = placed[i];
     if def == UNPLACED {
         return None;
@@ -2648,91 +2485,6 @@ segment UNT M 1
         assert_eq!(report(GOOD), vec![]);
     }
 
-    /// The splitter before it scanned sixteen bytes at a time: one byte after the other.
-    fn split_bytewise(raw: &[u8], classes: &Classes) -> Vec<Part> {
-        let mut out = Vec::new();
-        let (mut element, mut component, mut start) = (0u16, 1u16, 0usize);
-        let (mut repetition, mut escaped) = (false, false);
-        let mut i = 0;
-        while i < raw.len() {
-            let class = classes[raw[i] as usize];
-            if class == 0 {
-                i += 1;
-                continue;
-            }
-            if class == 4 {
-                escaped = true;
-                i += 2;
-                continue;
-            }
-            if element > 0 && !repetition {
-                out.push(Part {
-                    element,
-                    component,
-                    start: start as u32,
-                    end: i as u32,
-                    escaped,
-                });
-            }
-            match class {
-                1 => {
-                    element += 1;
-                    component = 1;
-                    repetition = false;
-                }
-                2 => component += 1,
-                _ => repetition = true,
-            }
-            start = i + 1;
-            escaped = false;
-            i += 1;
-        }
-        if element > 0 && !repetition {
-            out.push(Part {
-                element,
-                component,
-                start: start as u32,
-                end: raw.len() as u32,
-                escaped,
-            });
-        }
-        out
-    }
-
-    fn parts_eq(a: &[Part], b: &[Part]) -> bool {
-        a.len() == b.len()
-            && a.iter().zip(b).all(|(x, y)| {
-                (x.element, x.component, x.start, x.end, x.escaped)
-                    == (y.element, y.component, y.start, y.end, y.escaped)
-            })
-    }
-
-    #[test]
-    fn block_splitter_agrees_with_the_bytewise_one() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        for d in [Delimiters::LEVEL_A_V3, Delimiters::LEVEL_A_V4] {
-            let splitter = Splitter::new(&d);
-            let alphabet = b"AB1+:*?'. ";
-            for len in 0..70 {
-                for _ in 0..200 {
-                    let raw: Vec<u8> = (0..len)
-                        .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-                        .collect();
-                    let mut got = Vec::new();
-                    split_parts(&raw, &splitter, &mut got);
-                    let want = split_bytewise(&raw, &splitter.classes);
-                    assert!(parts_eq(&got, &want), "{:?}", String::from_utf8_lossy(&raw));
-                }
-            }
-        }
-    }
-
     #[test]
     fn packed_keys_and_numbers_are_the_standard_ones() {
         for v in [
@@ -2768,14 +2520,6 @@ segment UNT M 1
         ] {
             assert_eq!(parse_u32(v.as_bytes()), v.parse::<u32>().ok(), "{v:?}");
         }
-        let d = Delimiters::LEVEL_A_V3;
-        for v in [&b"a?+b"[..], b"??", b"?", b"plain", b"x?:y?'z?"] {
-            let mut buf = [0u8; UNESCAPE_BUFFER];
-            assert_eq!(unescape_in(v, &d, &mut buf), unescape(v, &d), "{v:?}");
-        }
-        let long = vec![b'?'; UNESCAPE_BUFFER * 2 + 1];
-        let mut buf = [0u8; UNESCAPE_BUFFER];
-        assert_eq!(unescape_in(&long, &d, &mut buf), unescape(&long, &d));
     }
 
     #[test]
