@@ -338,3 +338,18 @@ fn regression_contrl_in_free_text_does_not_suppress_the_contrl() {
         .contrl
         .is_none());
 }
+
+/// Found when `claims_contrl` moved to the shared tokenizer: it took any release character
+/// before `+CONTRL:` as releasing the separator, so a released release character (`??+`) hid
+/// the CONTRL header of an unreadable CONTRL interchange and it was answered with a CONTRL.
+#[test]
+fn regression_contrl_after_a_released_release_character_is_not_answered() {
+    let unreadable_contrl = "UNA:+.? 'UNB+UNOC:3+9900000000011:500+9900000000003:500+260512:0930+NB9'UNH+1??+CONTRL:D:3:UN:2.0b'UCI+X+A:500+B:500+4";
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    assert!(plan(unreadable_contrl.as_bytes(), &mut ctx)
+        .contrl
+        .is_none());
+    // One release character releases the separator: not a CONTRL header, so it is answered.
+    let released = unreadable_contrl.replace("1??+CONTRL", "1?+CONTRL");
+    assert!(plan(released.as_bytes(), &mut ctx).contrl.is_some());
+}

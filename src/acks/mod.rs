@@ -26,6 +26,7 @@ pub use inbound::{
     AperakError, ContrlMessageError, SentLookup, SentMessage,
 };
 
+use crate::edifact::tokens::{find_terminator, split_unreleased};
 use crate::edifact::{
     parse_lenient, Charset, InterchangeHeader, LineBreak, Message, OwnedInterchange,
     PartnerQualifier, Party, ReferenceSequence, SyntaxError, SyntaxIdentifier, Writer,
@@ -161,21 +162,8 @@ pub fn read_envelope(input: &[u8]) -> Option<ReceivedEnvelope> {
     if !body.starts_with(b"UNB") {
         return None;
     }
-    // The terminator not preceded by a release character.
-    let mut end = None;
-    let mut i = 0;
-    while i < body.len() {
-        if Some(body[i]) == delimiters.release {
-            i += 2;
-            continue;
-        }
-        if body[i] == delimiters.terminator {
-            end = Some(i);
-            break;
-        }
-        i += 1;
-    }
-    let raw = &body[..end?];
+    let end = find_terminator(body, 0, &delimiters)?;
+    let raw = &body[..end];
     let seg = crate::edifact::Segment::new(raw, start + at, 1, delimiters, Charset::Unoc);
     let sender = party(&copyable(&seg.value(2, 1)), &seg.value(2, 2));
     let recipient = party(&copyable(&seg.value(3, 1)), &seg.value(3, 2));
@@ -204,13 +192,14 @@ fn claims_contrl(input: &[u8]) -> bool {
         Ok(Some(advice)) => advice.delimiters,
         _ => crate::edifact::Delimiters::default_for(&input[start..]),
     };
-    let mut pattern = vec![d.element];
-    pattern.extend_from_slice(b"CONTRL");
-    pattern.push(d.component);
-    input
-        .windows(pattern.len())
-        .enumerate()
-        .any(|(i, w)| w == pattern.as_slice() && (i == 0 || Some(input[i - 1]) != d.release))
+    // A part after an unreleased data element separator that begins `CONTRL` and the
+    // component separator.
+    split_unreleased(input, d.element, d.release)
+        .skip(1)
+        .any(|(_, part)| {
+            part.strip_prefix(b"CONTRL")
+                .is_some_and(|rest| rest.first() == Some(&d.component))
+        })
 }
 
 /// Decides what to answer to a received interchange: parses it leniently, validates every
