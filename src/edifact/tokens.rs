@@ -4,12 +4,13 @@
 //! validator, the acknowledgement reader) splits with these functions, so that a released
 //! separator means the same thing everywhere.
 //!
-//! Two ways to split, with the same rules:
+//! Two ways to split, with the same rules (a test holds both to one byte-by-byte reference):
 //! - [`split_unreleased`] splits at one separator, lazily: what the tree's views
 //!   ([`Segment`](super::Segment), [`Element`](super::Element)) need to reach one element or
 //!   component. `memchr` finds the candidates.
 //! - [`Splitter`] splits a whole segment into all its components in one pass, sixteen bytes at
-//!   a time: what the validator needs for every segment of every message.
+//!   a time: what the validator needs for every segment of every message, and the parser for
+//!   the values of the service segments.
 //!
 //! The rule: a release character takes away the service meaning of the byte after it, whatever
 //! that byte is (the parser reports a release before an ordinary character; the tokenizer does
@@ -99,29 +100,6 @@ pub fn first_repetition<'a>(element: &'a [u8], delimiters: &Delimiters) -> &'a [
         },
         None => element,
     }
-}
-
-/// The raw bytes of data element `element` (1-based after the tag), component `component`
-/// (1-based) of its first repetition, escapes as written; `None` when the segment has no such
-/// element or component.
-///
-/// ```
-/// use mako_gateway::edifact::{tokens::component, Delimiters};
-/// let d = Delimiters::LEVEL_A_V3;
-/// assert_eq!(component(b"UNT+12+M?:1", &d, 2, 1), Some(&b"M?:1"[..]));
-/// assert_eq!(component(b"UNT+12+M?:1", &d, 2, 2), None);
-/// ```
-pub fn component<'a>(
-    raw: &'a [u8],
-    delimiters: &Delimiters,
-    element: usize,
-    component: usize,
-) -> Option<&'a [u8]> {
-    let element = split_unreleased(raw, delimiters.element, delimiters.release).nth(element)?;
-    let repetition = first_repetition(element.1, delimiters);
-    split_unreleased(repetition, delimiters.component, delimiters.release)
-        .nth(component.checked_sub(1)?)
-        .map(|(_, value)| value)
 }
 
 /// The parts of [`split_unreleased`].
@@ -362,9 +340,11 @@ impl Splitter {
                 // The last bytes: the final sixteen, without the lanes already looked at.
                 self.mask(raw[n - 16..].try_into().expect("16 bytes")) >> (base + 16 - n)
             } else {
-                raw.iter().enumerate().fold(0u32, |m, (j, &b)| {
-                    m | u32::from(self.classes[b as usize] != ORDINARY) << j
-                })
+                // A segment shorter than a block: its bytes in one, the lanes past its end
+                // (zeros, which might be a service character) cleared.
+                let mut block = [0u8; 16];
+                block[..n].copy_from_slice(raw);
+                self.mask(&block) & ((1u32 << n) - 1)
             };
             while mask != 0 {
                 let i = base + mask.trailing_zeros() as usize;
@@ -478,16 +458,15 @@ mod tests {
     }
 
     #[test]
-    fn components_come_from_the_first_repetition() {
+    fn the_first_repetition_ends_at_an_unreleased_repetition_separator() {
         let d = Delimiters::LEVEL_A_V4;
-        assert_eq!(component(b"XYZ+a:b*c:d+e", &d, 1, 2), Some(&b"b"[..]));
-        assert_eq!(component(b"XYZ+a:b?*c:d+e", &d, 1, 2), Some(&b"b?*c"[..]));
-        assert_eq!(component(b"XYZ+a:b*c:d+e", &d, 1, 3), None);
-        assert_eq!(component(b"XYZ+a:b*c:d+e", &d, 2, 1), Some(&b"e"[..]));
-        assert_eq!(component(b"XYZ+a:b*c:d+e", &d, 3, 1), None);
-        assert_eq!(component(b"XYZ+a", &d, 1, 0), None);
-        let v3 = Delimiters::LEVEL_A_V3;
-        assert_eq!(component(b"XYZ+a:b*c:d+e", &v3, 1, 2), Some(&b"b*c"[..]));
+        assert_eq!(first_repetition(b"a:b*c:d", &d), b"a:b");
+        assert_eq!(first_repetition(b"a:b?*c:d", &d), b"a:b?*c:d");
+        assert_eq!(first_repetition(b"*c", &d), b"");
+        assert_eq!(
+            first_repetition(b"a:b*c:d", &Delimiters::LEVEL_A_V3),
+            b"a:b*c:d"
+        );
     }
 
     #[test]
@@ -590,11 +569,21 @@ mod tests {
     }
 
     #[test]
-    fn block_splitter_agrees_with_the_bytewise_one_and_the_views() {
+    fn the_splitter_agrees_with_the_bytewise_one_and_the_views() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for d in [Delimiters::LEVEL_A_V3, Delimiters::LEVEL_A_V4] {
+        // The last set has a zero byte as a separator: the padding of short segments must not
+        // count as one.
+        let zero_component = Delimiters {
+            component: 0,
+            ..Delimiters::LEVEL_A_V4
+        };
+        for d in [
+            Delimiters::LEVEL_A_V3,
+            Delimiters::LEVEL_A_V4,
+            zero_component,
+        ] {
             let splitter = Splitter::new(&d);
-            let alphabet = b"AB1+:*?'. ";
+            let alphabet = b"AB1+:*?'. \0";
             for len in 0..70 {
                 for _ in 0..200 {
                     let raw = random_bytes(&mut seed, alphabet, len);
