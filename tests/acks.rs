@@ -2,14 +2,18 @@
 //! interchanges, reading the ones partners send, matching them to what we sent, and their
 //! deadlines.
 
+mod common;
+
 use std::path::Path;
 
 use chrono::{NaiveDate, NaiveDateTime};
+use common::{corpus_dir, edi_files};
 use mako_gateway::acks::{
-    match_acknowledgement, plan, read_acknowledgements, AckContext, AckMatch, Acknowledgement,
-    Calendar, ContrlPolicy, Deadline, DeadlineRules, SentMessage,
+    match_acknowledgement, plan, plan_parsed, read_acknowledgements, read_envelope,
+    read_envelope_parsed, AckContext, AckMatch, Acknowledgement, Calendar, ContrlPolicy, Deadline,
+    DeadlineRules, SentMessage,
 };
-use mako_gateway::edifact::{parse, ReferenceSequence, Writer};
+use mako_gateway::edifact::{parse, parse_lenient, ReferenceSequence, Writer};
 use mako_gateway::grammar::Registry;
 
 fn context(policy: ContrlPolicy) -> AckContext<'static> {
@@ -337,4 +341,81 @@ fn regression_contrl_in_free_text_does_not_suppress_the_contrl() {
     assert!(plan(contrl_with_other_delimiters.as_bytes(), &mut ctx)
         .contrl
         .is_none());
+}
+
+/// Found when `claims_contrl` moved to the shared tokenizer: it took any release character
+/// before `+CONTRL:` as releasing the separator, so a released release character (`??+`) hid
+/// the CONTRL header of an unreadable CONTRL interchange and it was answered with a CONTRL.
+#[test]
+fn regression_contrl_after_a_released_release_character_is_not_answered() {
+    let unreadable_contrl = "UNA:+.? 'UNB+UNOC:3+9900000000011:500+9900000000003:500+260512:0930+NB9'UNH+1??+CONTRL:D:3:UN:2.0b'UCI+X+A:500+B:500+4";
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    assert!(plan(unreadable_contrl.as_bytes(), &mut ctx)
+        .contrl
+        .is_none());
+    // One release character releases the separator: not a CONTRL header, so it is answered.
+    let released = unreadable_contrl.replace("1??+CONTRL", "1?+CONTRL");
+    assert!(plan(released.as_bytes(), &mut ctx).contrl.is_some());
+}
+
+/// The parse-once forms (`plan_parsed`, `read_envelope_parsed`) answer exactly as the byte forms
+/// do: on every sample, every corpus file, and broken variants that parse with errors or not
+/// at all.
+#[test]
+fn the_parse_once_forms_answer_as_the_byte_forms() {
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let mut inputs: Vec<Vec<u8>> = edi_files(&samples)
+        .iter()
+        .chain(
+            corpus_dir()
+                .map(|d| edi_files(&d))
+                .unwrap_or_default()
+                .iter(),
+        )
+        .map(|path| std::fs::read(path).unwrap())
+        .collect();
+    for broken in [
+        ORDRSP.replace("UNT+10+M1", "UNT+11+M1"),
+        ORDRSP.replace("BGM+Z91+D1", "BGM+Z91+D\u{1}1"),
+        ORDRSP.trim_end_matches('\'').to_string(),
+        ORDRSP.replace("UNB+UNOC:3", "UNB+UNOW:4"),
+        ORDRSP.replace("9900000000011:500", "99000000?*00011:500"),
+        // Version 4 with a repetition separator, and a sender that is no UNOC text.
+        ORDRSP.replace(
+            "UNA:+.? 'UNB+UNOC:3+9900000000011:500",
+            "UNA:+.?*'UNB+UNOW:4+99000000*0\u{fc}011:500",
+        ),
+    ] {
+        inputs.push(broken.into_bytes());
+    }
+    let (mut parsed_documents, mut unreadable) = (0, 0);
+    for input in &inputs {
+        let parsed = parse_lenient(input);
+        match &parsed.document {
+            Some(document) => {
+                parsed_documents += 1;
+                assert_eq!(read_envelope_parsed(document), read_envelope(input));
+            }
+            None => unreadable += 1,
+        }
+        for policy in [ContrlPolicy::OnErrors, ContrlPolicy::Always] {
+            let bytes_form = plan(input, &mut context(policy));
+            let parsed_form = plan_parsed(input, &parsed, &mut context(policy));
+            assert_eq!(parsed_form.syntax_errors, bytes_form.syntax_errors);
+            assert_eq!(parsed_form.contrl_due, bytes_form.contrl_due);
+            assert_eq!(parsed_form.aperak_due, bytes_form.aperak_due);
+            assert_eq!(parsed_form.render().unwrap(), bytes_form.render().unwrap());
+            let findings = |p: &mako_gateway::acks::AckPlan<'_>| {
+                p.reports
+                    .iter()
+                    .map(|r| (r.reference.clone(), r.findings.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(findings(&parsed_form), findings(&bytes_form));
+        }
+    }
+    assert!(
+        parsed_documents > 10 && unreadable > 0,
+        "{parsed_documents} {unreadable}"
+    );
 }

@@ -26,9 +26,11 @@ pub use inbound::{
     AperakError, ContrlMessageError, SentLookup, SentMessage,
 };
 
+use crate::edifact::tokens::{find_terminator, split_unreleased};
 use crate::edifact::{
-    parse_lenient, Charset, InterchangeHeader, LineBreak, Message, OwnedInterchange,
-    PartnerQualifier, Party, ReferenceSequence, SyntaxError, SyntaxIdentifier, Writer,
+    parse_lenient, Charset, Delimiters, Document, InterchangeHeader, LineBreak, Message,
+    OwnedInterchange, ParseOutcome, PartnerQualifier, Party, ReferenceSequence, SyntaxError,
+    SyntaxIdentifier, Writer,
 };
 use crate::grammar::{validate_interchange, MessageReport, Registry};
 
@@ -147,13 +149,15 @@ pub(crate) fn copyable(text: &str) -> String {
         .collect()
 }
 
-/// Reads the UNB of `input` without trusting anything after it.
+/// Reads the UNB of `input` without trusting anything after it: works on bytes that do not
+/// parse (to address the CONTRL that rejects them). For an interchange already parsed,
+/// [`read_envelope_parsed`] gives the same answer from the tree.
 pub fn read_envelope(input: &[u8]) -> Option<ReceivedEnvelope> {
     let start = input.iter().position(|b| !matches!(b, b'\r' | b'\n'))?;
     let rest = &input[start..];
     let (delimiters, at) = match crate::edifact::parse_una(rest) {
         Ok(Some(advice)) => (advice.delimiters, crate::edifact::UNA_LEN),
-        Ok(None) => (crate::edifact::Delimiters::default_for(rest), 0),
+        Ok(None) => (Delimiters::default_for(rest), 0),
         Err(_) => return None,
     };
     let body = &rest[at..];
@@ -161,22 +165,31 @@ pub fn read_envelope(input: &[u8]) -> Option<ReceivedEnvelope> {
     if !body.starts_with(b"UNB") {
         return None;
     }
-    // The terminator not preceded by a release character.
-    let mut end = None;
-    let mut i = 0;
-    while i < body.len() {
-        if Some(body[i]) == delimiters.release {
-            i += 2;
-            continue;
-        }
-        if body[i] == delimiters.terminator {
-            end = Some(i);
-            break;
-        }
-        i += 1;
-    }
-    let raw = &body[..end?];
-    let seg = crate::edifact::Segment::new(raw, start + at, 1, delimiters, Charset::Unoc);
+    let end = find_terminator(body, 0, &delimiters)?;
+    envelope_of_unb(&body[..end], delimiters)
+}
+
+/// [`read_envelope`] on an interchange already parsed: the parse-once entry point, for a
+/// caller that parsed the bytes anyway ([`parse_lenient`]'s document). Reads the UNB of the
+/// first interchange and answers exactly as [`read_envelope`] does on the bytes the document
+/// was parsed from. Bytes that do not parse have no document: use [`read_envelope`] on them.
+pub fn read_envelope_parsed(document: &Document<'_>) -> Option<ReceivedEnvelope> {
+    let interchange = document.interchanges().next()?;
+    // The byte form reads the UNB before its syntax version is known: without the version 4
+    // repetition separator (a `*` in a party ID stays in it) and decoded as UNOC. The same
+    // reading here keeps the two forms' answers equal.
+    let delimiters = Delimiters {
+        repetition: None,
+        ..interchange.delimiters()
+    };
+    envelope_of_unb(interchange.unb().raw(), delimiters)
+}
+
+/// The envelope in the raw bytes of a UNB segment (tag to terminator, excluded), read with
+/// `delimiters` and decoded as UNOC; `None` without sender, recipient or control reference.
+fn envelope_of_unb(raw: &[u8], delimiters: Delimiters) -> Option<ReceivedEnvelope> {
+    // Offset and segment number only place errors, which this reading does not report.
+    let seg = crate::edifact::Segment::new(raw, 0, 1, delimiters, Charset::Unoc);
     let sender = party(&copyable(&seg.value(2, 1)), &seg.value(2, 2));
     let recipient = party(&copyable(&seg.value(3, 1)), &seg.value(3, 2));
     let control_reference = copyable(&seg.value(5, 1));
@@ -202,26 +215,86 @@ fn claims_contrl(input: &[u8]) -> bool {
         .unwrap_or(0);
     let d = match crate::edifact::parse_una(&input[start..]) {
         Ok(Some(advice)) => advice.delimiters,
-        _ => crate::edifact::Delimiters::default_for(&input[start..]),
+        _ => Delimiters::default_for(&input[start..]),
     };
-    let mut pattern = vec![d.element];
-    pattern.extend_from_slice(b"CONTRL");
-    pattern.push(d.component);
-    input
-        .windows(pattern.len())
-        .enumerate()
-        .any(|(i, w)| w == pattern.as_slice() && (i == 0 || Some(input[i - 1]) != d.release))
+    // A part after an unreleased data element separator that begins `CONTRL` and the
+    // component separator.
+    split_unreleased(input, d.element, d.release)
+        .skip(1)
+        .any(|(_, part)| {
+            part.strip_prefix(b"CONTRL")
+                .is_some_and(|rest| rest.first() == Some(&d.component))
+        })
 }
 
 /// Decides what to answer to a received interchange: parses it leniently, validates every
-/// message, and builds the CONTRL and the APERAKs the rules ask for.
+/// message, and builds the CONTRL and the APERAKs the rules ask for. A caller that parses the
+/// bytes for other reasons too (journal facts, reading acknowledgements) parses once and calls
+/// [`plan_parsed`].
 pub fn plan<'a>(input: &'a [u8], context: &mut AckContext<'_>) -> AckPlan<'a> {
-    let outcome = parse_lenient(input);
+    let parsed = parse_lenient(input);
+    let mut plan = decide(input, parsed.document.as_ref(), &parsed.errors, context);
+    plan.syntax_errors = parsed.errors;
+    plan
+}
+
+/// [`plan`] on an interchange already parsed: the parse-once entry point. `parsed` is what
+/// [`parse_lenient`] returned for `input`, and the plan is the one `plan(input, context)`
+/// makes. `input` is needed besides: when the bytes do not parse, the envelope and the CONTRL
+/// claim are read from them. The syntax errors are copied into the plan, so that `parsed`
+/// (its document in particular) stays the caller's to read.
+///
+/// ```
+/// use mako_gateway::acks::{plan_parsed, read_acknowledgements, AckContext, ContrlPolicy};
+/// use mako_gateway::edifact::{parse_lenient, ReferenceSequence};
+/// let input = b"UNA:+.? 'UNB+UNOC:3+9900000000003:500+9900000000010:500+251001:0815+R1'\
+///     UNH+1+CONTRL:D:3:UN:2.0b'UCI+X1+9900000000010:500+9900000000003:500+7'UNT+3+1'UNZ+1+R1'";
+/// let parsed = parse_lenient(input);
+/// let mut context = AckContext {
+///     registry: mako_gateway::grammar::Registry::embedded(),
+///     now: chrono::NaiveDate::from_ymd_opt(2025, 10, 1).unwrap().and_hms_opt(8, 20, 0).unwrap(),
+///     contrl_policy: ContrlPolicy::OnErrors,
+///     references: ReferenceSequence::new("ACK", 1).unwrap(),
+///     processing: &mako_gateway::acks::NoProcessingCheck,
+/// };
+/// // Nobody answers a CONTRL…
+/// let answers = plan_parsed(input, &parsed, &mut context);
+/// assert!(answers.contrl.is_none() && answers.aperak.is_none());
+/// // …and the same parse serves reading it.
+/// let document = parsed.document.as_ref().unwrap();
+/// let read = read_acknowledgements(&document.interchanges().next().unwrap());
+/// assert_eq!(read.len(), 1);
+/// ```
+pub fn plan_parsed<'a>(
+    input: &'a [u8],
+    parsed: &ParseOutcome<'a>,
+    context: &mut AckContext<'_>,
+) -> AckPlan<'a> {
+    debug_assert!(
+        parsed
+            .document
+            .as_ref()
+            .is_none_or(|d| std::ptr::eq(d.input(), input)),
+        "the outcome of parsing another input"
+    );
+    let mut plan = decide(input, parsed.document.as_ref(), &parsed.errors, context);
+    plan.syntax_errors = parsed.errors.clone();
+    plan
+}
+
+/// The decisions of [`plan`] on a parse outcome given in parts; the plan's `syntax_errors` are
+/// left empty for the caller to move or copy in.
+fn decide<'a>(
+    input: &'a [u8],
+    document: Option<&Document<'a>>,
+    syntax_errors: &[SyntaxError],
+    context: &mut AckContext<'_>,
+) -> AckPlan<'a> {
     let mut reports = Vec::new();
     let mut contrl = None;
     let mut aperak = None;
     let envelope = read_envelope(input);
-    match &outcome.document {
+    match document {
         Some(document) => {
             // The gateway receives one interchange per file or mail (BDEW); should there be
             // several, the answers cover the first and the others are reported as findings by
@@ -233,13 +306,7 @@ pub fn plan<'a>(input: &'a [u8], context: &mut AckContext<'_>) -> AckPlan<'a> {
                     && interchange.messages().all(|m| m.message_type() == "CONTRL");
                 if !only_contrl {
                     contrl = envelope.as_ref().and_then(|env| {
-                        build_contrl(
-                            env,
-                            Some(&interchange),
-                            &outcome.errors,
-                            &ic_reports,
-                            context,
-                        )
+                        build_contrl(env, Some(&interchange), syntax_errors, &ic_reports, context)
                     });
                     let rejected_whole = contrl.as_ref().is_some_and(contrl::rejects_interchange);
                     if !rejected_whole {
@@ -262,7 +329,7 @@ pub fn plan<'a>(input: &'a [u8], context: &mut AckContext<'_>) -> AckPlan<'a> {
             if !is_contrl {
                 contrl = envelope
                     .as_ref()
-                    .and_then(|env| build_contrl(env, None, &outcome.errors, &[], context));
+                    .and_then(|env| build_contrl(env, None, syntax_errors, &[], context));
             }
         }
     }
@@ -281,7 +348,7 @@ pub fn plan<'a>(input: &'a [u8], context: &mut AckContext<'_>) -> AckPlan<'a> {
             .min()
     });
     AckPlan {
-        syntax_errors: outcome.errors,
+        syntax_errors: Vec::new(),
         reports,
         contrl,
         aperak,

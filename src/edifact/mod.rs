@@ -21,6 +21,7 @@ mod envelope;
 mod error;
 mod parse;
 mod scan;
+pub mod tokens;
 mod tree;
 mod write;
 

@@ -15,6 +15,7 @@ use super::charset::Charset;
 use super::delimiters::{parse_una, Delimiters, UnaProblem, UNA_LEN};
 use super::error::{Position, SegmentTag, SyntaxError, SyntaxErrorKind};
 use super::scan::{ScanProblem, SegmentCursor};
+use super::tokens::{find_terminator, ComponentSpan, Splitter};
 use super::tree::{
     Document, GroupIndex, InterchangeIndex, MessageIndex, Segment, Span, SyntaxIdentifier,
 };
@@ -57,6 +58,7 @@ pub fn parse_lenient(input: &[u8]) -> ParseOutcome<'_> {
         spans: Vec::with_capacity(input.len() / 24 + 4),
         interchanges: Vec::new(),
         errors: Vec::new(),
+        service: ServiceFields::new(&Delimiters::LEVEL_A_V3),
     };
     let complete = scanner.run().is_ok();
     let Scanner {
@@ -86,6 +88,37 @@ struct Scanner<'a> {
     spans: Vec<Span>,
     interchanges: Vec<InterchangeIndex>,
     errors: Vec<SyntaxError>,
+    service: ServiceFields,
+}
+
+/// Reads the values of the service segments (UNB, UNG, UNH and the trailers) with the
+/// tokenizer's one-pass [`Splitter`], made once per set of delimiters: they come once or twice
+/// per message, so reading them must cost little next to the scan.
+struct ServiceFields {
+    delimiters: Delimiters,
+    splitter: Splitter,
+    /// The components of the segment split last.
+    components: Vec<ComponentSpan>,
+}
+
+impl ServiceFields {
+    fn new(delimiters: &Delimiters) -> ServiceFields {
+        ServiceFields {
+            delimiters: *delimiters,
+            splitter: Splitter::new(delimiters),
+            components: Vec::new(),
+        }
+    }
+
+    /// The components of segment `raw` under `delimiters`.
+    fn split(&mut self, raw: &[u8], delimiters: &Delimiters) -> &[ComponentSpan] {
+        if self.delimiters != *delimiters {
+            *self = ServiceFields::new(delimiters);
+        }
+        self.components.clear();
+        self.splitter.split(raw, &mut self.components);
+        &self.components
+    }
 }
 
 /// Where the envelope state machine is.
@@ -215,7 +248,7 @@ impl<'a> Scanner<'a> {
             _ => unreachable!("the cursor finds the UNB the plain scan found"),
         }
         self.report_scan_problems(&cursor, unb_span, &delimiters, syntax.charset, None);
-        self.check_unb(unb_span, &delimiters, syntax.charset);
+        let unb_reference = self.check_unb(unb_span, &delimiters, syntax.charset);
 
         let mut index = InterchangeIndex {
             una,
@@ -228,6 +261,8 @@ impl<'a> Scanner<'a> {
         };
         let mut place = Place::Interchange;
         let mut unh_number = 0u32;
+        // The headers' references, which their trailers must repeat.
+        let (mut unh_reference, mut ung_reference): (&[u8], &[u8]) = (&[], &[]);
         let mut ung_number = 0u32;
         let mut group_messages = 0usize;
         let mut bare_messages = 0usize;
@@ -286,7 +321,7 @@ impl<'a> Scanner<'a> {
                             self.segment_position(span, Some(1)),
                         ));
                     }
-                    self.check_unh(span, &delimiters, syntax.charset);
+                    unh_reference = self.check_unh(span, &delimiters, syntax.charset);
                     unh_number = number;
                     place = Place::Message {
                         in_group: place == Place::Group,
@@ -299,8 +334,7 @@ impl<'a> Scanner<'a> {
                         &delimiters,
                         syntax.charset,
                         counted,
-                        self.spans[unh_number as usize],
-                        1,
+                        unh_reference,
                         "UNT",
                     );
                     index.messages.push(MessageIndex {
@@ -324,7 +358,7 @@ impl<'a> Scanner<'a> {
                             self.segment_position(span, None),
                         ));
                     }
-                    self.check_ung(span, &delimiters, syntax.charset);
+                    ung_reference = self.check_ung(span, &delimiters, syntax.charset);
                     ung_number = number;
                     group_messages = 0;
                     place = Place::Group;
@@ -335,9 +369,7 @@ impl<'a> Scanner<'a> {
                         &delimiters,
                         syntax.charset,
                         group_messages,
-                        self.spans[ung_number as usize],
-                        // UNG DE0048, the group reference, is its 5th element.
-                        5,
+                        ung_reference,
                         "UNE",
                     );
                     index.groups.push(GroupIndex {
@@ -357,8 +389,7 @@ impl<'a> Scanner<'a> {
                         &delimiters,
                         syntax.charset,
                         counted,
-                        unb_span,
-                        5,
+                        unb_reference,
                         "UNZ",
                     );
                     index.unz = number;
@@ -408,19 +439,8 @@ impl<'a> Scanner<'a> {
                 },
             ));
         }
-        let mut search = start;
-        let end = loop {
-            match memchr::memchr(delimiters.terminator, &input[search..]) {
-                Some(i) => {
-                    let t = search + i;
-                    if is_released(input, start, t, delimiters.release) {
-                        search = t + 1;
-                        continue;
-                    }
-                    break t;
-                }
-                None => return Err(self.unterminated(start, delimiters)),
-            }
+        let Some(end) = find_terminator(input, start, delimiters) else {
+            return Err(self.unterminated(start, delimiters));
         };
         let span = Span {
             start: start as u32,
@@ -657,8 +677,9 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Mandatory UNB elements: S002/S003 identification, S004 date and time, DE0020.
-    fn check_unb(&mut self, span: Span, delimiters: &Delimiters, charset: Charset) {
+    /// Mandatory UNB elements: S002/S003 identification, S004 date and time, DE0020. Returns
+    /// DE0020, the interchange control reference.
+    fn check_unb(&mut self, span: Span, delimiters: &Delimiters, charset: Charset) -> &'a [u8] {
         const REQUIRED: [(usize, usize, &str); 5] = [
             (2, 1, "interchange sender identification (UNB S002 DE0004)"),
             (
@@ -670,11 +691,12 @@ impl<'a> Scanner<'a> {
             (4, 2, "time of preparation (UNB S004 DE0019)"),
             (5, 1, "interchange control reference (UNB DE0020)"),
         ];
-        self.require(span, delimiters, charset, &REQUIRED);
+        self.require(span, delimiters, charset, &REQUIRED, 5)
     }
 
-    /// Mandatory UNH elements: DE0062 and S009 0065/0052/0054/0051.
-    fn check_unh(&mut self, span: Span, delimiters: &Delimiters, charset: Charset) {
+    /// Mandatory UNH elements: DE0062 and S009 0065/0052/0054/0051. Returns DE0062, the
+    /// message reference number.
+    fn check_unh(&mut self, span: Span, delimiters: &Delimiters, charset: Charset) -> &'a [u8] {
         const REQUIRED: [(usize, usize, &str); 5] = [
             (1, 1, "message reference number (UNH DE0062)"),
             (2, 1, "message type (UNH S009 DE0065)"),
@@ -682,38 +704,46 @@ impl<'a> Scanner<'a> {
             (2, 3, "message release number (UNH S009 DE0054)"),
             (2, 4, "controlling agency (UNH S009 DE0051)"),
         ];
-        self.require(span, delimiters, charset, &REQUIRED);
+        self.require(span, delimiters, charset, &REQUIRED, 1)
     }
 
     /// Mandatory UNG elements (ISO 9735-2:2002): DE0038 group identification, sender and
-    /// recipient identification, date/time, DE0048 group reference.
-    fn check_ung(&mut self, span: Span, delimiters: &Delimiters, charset: Charset) {
+    /// recipient identification, date/time, DE0048 group reference. Returns DE0048.
+    fn check_ung(&mut self, span: Span, delimiters: &Delimiters, charset: Charset) -> &'a [u8] {
         const REQUIRED: [(usize, usize, &str); 3] = [
             (1, 1, "message group identification (UNG DE0038)"),
             (4, 1, "date of group preparation (UNG S006 DE0017)"),
             (5, 1, "group reference number (UNG DE0048)"),
         ];
-        self.require(span, delimiters, charset, &REQUIRED);
+        self.require(span, delimiters, charset, &REQUIRED, 5)
     }
 
+    /// Reports each of the `required` components (element, component, name) of a header that
+    /// is empty or absent. Returns the header's reference, element `reference_element`
+    /// (component 1), read in the same pass.
     fn require(
         &mut self,
         span: Span,
         delimiters: &Delimiters,
         _charset: Charset,
         required: &[(usize, usize, &'static str)],
-    ) {
-        let present = nonempty_fields(&self.input[span.range()], delimiters);
+        reference_element: usize,
+    ) -> &'a [u8] {
+        let raw = &self.input[span.range()];
+        let components = self.service.split(raw, delimiters);
+        let present = nonempty_fields(components);
+        let reference = field(raw, components, reference_element, 1);
         for &(element, component, name) in required {
             if present & field_bit(element, component) == 0 {
                 let position = self.element_position(span, delimiters, element, Some(component));
                 self.report(SyntaxErrorKind::MissingElement { name }, position);
             }
         }
+        reference
     }
 
     /// Checks a trailer: element 1 is the count, element 2 the reference, which must equal
-    /// the header's element `header_ref_element`.
+    /// the header's (`header_ref`).
     #[allow(clippy::too_many_arguments)]
     fn check_trailer(
         &mut self,
@@ -721,13 +751,13 @@ impl<'a> Scanner<'a> {
         delimiters: &Delimiters,
         _charset: Charset,
         counted: usize,
-        header: Span,
-        header_ref_element: usize,
+        header_ref: &[u8],
         name: &'static str,
     ) {
         let input = self.input;
         let raw = &input[span.range()];
-        let declared = field(raw, delimiters, 1, 1);
+        let components = self.service.split(raw, delimiters);
+        let (declared, trailer_ref) = (field(raw, components, 1, 1), field(raw, components, 2, 1));
         let message_segment = (name == "UNT").then_some(counted);
         let at_count = |this: &Self| Position {
             message_segment,
@@ -765,8 +795,6 @@ impl<'a> Scanner<'a> {
                 position,
             );
         }
-        let header_ref = field(&input[header.range()], delimiters, header_ref_element, 1);
-        let trailer_ref = field(raw, delimiters, 2, 1);
         if header_ref != trailer_ref {
             let position = Position {
                 message_segment,
@@ -796,104 +824,29 @@ fn field_bit(element: usize, component: usize) -> u32 {
 }
 
 /// Which of the first six elements' first five components (first repetition) are non-empty,
-/// as [`field_bit`]s, in one pass over the segment.
-fn nonempty_fields(raw: &[u8], d: &Delimiters) -> u32 {
-    let (mut e, mut c, mut len) = (0usize, 1usize, 0usize);
-    let mut in_repetition = false;
-    let mut bits = 0u32;
-    let mut record = |e: usize, c: usize, len: usize, in_repetition: bool| {
-        if len > 0 && !in_repetition && (1..=6).contains(&e) && c <= 5 {
-            bits |= field_bit(e, c);
-        }
-    };
-    let mut i = 0;
-    while i < raw.len() {
-        let b = raw[i];
-        if Some(b) == d.release {
-            len += 2;
-            i += 2;
-            continue;
-        }
-        if b == d.element {
-            record(e, c, len, in_repetition);
-            e += 1;
-            c = 1;
-            len = 0;
-            in_repetition = false;
-            if e > 6 {
-                break;
-            }
-        } else if b == d.component {
-            record(e, c, len, in_repetition);
-            c += 1;
-            len = 0;
-        } else if Some(b) == d.repetition {
-            record(e, c, len, in_repetition);
-            in_repetition = true;
-        } else {
-            len += 1;
-        }
-        i += 1;
-    }
-    record(e, c, len, in_repetition);
-    bits
+/// as [`field_bit`]s.
+fn nonempty_fields(components: &[ComponentSpan]) -> u32 {
+    components
+        .iter()
+        .take_while(|c| c.element <= 6)
+        .filter(|c| c.component <= 5 && !c.is_empty())
+        .fold(0, |bits, c| {
+            bits | field_bit(usize::from(c.element), usize::from(c.component))
+        })
 }
 
-/// Raw value of element `element`, component `component` (1-based) of a service segment, or
-/// empty when absent. One tight pass over the (short) segment: cheaper here than the general
-/// views of `tree`, which are built for arbitrary access.
-fn field<'a>(raw: &'a [u8], d: &Delimiters, element: usize, component: usize) -> &'a [u8] {
-    let (mut e, mut c, mut start) = (0usize, 1usize, 0usize);
-    // After a repetition separator the rest of the element belongs to later repetitions.
-    let mut in_repetition = false;
-    let mut i = 0;
-    while i < raw.len() {
-        let b = raw[i];
-        if Some(b) == d.release {
-            i += 2;
-            continue;
-        }
-        let ends_element = b == d.element;
-        let ends_component = b == d.component || Some(b) == d.repetition;
-        if ends_element || ends_component {
-            if e == element && c == component && !in_repetition {
-                return &raw[start..i];
-            }
-            if ends_element {
-                e += 1;
-                c = 1;
-                in_repetition = false;
-                if e > element {
-                    return &[];
-                }
-            } else if b == d.component {
-                c += 1;
-            } else {
-                in_repetition = true;
-            }
-            start = i + 1;
-        }
-        i += 1;
-    }
-    if e == element && c == component && !in_repetition {
-        &raw[start..]
-    } else {
-        &[]
-    }
-}
-
-/// True when the byte at `at` is preceded by an odd number of release characters (counting
-/// back no further than `start`).
-#[inline]
-fn is_released(input: &[u8], start: usize, at: usize, release: Option<u8>) -> bool {
-    let Some(rel) = release else {
-        return false;
-    };
-    let mut k = at;
-    while k > start && input[k - 1] == rel {
-        k -= 1;
-    }
-    (at - k) % 2 == 1
+/// Raw value of element `element`, component `component` (1-based) of a service segment
+/// `raw` split into `components`, or empty when absent.
+fn field<'a>(
+    raw: &'a [u8],
+    components: &[ComponentSpan],
+    element: usize,
+    component: usize,
+) -> &'a [u8] {
+    components
+        .iter()
+        .find(|c| usize::from(c.element) == element && usize::from(c.component) == component)
+        .map_or(&[], |c| c.bytes(raw))
 }
 
 #[inline]

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use super::charset::Charset;
 use super::delimiters::Delimiters;
 use super::error::SegmentTag;
+use super::tokens::{first_repetition, split_unreleased, unescape, Parts};
 
 /// Byte span of one segment: from its tag to just before its terminator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -445,9 +446,9 @@ impl<'a> Element<'a> {
     /// The repetitions of this element (one unless syntax version 4 repeats it).
     pub fn repetitions(&self) -> impl Iterator<Item = Element<'a>> + 'a {
         let this = *self;
-        let parts: Box<dyn Iterator<Item = (usize, &'a [u8])>> = match this.delimiters.repetition {
-            Some(rep) => Box::new(split_unreleased(this.raw, rep, this.delimiters.release)),
-            None => Box::new(std::iter::once((0, this.raw))),
+        let parts = match this.delimiters.repetition {
+            Some(rep) => split_unreleased(this.raw, rep, this.delimiters.release),
+            None => Parts::whole(this.raw),
         };
         parts.map(move |(start, raw)| Element {
             raw,
@@ -458,12 +459,7 @@ impl<'a> Element<'a> {
 
     /// The components of the first repetition.
     pub fn components(&self) -> impl Iterator<Item = Value<'a>> + 'a {
-        let first = match self.delimiters.repetition {
-            Some(rep) => split_unreleased(self.raw, rep, self.delimiters.release)
-                .next()
-                .map_or(self.raw, |(_, r)| r),
-            None => self.raw,
-        };
+        let first = first_repetition(self.raw, &self.delimiters);
         let (release, charset, base) = (self.delimiters.release, self.charset, self.offset);
         split_unreleased(first, self.delimiters.component, release).map(move |(start, raw)| Value {
             raw,
@@ -515,23 +511,7 @@ impl<'a> Value<'a> {
 
     /// The value bytes with release characters removed, still in the interchange's charset.
     pub fn unescaped(&self) -> Cow<'a, [u8]> {
-        match self.release {
-            Some(rel) if memchr::memchr(rel, self.raw).is_some() => {
-                let mut out = Vec::with_capacity(self.raw.len());
-                let mut bytes = self.raw.iter();
-                while let Some(&b) = bytes.next() {
-                    if b == rel {
-                        if let Some(&next) = bytes.next() {
-                            out.push(next);
-                        }
-                    } else {
-                        out.push(b);
-                    }
-                }
-                Cow::Owned(out)
-            }
-            _ => Cow::Borrowed(self.raw),
-        }
+        unescape(self.raw, self.release)
     }
 
     /// The value as text: unescaped and decoded from the interchange's charset. Borrowed when
@@ -544,67 +524,9 @@ impl<'a> Value<'a> {
     }
 }
 
-/// Splits `raw` at every `separator` not preceded by the release character. Yields the start
-/// offset of each part and the part.
-pub(crate) fn split_unreleased(
-    raw: &[u8],
-    separator: u8,
-    release: Option<u8>,
-) -> impl Iterator<Item = (usize, &[u8])> {
-    let mut start = 0usize;
-    let mut search = 0usize;
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        loop {
-            let found = match release {
-                Some(rel) => memchr::memchr2(separator, rel, &raw[search..]),
-                None => memchr::memchr(separator, &raw[search..]),
-            };
-            match found {
-                Some(i) => {
-                    let at = search + i;
-                    if raw[at] == separator {
-                        let part = (start, &raw[start..at]);
-                        start = at + 1;
-                        search = at + 1;
-                        return Some(part);
-                    }
-                    // release character: skip it and the byte it releases
-                    search = (at + 2).min(raw.len());
-                }
-                None => {
-                    done = true;
-                    return Some((start, &raw[start..]));
-                }
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn split_respects_release() {
-        let parts: Vec<_> = split_unreleased(b"a?+b+c??+d", b'+', Some(b'?'))
-            .map(|(_, p)| p)
-            .collect();
-        assert_eq!(parts, vec![&b"a?+b"[..], b"c??", b"d"]);
-    }
-
-    #[test]
-    fn split_keeps_empty_parts() {
-        let parts: Vec<_> = split_unreleased(b"ZH9:::123", b':', Some(b'?'))
-            .map(|(_, p)| p)
-            .collect();
-        assert_eq!(parts, vec![&b"ZH9"[..], b"", b"", b"123"]);
-        let parts: Vec<_> = split_unreleased(b"", b':', None).collect();
-        assert_eq!(parts, vec![(0, &b""[..])]);
-    }
 
     #[test]
     fn values_unescape_and_decode() {

@@ -47,7 +47,7 @@ pub fn write_document(document: &Document<'_>) -> Vec<u8> {
 fn write_parsed_segment(out: &mut Vec<u8>, segment: &Segment<'_>, d: &Delimiters) {
     let raw = segment.raw();
     // The tag element: the tag and, in version 4, its optional nesting components.
-    let tag_len = super::tree::split_unreleased(raw, d.element, d.release)
+    let tag_len = super::tokens::split_unreleased(raw, d.element, d.release)
         .next()
         .map_or(raw.len(), |(_, t)| t.len());
     out.extend_from_slice(&raw[..tag_len]);
