@@ -23,10 +23,10 @@ use super::records::{
 use crate::edifact::{LineBreak, ReferenceSequence, Writer};
 
 use crate::acks::{
-    match_acknowledgement, plan, read_acknowledgements, AckContext, AckMatch, Acknowledgement,
-    SentMessage,
+    match_acknowledgement, plan_parsed, read_acknowledgements, read_envelope, read_envelope_parsed,
+    AckContext, AckMatch, Acknowledgement, SentMessage,
 };
-use crate::edifact::{parse_lenient, OwnedInterchange};
+use crate::edifact::{parse_lenient, OwnedInterchange, ParseOutcome};
 use crate::ids::MarketPartnerId;
 use crate::orders::{
     billing_data_answer, match_answer, read_answer, Answer, AnswerMatch, ApplyError,
@@ -52,14 +52,24 @@ pub struct JournalFacts {
 
 /// Reads the journal facts from raw bytes (never fails: unreadable parts stay empty).
 pub fn journal_facts(raw: &[u8]) -> JournalFacts {
+    facts_of(raw, &parse_lenient(raw))
+}
+
+/// The journal facts of `raw` from its parse (the envelope from the tree when there is one,
+/// else from the bytes: the UNB of a broken interchange still names its sender).
+fn facts_of(raw: &[u8], parsed: &ParseOutcome<'_>) -> JournalFacts {
     let mut facts = JournalFacts::default();
-    if let Some(env) = crate::acks::read_envelope(raw) {
+    let envelope = parsed
+        .document
+        .as_ref()
+        .and_then(read_envelope_parsed)
+        .or_else(|| read_envelope(raw));
+    if let Some(env) = envelope {
         facts.sender = Some(env.sender.id.clone());
         facts.recipient = Some(env.recipient.id.clone());
         facts.interchange_reference = Some(env.control_reference.clone());
     }
-    let outcome = parse_lenient(raw);
-    if let Some(doc) = &outcome.document {
+    if let Some(doc) = &parsed.document {
         for ic in doc.interchanges() {
             for m in ic.messages() {
                 facts.message_references.push(m.reference().into_owned());
@@ -168,12 +178,14 @@ pub struct ReadInbound {
     pub items: Vec<InboundItem>,
 }
 
-/// Step 1: parse, validate, plan the acknowledgements and read the items. Messages with
-/// errors are answered (CONTRL/APERAK) and not applied: a rejected Geschäftsvorfall counts as
-/// not received (APERAK AHB 1.1 §1.4/§2.5).
+/// Step 1: parse (once: the one tree serves the journal facts, the validation, the
+/// acknowledgements and the reading of answers and acknowledgements), validate, plan the
+/// acknowledgements and read the items. Messages with errors are answered (CONTRL/APERAK) and
+/// not applied: a rejected Geschäftsvorfall counts as not received (APERAK AHB 1.1 §1.4/§2.5).
 pub fn read_inbound(raw: &[u8], context: &mut AckContext<'_>) -> ReadInbound {
-    let facts = journal_facts(raw);
-    let acks = plan(raw, context);
+    let parsed = parse_lenient(raw);
+    let facts = facts_of(raw, &parsed);
+    let acks = plan_parsed(raw, &parsed, context);
     let mut items = Vec::new();
     let syntax_errors: Vec<String> = acks.syntax_errors.iter().map(|e| e.to_string()).collect();
     if acks.reports.is_empty() {
@@ -225,7 +237,7 @@ pub fn read_inbound(raw: &[u8], context: &mut AckContext<'_>) -> ReadInbound {
         });
     }
     if has_acknowledgements {
-        if let Some(doc) = parse_lenient(raw).document {
+        if let Some(doc) = &parsed.document {
             if let Some(ic) = doc.interchanges().next() {
                 items.extend(
                     read_acknowledgements(&ic)

@@ -46,9 +46,10 @@ impl MessageSink for RequestSink {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Refusal>> + Send + '_>> {
         Box::pin(async move {
             // The interchange must come from the party that signed the AS4 message (as for
-            // mail: the signer stands for the UNB sender).
-            let facts = crate::plan::inbound::journal_facts(&message.payload);
-            if let Some(sender) = &facts.sender {
+            // mail: the signer stands for the UNB sender). Only the UNB is read here; the
+            // interchange is parsed once, when it is journaled.
+            let sender = crate::acks::read_envelope(&message.payload).map(|e| e.sender.id);
+            if let Some(sender) = &sender {
                 if sender != message.from.as_str() {
                     return Err(Refusal::Permanent(format!(
                         "the interchange's sender (UNB) is {sender}, the AS4 message comes from {}",
