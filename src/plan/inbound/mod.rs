@@ -1,0 +1,239 @@
+//! The inbound path's pure core: what a received interchange is (for the journal), what to
+//! send back (CONTRL/APERAK, the UTILMD 55220 answer), and what it changes on which order.
+//!
+//! Two steps, so that the store is only touched between them:
+//! 1. [`read_inbound`] parses, validates and plans the acknowledgements, and reads every
+//!    answer and acknowledgement with the keys to look its order up by ([`LookupKey`]);
+//! 2. the caller loads the orders and sent messages for those keys ([`Loaded`]), and
+//!    [`plan_inbound`] applies every answer in message order ([`decide`]: an order changed
+//!    twice in one interchange is applied on its changed state) and returns the complete
+//!    [`InboundPlan`]: the orders with their history rows and webhook events, the replies for
+//!    the outbox, the clearing entries and the journal outcome, for the store to commit in one
+//!    call.
+
+//!
+//! One file per step: [`read`] (step 1), [`loaded`] (what the caller loads between the
+//! steps), [`decide`] (applying the items), and here the plan that puts them together.
+
+mod decide;
+mod loaded;
+mod read;
+
+pub use decide::{decide, Candidates, DecideContext, Effect};
+pub use loaded::{BatchKeys, Loaded, LoadedSent};
+pub use read::{journal_facts, read_inbound, InboundItem, JournalFacts, LookupKey, ReadInbound};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::records::{
+    serde_text, ChangedOrder, NewClearing, NewOutboxItem, OrderChange, OutboxKind,
+};
+use crate::edifact::{LineBreak, OwnedInterchange, ReferenceSequence, Writer};
+use crate::orders::{PartnerStatusRules, Sender};
+
+/// The prefix of every reference the gateway writes (UNB 0020, UNH 0062, BGM 1004).
+pub const REFERENCE_PREFIX: &str = "MG";
+
+/// References reserved per processed item (an answer needs at most CONTRL + APERAK + 55220,
+/// three each).
+pub const REFERENCES_PER_ITEM: u32 = 12;
+
+/// An interchange we wrote, as bytes (one line, no breaks between segments).
+pub fn write(ic: &OwnedInterchange) -> Vec<u8> {
+    Writer::new(ic.header.syntax)
+        .with_line_break(LineBreak::None)
+        .write_interchange(ic)
+        .unwrap_or_default()
+}
+
+/// What processing an inbound interchange did (printed by `replay`, kept as the journal
+/// outcome).
+#[derive(Debug, Clone, Serialize)]
+pub struct InboundReport {
+    /// The journal item (`None` in a dry run).
+    pub journal_id: Option<String>,
+    /// Sender, UNB reference, PIDs.
+    pub facts: JournalFacts,
+    /// Syntax errors with their positions.
+    pub syntax_errors: Vec<String>,
+    /// What each item did.
+    pub effects: Vec<Effect>,
+    /// What goes back to the partner (`CONTRL`, `APERAK`, `UTILMD 55220`), by message type.
+    pub replies: Vec<String>,
+}
+
+impl InboundReport {
+    /// True when something went to the clearing list (the message matched no order).
+    pub fn has_unmatched(&self) -> bool {
+        self.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Clearing { .. }))
+    }
+
+    /// The journal outcome: the report as JSON.
+    pub fn outcome(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Everything processing one inbound interchange changes, for the store to commit in one call
+/// (together with marking its journal item processed).
+#[derive(Debug, Clone)]
+pub struct InboundPlan {
+    /// What it did (the journal outcome).
+    pub report: InboundReport,
+    /// The orders changed, each with its history row and webhook event, in message order.
+    pub order_changes: Vec<OrderChange>,
+    /// What goes back to the partner (CONTRL, APERAK, UTILMD 55220), already built.
+    pub outbox: Vec<NewOutboxItem>,
+    /// What matched nothing.
+    pub clearing: Vec<NewClearing>,
+}
+
+/// What planning needs besides the interchange and what was loaded.
+#[derive(Debug)]
+pub struct PlanContext<'a> {
+    /// The grammars.
+    pub registry: &'a crate::grammar::Registry,
+    /// Us.
+    pub sender: &'a Sender,
+    /// Per-partner status meanings.
+    pub partner_status: &'a PartnerStatusRules,
+    /// Now.
+    pub now: DateTime<Utc>,
+    /// References for what is built while deciding (UTILMD 55220).
+    pub references: &'a mut ReferenceSequence,
+}
+
+/// Step 2: applies one read interchange to what was loaded and returns the complete plan.
+/// `journal_id` is the interchange's journal item (`None` in a dry run: no clearing entries,
+/// no journal references). The changed orders are written back into `loaded`.
+pub fn plan_inbound(
+    read: ReadInbound,
+    loaded: &mut Loaded,
+    journal_id: Option<&str>,
+    context: &mut PlanContext<'_>,
+) -> InboundPlan {
+    let partner = read.facts.sender.clone().unwrap_or_default();
+    let interchange_reference = read.facts.interchange_reference.clone().unwrap_or_default();
+    let (candidates, versions) = loaded.candidates_for(&read);
+    let effects = decide(
+        &read.items,
+        &candidates,
+        &mut DecideContext {
+            registry: context.registry,
+            sender: context.sender,
+            partner: &partner,
+            interchange_reference: &interchange_reference,
+            partner_status: context.partner_status,
+            now: context.now.naive_utc(),
+            references: context.references,
+        },
+    );
+    let now = context.now;
+    let reply = |partner: &str, payload: Vec<u8>| NewOutboxItem {
+        kind: OutboxKind::Ack,
+        order: None,
+        partner: partner.to_string(),
+        payload: Some(payload),
+        journal_id: journal_id.map(str::to_string),
+    };
+    let mut outbox = Vec::new();
+    let mut replies = Vec::new();
+    for ic in &read.replies {
+        replies.push(
+            ic.messages
+                .first()
+                .map(|m| m.identifier.message_type.clone())
+                .unwrap_or_default(),
+        );
+        outbox.push(reply(&partner, write(ic)));
+    }
+    let mut order_changes = Vec::new();
+    let mut clearing = Vec::new();
+    for effect in &effects {
+        // An order changed: the change with its history row and event, and the order written
+        // back for the interchanges after this one.
+        let changed = match effect {
+            Effect::GridFee {
+                from,
+                order,
+                event,
+                message,
+            } => Some((
+                ChangedOrder::GridFee(order.clone()),
+                &order.subscription,
+                serde_text(&order.status),
+                from,
+                event,
+                message,
+            )),
+            Effect::Meter {
+                from,
+                order,
+                event,
+                message,
+            } => Some((
+                ChangedOrder::Meter(order.clone()),
+                &order.subscription,
+                serde_text(&order.status),
+                from,
+                event,
+                message,
+            )),
+            _ => None,
+        };
+        if let Some((order, subscription, to, from, event, message)) = changed {
+            loaded.update(&order);
+            let version = versions.get(order.id()).copied().unwrap_or(1);
+            order_changes.push(OrderChange::new(
+                order,
+                version,
+                subscription,
+                from,
+                &to,
+                *event,
+                journal_id,
+                message,
+                now,
+            ));
+            continue;
+        }
+        match effect {
+            Effect::Clearing { reason, .. } => {
+                if let Some(j) = journal_id {
+                    clearing.push(NewClearing {
+                        journal_id: j.to_string(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            Effect::Send {
+                partner: to,
+                interchange,
+                pid,
+                ..
+            } => {
+                replies.push(format!("UTILMD {pid}"));
+                outbox.push(reply(to, write(interchange)));
+            }
+            Effect::GridFee { .. }
+            | Effect::Meter { .. }
+            | Effect::NotApplied { .. }
+            | Effect::Nothing { .. } => {}
+        }
+    }
+    InboundPlan {
+        report: InboundReport {
+            journal_id: journal_id.map(str::to_string),
+            facts: read.facts,
+            syntax_errors: read.syntax_errors,
+            effects,
+            replies,
+        },
+        order_changes,
+        outbox,
+        clearing,
+    }
+}

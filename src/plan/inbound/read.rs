@@ -1,0 +1,234 @@
+//! Step 1 of the inbound path: one parse of the received bytes gives the journal facts, the
+//! validation, the CONTRL/APERAK to send back, and the business items with the keys to look
+//! their orders up by.
+
+use serde::Serialize;
+
+use crate::acks::{
+    plan_parsed, read_acknowledgements, read_envelope, read_envelope_parsed, AckContext,
+    Acknowledgement,
+};
+use crate::edifact::{parse_lenient, OwnedInterchange, ParseOutcome};
+use crate::orders::{read_answer, Answer};
+
+/// What the journal records about a received interchange.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JournalFacts {
+    /// UNB sender (market partner ID), if readable.
+    pub sender: Option<String>,
+    /// UNB recipient, if readable.
+    pub recipient: Option<String>,
+    /// UNB DE0020, if readable.
+    pub interchange_reference: Option<String>,
+    /// UNH DE0062 of every message.
+    pub message_references: Vec<String>,
+    /// The PIDs of the messages (RFF+Z13), where they carry one.
+    pub pids: Vec<u32>,
+    /// Message types (`ORDRSP`, `UTILMD`, …).
+    pub message_types: Vec<String>,
+}
+
+/// Reads the journal facts from raw bytes (never fails: unreadable parts stay empty).
+pub fn journal_facts(raw: &[u8]) -> JournalFacts {
+    facts_of(raw, &parse_lenient(raw))
+}
+
+/// The journal facts of `raw` from its parse (the envelope from the tree when there is one,
+/// else from the bytes: the UNB of a broken interchange still names its sender).
+fn facts_of(raw: &[u8], parsed: &ParseOutcome<'_>) -> JournalFacts {
+    let mut facts = JournalFacts::default();
+    let envelope = parsed
+        .document
+        .as_ref()
+        .and_then(read_envelope_parsed)
+        .or_else(|| read_envelope(raw));
+    if let Some(env) = envelope {
+        facts.sender = Some(env.sender.id.clone());
+        facts.recipient = Some(env.recipient.id.clone());
+        facts.interchange_reference = Some(env.control_reference.clone());
+    }
+    if let Some(doc) = &parsed.document {
+        for ic in doc.interchanges() {
+            for m in ic.messages() {
+                facts.message_references.push(m.reference().into_owned());
+                facts.message_types.push(m.message_type().into_owned());
+                if let Some(pid) = crate::grammar::message_pid(&m) {
+                    facts.pids.push(pid);
+                }
+            }
+        }
+    }
+    facts
+}
+
+/// Where to look an item's order up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "by", content = "value", rename_all = "snake_case")]
+pub enum LookupKey {
+    /// Our ORDERS document number (RFF+ON of an ORDRSP, RFF+AGI of an IFTSTA).
+    OrderDocument(String),
+    /// A market location (UTILMD 55218).
+    MarketLocation(String),
+    /// A Messlokation (UTILMD 55620).
+    MeteringLocation(String),
+    /// What we sent in this interchange to this partner (CONTRL, APERAK by RFF+ACE).
+    SentInterchange(String),
+    /// Our message with this document number (APERAK RFF+AGO).
+    SentDocument(String),
+}
+
+/// One business item of the interchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "item", rename_all = "snake_case")]
+pub enum InboundItem {
+    /// An answer to one of our orders.
+    Answer {
+        /// UNH DE0062.
+        message: String,
+        /// What it says.
+        answer: Answer,
+    },
+    /// A CONTRL or APERAK about what we sent.
+    Acknowledgement {
+        /// What it says.
+        acknowledgement: Acknowledgement,
+    },
+    /// A message that changes nothing here, with the reason (kept in the journal outcome).
+    NotProcessed {
+        /// UNH DE0062 (empty when the interchange could not be read).
+        message: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl InboundItem {
+    /// The keys to look the item's order up by.
+    pub fn keys(&self) -> Vec<LookupKey> {
+        match self {
+            InboundItem::Answer { answer, .. } => vec![match answer {
+                Answer::GridFeeResponse { order_document, .. }
+                | Answer::MeterOrderResponse { order_document, .. } => {
+                    LookupKey::OrderDocument(order_document.clone())
+                }
+                Answer::StatusReport(r) => LookupKey::OrderDocument(r.order_document.clone()),
+                Answer::BillingData {
+                    market_location, ..
+                } => LookupKey::MarketLocation(market_location.clone()),
+                Answer::MeteringLocationChanged {
+                    metering_location, ..
+                } => LookupKey::MeteringLocation(metering_location.clone()),
+            }],
+            InboundItem::Acknowledgement { acknowledgement } => match acknowledgement {
+                Acknowledgement::Contrl {
+                    interchange_reference,
+                    ..
+                } => vec![LookupKey::SentInterchange(interchange_reference.clone())],
+                Acknowledgement::Aperak {
+                    interchange_reference,
+                    document_number,
+                    ..
+                } => document_number
+                    .iter()
+                    .map(|d| LookupKey::SentDocument(d.clone()))
+                    .chain(
+                        interchange_reference
+                            .iter()
+                            .map(|i| LookupKey::SentInterchange(i.clone())),
+                    )
+                    .collect(),
+            },
+            InboundItem::NotProcessed { .. } => Vec::new(),
+        }
+    }
+}
+
+/// A received interchange, read.
+#[derive(Debug)]
+pub struct ReadInbound {
+    /// For the journal.
+    pub facts: JournalFacts,
+    /// The CONTRL and APERAK to send back (already built).
+    pub replies: Vec<OwnedInterchange>,
+    /// Syntax errors with their positions (for the journal outcome and the logs).
+    pub syntax_errors: Vec<String>,
+    /// The business items, in message order.
+    pub items: Vec<InboundItem>,
+}
+
+/// Step 1: parse (once: the one tree serves the journal facts, the validation, the
+/// acknowledgements and the reading of answers and acknowledgements), validate, plan the
+/// acknowledgements and read the items. Messages with errors are answered (CONTRL/APERAK) and
+/// not applied: a rejected Geschäftsvorfall counts as not received (APERAK AHB 1.1 §1.4/§2.5).
+pub fn read_inbound(raw: &[u8], context: &mut AckContext<'_>) -> ReadInbound {
+    let parsed = parse_lenient(raw);
+    let facts = facts_of(raw, &parsed);
+    let acks = plan_parsed(raw, &parsed, context);
+    let mut items = Vec::new();
+    let syntax_errors: Vec<String> = acks.syntax_errors.iter().map(|e| e.to_string()).collect();
+    if acks.reports.is_empty() {
+        items.push(InboundItem::NotProcessed {
+            message: String::new(),
+            reason: match syntax_errors.first() {
+                Some(e) => format!("unreadable interchange: {e}"),
+                None => "no message in the interchange".into(),
+            },
+        });
+    }
+    let mut has_acknowledgements = false;
+    for report in &acks.reports {
+        let message_type = report.identifier.split(':').next().unwrap_or("");
+        if matches!(message_type, "CONTRL" | "APERAK") {
+            has_acknowledgements = true;
+            continue;
+        }
+        if report.has_errors() {
+            let first = report
+                .findings
+                .iter()
+                .find(|f| f.severity == crate::grammar::Severity::Error)
+                .map(|f| f.message.clone())
+                .unwrap_or_default();
+            items.push(InboundItem::NotProcessed {
+                message: report.reference.clone(),
+                reason: format!("rejected by our acknowledgement: {first}"),
+            });
+            continue;
+        }
+        let answer = match (&report.validated, report.pid) {
+            (Some(v), Some(pid)) => read_answer(v, pid),
+            _ => None,
+        };
+        items.push(match answer {
+            Some(answer) => InboundItem::Answer {
+                message: report.reference.clone(),
+                answer,
+            },
+            None => InboundItem::NotProcessed {
+                message: report.reference.clone(),
+                reason: format!(
+                    "{} PID {}: not an answer to the orders this gateway sends",
+                    report.identifier,
+                    report.pid.map_or("none".to_string(), |p| p.to_string())
+                ),
+            },
+        });
+    }
+    if has_acknowledgements {
+        if let Some(doc) = &parsed.document {
+            if let Some(ic) = doc.interchanges().next() {
+                items.extend(
+                    read_acknowledgements(&ic)
+                        .into_iter()
+                        .map(|acknowledgement| InboundItem::Acknowledgement { acknowledgement }),
+                );
+            }
+        }
+    }
+    ReadInbound {
+        facts,
+        replies: acks.contrl.into_iter().chain(acks.aperak).collect(),
+        syntax_errors,
+        items,
+    }
+}
