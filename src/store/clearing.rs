@@ -9,44 +9,39 @@ use super::{Connection, Session, StoreError};
 use crate::plan::records::NewClearing;
 
 impl<C: Connection> Session<C> {
-    /// Keeps an unmatched inbound message for clearing.
+    /// Keeps an unmatched inbound message for clearing; returns its id.
     pub async fn add_clearing(
         &mut self,
         journal_id: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
-        let id = new_id("clr", now);
-        sqlx::query(
-            "INSERT INTO clearing (id, journal_id, reason, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&id)
-        .bind(journal_id)
-        .bind(reason)
-        .bind(ms(now))
-        .execute(self.conn())
-        .await
-        .map_err(StoreError::query("adding a clearing item"))?;
-        Ok(id)
+        let item = NewClearing {
+            journal_id: journal_id.to_string(),
+            reason: reason.to_string(),
+        };
+        let ids = self.add_clearing_items(&[&item], now).await?;
+        Ok(ids.into_iter().next().expect("one id per item"))
     }
 
-    /// Keeps several inbound messages for clearing (one statement).
+    /// Keeps several inbound messages for clearing (one statement); returns their ids.
     pub async fn add_clearing_items(
         &mut self,
         items: &[&NewClearing],
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         if items.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let ids: Vec<String> = items.iter().map(|_| new_id("clr", now)).collect();
         let statement = format!(
             "INSERT INTO clearing (id, journal_id, reason, created_at) VALUES {}",
             value_rows(items.len(), 4)
         );
         let mut query = sqlx::query(&statement);
-        for item in items {
+        for (id, item) in ids.iter().zip(items) {
             query = query
-                .bind(new_id("clr", now))
+                .bind(id.clone())
                 .bind(item.journal_id.clone())
                 .bind(item.reason.clone())
                 .bind(ms(now));
@@ -55,7 +50,7 @@ impl<C: Connection> Session<C> {
             .execute(self.conn())
             .await
             .map_err(StoreError::query("adding clearing items"))?;
-        Ok(())
+        Ok(ids)
     }
 
     /// Clearing items (open ones only unless `include_resolved`), in id order, with the

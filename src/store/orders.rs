@@ -249,25 +249,10 @@ impl<C: Connection> Session<C> {
     }
     /// Records a status transition.
     pub async fn add_history(&mut self, entry: &HistoryEntry) -> Result<String, StoreError> {
-        let id = new_id("hst", entry.at);
-        sqlx::query(
-            "INSERT INTO status_history (id, order_kind, order_id, from_status, to_status, topic, \
-             journal_id, at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&id)
-        .bind(entry.order_kind.as_str())
-        .bind(&entry.order_id)
-        .bind(entry.from.clone())
-        .bind(&entry.to)
-        .bind(entry.topic.clone())
-        .bind(entry.journal_id.clone())
-        .bind(ms(entry.at))
-        .bind(entry.detail.as_ref().map(|d| d.to_string()))
-        .execute(self.conn())
-        .await
-        .map_err(StoreError::query("adding a status history row"))?;
-        Ok(id)
+        let ids = self.add_history_rows(&[entry]).await?;
+        Ok(ids.into_iter().next().expect("one id per row"))
     }
+
     /// Every status transition of an order, oldest first.
     pub async fn history(&mut self, order_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let rows = select_rows(
@@ -645,20 +630,24 @@ impl<C: Connection> Session<C> {
         Ok(())
     }
 
-    /// Records status transitions (one statement).
-    pub async fn add_history_rows(&mut self, entries: &[&HistoryEntry]) -> Result<(), StoreError> {
+    /// Records status transitions (one statement); returns their ids.
+    pub async fn add_history_rows(
+        &mut self,
+        entries: &[&HistoryEntry],
+    ) -> Result<Vec<String>, StoreError> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let ids: Vec<String> = entries.iter().map(|e| new_id("hst", e.at)).collect();
         let statement = format!(
             "INSERT INTO status_history (id, order_kind, order_id, from_status, to_status, topic, \
              journal_id, at, detail) VALUES {}",
             value_rows(entries.len(), 9)
         );
         let mut query = sqlx::query(&statement);
-        for entry in entries {
+        for (id, entry) in ids.iter().zip(entries) {
             query = query
-                .bind(new_id("hst", entry.at))
+                .bind(id.clone())
                 .bind(entry.order_kind.as_str())
                 .bind(entry.order_id.clone())
                 .bind(entry.from.clone())
@@ -672,7 +661,7 @@ impl<C: Connection> Session<C> {
             .execute(self.conn())
             .await
             .map_err(StoreError::query("adding status history rows"))?;
-        Ok(())
+        Ok(ids)
     }
 }
 

@@ -20,50 +20,37 @@ fn sent_from_row(row: &AnyRow) -> Result<SentMessage, StoreError> {
 }
 
 impl<C: Connection> Session<C> {
-    /// Records a message we sent.
+    /// Records a message we sent; returns its id.
     pub async fn record_sent(
         &mut self,
         sent: &SentRecord,
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
-        let id = new_id("snt", now);
-        sqlx::query(
-            "INSERT INTO sent_messages (id, partner, interchange_ref, message_ref, document_number, \
-             order_kind, order_id, journal_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&id)
-        .bind(&sent.partner)
-        .bind(&sent.interchange_ref)
-        .bind(&sent.message_ref)
-        .bind(&sent.document_number)
-        .bind(sent.order.as_ref().map(|(k, _)| k.as_str().to_string()))
-        .bind(sent.order.as_ref().map(|(_, id)| id.clone()))
-        .bind(&sent.journal_id)
-        .bind(ms(now))
-        .execute(self.conn())
-        .await
-        .map_err(StoreError::query("recording a sent message"))?;
-        Ok(id)
+        let ids = self
+            .record_sent_rows(std::slice::from_ref(sent), now)
+            .await?;
+        Ok(ids.into_iter().next().expect("one id per row"))
     }
 
-    /// Records several messages we sent (one statement).
+    /// Records several messages we sent (one statement); returns their ids.
     pub async fn record_sent_rows(
         &mut self,
         rows: &[SentRecord],
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let ids: Vec<String> = rows.iter().map(|_| new_id("snt", now)).collect();
         let statement = format!(
             "INSERT INTO sent_messages (id, partner, interchange_ref, message_ref, document_number, \
              order_kind, order_id, journal_id, created_at) VALUES {}",
             value_rows(rows.len(), 9)
         );
         let mut query = sqlx::query(&statement);
-        for sent in rows {
+        for (id, sent) in ids.iter().zip(rows) {
             query = query
-                .bind(new_id("snt", now))
+                .bind(id.clone())
                 .bind(sent.partner.clone())
                 .bind(sent.interchange_ref.clone())
                 .bind(sent.message_ref.clone())
@@ -77,7 +64,7 @@ impl<C: Connection> Session<C> {
             .execute(self.conn())
             .await
             .map_err(StoreError::query("recording sent messages"))?;
-        Ok(())
+        Ok(ids)
     }
 
     /// The messages of our interchange `interchange_ref` to `partner`.
