@@ -344,6 +344,43 @@ fn plan_of(
     }
 }
 
+impl WrittenFacts {
+    /// The BGM document number of the (first) message: what answers will name.
+    fn document(&self) -> String {
+        self.messages
+            .first()
+            .map(|m| m.document_number.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The plan of an order's interchange and the order's transitions: built now by `build`, or,
+/// when the outbox item kept the bytes of an earlier attempt, read back from them (the one
+/// place outbound bytes are parsed) and moved on by `from_kept` as they were written.
+fn built_or_kept<A>(
+    kept: Option<&[u8]>,
+    orders: &[(OrderKind, String)],
+    now: DateTime<Utc>,
+    build: impl FnOnce() -> Result<(BuiltOrder, A), OutboundError>,
+    from_kept: impl FnOnce(&WrittenFacts) -> Result<A, PlanError>,
+) -> Result<(OutboundPlan, A), PlanError> {
+    match kept {
+        None => {
+            let (built, applied) = build()?;
+            let bytes = crate::plan::inbound::write(&built.interchange);
+            Ok((
+                plan_of(built_facts(&built), bytes, true, orders, now),
+                applied,
+            ))
+        }
+        Some(bytes) => {
+            let facts = written_facts(bytes).ok_or(PlanError::Unreadable)?;
+            let applied = from_kept(&facts)?;
+            Ok((plan_of(facts, bytes.to_vec(), false, orders, now), applied))
+        }
+    }
+}
+
 /// An acknowledgement or answer built when its message was received: sent as it is.
 pub fn plan_prebuilt(bytes: Option<&[u8]>, now: DateTime<Utc>) -> Result<OutboundPlan, PlanError> {
     let bytes = bytes.ok_or(PlanError::NoBytes)?;
@@ -438,15 +475,18 @@ pub fn plan_grid_fee(
         .iter()
         .map(|r| (OrderKind::GridFeeReduction, r.order.id.clone()))
         .collect();
-    let (mut plan, applied) = match kept {
-        None => {
+    let (mut plan, applied) = built_or_kept(
+        kept,
+        &orders,
+        context.now,
+        || {
             let active: Vec<ReductionType> = subscription
                 .iter()
                 .filter(|r| r.order.status == GridFeeStatus::Activated)
                 .map(|r| r.order.reduction_type)
                 .collect();
             let rows: Vec<GridFeeReduction> = batch.iter().map(|r| r.order.clone()).collect();
-            let (built, applied) = send_grid_fee(
+            send_grid_fee(
                 context.registry,
                 context.sender,
                 &GridFeeBatch {
@@ -456,37 +496,23 @@ pub fn plan_grid_fee(
                 },
                 context.now.naive_utc(),
                 context.references,
-            )?;
-            let bytes = crate::plan::inbound::write(&built.interchange);
-            (
-                plan_of(built_facts(&built), bytes, true, &orders, context.now),
-                applied,
             )
-        }
-        Some(bytes) => {
-            // Built before a crash: the product and document number as written.
-            let facts = written_facts(bytes).ok_or(PlanError::Unreadable)?;
+        },
+        |facts| {
+            // The product as written.
             let product = facts
                 .product
                 .as_deref()
                 .and_then(ModuleProduct::from_code)
                 .ok_or(PlanError::NoProduct)?;
-            let document = facts
-                .messages
-                .first()
-                .map(|m| m.document_number.clone())
-                .unwrap_or_default();
             let applied = batch
                 .iter()
-                .map(|r| r.order.clone().ordered(product, document.clone()))
+                .map(|r| r.order.clone().ordered(product, facts.document()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(OutboundError::from)?;
-            (
-                plan_of(facts, bytes.to_vec(), false, &orders, context.now),
-                applied,
-            )
-        }
-    };
+            Ok(applied)
+        },
+    )?;
     for (row, applied) in batch.iter().zip(applied) {
         let change = sent_change(
             ChangedOrder::GridFee(Box::new(applied.order)),
@@ -527,39 +553,27 @@ pub fn plan_meter_order(
 ) -> Result<OutboundPlan, PlanError> {
     let order = &record.order;
     let orders = [(OrderKind::MeterOrder, order.id.clone())];
-    let (mut plan, applied) = match kept {
-        None => {
-            let (built, applied) = send_meter_order(
+    let (mut plan, applied) = built_or_kept(
+        kept,
+        &orders,
+        context.now,
+        || {
+            send_meter_order(
                 context.registry,
                 context.sender,
                 order,
                 record.wanted_date,
                 context.now.naive_utc(),
                 context.references,
-            )?;
-            let bytes = crate::plan::inbound::write(&built.interchange);
-            (
-                plan_of(built_facts(&built), bytes, true, &orders, context.now),
-                applied,
             )
-        }
-        Some(bytes) => {
-            let facts = written_facts(bytes).ok_or(PlanError::Unreadable)?;
-            let document = facts
-                .messages
-                .first()
-                .map(|m| m.document_number.clone())
-                .unwrap_or_default();
-            let applied = order
+        },
+        |facts| {
+            Ok(order
                 .clone()
-                .placed(document)
-                .map_err(OutboundError::from)?;
-            (
-                plan_of(facts, bytes.to_vec(), false, &orders, context.now),
-                applied,
-            )
-        }
-    };
+                .placed(facts.document())
+                .map_err(OutboundError::from)?)
+        },
+    )?;
     let change = sent_change(
         ChangedOrder::Meter(Box::new(applied.order)),
         record.version,

@@ -169,15 +169,27 @@ impl OutboundWorker {
         }))
     }
 
-    /// References for one interchange built now; none are reserved when the item's bytes were
-    /// kept from an earlier attempt (the planner then builds nothing and takes none).
-    async fn references_if(&self, building: bool) -> Result<ReferenceSequence, StoreError> {
-        let first = if building {
-            self.store.reserve_references(REFERENCES_PER_ITEM).await?
-        } else {
-            0
+    /// Runs an order planner with what building needs. References are reserved only when
+    /// there are no bytes `kept` from an earlier attempt (the planner then builds nothing and
+    /// takes none).
+    async fn build(
+        &self,
+        kept: Option<&[u8]>,
+        now: DateTime<Utc>,
+        planner: impl FnOnce(&mut BuildContext<'_>) -> Result<OutboundPlan, PlanError>,
+    ) -> Result<Selection<OutboundPlan>, ItemError> {
+        let first = match kept {
+            None => self.store.reserve_references(REFERENCES_PER_ITEM).await?,
+            Some(_) => 0,
         };
-        Ok(ReferenceSequence::new(REFERENCE_PREFIX, first).expect("valid prefix"))
+        let mut references = ReferenceSequence::new(REFERENCE_PREFIX, first).expect("valid prefix");
+        let plan = planner(&mut BuildContext {
+            registry: Registry::embedded(),
+            sender: &self.sender,
+            now,
+            references: &mut references,
+        })?;
+        Ok(Selection::Send(plan))
     }
 
     /// The plan of a claimed item, or why it is done without sending.
@@ -212,19 +224,10 @@ impl OutboundWorker {
                     Selection::Done(reason) => return Ok(Selection::Done(reason)),
                     Selection::Send(batch) => batch,
                 };
-                let mut references = self.references_if(kept.is_none()).await?;
-                let plan = plan_grid_fee(
-                    &batch,
-                    &subscription,
-                    kept,
-                    &mut BuildContext {
-                        registry: Registry::embedded(),
-                        sender: &self.sender,
-                        now,
-                        references: &mut references,
-                    },
-                )?;
-                Ok(Selection::Send(plan))
+                self.build(kept, now, |context| {
+                    plan_grid_fee(&batch, &subscription, kept, context)
+                })
+                .await
             }
             OrderKind::MeterOrder => {
                 let Some(record) = conn.meter_order(&id).await? else {
@@ -238,18 +241,10 @@ impl OutboundWorker {
                 if let Selection::Done(reason) = select_meter_order(&record) {
                     return Ok(Selection::Done(reason));
                 }
-                let mut references = self.references_if(kept.is_none()).await?;
-                let plan = plan_meter_order(
-                    &record,
-                    kept,
-                    &mut BuildContext {
-                        registry: Registry::embedded(),
-                        sender: &self.sender,
-                        now,
-                        references: &mut references,
-                    },
-                )?;
-                Ok(Selection::Send(plan))
+                self.build(kept, now, |context| {
+                    plan_meter_order(&record, kept, context)
+                })
+                .await
             }
         }
     }

@@ -8,6 +8,17 @@ use crate::ids::{new_id, MarketPartnerId};
 use crate::store::{Store, Transport};
 use crate::transport::{BoxFuture, Outbound, Outgoing, SendError, Sent};
 
+/// A send that ended without a verified receipt, with the message id it went out under.
+#[derive(Debug, thiserror::Error)]
+#[error("AS4 message {message_id}: {failure}")]
+pub struct As4SendError {
+    /// `eb:MessageId` (the same on every attempt).
+    pub message_id: String,
+    /// What asx-rs or the partner said.
+    #[source]
+    pub failure: super::SendFailure,
+}
+
 /// Sends to the AS4 partners of an endpoint's registry.
 #[derive(Debug, Clone)]
 pub struct As4Sender {
@@ -92,9 +103,13 @@ impl Outbound for As4Sender {
                     tracing::info!(message = %fixed.message_id, signer = %delivered.receipt_signer, "AS4 receipt verified");
                     Ok(sent)
                 }
-                Err(e) => {
-                    let error = format!("AS4 message {}: {e}", fixed.message_id);
-                    Err(if e.is_transient() {
+                Err(failure) => {
+                    let transient = failure.is_transient();
+                    let error = As4SendError {
+                        message_id: fixed.message_id,
+                        failure,
+                    };
+                    Err(if transient {
                         SendError::transient(error)
                     } else {
                         SendError::permanent(error)
