@@ -148,6 +148,10 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
+/// The rule of the finding that says a message was not checked because we hold no grammar for
+/// its type and version (a warning: see [`MessageReport::is_unchecked`]).
+pub const NO_GRAMMAR: &str = "no_grammar";
+
 /// No MIG position (the segment was not matched).
 const UNPLACED: u32 = u32::MAX;
 
@@ -241,13 +245,16 @@ fn validate_segments<'a>(
             .filter(|m| m.message_type == message_type)
             .map(|m| m.association.as_str())
             .collect();
+        // Not an error: a syntactically valid message is never rejected because we hold no
+        // grammar for it (the gateway receives every message type for its market partner
+        // ID); it is reported unchecked, and whoever processes it checks it.
         report.findings.push(split.finding(
             0,
-            Severity::Error,
+            Severity::Warning,
             Level::Syntax,
-            "unknown_message_version",
+            NO_GRAMMAR,
             format!(
-                "no grammar for {message_type} {association} (known versions: {})",
+                "no grammar for {message_type} {association} (known versions: {}): not checked",
                 if known.is_empty() {
                     "none".to_string()
                 } else {
@@ -256,7 +263,7 @@ fn validate_segments<'a>(
             ),
             Some((2, 5)),
             "grammars/".to_string(),
-            Some(12),
+            None,
             None,
         ));
         return report;
@@ -593,13 +600,15 @@ segment UNT M 1
     }
 
     #[test]
-    fn unknown_versions_are_reported() {
+    fn unknown_versions_are_reported_unchecked_not_rejected() {
         let text = message(GOOD).replace("TSTMSG:D:1:UN:1.0", "TSTMSG:D:1:UN:9.9");
         let doc = parse(text.as_bytes()).unwrap();
         let ic = doc.interchanges().next().unwrap();
         let r = validate_message(&ic.messages().next().unwrap(), &registry(), None);
-        assert_eq!(r.findings[0].rule, "unknown_message_version");
-        assert_eq!(r.findings[0].contrl_code, Some(12));
+        assert_eq!(r.findings[0].rule, NO_GRAMMAR);
+        assert_eq!(r.findings[0].severity, Severity::Warning);
+        assert_eq!(r.findings[0].contrl_code, None);
+        assert!(r.is_unchecked() && !r.has_errors());
         assert!(r.findings[0].message.contains("known versions: 1.0"));
     }
 }

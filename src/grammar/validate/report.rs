@@ -214,6 +214,12 @@ impl MessageReport<'_> {
         self.findings.iter().any(|f| f.severity == Severity::Error)
     }
 
+    /// True when the message was not checked: we hold no grammar for its type and version
+    /// (its only finding says so).
+    pub fn is_unchecked(&self) -> bool {
+        self.mig.is_none() && self.findings.iter().any(|f| f.rule == super::NO_GRAMMAR)
+    }
+
     /// The errors at `level`.
     pub fn errors(&self, level: Level) -> impl Iterator<Item = &Finding> {
         self.findings
