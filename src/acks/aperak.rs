@@ -59,20 +59,23 @@ pub fn build_aperak(
     rejected_by_contrl: &[String],
     context: &mut AckContext<'_>,
 ) -> Option<OwnedInterchange> {
-    let version = context
-        .registry
-        .mig_in_force("APERAK", context.now.date())
-        .map_or("2.1i".to_string(), |m| m.association.clone());
-    let identifier =
-        MessageIdentifier::parse(&format!("APERAK:D:07B:UN:{version}")).expect("valid identifier");
-    let agency = |id: &str| {
-        // NAD DE3055: 293 BDEW, 332 DVGW, 9 GS1 (APERAK MIG SG3 NAD).
-        crate::edifact::PartnerQualifier::for_id(id)
-            .nad_agency()
-            .to_string()
-    };
+    build_aperak_owned(envelope, interchange, reports, rejected_by_contrl, context).0
+}
+
+/// [`build_aperak`], and the positions (in the interchange, from 0) of the messages that
+/// passed the gateway's checks but whose APERAK the supplier core owes
+/// ([`super::AperakOwner::Core`]): they get none here.
+pub(crate) fn build_aperak_owned(
+    envelope: &ReceivedEnvelope,
+    interchange: &Interchange<'_, '_>,
+    reports: &[MessageReport<'_>],
+    rejected_by_contrl: &[String],
+    context: &mut AckContext<'_>,
+) -> (Option<OwnedInterchange>, Vec<usize>) {
+    let identifier = aperak_identifier(context);
     let mut messages = Vec::new();
-    for message in interchange.messages() {
+    let mut owed_by_core = Vec::new();
+    for (position, message) in interchange.messages().enumerate() {
         let message_type = message.message_type();
         if NOT_ANSWERED.contains(&message_type.as_ref()) {
             continue;
@@ -86,18 +89,112 @@ pub fn build_aperak(
         {
             continue;
         }
-        let document_number = message
-            .body()
-            .find(|s| s.is(b"BGM"))
-            .map(|s| super::copyable(&s.value(2, 1)))
-            .unwrap_or_default();
-        let errors: Vec<_> = report
+        let errors: Vec<ErrorToReport> = report
             .findings
             .iter()
             .filter(|f| f.severity == Severity::Error && f.level == Level::Application)
-            .filter(|f| f.aperak_code.is_some())
+            .filter_map(|f| {
+                Some(ErrorToReport {
+                    code: f.aperak_code?,
+                    place: place_of(f.message_segment, &f.tag, f.element, f.component),
+                    text: format!("{} [{}]", f.message, f.reference),
+                })
+            })
             .take(MAX_ERRORS)
             .collect();
+        // One APERAK per Geschäftsvorfall (APERAK AHB 1.1 §2.5): when the core owes it, the
+        // gateway sends none of its own for a message it found nothing wrong with.
+        if errors.is_empty()
+            && context.processing.aperak_owner(&message) == super::AperakOwner::Core
+        {
+            owed_by_core.push(position);
+            continue;
+        }
+        messages.push(aperak_message(
+            envelope,
+            &message,
+            &errors,
+            &identifier,
+            context,
+        ));
+    }
+    if messages.is_empty() {
+        return (None, owed_by_core);
+    }
+    (
+        Some(OwnedInterchange {
+            header: answer_header(envelope, context),
+            messages,
+        }),
+        owed_by_core,
+    )
+}
+
+/// One error of a negative APERAK: its ERC code, where it is, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorToReport {
+    /// The BDEW error code (ERC DE9321, `Z10`…`Z44`).
+    pub code: &'static str,
+    /// Where, as `Segment 5 LOC (DE 2)` (empty: the message as a whole).
+    pub place: String,
+    /// What is wrong.
+    pub text: String,
+}
+
+fn place_of(segment: usize, tag: &str, element: Option<usize>, component: Option<usize>) -> String {
+    match (element, component) {
+        (Some(e), Some(c)) => format!("Segment {segment} {tag} (DE {e}:{c})"),
+        (Some(e), None) => format!("Segment {segment} {tag} (DE {e})"),
+        _ => format!("Segment {segment} {tag}"),
+    }
+}
+
+/// The APERAK for one received message, asked for by the supplier core: positive (`BGM+312`)
+/// without `errors`, else negative (`BGM+313`) with one error group each (at most 20).
+pub fn build_requested_aperak(
+    envelope: &ReceivedEnvelope,
+    message: &crate::edifact::Message<'_, '_>,
+    errors: &[ErrorToReport],
+    context: &mut AckContext<'_>,
+) -> OwnedInterchange {
+    let identifier = aperak_identifier(context);
+    let errors = &errors[..errors.len().min(MAX_ERRORS)];
+    let aperak = aperak_message(envelope, message, errors, &identifier, context);
+    OwnedInterchange {
+        header: answer_header(envelope, context),
+        messages: vec![aperak],
+    }
+}
+
+fn aperak_identifier(context: &AckContext<'_>) -> MessageIdentifier {
+    let version = context
+        .registry
+        .mig_in_force("APERAK", context.now.date())
+        .map_or("2.1i".to_string(), |m| m.association.clone());
+    MessageIdentifier::parse(&format!("APERAK:D:07B:UN:{version}")).expect("valid identifier")
+}
+
+/// The APERAK message answering `message`: 312 without `errors`, 313 with them.
+fn aperak_message(
+    envelope: &ReceivedEnvelope,
+    message: &crate::edifact::Message<'_, '_>,
+    errors: &[ErrorToReport],
+    identifier: &MessageIdentifier,
+    context: &mut AckContext<'_>,
+) -> OutboundMessage {
+    let version = identifier.association.as_str();
+    let agency = |id: &str| {
+        // NAD DE3055: 293 BDEW, 332 DVGW, 9 GS1 (APERAK MIG SG3 NAD).
+        crate::edifact::PartnerQualifier::for_id(id)
+            .nad_agency()
+            .to_string()
+    };
+    let document_number = message
+        .body()
+        .find(|s| s.is(b"BGM"))
+        .map(|s| super::copyable(&s.value(2, 1)))
+        .unwrap_or_default();
+    {
         let mut segments = vec![
             OwnedSegment::new("BGM")
                 .simple(if errors.is_empty() { "312" } else { "313" })
@@ -132,38 +229,26 @@ pub fn build_aperak(
             String::new(),
             agency(&envelope.sender.id),
         ]));
-        for f in errors {
-            segments.push(OwnedSegment::new("ERC").composite([f.aperak_code.unwrap_or("Z29")]));
+        for e in errors {
+            segments.push(OwnedSegment::new("ERC").composite([e.code]));
             segments.push(OwnedSegment::new("RFF").composite(["AGO", document_number.as_str()]));
-            let place = match (f.element, f.component) {
-                (Some(e), Some(c)) => {
-                    format!("Segment {} {} (DE {e}:{c})", f.message_segment, f.tag)
-                }
-                (Some(e), None) => format!("Segment {} {} (DE {e})", f.message_segment, f.tag),
-                _ => format!("Segment {} {}", f.message_segment, f.tag),
+            let text = if e.place.is_empty() {
+                e.text.clone()
+            } else {
+                format!("{}: {}", e.place, e.text)
             };
             segments.push(
                 OwnedSegment::new("FTX")
                     .simple("Z02")
                     .empty()
                     .empty()
-                    .composite([ftx_text(&format!(
-                        "{place}: {} [{}]",
-                        f.message, f.reference
-                    ))]),
+                    .composite([ftx_text(&text)]),
             );
         }
-        messages.push(OutboundMessage {
+        OutboundMessage {
             reference: context.references.next_reference(),
             identifier: identifier.clone(),
             segments,
-        });
+        }
     }
-    if messages.is_empty() {
-        return None;
-    }
-    Some(OwnedInterchange {
-        header: answer_header(envelope, context),
-        messages,
-    })
 }

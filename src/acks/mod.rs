@@ -18,7 +18,7 @@ mod inbound;
 
 use chrono::NaiveDateTime;
 
-pub use aperak::build_aperak;
+pub use aperak::{build_aperak, build_requested_aperak, ErrorToReport};
 pub use calendar::{Calendar, Deadline, DeadlineRules};
 pub use contrl::{build_contrl, ContrlPolicy};
 pub use inbound::{
@@ -49,6 +49,22 @@ pub struct AckPlan<'a> {
     pub contrl_due: Option<NaiveDateTime>,
     /// When the APERAKs must have left (UTC), if any are due.
     pub aperak_due: Option<NaiveDateTime>,
+    /// The messages (positions in the interchange, from 0) that passed the gateway's checks
+    /// and whose APERAK the supplier core owes ([`AperakOwner::Core`]).
+    pub aperak_owed_by_core: Vec<usize>,
+}
+
+/// Who sends the APERAK of a business message that passed the gateway's checks (one APERAK
+/// per Geschäftsvorfall, APERAK AHB 1.1 §2.5): the gateway at once, or the supplier core,
+/// which runs the business checks (`Z10`, `Z14`, `Z33`, …) of what it is forwarded and asks the
+/// gateway to send the APERAK within the deadline. A message the gateway finds wrong gets the
+/// gateway's negative APERAK either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AperakOwner {
+    /// The gateway answers (positively, when it found nothing).
+    Gateway,
+    /// The supplier core answers.
+    Core,
 }
 
 /// A reason why a syntactically correct message cannot be processed, found by the layers
@@ -68,6 +84,12 @@ pub struct ProcessingError {
 pub trait ProcessingCheck: std::fmt::Debug {
     /// The reasons why `message` cannot be processed (empty when it can).
     fn check(&self, message: &Message<'_, '_>) -> Vec<ProcessingError>;
+
+    /// Who sends the APERAK of `message` when no check found anything wrong with it (the
+    /// gateway unless said otherwise).
+    fn aperak_owner(&self, _message: &Message<'_, '_>) -> AperakOwner {
+        AperakOwner::Gateway
+    }
 }
 
 /// A [`ProcessingCheck`] that knows nothing (for `mako-gateway ack` and tests of syntax).
@@ -81,6 +103,24 @@ impl ProcessingCheck for NoProcessingCheck {
 }
 
 impl AckPlan<'_> {
+    /// True when the CONTRL rejects the whole interchange (UCI action 4): no message of it
+    /// counts as received, and none gets an APERAK.
+    pub fn rejects_whole(&self) -> bool {
+        self.contrl
+            .as_ref()
+            .is_some_and(contrl::rejects_interchange)
+    }
+
+    /// True when the CONTRL rejects the message with UNH reference `reference` (its UCM, or
+    /// the whole interchange): it counts as not received and gets no APERAK.
+    pub fn rejects_message(&self, reference: &str) -> bool {
+        self.rejects_whole()
+            || self
+                .contrl
+                .as_ref()
+                .is_some_and(|c| contrl::rejected_messages(c).iter().any(|r| r == reference))
+    }
+
     /// The answers written as EDIFACT, CONTRL first.
     pub fn render(&self) -> Result<Vec<Vec<u8>>, crate::edifact::WriteError> {
         let mut out = Vec::new();
@@ -293,6 +333,7 @@ fn decide<'a>(
     let mut reports = Vec::new();
     let mut contrl = None;
     let mut aperak = None;
+    let mut aperak_owed_by_core = Vec::new();
     let envelope = read_envelope(input);
     match document {
         Some(document) => {
@@ -314,9 +355,15 @@ fn decide<'a>(
                             .as_ref()
                             .map(contrl::rejected_messages)
                             .unwrap_or_default();
-                        aperak = envelope.as_ref().and_then(|env| {
-                            build_aperak(env, &interchange, &ic_reports, &rejected, context)
-                        });
+                        if let Some(env) = envelope.as_ref() {
+                            (aperak, aperak_owed_by_core) = aperak::build_aperak_owned(
+                                env,
+                                &interchange,
+                                &ic_reports,
+                                &rejected,
+                                context,
+                            );
+                        }
                     }
                 }
                 reports.extend(ic_reports);
@@ -354,6 +401,7 @@ fn decide<'a>(
         aperak,
         contrl_due,
         aperak_due,
+        aperak_owed_by_core,
     }
 }
 
