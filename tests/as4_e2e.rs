@@ -38,6 +38,7 @@ use mako_gateway::transport::as4::{
 };
 use mako_gateway::transport::smpki::CrlCache;
 use pki::{Party, Pki, SmPkiRole};
+use serde_json::json;
 use sqlx::Row;
 
 const OWN: &str = "9900000000003";
@@ -503,7 +504,25 @@ async fn an_order_goes_out_over_as4_and_the_answer_comes_back_over_as4() {
         );
     }
 
-    // 3. Its acknowledgement of our ORDERS comes back over AS4.
+    // 3. The partner's gateway forwards the ORDERS to its core (an ORDERS 17133 is not one of
+    // the gateway's own workflows), whose APERAK it sends on request; it comes back over AS4.
+    let forwarded = theirs
+        .wait("the ORDERS in the partner's forward feed", || async {
+            let page = theirs
+                .get("/messages?filter[state][eq]=new&filter[pid][eq]=17133")
+                .await;
+            page["data"].as_array().and_then(|d| d.first().cloned())
+        })
+        .await;
+    let id = forwarded["id"].as_str().unwrap();
+    assert_eq!(forwarded["aperak"]["state"], "core", "{forwarded}");
+    let answered = theirs
+        .post(
+            &format!("/messages/{id}/aperak"),
+            json!({"result": "accepted"}),
+        )
+        .await;
+    assert_eq!(answered["aperak"]["state"], "requested", "{answered}");
     let (transport, pids, ack) = ours
         .wait("the partner's acknowledgement in our journal", || async {
             gateway::inbound_from(&ours.store, VNB)

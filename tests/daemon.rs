@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::binary::Binary;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -1159,67 +1161,6 @@ async fn an_idle_serve_stops_at_once() {
 
 // ---- kill -9 mid-way ------------------------------------------------------------------------
 
-/// The real binary, `serve` with a configuration file for the fast polls and the rest from
-/// `MAKO_*` environment variables.
-struct Binary {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Binary {
-    fn start(url: &str, data_dir: &Path, config_file: &Path) -> Binary {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mako-gateway"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("MAKO_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .arg("serve")
-            .arg("--config")
-            .arg(config_file)
-            .env("MAKO_DATABASE_URL", url)
-            .env("MAKO_DATA_DIR", data_dir)
-            .env("MAKO_API_ADDR", "127.0.0.1:0")
-            .env("MAKO_API_TOKEN", TOKEN)
-            .env("MAKO_OWN_ID", OWN)
-            .env("MAKO_LOG_FORMAT", "json")
-            .env("MAKO_LOG_LEVEL", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        // Read the bound address from the "listening" log line, and keep draining the logs so
-        // that the process never blocks on a full pipe.
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["fields"]["message"] == "listening" {
-                        let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or("").to_string());
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(PATIENCE)
-            .expect("the binary never logged its address");
-        Binary {
-            child,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn kill_9(&mut self) {
-        self.child.kill().unwrap(); // SIGKILL on Unix
-        self.child.wait().unwrap();
-    }
-}
-
 /// A count from the store.
 async fn count(store: &Store, statement: &str) -> i64 {
     sqlx::query(statement)
@@ -1274,7 +1215,7 @@ async fn kill_and_restart(url: String, data_dir: PathBuf) {
          [poll]\nfile_drop = \"20ms\"\ninbound = \"20ms\"\noutbound = \"20ms\"\nwebhooks = \"20ms\"\n",
     )
     .unwrap();
-    let mut binary = Binary::start(&url, &data_dir, &config_file);
+    let mut binary = Binary::start(&url, &data_dir, &config_file, TOKEN, OWN);
     let client = reqwest::Client::new();
     for i in 0..ORDERS {
         let subscription = format!("k-{i:03}");
@@ -1393,7 +1334,7 @@ async fn kill_and_restart(url: String, data_dir: PathBuf) {
     }
     let delivered = files.len() + first.iter().step_by(6).count();
 
-    let mut binary = Binary::start(&url, &data_dir, &config_file);
+    let mut binary = Binary::start(&url, &data_dir, &config_file, TOKEN, OWN);
     loop {
         let pending = count(
             &store,

@@ -2,11 +2,12 @@
 //! acknowledged, matched and applied, with the effects the store would commit.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use mako_gateway::acks::{AckContext, ContrlPolicy, NoProcessingCheck, SentMessage};
+use mako_gateway::acks::{AckContext, ContrlPolicy, SentMessage};
 use mako_gateway::edifact::ReferenceSequence;
 use mako_gateway::grammar::Registry;
 use mako_gateway::orders::*;
 use mako_gateway::plan::inbound::*;
+use mako_gateway::plan::routing::{RoutingCheck, RoutingTable};
 
 fn now() -> NaiveDateTime {
     NaiveDate::from_ymd_opt(2026, 6, 16)
@@ -25,14 +26,19 @@ fn sample(name: &str) -> Vec<u8> {
 }
 
 fn read(raw: &[u8]) -> ReadInbound {
+    let routing = RoutingTable::default();
+    let check = RoutingCheck {
+        table: &routing,
+        registry: Registry::embedded(),
+    };
     let mut ctx = AckContext {
         registry: Registry::embedded(),
         now: now(),
         contrl_policy: ContrlPolicy::OnErrors,
         references: ReferenceSequence::new("ACK", 1).unwrap(),
-        processing: &NoProcessingCheck,
+        processing: &check,
     };
-    read_inbound(raw, &mut ctx)
+    read_inbound(raw, &mut ctx, &routing)
 }
 
 fn ordered_reduction() -> GridFeeReduction {
@@ -236,6 +242,7 @@ fn two_answers_in_one_interchange_apply_in_order_and_repeats_change_nothing() {
         replies: Vec::new(),
         syntax_errors: Vec::new(),
         items,
+        messages: Vec::new(),
     };
     let effects = decide_with(&doubled, &all(), &PartnerStatusRules::default());
     assert!(matches!(effects[0], Effect::GridFee { .. }));

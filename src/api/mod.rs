@@ -12,6 +12,7 @@
 
 mod error;
 mod input;
+mod messages;
 mod orders;
 mod resources;
 
@@ -95,6 +96,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/outbox"),
     ("get", "/quarantine"),
     ("get", "/as4/requests"),
+    ("get", "/messages"),
+    ("get", "/messages/{id}"),
+    ("post", "/messages/{id}/ack"),
+    ("post", "/messages/{id}/aperak"),
     ("get", "/health"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -129,6 +134,10 @@ pub fn router(state: AppState) -> Router {
         .route("/outbox", get(orders::list_outbox))
         .route("/quarantine", get(orders::list_quarantine))
         .route("/as4/requests", get(orders::list_as4_requests))
+        .route("/messages", get(messages::list_messages))
+        .route("/messages/{id}", get(messages::message))
+        .route("/messages/{id}/ack", post(messages::ack_message))
+        .route("/messages/{id}/aperak", post(messages::aperak_for_message))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))
@@ -206,7 +215,13 @@ async fn health(State(state): State<AppState>) -> Response {
 /// Prometheus text: orders by kind and status, outbox, webhook and journal backlogs, open
 /// clearing items. Every known status is written, also with 0, so series do not vanish.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let counts = match async { state.store.conn().await?.counts().await }.await {
+    let read = async {
+        let mut conn = state.store.conn().await?;
+        let counts = conn.counts().await?;
+        let waiting = conn.messages_waiting().await?;
+        Ok::<_, crate::store::StoreError>((counts, waiting))
+    };
+    let (counts, (messages_new, oldest_new)) = match read.await {
         Ok(c) => c,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -279,6 +294,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     out.push_str(&format!(
         "# HELP mako_clearing_open Inbound messages waiting in the clearing list.\n# TYPE mako_clearing_open gauge\nmako_clearing_open {}\n",
         counts.clearing_open
+    ));
+    out.push_str(&format!(
+        "# HELP mako_messages_new Forwarded messages the supplier core has not taken yet.\n# TYPE mako_messages_new gauge\nmako_messages_new {messages_new}\n\
+         # HELP mako_messages_new_oldest_age_seconds Age of the oldest forwarded message not taken yet.\n# TYPE mako_messages_new_oldest_age_seconds gauge\nmako_messages_new_oldest_age_seconds {}\n",
+        oldest_new.map_or(0, |t| (state.now() - t).num_seconds().max(0))
     ));
     (
         [(

@@ -14,7 +14,7 @@ use crate::worker::receive::Journal;
 
 /// Loads the configuration (file, if given, and the environment); every error is printed
 /// and the process exits with 64 (EX_USAGE) before anything binds.
-fn load_config(file: Option<&Path>) -> Result<Config, ExitCode> {
+pub(super) fn load_config(file: Option<&Path>) -> Result<Config, ExitCode> {
     let text = match file {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(t) => Some(t),
@@ -139,6 +139,12 @@ fn describe(name: &str, report: &InboundReport) -> String {
         out.push_str(&format!("  syntax error: {e}\n"));
     }
     for effect in &report.effects {
+        // A routed message gets its own line below.
+        if let Effect::Nothing { message, .. } = effect {
+            if report.routed.iter().any(|m| &m.message_ref == message) {
+                continue;
+            }
+        }
         let line = match effect {
             Effect::GridFee {
                 from,
@@ -176,10 +182,48 @@ fn describe(name: &str, report: &InboundReport) -> String {
         out.push_str(&line);
         out.push('\n');
     }
+    for m in &report.routed {
+        out.push_str(&routed_line(m));
+    }
     for r in &report.replies {
         out.push_str(&format!("  back to the partner: {r}\n"));
     }
     out
+}
+
+/// `  M1: MSCONS 2.4c PID 13017: forwarded to the supplier core (checked; APERAK owed by the
+/// core by 2026-10-02 10:00 UTC)`.
+fn routed_line(m: &crate::plan::inbound::ReceivedMessage) -> String {
+    use crate::plan::inbound::{AperakState, MessageState};
+    let what = match m.pid {
+        Some(pid) => format!("{} {} PID {pid}", m.message_type, m.version),
+        None => format!("{} {}", m.message_type, m.version),
+    };
+    let route = match m.state {
+        MessageState::Refused => "refused".to_string(),
+        MessageState::Rejected => "forwarded, but rejected by our acknowledgement".to_string(),
+        MessageState::New | MessageState::Taken => "forwarded to the supplier core".to_string(),
+    };
+    let checked = if m.checked {
+        "checked"
+    } else {
+        "unchecked: no grammar"
+    };
+    let aperak = match (m.aperak, m.aperak_due) {
+        (AperakState::Core, Some(due)) => {
+            format!(
+                "APERAK owed by the core by {} UTC",
+                due.format("%Y-%m-%d %H:%M")
+            )
+        }
+        (AperakState::Core, None) => "APERAK owed by the core".to_string(),
+        (AperakState::Sent, _) => "APERAK sent by the gateway".to_string(),
+        (AperakState::None, _) => "no APERAK".to_string(),
+    };
+    format!(
+        "  {}: {what}: {route} ({checked}; {aperak})\n",
+        m.message_ref
+    )
 }
 
 /// `mako-gateway replay FILE|DIR… [--db URL] [--dry-run] [--config FILE]`.

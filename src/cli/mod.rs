@@ -48,6 +48,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = FindingsFormat::Text)]
         format: FindingsFormat,
+        /// TOML configuration whose `[routing]` decides each message's route (handle,
+        /// forward, refuse); without it the default table applies.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Write the interchange for an order given as JSON (see samples/orders/).
     Render {
@@ -122,9 +126,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Parse { file, format } => parse::run(&file, format),
-        Command::Validate { file, format } => {
-            validate::run_validate(&file, format == FindingsFormat::Json)
-        }
+        Command::Validate {
+            file,
+            format,
+            config,
+        } => validate::run_validate(&file, format == FindingsFormat::Json, config.as_deref()),
         Command::Ack { file, now, gas } => validate::run_ack(&file, now, gas),
         Command::Render { file } => render::run(&file),
         Command::Serve { config } => daemon::run_serve(config.as_deref()),

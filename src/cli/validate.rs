@@ -10,6 +10,7 @@ use super::{display_name, read_input, EXIT_INVALID_INPUT, EXIT_USAGE};
 use crate::acks::{plan, AckContext, AckPlan, ContrlPolicy};
 use crate::edifact::{parse_lenient, ReferenceSequence};
 use crate::grammar::{validate_interchange, MessageReport, Registry, Severity};
+use crate::plan::routing::{route_of_message, Route, RoutingTable};
 
 /// Renders the findings of a validation as text lines.
 pub fn render_findings(
@@ -47,11 +48,14 @@ pub fn render_findings(
 fn reports_json(
     syntax: &[crate::edifact::SyntaxError],
     reports: &[MessageReport<'_>],
+    routes: &[Route],
 ) -> serde_json::Value {
     json!({
         "syntax_errors": syntax.iter().map(|e| super::error_json(e)["error"].clone()).collect::<Vec<_>>(),
-        "messages": reports.iter().map(|r| json!({
+        "messages": reports.iter().zip(routes).map(|(r, route)| json!({
             "ref": r.reference,
+            "route": route,
+            "checked": !r.is_unchecked(),
             "identifier": r.identifier,
             "pid": r.pid,
             "date": r.date.map(|d| d.to_string()),
@@ -62,7 +66,14 @@ fn reports_json(
     })
 }
 
-pub(super) fn run_validate(path: &Path, json_output: bool) -> ExitCode {
+pub(super) fn run_validate(path: &Path, json_output: bool, config: Option<&Path>) -> ExitCode {
+    let routing = match config {
+        None => RoutingTable::default(),
+        Some(_) => match super::daemon::load_config(config) {
+            Ok(c) => c.routing,
+            Err(code) => return code,
+        },
+    };
     let input = match read_input(path) {
         Ok(b) => b,
         Err(e) => {
@@ -81,13 +92,39 @@ pub(super) fn run_validate(path: &Path, json_output: bool) -> ExitCode {
                 .collect()
         })
         .unwrap_or_default();
+    // The route of each message, as the gateway would apply it.
+    let routes: Vec<Route> = outcome
+        .document
+        .as_ref()
+        .map(|d| {
+            d.interchanges()
+                .flat_map(|ic| {
+                    ic.messages()
+                        .map(|m| route_of_message(&routing, registry, &m))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     if json_output {
-        println!("{}", reports_json(&outcome.errors, &reports));
+        println!("{}", reports_json(&outcome.errors, &reports, &routes));
     } else {
         print!(
             "{}",
             render_findings(&display_name(path), &outcome.errors, &reports)
         );
+        for (r, route) in reports.iter().zip(&routes) {
+            let pid = r.pid.map_or(String::new(), |p| format!(" PID {p}"));
+            let what = match route {
+                Route::Handle => "handled by the gateway",
+                Route::Forward if r.is_unchecked() => {
+                    "forwarded to the supplier core, unchecked (no grammar)"
+                }
+                Route::Forward => "forwarded to the supplier core",
+                Route::Refuse => "refused (negative APERAK)",
+            };
+            println!("route: message {}{pid}: {what}", r.reference);
+        }
     }
     let errors = !outcome.errors.is_empty()
         || reports

@@ -39,6 +39,7 @@ mod email;
 mod error;
 mod partners;
 mod reader;
+mod routing;
 mod tls;
 mod values;
 
@@ -101,7 +102,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 11] = [
 
 /// Every option of the file, as TOML paths (`partners[].id` for the keys of each array entry).
 /// The example file documents each one (checked by `tests/config.rs`).
-pub const OPTIONS: [&str; 71] = [
+pub const OPTIONS: [&str; 74] = [
     "own_id",
     "data_dir",
     "database.url",
@@ -173,6 +174,9 @@ pub const OPTIONS: [&str; 71] = [
     "partners[].statuses[].pid",
     "partners[].statuses[].code",
     "partners[].statuses[].status",
+    "routing.pids",
+    "routing.types",
+    "routing.refuse_code",
 ];
 
 /// The checked configuration of one gateway instance.
@@ -208,6 +212,9 @@ pub struct Config {
     pub as4: Option<As4Config>,
     /// `[[partners]]`: partners with their own settings; every other partner uses the file drop.
     pub partners: Vec<PartnerConfig>,
+    /// `[routing]`: where received messages go (our PIDs handled, every other forwarded to
+    /// the supplier core unless configured otherwise).
+    pub routing: crate::plan::routing::RoutingTable,
 }
 
 impl Config {
@@ -247,7 +254,7 @@ impl Config {
         };
         let root_keys = &[
             "own_id", "data_dir", "database", "api", "webhook", "workers", "shutdown", "log",
-            "poll", "retry", "email", "as4", "partners",
+            "poll", "retry", "email", "as4", "partners", "routing",
         ];
 
         let own_id = r
@@ -286,6 +293,7 @@ impl Config {
         let email = r.email(&mut root);
         let as4 = r.as4(&mut root);
         let partners = r.partners(&mut root);
+        let routing = r.routing(&mut root);
         if as4.is_none()
             && partners.iter().any(|p| p.transport == Transport::As4)
             && !reported(&r, "as4.signing_key", "")
@@ -329,6 +337,7 @@ impl Config {
                 email,
                 as4,
                 partners,
+                routing,
             })
         } else {
             Err(r.errors)
@@ -539,7 +548,7 @@ max = "1m"
             "poll.file_drop = 1: expected a duration string such as \"500ms\", \"5s\", \"10m\" or \"1h\", found integer",
             "poll.inbound = \"0ms\": must be between 10ms and 3600s",
             "retry.max = \"1m\": must not be shorter than retry.base (600s)",
-            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, email, as4, partners)",
+            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, email, as4, partners, routing)",
         ];
         assert_eq!(got, expected);
     }
@@ -568,5 +577,51 @@ max = "1m"
         assert!(DEFAULT_OWN_ID.parse::<MarketPartnerId>().is_ok());
         let c = load("own_id = \"9904292000003\"").unwrap();
         assert!(!c.uses_test_own_id());
+    }
+
+    #[test]
+    fn routing_overrides_are_read_and_every_bad_one_is_named() {
+        use crate::plan::routing::Route;
+        let c = load(
+            "[routing]\npids = { \"55616\" = \"refuse\" }\ntypes = { \"PRICAT\" = \"refuse\" }\n\
+             refuse_code = \"Z37\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.routing.route("UTILMD", "S2.2", Some(55616)),
+            Route::Refuse
+        );
+        assert_eq!(c.routing.route("PRICAT", "2.0e", None), Route::Refuse);
+        assert_eq!(
+            c.routing.route("MSCONS", "2.4c", Some(13017)),
+            Route::Forward
+        );
+        assert_eq!(c.routing.refuse_code(), "Z37");
+
+        let errors: Vec<String> = load(
+            "[routing]\npids = { \"13017\" = \"handle\", \"55001\" = \"drop\", \"123\" = \"forward\" }\n\
+             types = { \"CONTRL\" = \"refuse\" }\nrefuse_code = \"Z99\"\ncolour = 1\n",
+        )
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+        let keys: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "routing.pids.55001",
+                "routing.colour",
+                "routing.pids.123",
+                "routing.pids.13017",
+                "routing.types.CONTRL",
+                "routing.refuse_code"
+            ],
+            "{errors:#?}"
+        );
+        assert!(errors[3].contains("no workflow of the gateway handles PID 13017"));
     }
 }

@@ -30,6 +30,8 @@ pub struct Setup {
     pub partner_status: PartnerStatusRules,
     /// How work is leased and retried.
     pub leases: Leases,
+    /// Where received messages go.
+    pub routing: crate::plan::routing::RoutingTable,
     /// Our e-mail identity and the e-mail partners, with `[email]`.
     pub email: Option<Arc<EmailSetup>>,
     /// The AS4 endpoint, receiver and sender, with `[as4]`.
@@ -113,6 +115,7 @@ impl Setup {
             },
             partner_status,
             leases: Leases::of(config),
+            routing: config.routing.clone(),
             email: email.map(Arc::new),
             as4,
             warnings,
@@ -161,6 +164,7 @@ impl Setup {
             self.sender.clone(),
             self.partner_status.clone(),
         )
+        .with_routing(self.routing.clone())
     }
 
     /// An outbound worker named `name`, sending over the partners' transports.

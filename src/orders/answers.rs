@@ -162,6 +162,14 @@ fn order_reference(v: &Validated<'_>) -> Option<String> {
         .map(|r| r.value(1, 2).into_owned())
 }
 
+/// The PIDs [`read_answer`] reads: the answers to our two order kinds. ORDRSP 19133 (grid-fee
+/// order answer), ORDRSP 19005/19006 (meter order answers), UTILMD 55218 (billing data of the
+/// reduction) and 55620 (Messlokation of the meter), IFTSTA 21039/21043/21044/21047 (status
+/// reports). The routing table handles these and forwards every other PID by default.
+pub const HANDLED_PIDS: [u32; 9] = [
+    19133, 19005, 19006, 55218, 55620, 21039, 21043, 21044, 21047,
+];
+
 /// Reads an answer from a validated message with its PID. `None` for messages that are no
 /// answer to our orders.
 pub fn read_answer(v: &Validated<'_>, pid: u32) -> Option<Answer> {

@@ -14,7 +14,7 @@ pub mod partner_status;
 pub mod reasons;
 pub mod rules;
 
-pub use answers::{read_answer, read_status_reports, Answer, StatusReport};
+pub use answers::{read_answer, read_status_reports, Answer, StatusReport, HANDLED_PIDS};
 pub use build::{
     billing_data_answer, grid_fee_order, meter_order, BillingDataAnswer, BuildError, BuiltOrder,
     ChangeDate, GridFeeOrder, Sender,

@@ -7,8 +7,10 @@
 //! re-derives nor re-applies anything. No I/O, no clock: the time and what was loaded from the
 //! store come in as arguments.
 
+pub mod forward;
 pub mod inbound;
 pub mod outbound;
 pub mod records;
 pub mod requests;
+pub mod routing;
 pub mod webhooks;

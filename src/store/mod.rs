@@ -26,6 +26,7 @@ mod clearing;
 mod error;
 mod journal;
 mod mail;
+mod messages;
 mod metrics;
 mod orders;
 mod outbox;
@@ -46,6 +47,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 
 pub use as4::{As4Answer, As4Outbound, As4Request, DedupClaim};
 pub use error::StoreError;
+pub use messages::{MessageFilter, StoredMessage};
 pub use types::*;
 
 /// The database the embedded default uses when nothing is configured.

@@ -53,7 +53,17 @@ impl<C: Connection> Session<C> {
         self.save_changed_orders(&changes, now).await?;
         let history: Vec<_> = changes.iter().map(|c| &c.history).collect();
         self.add_history_rows(&history).await?;
-        let events: Vec<_> = changes.iter().filter_map(|c| c.event.clone()).collect();
+        // Order events and `message.received` of the forwarded messages, in one statement.
+        let events: Vec<_> = changes
+            .iter()
+            .filter_map(|c| c.event.clone())
+            .chain(
+                plans
+                    .iter()
+                    .flat_map(|p| &p.messages)
+                    .filter_map(|m| m.event.clone()),
+            )
+            .collect();
         self.add_webhooks(&events, now).await?;
         let outbox: Vec<_> = plans
             .iter()
@@ -62,6 +72,9 @@ impl<C: Connection> Session<C> {
         self.add_outbox_items(&outbox, now).await?;
         let clearing: Vec<_> = plans.iter().flat_map(|p| &p.clearing).collect();
         self.add_clearing_items(&clearing, now).await?;
+        let messages: Vec<_> = plans.iter().flat_map(|p| &p.messages).collect();
+        self.add_received_messages(&messages, now).await?;
+
         let finished: Vec<(&str, serde_json::Value)> = plans
             .iter()
             .filter_map(|p| {

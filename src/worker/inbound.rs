@@ -7,7 +7,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::{Leases, WorkerError};
-use crate::acks::{AckContext, ContrlPolicy, NoProcessingCheck};
+use crate::acks::{AckContext, ContrlPolicy};
 use crate::edifact::ReferenceSequence;
 use crate::grammar::Registry;
 use crate::orders::{PartnerStatusRules, Sender};
@@ -15,6 +15,7 @@ use crate::plan::inbound::{
     plan_inbound, read_inbound, BatchKeys, InboundPlan, InboundReport, PlanContext, ReadInbound,
     REFERENCES_PER_ITEM, REFERENCE_PREFIX,
 };
+use crate::plan::routing::{RoutingCheck, RoutingTable};
 use crate::store::{JournalItem, JournalState, Store};
 
 /// Inbound items processed per transaction by one worker (one commit per batch).
@@ -28,19 +29,30 @@ pub struct InboundWorker {
     leases: Leases,
     sender: Sender,
     partner_status: PartnerStatusRules,
+    routing: RoutingTable,
 }
 
 /// Step 1, pure: parse, validate, plan the acknowledgements, read the items; the references
 /// the acknowledgements use are taken from `refs`.
-fn read(raw: &[u8], now: DateTime<Utc>, refs: &mut ReferenceSequence) -> ReadInbound {
+fn read(
+    raw: &[u8],
+    now: DateTime<Utc>,
+    refs: &mut ReferenceSequence,
+    routing: &RoutingTable,
+) -> ReadInbound {
+    let registry = Registry::embedded();
+    let check = RoutingCheck {
+        table: routing,
+        registry,
+    };
     let mut ack_context = AckContext {
-        registry: Registry::embedded(),
+        registry,
         now: now.naive_utc(),
         contrl_policy: ContrlPolicy::OnErrors,
         references: refs.clone(),
-        processing: &NoProcessingCheck,
+        processing: &check,
     };
-    let read = read_inbound(raw, &mut ack_context);
+    let read = read_inbound(raw, &mut ack_context, routing);
     *refs = ack_context.references;
     read
 }
@@ -61,7 +73,15 @@ impl InboundWorker {
             leases,
             sender,
             partner_status,
+            routing: RoutingTable::default(),
         }
+    }
+
+    /// The same worker routing received messages by `routing` (default: our PIDs handled,
+    /// every other forwarded).
+    pub fn with_routing(mut self, routing: RoutingTable) -> InboundWorker {
+        self.routing = routing;
+        self
     }
 
     /// This worker's name in leases.
@@ -137,7 +157,7 @@ impl InboundWorker {
         let mut refs = ReferenceSequence::new(REFERENCE_PREFIX, first).expect("valid prefix");
         // Parsing, validating and building the acknowledgements before the transaction: on
         // SQLite a transaction holds the one writer lock from its start.
-        let read = read(&item.raw, now, &mut refs);
+        let read = read(&item.raw, now, &mut refs, &self.routing);
         let mut tx = self.store.begin().await?;
         let mut plans = self
             .plan(
@@ -170,7 +190,7 @@ impl InboundWorker {
         now: DateTime<Utc>,
     ) -> Result<InboundReport, WorkerError> {
         let mut refs = ReferenceSequence::new("DRY", 1).expect("valid prefix");
-        let read = read(raw, now, &mut refs);
+        let read = read(raw, now, &mut refs, &self.routing);
         let mut conn = self.store.conn().await?;
         let mut plans = self
             .plan(&mut conn, vec![(None, read)], now, &mut refs)
@@ -215,7 +235,12 @@ impl InboundWorker {
         let mut refs = ReferenceSequence::new(REFERENCE_PREFIX, first).expect("valid prefix");
         let reads: Vec<(Option<&str>, ReadInbound)> = items
             .iter()
-            .map(|item| (Some(item.id.as_str()), read(&item.raw, now, &mut refs)))
+            .map(|item| {
+                (
+                    Some(item.id.as_str()),
+                    read(&item.raw, now, &mut refs, &self.routing),
+                )
+            })
             .collect();
         let mut tx = self.store.begin().await?;
         let plans = self.plan(&mut tx, reads, now, &mut refs).await?;

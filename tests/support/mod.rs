@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::time::Duration;
 
 use mako_gateway::store::Store;

@@ -21,15 +21,19 @@ mod read;
 
 pub use decide::{decide, Candidates, DecideContext, Effect};
 pub use loaded::{BatchKeys, Loaded, LoadedSent};
-pub use read::{journal_facts, read_inbound, InboundItem, JournalFacts, LookupKey, ReadInbound};
+pub use read::{
+    journal_facts, read_inbound, AperakState, InboundItem, JournalFacts, LookupKey, MessageState,
+    ReadInbound, ReceivedMessage,
+};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::records::{
-    serde_text, ChangedOrder, NewClearing, NewOutboxItem, OrderChange, OutboxKind,
+    serde_text, ChangedOrder, NewClearing, NewOutboxItem, OrderChange, OutboxKind, WebhookEvent,
 };
 use crate::edifact::{LineBreak, OwnedInterchange, ReferenceSequence, Writer};
+use crate::ids::new_id;
 use crate::orders::{PartnerStatusRules, Sender};
 
 /// The prefix of every reference the gateway writes (UNB 0020, UNH 0062, BGM 1004).
@@ -59,6 +63,9 @@ pub struct InboundReport {
     pub syntax_errors: Vec<String>,
     /// What each item did.
     pub effects: Vec<Effect>,
+    /// Per message not handled here: forwarded or refused, checked or not, who owes the APERAK.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routed: Vec<ReceivedMessage>,
     /// What goes back to the partner (`CONTRL`, `APERAK`, `UTILMD 55220`), by message type.
     pub replies: Vec<String>,
 }
@@ -89,6 +96,8 @@ pub struct InboundPlan {
     pub outbox: Vec<NewOutboxItem>,
     /// What matched nothing.
     pub clearing: Vec<NewClearing>,
+    /// The messages forwarded to the core or refused (none in a dry run).
+    pub messages: Vec<NewReceivedMessage>,
 }
 
 /// What planning needs besides the interchange and what was loaded.
@@ -224,6 +233,14 @@ pub fn plan_inbound(
             | Effect::Nothing { .. } => {}
         }
     }
+    let messages = journal_id
+        .map(|j| {
+            read.messages
+                .iter()
+                .map(|m| NewReceivedMessage::new(m.clone(), j, &partner, now))
+                .collect()
+        })
+        .unwrap_or_default();
     InboundPlan {
         report: InboundReport {
             journal_id: journal_id.map(str::to_string),
@@ -231,9 +248,56 @@ pub fn plan_inbound(
             syntax_errors: read.syntax_errors,
             effects,
             replies,
+            routed: read.messages,
         },
         order_changes,
         outbox,
         clearing,
+        messages,
+    }
+}
+
+/// A received message for the `messages` table: forwarded to the core or refused, with the
+/// webhook `message.received` when it waits for the core.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewReceivedMessage {
+    /// `msg_…`.
+    pub id: String,
+    /// The interchange's journal item.
+    pub journal_id: String,
+    /// The sender (UNB).
+    pub partner: String,
+    /// What was read.
+    pub message: ReceivedMessage,
+    /// `message.received` (ids only), for a message offered to the core.
+    pub event: Option<WebhookEvent>,
+}
+
+/// The webhook topic of a message offered to the core.
+pub const MESSAGE_RECEIVED: &str = "message.received";
+
+impl NewReceivedMessage {
+    /// The record of `message` of journal item `journal_id` from `partner`, with a new id.
+    pub fn new(
+        message: ReceivedMessage,
+        journal_id: &str,
+        partner: &str,
+        now: DateTime<Utc>,
+    ) -> NewReceivedMessage {
+        let id = new_id("msg", now);
+        let event = (message.state == MessageState::New).then(|| {
+            WebhookEvent::new(
+                MESSAGE_RECEIVED,
+                serde_json::json!({ "message": id, "journal": journal_id }),
+                now,
+            )
+        });
+        NewReceivedMessage {
+            id,
+            journal_id: journal_id.to_string(),
+            partner: partner.to_string(),
+            message,
+            event,
+        }
     }
 }

@@ -4,12 +4,16 @@
 
 use serde::Serialize;
 
+use chrono::NaiveDateTime;
+
 use crate::acks::{
     plan_parsed, read_acknowledgements, read_envelope, read_envelope_parsed, AckContext,
-    Acknowledgement,
+    Acknowledgement, Calendar, Deadline, DeadlineRules,
 };
 use crate::edifact::{parse_lenient, OwnedInterchange, ParseOutcome};
+use crate::grammar::Level;
 use crate::orders::{read_answer, Answer};
+use crate::plan::routing::{route_of_message, Route, RoutingTable};
 
 /// What the journal records about a received interchange.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -143,6 +147,97 @@ impl InboundItem {
     }
 }
 
+/// Who answers a forwarded or refused message with its APERAK, as far as decided on receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AperakState {
+    /// None is sent: the CONTRL rejected the message (or its interchange).
+    None,
+    /// The gateway sent it with the replies: its own findings, or a refusal.
+    Sent,
+    /// The supplier core owes it (`POST /messages/{id}/aperak`) by the deadline.
+    Core,
+}
+
+impl AperakState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AperakState::None => "none",
+            AperakState::Sent => "sent",
+            AperakState::Core => "core",
+        }
+    }
+}
+
+/// The state of a received message in the forward feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Forwarded, not yet taken by the core.
+    New,
+    /// Forwarded and taken by the core (`POST /messages/{id}/ack`).
+    Taken,
+    /// Forwarded, but rejected by our acknowledgement (CONTRL or negative APERAK): it counts
+    /// as not received (APERAK AHB 1.1 §1.4/§2.5) and is kept for reading, not offered as new.
+    Rejected,
+    /// Refused by the routing table (negative APERAK sent).
+    Refused,
+}
+
+impl MessageState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::New => "new",
+            MessageState::Taken => "taken",
+            MessageState::Rejected => "rejected",
+            MessageState::Refused => "refused",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(text: &str) -> Option<MessageState> {
+        [
+            MessageState::New,
+            MessageState::Taken,
+            MessageState::Rejected,
+            MessageState::Refused,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A received business message that is not ours to handle: forwarded to the core or refused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReceivedMessage {
+    /// Position in the interchange (from 0).
+    pub position: usize,
+    /// UNH DE0062.
+    pub message_ref: String,
+    /// UNH S009 DE0065 (`MSCONS`).
+    pub message_type: String,
+    /// UNH S009 DE0057 (`2.4c`).
+    pub version: String,
+    /// RFF+Z13, where the message carries one.
+    pub pid: Option<u32>,
+    /// BGM DE1004, where readable.
+    pub document_number: Option<String>,
+    /// Forward or refuse.
+    pub route: Route,
+    /// False when we hold no grammar for its type and version (forwarded unchecked).
+    pub checked: bool,
+    /// What the validation found (errors and warnings with their positions).
+    pub findings: serde_json::Value,
+    /// Its state in the feed.
+    pub state: MessageState,
+    /// Who answers it with an APERAK.
+    pub aperak: AperakState,
+    /// When the APERAK is due (UTC; APERAK AHB 1.1 §2.5.1), if the core owes it.
+    pub aperak_due: Option<NaiveDateTime>,
+}
+
 /// A received interchange, read.
 #[derive(Debug)]
 pub struct ReadInbound {
@@ -154,16 +249,47 @@ pub struct ReadInbound {
     pub syntax_errors: Vec<String>,
     /// The business items, in message order.
     pub items: Vec<InboundItem>,
+    /// The messages forwarded to the core or refused, in message order.
+    pub messages: Vec<ReceivedMessage>,
 }
 
 /// Step 1: parse (once: the one tree serves the journal facts, the validation, the
 /// acknowledgements and the reading of answers and acknowledgements), validate, plan the
 /// acknowledgements and read the items. Messages with errors are answered (CONTRL/APERAK) and
 /// not applied: a rejected Geschäftsvorfall counts as not received (APERAK AHB 1.1 §1.4/§2.5).
-pub fn read_inbound(raw: &[u8], context: &mut AckContext<'_>) -> ReadInbound {
+///
+/// `routing` decides per message whether one of our workflows reads it, the core gets it, or
+/// it is refused; `context.processing` should be the same table's
+/// [`RoutingCheck`](crate::plan::routing::RoutingCheck), so that the acknowledgements agree.
+pub fn read_inbound(
+    raw: &[u8],
+    context: &mut AckContext<'_>,
+    routing: &RoutingTable,
+) -> ReadInbound {
     let parsed = parse_lenient(raw);
     let facts = facts_of(raw, &parsed);
     let acks = plan_parsed(raw, &parsed, context);
+    let interchange = parsed
+        .document
+        .as_ref()
+        .and_then(|d| d.interchanges().next());
+    let routed: Vec<(Route, Option<String>)> = interchange
+        .iter()
+        .flat_map(|ic| ic.messages())
+        .map(|m| {
+            let document_number = m
+                .body()
+                .find(|s| s.is(b"BGM"))
+                .map(|s| s.value(2, 1).into_owned())
+                .filter(|d| !d.is_empty());
+            (
+                route_of_message(routing, context.registry, &m),
+                document_number,
+            )
+        })
+        .collect();
+    let (rules, calendar) = (DeadlineRules::embedded(), Calendar::embedded());
+    let mut messages = Vec::new();
     let mut items = Vec::new();
     let syntax_errors: Vec<String> = acks.syntax_errors.iter().map(|e| e.to_string()).collect();
     if acks.reports.is_empty() {
@@ -176,10 +302,67 @@ pub fn read_inbound(raw: &[u8], context: &mut AckContext<'_>) -> ReadInbound {
         });
     }
     let mut has_acknowledgements = false;
-    for report in &acks.reports {
+    for (position, report) in acks.reports.iter().enumerate() {
         let message_type = report.identifier.split(':').next().unwrap_or("");
         if matches!(message_type, "CONTRL" | "APERAK") {
             has_acknowledgements = true;
+            continue;
+        }
+        let (route, document_number) = routed
+            .get(position)
+            .cloned()
+            .unwrap_or((Route::Forward, None));
+        if route != Route::Handle {
+            let syntax_rejected = report.errors(Level::Syntax).next().is_some()
+                || acks.rejects_message(&report.reference);
+            let has_errors = report.has_errors() || syntax_rejected;
+            let owed_by_core = acks.aperak_owed_by_core.contains(&position);
+            let aperak = if owed_by_core {
+                AperakState::Core
+            } else if syntax_rejected {
+                AperakState::None
+            } else {
+                AperakState::Sent
+            };
+            let state = match route {
+                Route::Refuse => MessageState::Refused,
+                _ if has_errors => MessageState::Rejected,
+                _ => MessageState::New,
+            };
+            messages.push(ReceivedMessage {
+                position,
+                message_ref: report.reference.clone(),
+                message_type: message_type.to_string(),
+                version: report
+                    .identifier
+                    .split(':')
+                    .nth(4)
+                    .unwrap_or_default()
+                    .to_string(),
+                pid: report.pid,
+                document_number,
+                route,
+                checked: !report.is_unchecked(),
+                findings: serde_json::to_value(&report.findings).unwrap_or(serde_json::Value::Null),
+                state,
+                aperak,
+                aperak_due: owed_by_core
+                    .then(|| rules.due(Deadline::Aperak, message_type, context.now, calendar))
+                    .flatten(),
+            });
+            items.push(InboundItem::NotProcessed {
+                message: report.reference.clone(),
+                reason: match (route, state) {
+                    (Route::Refuse, _) => "refused by the routing table".to_string(),
+                    (_, MessageState::Rejected) => {
+                        "rejected by our acknowledgement; kept for the core to read".to_string()
+                    }
+                    _ if report.is_unchecked() => {
+                        "forwarded to the supplier core (unchecked: no grammar)".to_string()
+                    }
+                    _ => "forwarded to the supplier core".to_string(),
+                },
+            });
             continue;
         }
         if report.has_errors() {
@@ -230,5 +413,6 @@ pub fn read_inbound(raw: &[u8], context: &mut AckContext<'_>) -> ReadInbound {
         replies: acks.contrl.into_iter().chain(acks.aperak).collect(),
         syntax_errors,
         items,
+        messages,
     }
 }
