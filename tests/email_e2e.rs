@@ -354,6 +354,40 @@ async fn an_order_goes_out_by_mail_and_the_mailed_answer_is_mapped_bad_mail_is_q
     let rejected = ours.wait_for_status(&path, "rejected").await;
     assert_eq!(rejected["rejection"]["code"], "A99", "{rejected}");
 
+    // 3b. Meter values for the supplier core, mailed the same way: not one of our workflows, so
+    // forwarded into the feed (MSCONS 2.4c: we hold no grammar, it goes unchecked), never
+    // rejected.
+    let mscons = format!(
+        "UNA:+.? 'UNB+UNOC:3+{VNB}:500+{OWN}:500+260512:0930+NBMAIL000002'\
+         UNH+M1+MSCONS:D:04B:UN:2.4c'BGM+7+MSMAIL1+9'DTM+137:202605120930?+00:303'\
+         RFF+Z13:13017'UNT+5+M1'UNZ+1+NBMAIL000002'"
+    );
+    mail_entity(
+        &s,
+        &vnb_address,
+        &our_address,
+        "MSCONS__9900000000011_9900000000003_20260512_NBMAIL000002.txt",
+        &attachment_entity(mscons.as_bytes(), "MSCONS.txt"),
+        &identity(&vnb),
+        &cert(&we),
+    )
+    .await;
+    let forwarded = ours
+        .wait("the mailed MSCONS in the forward feed", || async {
+            let page = ours
+                .get("/messages?filter[state][eq]=new&filter[type][eq]=MSCONS")
+                .await;
+            page["data"].as_array().and_then(|d| d.first().cloned())
+        })
+        .await;
+    assert_eq!(forwarded["partner"], VNB);
+    assert_eq!(forwarded["checked"], false);
+    let detail = ours
+        .get(&format!("/messages/{}", forwarded["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(detail["transport"], "email", "{detail}");
+    assert_eq!(detail["document_number"], "MSMAIL1");
+
     // 4. A permanent SMTP refusal parks the order with the server's answer.
     ours.order("sub-parked", MALO_2, MSB).await;
     let parked = ours
