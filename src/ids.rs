@@ -270,6 +270,17 @@ pub fn new_id(prefix: &str, at: DateTime<Utc>) -> String {
     format!("{prefix}_{}", Uuid::new_v7(timestamp).simple())
 }
 
+/// True when `text` has the shape of an id [`new_id`] makes with `prefix`: the prefix, `_`
+/// and 32 lowercase hex digits. The API checks ids with it before it puts one anywhere (a
+/// file name in a header, a query).
+pub fn is_record_id(prefix: &str, text: &str) -> bool {
+    text.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|hex| {
+            hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +371,18 @@ mod tests {
         let c = new_id("evt", earlier);
         assert!(a.starts_with("evt_") && a.len() == 4 + 32, "{a}");
         assert!(a < b && b < c, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn record_ids_are_recognised_by_prefix_and_shape() {
+        use chrono::TimeZone;
+        let id = new_id("jrn", Utc.with_ymd_and_hms(2026, 6, 1, 10, 0, 0).unwrap());
+        assert!(is_record_id("jrn", &id), "{id}");
+        assert!(!is_record_id("mail", &id), "another prefix");
+        assert!(!is_record_id("jrn", &id.to_uppercase()), "upper case");
+        assert!(!is_record_id("jrn", &id[..id.len() - 1]), "too short");
+        assert!(!is_record_id("jrn", &format!("{id}0")), "too long");
+        assert!(!is_record_id("jrn", "jrn_../../etc/passwd0000000000000000"));
+        assert!(!is_record_id("jrn", ""));
     }
 }

@@ -528,6 +528,7 @@ async fn lists(stores: Vec<mako_gateway::store::Store>) {
             interchange_ref: Some("NB1".into()),
             message_refs: vec!["1".into()],
             pids: vec!["19133".into()],
+            message_types: vec!["ORDRSP".into()],
             document_numbers: Vec::new(),
             raw: b"UNA:+.? 'UNB".to_vec(),
             received_at: mako_gateway::clock::Clock::system().now(),

@@ -33,6 +33,7 @@ fn inbound(partner: &str, reference: Option<&str>) -> InboundRecord {
         interchange_ref: reference.map(str::to_string),
         message_refs: vec!["1".into()],
         pids: vec!["19133".into()],
+        message_types: vec!["ORDRSP".into()],
         document_numbers: vec!["DOC1".into()],
         raw: b"UNA:+.? 'UNB+UNOC:3+9904292000003:500+...'\x00\xff".to_vec(),
         received_at: t0(),
@@ -171,6 +172,7 @@ async fn journal_dedup(stores: Vec<Store>) {
     assert_eq!(stored.direction, Direction::In);
     assert_eq!(stored.state, JournalState::Received);
     assert_eq!(stored.pids, vec!["19133".to_string()]);
+    assert_eq!(stored.message_types, vec!["ORDRSP".to_string()]);
 
     let mut claimed = Vec::new();
     while let Some(item) = store
@@ -793,6 +795,7 @@ async fn sent_lookup(stores: Vec<Store>) {
             interchange_ref: "MG0001".into(),
             message_refs: vec!["MG0002".into()],
             pids: vec!["17133".into()],
+            message_types: vec!["ORDERS".into()],
             document_numbers: vec!["MG0003".into()],
             raw: b"UNB...".to_vec(),
             sent_at: t0(),

@@ -171,18 +171,31 @@ impl Body {
     }
 }
 
-/// A list request's query: `limit`, `cursor` and `filter[<name>][eq]` for the allowed names.
+/// A list request's query: `limit`, `cursor` and `filter[<name>][<operator>]` for the allowed
+/// names and operators.
 #[derive(Debug, Default)]
 pub struct ListQuery {
     /// Where the page starts and its length.
     pub page: PageRequest,
-    /// `(name, value)` of the given filters.
-    pub filters: Vec<(String, String)>,
+    /// `(name, operator, value)` of the given filters.
+    pub filters: Vec<(String, String, String)>,
 }
 
 impl ListQuery {
-    /// Reads the query pairs; unknown parameters, repeated ones and bad limits are errors.
+    /// Reads the query pairs with `filter[<name>][eq]` for each name of `filters`; unknown
+    /// parameters, repeated ones and bad limits are errors.
     pub fn parse(pairs: &[(String, String)], filters: &[&str]) -> Result<ListQuery, ApiError> {
+        let with_eq: Vec<(&str, &str)> = filters.iter().map(|name| (*name, "eq")).collect();
+        ListQuery::parse_with_operators(pairs, &with_eq)
+    }
+
+    /// Reads the query pairs with `filter[<name>][<operator>]` for each `(name, operator)` of
+    /// `filters` (`("time", "gte")`); unknown parameters, repeated ones and bad limits are
+    /// errors.
+    pub fn parse_with_operators(
+        pairs: &[(String, String)],
+        filters: &[(&str, &str)],
+    ) -> Result<ListQuery, ApiError> {
         let mut errors = Vec::new();
         let mut out = ListQuery {
             page: PageRequest {
@@ -221,16 +234,18 @@ impl ListQuery {
                 } else {
                     out.page.cursor = Some(value.clone());
                 }
-            } else if let Some(name) = key
+            } else if let Some((name, operator)) = key
                 .strip_prefix("filter[")
-                .and_then(|k| k.strip_suffix("][eq]"))
-                .filter(|n| filters.contains(n))
+                .and_then(|k| k.strip_suffix(']'))
+                .and_then(|k| k.split_once("]["))
+                .filter(|known| filters.contains(known))
             {
-                out.filters.push((name.to_string(), value.clone()));
+                out.filters
+                    .push((name.to_string(), operator.to_string(), value.clone()));
             } else {
                 let known = filters
                     .iter()
-                    .map(|f| format!("filter[{f}][eq]"))
+                    .map(|(name, operator)| format!("filter[{name}][{operator}]"))
                     .collect::<Vec<_>>()
                     .join(", ");
                 errors.push(FieldError::new(
@@ -247,11 +262,16 @@ impl ListQuery {
         }
     }
 
-    /// The value of filter `name`, if given.
+    /// The value of filter `name` with operator `eq`, if given.
     pub fn filter(&self, name: &str) -> Option<&str> {
+        self.filter_with(name, "eq")
+    }
+
+    /// The value of filter `name` with `operator`, if given.
+    pub fn filter_with(&self, name: &str, operator: &str) -> Option<&str> {
         self.filters
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(n, o, _)| n == name && o == operator)
+            .map(|(_, _, v)| v.as_str())
     }
 }

@@ -1,7 +1,7 @@
 //! The HTTP API for the supplier's core system (axum, JSON): grid-fee reductions, meter
-//! orders, subscription confirmation, operator views of the outbox, the clearing list and the
-//! mail quarantine,
-//! health, Prometheus metrics and the OpenAPI document.
+//! orders, subscription confirmation, operator views of the outbox, the clearing list, the
+//! journal of interchanges in and out, the mail quarantine and the received AS4 requests
+//! (each with its raw bytes), health, Prometheus metrics and the OpenAPI document.
 //!
 //! What it does not do: decide product rules (those are `orders::check_new_reductions` and
 //! `orders::check_new_meter_order`) or send anything (it only queues outbox items for the
@@ -13,6 +13,7 @@
 mod error;
 mod input;
 mod messages;
+mod journal;
 mod orders;
 mod resources;
 
@@ -94,12 +95,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/clearing"),
     ("post", "/clearing/{id}/resolve"),
     ("get", "/outbox"),
+    ("get", "/journal"),
+    ("get", "/journal/{id}/raw"),
     ("get", "/quarantine"),
+    ("get", "/quarantine/{id}/raw"),
     ("get", "/as4/requests"),
     ("get", "/messages"),
     ("get", "/messages/{id}"),
     ("post", "/messages/{id}/ack"),
     ("post", "/messages/{id}/aperak"),
+    ("get", "/as4/requests/{id}/raw"),
     ("get", "/health"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -132,12 +137,16 @@ pub fn router(state: AppState) -> Router {
         .route("/clearing", get(orders::list_clearing))
         .route("/clearing/{id}/resolve", post(orders::resolve_clearing))
         .route("/outbox", get(orders::list_outbox))
+        .route("/journal", get(journal::list_journal))
+        .route("/journal/{id}/raw", get(journal::journal_raw))
         .route("/quarantine", get(orders::list_quarantine))
+        .route("/quarantine/{id}/raw", get(journal::quarantine_raw))
         .route("/as4/requests", get(orders::list_as4_requests))
         .route("/messages", get(messages::list_messages))
         .route("/messages/{id}", get(messages::message))
         .route("/messages/{id}/ack", post(messages::ack_message))
         .route("/messages/{id}/aperak", post(messages::aperak_for_message))
+        .route("/as4/requests/{id}/raw", get(journal::as4_request_raw))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))

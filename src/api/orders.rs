@@ -506,7 +506,8 @@ pub async fn list_outbox(
 
 /// `GET /quarantine`: received mails that were not taken in (unsigned, not decryptable,
 /// signed by someone else than the interchange's sender, no or several interchanges), with
-/// the reason; oldest first. The raw mails stay in the store and on the mail server.
+/// the reason; oldest first. Each names its `raw` link (`GET /quarantine/{id}/raw`, the mail
+/// as fetched); the mails also stay on the mail server.
 pub async fn list_quarantine(
     State(state): State<AppState>,
     Query(pairs): Query<Vec<(String, String)>>,
@@ -521,13 +522,15 @@ pub async fn list_quarantine(
     Ok(Json(resources::list(&page, |q| {
         let mut v = serde_json::to_value(q).unwrap_or_default();
         v["object"] = json!("quarantined_mail");
+        v["raw"] = json!(format!("/quarantine/{}/raw", q.id));
         v
     })))
 }
 
 /// `GET /as4/requests`: every AS4 request received, with how it was answered (`receipted`,
 /// `refused` with the ebMS error code and reason, `busy`); `filter[outcome][eq]=refused` for
-/// what partners sent that was not taken in. The raw requests stay in the store.
+/// what partners sent that was not taken in. Each names its `raw` link
+/// (`GET /as4/requests/{id}/raw`, the request body as received).
 pub async fn list_as4_requests(
     State(state): State<AppState>,
     Query(pairs): Query<Vec<(String, String)>>,
@@ -552,6 +555,7 @@ pub async fn list_as4_requests(
     Ok(Json(resources::list(&page, |q| {
         let mut v = serde_json::to_value(q).unwrap_or_default();
         v["object"] = json!("as4_request");
+        v["raw"] = json!(format!("/as4/requests/{}/raw", q.id));
         v
     })))
 }

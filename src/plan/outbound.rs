@@ -144,6 +144,8 @@ pub struct WrittenMessage {
     pub document_number: String,
     /// The PID (RFF+Z13), or the message type where there is none (CONTRL, APERAK).
     pub pid: String,
+    /// UNH S009 DE0065 (`ORDERS`, `CONTRL`, …).
+    pub message_type: String,
 }
 
 /// An interchange on its way out, with everything its sending changes.
@@ -184,6 +186,11 @@ impl OutboundPlan {
                 .map(|m| m.message_ref.clone())
                 .collect(),
             pids: self.messages.iter().map(|m| m.pid.clone()).collect(),
+            message_types: self
+                .messages
+                .iter()
+                .map(|m| m.message_type.clone())
+                .collect(),
             document_numbers: self
                 .messages
                 .iter()
@@ -275,6 +282,7 @@ fn written_facts(bytes: &[u8]) -> Option<WrittenFacts> {
             pid: crate::grammar::message_pid(&m)
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| m.message_type().into_owned()),
+            message_type: m.message_type().into_owned(),
         })
         .collect();
     Some(WrittenFacts {
@@ -299,6 +307,7 @@ fn built_facts(built: &BuiltOrder) -> WrittenFacts {
                 message_ref: m.reference.clone(),
                 document_number: built.document_number.clone(),
                 pid: built.pid.to_string(),
+                message_type: m.identifier.message_type.clone(),
             })
             .collect(),
         product: None,
@@ -586,4 +595,35 @@ pub fn plan_meter_order(
     );
     plan.order_changes.push(change);
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn the_journal_record_of_kept_bytes_names_each_message_type_and_pid() {
+        let now = Utc.with_ymd_and_hms(2026, 6, 1, 10, 0, 0).unwrap();
+        for (bytes, pids, types) in [
+            (
+                &include_bytes!("../../samples/outbound/orders_17133_modul1_und_3.edi")[..],
+                ["17133"],
+                ["ORDERS"],
+            ),
+            // No PID: the journal names the message type in its place.
+            (
+                &include_bytes!("../../samples/outbound/aperak_313_z29_answer.edi")[..],
+                ["APERAK"],
+                ["APERAK"],
+            ),
+        ] {
+            let plan = plan_prebuilt(Some(bytes), now).unwrap();
+            let record = plan.journal_record(Transport::File, now);
+            assert_eq!(record.pids, pids);
+            assert_eq!(record.message_types, types);
+            assert_eq!(record.raw, bytes);
+        }
+    }
 }

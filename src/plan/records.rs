@@ -106,6 +106,8 @@ pub struct InboundRecord {
     pub message_refs: Vec<String>,
     /// Prüfidentifikatoren of the messages.
     pub pids: Vec<String>,
+    /// UNH S009 DE0065 of each message (`UTILMD`, `CONTRL`, …).
+    pub message_types: Vec<String>,
     /// BGM DE1004 of the messages.
     pub document_numbers: Vec<String>,
     /// The bytes as received.
@@ -130,6 +132,8 @@ pub struct OutboundRecord {
     pub message_refs: Vec<String>,
     /// Prüfidentifikatoren.
     pub pids: Vec<String>,
+    /// UNH S009 DE0065 of each message (`ORDERS`, `CONTRL`, …).
+    pub message_types: Vec<String>,
     /// BGM DE1004 of each message.
     pub document_numbers: Vec<String>,
     /// The bytes sent.

@@ -291,7 +291,7 @@ impl<C: Connection> Session<C> {
             "listing received AS4 requests",
             "as4_inbox",
             "id, peer, content_type, received_at, outcome, http_status, ebms_code, message_id, \
-             journal_id, reason, raw",
+             journal_id, reason, CAST(LENGTH(raw) AS BIGINT) AS size",
             "1 = 1",
             &[("outcome =", outcome)],
             page,
@@ -300,7 +300,7 @@ impl<C: Connection> Session<C> {
         let items = rows
             .iter()
             .map(|r| {
-                let raw: Vec<u8> = get(r, "raw")?;
+                let size: i64 = get(r, "size")?;
                 Ok(As4Request {
                     id: get(r, "id")?,
                     peer: get(r, "peer")?,
@@ -312,11 +312,28 @@ impl<C: Connection> Session<C> {
                     message_id: get(r, "message_id")?,
                     journal_id: get(r, "journal_id")?,
                     reason: get(r, "reason")?,
-                    size: raw.len(),
+                    size: usize::try_from(size).unwrap_or_default(),
                 })
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(Page { items, next_cursor })
+    }
+
+    /// The raw body of a received AS4 request and its Content-Type, as stored when it
+    /// arrived (whatever its outcome).
+    pub async fn as4_request_raw(&mut self, id: &str) -> Result<Option<As4RequestRaw>, StoreError> {
+        let row = sqlx::query("SELECT content_type, raw FROM as4_inbox WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(StoreError::query("reading a received AS4 request"))?;
+        row.map(|r| {
+            Ok(As4RequestRaw {
+                content_type: get(&r, "content_type")?,
+                raw: get(&r, "raw")?,
+            })
+        })
+        .transpose()
     }
 }
 
@@ -360,4 +377,14 @@ pub struct As4Request {
     pub reason: Option<String>,
     /// Size of the raw body.
     pub size: usize,
+}
+
+/// The raw bytes of a received AS4 request, with the Content-Type it came with (the MIME
+/// boundary of its parts is there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct As4RequestRaw {
+    /// The request's Content-Type header as received.
+    pub content_type: String,
+    /// The request body as received.
+    pub raw: Vec<u8>,
 }

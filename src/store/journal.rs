@@ -5,13 +5,21 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 
 use super::sql::{
-    claim_next, corrupt, get, json_list, lease_kept, ms, read_list, select_rows, time, Queue,
+    claim_next, corrupt, get, json_list, lease_kept, ms, page_rows_where, read_list, select_rows,
+    time, ListFilter, Queue,
 };
 use super::types::*;
 use super::{Connection, Session, StoreError};
 
 pub(crate) const JOURNAL_COLUMNS: &str = "id, direction, partner, transport, interchange_ref, \
-    message_refs, pids, document_numbers, raw, received_at, sent_at, state, outcome, attempts";
+    message_refs, pids, message_types, document_numbers, raw, received_at, sent_at, state, \
+    outcome, attempts";
+
+/// The columns of a listed entry: not the bytes, only their size (PostgreSQL's `length` of a
+/// `bytea` and SQLite's of a blob both count bytes).
+const ENTRY_COLUMNS: &str = "id, direction, partner, transport, interchange_ref, message_refs, \
+    pids, message_types, document_numbers, received_at, sent_at, state, outcome, attempts, \
+    CAST(LENGTH(raw) AS BIGINT) AS size";
 
 const INBOUND_QUEUE: Queue = Queue {
     operation: "claiming an inbound journal item",
@@ -24,32 +32,26 @@ const INBOUND_QUEUE: Queue = Queue {
     columns: JOURNAL_COLUMNS,
 };
 
-pub(crate) fn journal_from_row(row: &AnyRow) -> Result<JournalItem, StoreError> {
+/// A journal row without its bytes, their size given (read from the row, or counted).
+fn entry_from_row(row: &AnyRow, size: u64) -> Result<JournalEntry, StoreError> {
     const WHAT: &str = "journal item";
     let id: String = get(row, "id")?;
     let direction: String = get(row, "direction")?;
     let state: String = get(row, "state")?;
     let outcome: Option<String> = get(row, "outcome")?;
-    Ok(JournalItem {
+    let list = |column: &'static str| -> Result<Vec<String>, StoreError> {
+        read_list(WHAT, &id, column, &get::<String>(row, column)?)
+    };
+    Ok(JournalEntry {
         direction: Direction::parse(&direction)
             .ok_or_else(|| corrupt(WHAT, &id, "direction", direction.clone()))?,
         partner: get(row, "partner")?,
         transport: get(row, "transport")?,
         interchange_ref: get(row, "interchange_ref")?,
-        message_refs: read_list(
-            WHAT,
-            &id,
-            "message_refs",
-            &get::<String>(row, "message_refs")?,
-        )?,
-        pids: read_list(WHAT, &id, "pids", &get::<String>(row, "pids")?)?,
-        document_numbers: read_list(
-            WHAT,
-            &id,
-            "document_numbers",
-            &get::<String>(row, "document_numbers")?,
-        )?,
-        raw: get(row, "raw")?,
+        message_refs: list("message_refs")?,
+        pids: list("pids")?,
+        message_types: list("message_types")?,
+        document_numbers: list("document_numbers")?,
         received_at: get::<Option<i64>>(row, "received_at")?.map(time),
         sent_at: get::<Option<i64>>(row, "sent_at")?.map(time),
         state: JournalState::parse(&state)
@@ -59,7 +61,46 @@ pub(crate) fn journal_from_row(row: &AnyRow) -> Result<JournalItem, StoreError> 
             .transpose()
             .map_err(|e| corrupt(WHAT, &id, "outcome", e.to_string()))?,
         attempts: get(row, "attempts")?,
+        size,
         id,
+    })
+}
+
+pub(crate) fn journal_from_row(row: &AnyRow) -> Result<JournalItem, StoreError> {
+    let raw: Vec<u8> = get(row, "raw")?;
+    let JournalEntry {
+        id,
+        direction,
+        partner,
+        transport,
+        interchange_ref,
+        message_refs,
+        pids,
+        message_types,
+        document_numbers,
+        received_at,
+        sent_at,
+        state,
+        outcome,
+        attempts,
+        size: _,
+    } = entry_from_row(row, raw.len() as u64)?;
+    Ok(JournalItem {
+        id,
+        direction,
+        partner,
+        transport,
+        interchange_ref,
+        message_refs,
+        pids,
+        message_types,
+        document_numbers,
+        raw,
+        received_at,
+        sent_at,
+        state,
+        outcome,
+        attempts,
     })
 }
 
@@ -71,8 +112,8 @@ impl<C: Connection> Session<C> {
         let id = new_id("jrn", record.received_at);
         let inserted = sqlx::query(
             "INSERT INTO journal (id, direction, partner, transport, interchange_ref, message_refs, \
-             pids, document_numbers, raw, received_at, state, attempts) \
-             VALUES ($1, 'in', $2, $3, $4, $5, $6, $7, $8, $9, 'received', 0) \
+             pids, message_types, document_numbers, raw, received_at, state, attempts) \
+             VALUES ($1, 'in', $2, $3, $4, $5, $6, $7, $8, $9, $10, 'received', 0) \
              ON CONFLICT (direction, partner, interchange_ref) DO NOTHING",
         )
         .bind(&id)
@@ -81,6 +122,7 @@ impl<C: Connection> Session<C> {
         .bind(record.interchange_ref.clone())
         .bind(json_list(&record.message_refs))
         .bind(json_list(&record.pids))
+        .bind(json_list(&record.message_types))
         .bind(json_list(&record.document_numbers))
         .bind(record.raw.clone())
         .bind(ms(record.received_at))
@@ -117,8 +159,8 @@ impl<C: Connection> Session<C> {
             .unwrap_or_else(|| new_id("jrn", record.sent_at));
         sqlx::query(
             "INSERT INTO journal (id, direction, partner, transport, interchange_ref, message_refs, \
-             pids, document_numbers, raw, sent_at, state, attempts) \
-             VALUES ($1, 'out', $2, $3, $4, $5, $6, $7, $8, $9, 'processed', 0)",
+             pids, message_types, document_numbers, raw, sent_at, state, attempts) \
+             VALUES ($1, 'out', $2, $3, $4, $5, $6, $7, $8, $9, $10, 'processed', 0)",
         )
         .bind(&id)
         .bind(&record.partner)
@@ -126,6 +168,7 @@ impl<C: Connection> Session<C> {
         .bind(&record.interchange_ref)
         .bind(json_list(&record.message_refs))
         .bind(json_list(&record.pids))
+        .bind(json_list(&record.message_types))
         .bind(json_list(&record.document_numbers))
         .bind(record.raw.clone())
         .bind(ms(record.sent_at))
@@ -140,6 +183,77 @@ impl<C: Connection> Session<C> {
         let sql = format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE id = $1");
         let rows = select_rows(self.conn(), "reading a journal item", &sql, &[id]).await?;
         rows.first().map(journal_from_row).transpose()
+    }
+
+    /// The journal in id order (oldest first), in and out, without the bytes: the entries
+    /// meeting every filter of `filter`, one page of them.
+    pub async fn list_journal(
+        &mut self,
+        filter: &JournalFilter,
+        page: &PageRequest,
+    ) -> Result<Page<JournalEntry>, StoreError> {
+        let backend = self.backend;
+        let text = ListFilter::text;
+        let mut filters = Vec::new();
+        if let Some(direction) = filter.direction {
+            filters.push(text("direction = $?", direction.as_str()));
+        }
+        if let Some(partner) = &filter.partner {
+            filters.push(text("partner = $?", partner));
+        }
+        if let Some(pid) = &filter.pid {
+            filters.push(text(&backend.json_list_has("journal.pids"), pid));
+        }
+        if let Some(message_type) = &filter.message_type {
+            filters.push(text(
+                &backend.json_list_has("journal.message_types"),
+                message_type,
+            ));
+        }
+        if let Some(state) = filter.state {
+            filters.push(text("state = $?", state.as_str()));
+        }
+        // An entry's time is when it was received (in) or sent (out); one of the two is set.
+        if let Some(from) = filter.from {
+            filters.push(ListFilter::time(
+                "COALESCE(received_at, sent_at) >= $?",
+                from,
+            ));
+        }
+        if let Some(until) = filter.until {
+            filters.push(ListFilter::time(
+                "COALESCE(received_at, sent_at) < $?",
+                until,
+            ));
+        }
+        let (rows, next_cursor) = page_rows_where(
+            self.conn(),
+            "listing the journal",
+            "journal",
+            ENTRY_COLUMNS,
+            "1 = 1",
+            &filters,
+            page,
+        )
+        .await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let size: i64 = get(r, "size")?;
+                entry_from_row(r, u64::try_from(size).unwrap_or_default())
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    /// The bytes of a journal item, exactly as received or sent.
+    pub async fn journal_raw(&mut self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT raw FROM journal WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(StoreError::query("reading a journal item's bytes"))?;
+        row.map(|r| get(&r, "raw")).transpose()
     }
 
     /// Claims the oldest inbound journal item that is `received`, or `processing` with an

@@ -96,7 +96,8 @@ impl<C: Connection> Session<C> {
             self.conn(),
             "listing the quarantine",
             "mail_journal",
-            "id, mailbox, uid_validity, uid, from_header, subject, reason, received_at, raw",
+            "id, mailbox, uid_validity, uid, from_header, subject, reason, received_at, \
+             CAST(LENGTH(raw) AS BIGINT) AS size",
             "outcome = 'quarantined'",
             &[],
             page,
@@ -105,7 +106,7 @@ impl<C: Connection> Session<C> {
         let items = rows
             .iter()
             .map(|r| {
-                let raw: Vec<u8> = get(r, "raw")?;
+                let size: i64 = get(r, "size")?;
                 Ok(QuarantineItem {
                     id: get(r, "id")?,
                     mailbox: get(r, "mailbox")?,
@@ -115,11 +116,23 @@ impl<C: Connection> Session<C> {
                     subject: get(r, "subject")?,
                     reason: get::<Option<String>>(r, "reason")?.unwrap_or_default(),
                     received_at: time(get(r, "received_at")?),
-                    size: raw.len(),
+                    size: usize::try_from(size).unwrap_or_default(),
                 })
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(Page { items, next_cursor })
+    }
+
+    /// The raw bytes of a quarantined mail (`None` for another mail: only the quarantine is
+    /// an operator's to read).
+    pub async fn quarantined_mail_raw(&mut self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row =
+            sqlx::query("SELECT raw FROM mail_journal WHERE id = $1 AND outcome = 'quarantined'")
+                .bind(id)
+                .fetch_optional(self.conn())
+                .await
+                .map_err(StoreError::query("reading a quarantined mail"))?;
+        row.map(|r| get(&r, "raw")).transpose()
     }
 
     /// The raw bytes of a journaled mail.

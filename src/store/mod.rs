@@ -45,7 +45,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 
-pub use as4::{As4Answer, As4Outbound, As4Request, DedupClaim};
+pub use as4::{As4Answer, As4Outbound, As4Request, As4RequestRaw, DedupClaim};
 pub use error::StoreError;
 pub use messages::{MessageFilter, StoredMessage};
 pub use types::*;
@@ -79,6 +79,20 @@ impl Backend {
         match self {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
+        }
+    }
+
+    /// A list condition: the JSON list of strings in `column` (as `sql::json_list` writes it)
+    /// has an element equal to the value bound at `$?`. Element by element, so `5521` does
+    /// not match `["55218"]`, and the value is a parameter, never part of the SQL.
+    fn json_list_has(self, column: &str) -> String {
+        match self {
+            Backend::Sqlite => {
+                format!("EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = $?)")
+            }
+            Backend::Postgres => {
+                format!("CAST({column} AS jsonb) @> jsonb_build_array(CAST($? AS TEXT))")
+            }
         }
     }
 }

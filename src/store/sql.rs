@@ -111,21 +111,87 @@ pub(crate) async fn page_rows(
     filters: &[(&'static str, Option<&str>)],
     page: &PageRequest,
 ) -> Result<(Vec<AnyRow>, Option<String>), StoreError> {
-    let mut sql = format!("SELECT {columns} FROM {table} WHERE {condition}");
-    let mut args: Vec<&str> = Vec::new();
-    for (condition, value) in filters {
-        if let Some(v) = value {
-            args.push(v);
-            sql.push_str(&format!(" AND {condition} ${}", args.len()));
+    let filters: Vec<ListFilter<'_>> = filters
+        .iter()
+        .filter_map(|(condition, value)| {
+            value.map(|v| ListFilter::text(&format!("{condition} $?"), v))
+        })
+        .collect();
+    page_rows_where(conn, operation, table, columns, condition, &filters, page).await
+}
+
+/// The value a list filter compares with, bound as a parameter (never written into the SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FilterValue<'a> {
+    /// A text column or JSON list element.
+    Text(&'a str),
+    /// A time column (unix milliseconds).
+    Millis(i64),
+}
+
+/// One condition of a list query: SQL with one `$?` where the value's placeholder goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListFilter<'a> {
+    /// `state = $?`, `received_at >= $?`, ….
+    pub condition: String,
+    /// The value bound for `$?`.
+    pub value: FilterValue<'a>,
+}
+
+impl<'a> ListFilter<'a> {
+    /// `condition` compared with a text.
+    pub fn text(condition: &str, value: &'a str) -> ListFilter<'a> {
+        ListFilter {
+            condition: condition.to_string(),
+            value: FilterValue::Text(value),
         }
     }
+
+    /// `condition` compared with a time.
+    pub fn time(condition: &str, at: DateTime<Utc>) -> ListFilter<'a> {
+        ListFilter {
+            condition: condition.to_string(),
+            value: FilterValue::Millis(ms(at)),
+        }
+    }
+}
+
+/// A page of `table` in id order: rows meeting the fixed `condition` and every filter, each
+/// filter's value bound as the next parameter.
+pub(crate) async fn page_rows_where(
+    conn: &mut AnyConnection,
+    operation: &'static str,
+    table: &'static str,
+    columns: &str,
+    condition: &'static str,
+    filters: &[ListFilter<'_>],
+    page: &PageRequest,
+) -> Result<(Vec<AnyRow>, Option<String>), StoreError> {
+    let mut sql = format!("SELECT {columns} FROM {table} WHERE {condition}");
+    let mut values: Vec<FilterValue<'_>> = Vec::new();
+    for filter in filters {
+        values.push(filter.value);
+        let placeholder = format!("${}", values.len());
+        sql.push_str(" AND ");
+        sql.push_str(&filter.condition.replace("$?", &placeholder));
+    }
     if let Some(c) = &page.cursor {
-        args.push(c);
-        sql.push_str(&format!(" AND id > ${}", args.len()));
+        values.push(FilterValue::Text(c));
+        sql.push_str(&format!(" AND id > ${}", values.len()));
     }
     let limit = page.limit.max(1);
     sql.push_str(&format!(" ORDER BY id LIMIT {}", u64::from(limit) + 1));
-    let mut rows = select_rows(conn, operation, &sql, &args).await?;
+    let mut query = sqlx::query(&sql);
+    for value in values {
+        query = match value {
+            FilterValue::Text(text) => query.bind(text.to_string()),
+            FilterValue::Millis(at) => query.bind(at),
+        };
+    }
+    let mut rows = query
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::query(operation))?;
     let next = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
         rows.last().map(|r| get::<String>(r, "id")).transpose()?

@@ -85,6 +85,8 @@ pub struct JournalItem {
     pub message_refs: Vec<String>,
     /// Prüfidentifikatoren.
     pub pids: Vec<String>,
+    /// UNH S009 DE0065 of each message (`UTILMD`, `CONTRL`, …).
+    pub message_types: Vec<String>,
     /// BGM DE1004 of each message.
     pub document_numbers: Vec<String>,
     /// The bytes.
@@ -99,6 +101,61 @@ pub struct JournalItem {
     pub outcome: Option<serde_json::Value>,
     /// How often it was claimed (1 on the first claim).
     pub attempts: i64,
+}
+
+/// A journal row as lists show it: everything but the bytes (which may be large: one call
+/// per item reads them, [`crate::store::Session::journal_raw`]), with their size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// `jrn_…`.
+    pub id: String,
+    /// In or out.
+    pub direction: Direction,
+    /// Sender (in) or recipient (out).
+    pub partner: String,
+    /// How it came or went (`file`, …).
+    pub transport: String,
+    /// UNB DE0020.
+    pub interchange_ref: Option<String>,
+    /// UNH DE0062 of each message.
+    pub message_refs: Vec<String>,
+    /// Prüfidentifikatoren.
+    pub pids: Vec<String>,
+    /// UNH S009 DE0065 of each message.
+    pub message_types: Vec<String>,
+    /// BGM DE1004 of each message.
+    pub document_numbers: Vec<String>,
+    /// When received (in).
+    pub received_at: Option<DateTime<Utc>>,
+    /// When sent (out).
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Processing state.
+    pub state: JournalState,
+    /// The processing outcome (JSON), once processed or failed.
+    pub outcome: Option<serde_json::Value>,
+    /// How often it was claimed.
+    pub attempts: i64,
+    /// The size of the bytes.
+    pub size: u64,
+}
+
+/// Filters of the journal list; every one given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalFilter {
+    /// Only received or only sent interchanges.
+    pub direction: Option<Direction>,
+    /// Only this sender (in) or recipient (out), exactly.
+    pub partner: Option<String>,
+    /// Only interchanges with a message of this Prüfidentifikator (an element of `pids`).
+    pub pid: Option<String>,
+    /// Only interchanges with a message of this type (an element of `message_types`).
+    pub message_type: Option<String>,
+    /// Only in this processing state.
+    pub state: Option<JournalState>,
+    /// Only received (in) or sent (out) at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Only received (in) or sent (out) before this time.
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// Filters of an order list.

@@ -35,6 +35,7 @@ impl Journal {
             interchange_ref: facts.interchange_reference.clone(),
             message_refs: facts.message_references.clone(),
             pids: facts.pids.iter().map(|p| p.to_string()).collect(),
+            message_types: facts.message_types.clone(),
             document_numbers: Vec::new(),
             raw,
             received_at: now,
