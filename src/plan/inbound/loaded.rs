@@ -19,7 +19,7 @@ pub struct LoadedSent {
 }
 
 /// What the worker loaded from the store for the keys of one or more interchanges: the
-/// orders with their stored versions, and what we sent. [`plan_inbound`] takes each
+/// orders with their stored versions, and what we sent. [`plan_inbound`](super::plan_inbound) takes each
 /// interchange's candidates from it and writes the changed orders back, so that the next
 /// interchange of a batch plans on them.
 #[derive(Debug, Clone, Default)]

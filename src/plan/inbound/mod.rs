@@ -12,7 +12,7 @@
 //!    call.
 
 //!
-//! One file per step: [`read`] (step 1), [`loaded`] (what the caller loads between the
+//! One file per step: `read` (step 1), `loaded` (what the caller loads between the
 //! steps), [`decide`] (applying the items), and here the plan that puts them together.
 
 mod decide;
