@@ -11,7 +11,8 @@
 //! connection ([`Store::conn`], each statement commits alone) or inside a transaction
 //! ([`Store::begin`], [`StoreTx::commit`]). The methods are grouped by topic, one file each:
 //! `journal`, `outbox`, `orders` (with the status history and subscriptions), `webhooks`,
-//! `clearing`, `sent`, `as4`, `mail`, `references`, `metrics`.
+//! `clearing`, `sent`, `passthrough` (what the supplier core hands over to be sent as it is),
+//! `as4`, `mail`, `references`, `metrics`.
 //!
 //! Work shared by several gateway instances (inbound journal items, outbox items, webhook
 //! deliveries) is claimed with a lease: on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so two
@@ -29,6 +30,7 @@ mod mail;
 mod metrics;
 mod orders;
 mod outbox;
+mod passthrough;
 mod plans;
 mod references;
 mod sent;
@@ -46,6 +48,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 
 pub use as4::{As4Answer, As4Outbound, As4Request, DedupClaim};
 pub use error::StoreError;
+pub use passthrough::{PassThroughFilter, PassThroughOutbox, PassThroughRecord, OVERDUE};
 pub use types::*;
 
 /// The database the embedded default uses when nothing is configured.
