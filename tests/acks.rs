@@ -167,6 +167,7 @@ fn sent() -> Vec<SentMessage> {
         message_reference: "1".into(),
         document_number: "MG10000000001".into(),
         order: Some("gfr_1".into()),
+        pass_through: None,
     }]
 }
 

@@ -70,6 +70,7 @@ async fn feed_api(stores: Vec<Store>) {
                 interchange_ref: Some(reference.into()),
                 message_refs: vec!["1".into()],
                 pids: Vec::new(),
+                message_types: Vec::new(),
                 document_numbers: Vec::new(),
                 raw: interchange(reference, message),
                 received_at: now,

@@ -8,6 +8,8 @@
 //!   receipt verified); the grid operator's gateway journals it and its acknowledgement comes
 //!   back over AS4; the grid operator's ORDRSP (sent as the grid operator over AS4) rejects
 //!   the order: status changed.
+//! - A pass-through UTILMD of the supplier core goes out over AS4 in our envelope and the
+//!   grid operator's APERAK, sent over AS4, is matched back to it.
 //! - What went over the wire is checked by an independent implementation
 //!   (`tests/as4_oracle/oracle.py`: PyPI xmlsec/lxml and Python `cryptography`), request and
 //!   receipt.
@@ -599,6 +601,89 @@ async fn an_order_goes_out_over_as4_and_the_answer_comes_back_over_as4() {
             .count(),
         1,
         "{list}"
+    );
+
+    ours.stop().await;
+    theirs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pass_through_goes_out_over_as4_and_the_partners_aperak_is_matched_back() {
+    let pair = Pair::new();
+    let w = &pair.w;
+    let ours = pair.start_ours().await;
+    let theirs = pair.start_theirs(true).await;
+
+    // 1. The core's UTILMD in through the API, out over AS4 in our envelope.
+    let created = ours
+        .post(
+            "/interchanges",
+            serde_json::json!({"partner": VNB, "message": gateway::core_utilmd()}),
+        )
+        .await;
+    let id = created["data"][0]["id"].as_str().unwrap().to_string();
+    let path = format!("/interchanges/{id}");
+    let sent = ours
+        .wait("the pass-through sent over AS4", || async {
+            let m = ours.get(&path).await;
+            m["sent_at"].is_string().then_some(m)
+        })
+        .await;
+    assert_eq!(sent["transport"], "as4", "{sent}");
+    let reference = sent["interchange_ref"].as_str().unwrap().to_string();
+    let ours_raw: Vec<u8> = sqlx::query("SELECT raw FROM journal WHERE id = $1")
+        .bind(sent["journal_id"].as_str().unwrap())
+        .fetch_one(ours.store.pool())
+        .await
+        .unwrap()
+        .get(0);
+
+    // 2. The grid operator's gateway journaled it as sent.
+    let (transport, pids, journaled) = theirs
+        .wait("the UTILMD in the partner's journal", || async {
+            gateway::inbound_from(&theirs.store, OWN)
+                .await
+                .into_iter()
+                .next()
+        })
+        .await;
+    assert_eq!(transport, "as4");
+    assert!(pids.contains("55220"), "{pids}");
+    assert_eq!(journaled, ours_raw);
+
+    // 3. The grid operator's APERAK 313 over AS4: matched back, the message rejected with the
+    //    code and text (whatever the partner's gateway answered on its own before).
+    let vnb = sender(
+        w,
+        VNB,
+        &w.vnb.sig,
+        &w.vnb.enc,
+        &w.vnb.tls,
+        &w.ours,
+        pair.our_port,
+        unchanged,
+    );
+    vnb.send(
+        OWN,
+        gateway::partner_aperak(&reference, "NBAS4PT0001"),
+        "aperak-pt-1@9900000000011",
+    )
+    .await
+    .unwrap();
+    let rejected = ours
+        .wait("the pass-through rejected", || async {
+            let m = ours.get(&path).await;
+            (m["state"] == "rejected").then_some(m)
+        })
+        .await;
+    assert_eq!(
+        rejected["answer"]["codes"],
+        serde_json::json!(["Z29"]),
+        "{rejected}"
+    );
+    assert_eq!(
+        rejected["answer"]["acknowledgement"]["errors"][0]["text"][0],
+        "Segment 12 LOC: Marktlokation fehlt"
     );
 
     ours.stop().await;

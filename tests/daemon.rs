@@ -4,6 +4,8 @@
 //! ones the gateway really wrote), outbound files read back from `data/outbox/`, and a real
 //! webhook receiver. Then the real binary killed with SIGKILL mid-way and restarted.
 
+#[path = "common/gateway.rs"]
+mod gateway;
 mod support;
 
 use support::binary::Binary;
@@ -596,6 +598,7 @@ daemon_on_both! {
     meter_orders_are_cancelled_by_the_operator_or_the_customer => meter_cancellations;
     the_same_file_delivered_twice_is_journaled_and_applied_once => dedup;
     a_failed_webhook_delivery_is_retried_with_backoff => webhook_retry;
+    a_pass_through_goes_out_by_file_drop_and_the_partners_aperak_rejects_it => pass_through;
 }
 
 async fn grid_fee_lifecycle(url: String, data_dir: PathBuf) {
@@ -1052,6 +1055,75 @@ async fn dedup(url: String, data_dir: PathBuf) {
             .collect::<Vec<_>>(),
         "every copy acknowledged with the one journal entry"
     );
+    gw.stop().await;
+}
+
+/// Waits until the pass-through message at `path` is in `state`; returns it.
+async fn wait_for_state(gw: &Daemon, path: &str, state: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let message = gw.get(path).await;
+        if message["state"] == state {
+            return message;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{path} never became {state}: {message}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn pass_through(url: String, data_dir: PathBuf) {
+    let gw = Daemon::start(config(&url, &data_dir, None)).await;
+    let (status, created) = gw
+        .post(
+            "/interchanges",
+            json!({"partner": VNB, "message": gateway::core_utilmd()}),
+        )
+        .await;
+    assert_eq!(status, 202, "{created}");
+    let id = created["data"][0]["id"].as_str().unwrap().to_string();
+    let path = format!("/interchanges/{id}");
+
+    // Out through the file drop: the bytes journaled when the core handed it over, valid.
+    let (name, bytes) = gw
+        .wait_for_outbox("the pass-through UTILMD", |m| {
+            m.message_type == "UTILMD" && m.document == gateway::CORE_DOCUMENT
+        })
+        .await;
+    assert_valid(&name, &bytes);
+    let sent = wait_for_state(&gw, &path, "sent").await;
+    assert_eq!(sent["transport"], "file", "{sent}");
+    assert!(sent["aperak_due"].is_string(), "{sent}");
+    assert_eq!(sent["overdue"], false);
+    let journaled: Vec<u8> = sqlx::query("SELECT raw FROM journal WHERE id = $1")
+        .bind(sent["journal_id"].as_str().unwrap())
+        .fetch_one(gw.store.pool())
+        .await
+        .unwrap()
+        .get("raw");
+    assert_eq!(journaled, bytes);
+    let (sender, reference) = envelope(&bytes);
+    assert_eq!(sender, OWN);
+    assert_eq!(sent["interchange_ref"], reference.as_str());
+
+    // The grid operator's APERAK 313 dropped into the inbox: rejected with its code and text.
+    let answer = gw
+        .deliver(
+            "aperak_pass_through.edi",
+            &gateway::partner_aperak(&reference, "PT0000000001"),
+        )
+        .await;
+    let rejected = wait_for_state(&gw, &path, "rejected").await;
+    assert_eq!(rejected["answer"]["codes"], json!(["Z29"]), "{rejected}");
+    assert_eq!(rejected["answer"]["journal_id"], answer.as_str());
+    assert_eq!(
+        rejected["answer"]["acknowledgement"]["errors"][0]["text"][0],
+        "Segment 12 LOC: Marktlokation fehlt"
+    );
+    let listed = gw.get("/interchanges?filter[state][eq]=rejected").await;
+    assert_eq!(listed["data"][0]["id"], id.as_str());
     gw.stop().await;
 }
 

@@ -18,6 +18,8 @@
 //! - Bad mail (unsigned, wrong signer, tampered, encrypted to someone else, two attachments)
 //!   lands in the quarantine with its reason; a 10 MB interchange goes through; all mails
 //!   are marked on the server, none is lost.
+//! - A pass-through UTILMD of the supplier core goes out by mail in our envelope and the grid
+//!   operator's mailed APERAK is matched back to it.
 
 #[path = "common/gateway.rs"]
 mod gateway;
@@ -540,6 +542,105 @@ async fn an_order_goes_out_by_mail_and_the_mailed_answer_is_mapped_bad_mail_is_q
         (unmarked.is_empty() && mails.iter().all(|(o, _)| o != "pending")).then_some(())
     })
     .await;
+
+    ours.stop().await;
+    theirs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pass_through_goes_out_by_mail_and_the_partners_mailed_aperak_is_matched_back() {
+    let Some(s) = servers() else { return };
+    let tag = format!("e2e-pt-{:08x}", rand::random::<u32>());
+    let pki = Pki::new();
+    let we = pki.issue("we", KeyKind::Brainpool, &sm_pki_subject(OWN, "Supplier"));
+    let vnb = pki.issue("vnb", KeyKind::Brainpool, &sm_pki_subject(VNB, "Grid"));
+    let our_address: Address = format!("{}+{tag}@{}", s.gateway.0, s.domain)
+        .parse()
+        .unwrap();
+    let vnb_address: Address = format!("{}+{tag}@{}", s.partner.0, s.domain)
+        .parse()
+        .unwrap();
+    let ours_dir = tempfile::tempdir().unwrap();
+    let theirs_dir = tempfile::tempdir().unwrap();
+    let ours = Daemon::start(config(
+        ours_dir.path(),
+        OWN,
+        &we,
+        our_address.as_ref(),
+        &s.gateway,
+        &tag,
+        &s,
+        &[(VNB, vnb_address.to_string(), &vnb)],
+    ))
+    .await;
+    let theirs = Daemon::start(config(
+        theirs_dir.path(),
+        VNB,
+        &vnb,
+        vnb_address.as_ref(),
+        &s.partner,
+        &tag,
+        &s,
+        &[(OWN, our_address.to_string(), &we)],
+    ))
+    .await;
+
+    // 1. The core's UTILMD in through the API, out by mail in our envelope; the partner's
+    //    gateway journals it as sent.
+    let created = ours
+        .post(
+            "/interchanges",
+            serde_json::json!({"partner": VNB, "message": gateway::core_utilmd()}),
+        )
+        .await;
+    let id = created["data"][0]["id"].as_str().unwrap().to_string();
+    let path = format!("/interchanges/{id}");
+    let sent = ours
+        .wait("the pass-through sent by mail", || async {
+            let m = ours.get(&path).await;
+            m["sent_at"].is_string().then_some(m)
+        })
+        .await;
+    assert_eq!(sent["transport"], "email", "{sent}");
+    let reference = sent["interchange_ref"].as_str().unwrap().to_string();
+    let (transport, pids, journaled) = theirs
+        .wait("the UTILMD in the partner's journal", || async {
+            inbound_from(&theirs.store, OWN).await.into_iter().next()
+        })
+        .await;
+    assert_eq!(transport, "email");
+    assert!(pids.contains("55220"), "{pids}");
+    assert!(String::from_utf8_lossy(&journaled).contains(&reference));
+
+    // 2. The grid operator's APERAK 313, mailed to us signed and encrypted as the grid
+    //    operator: matched back, the message rejected with the code and text (whatever the
+    //    partner's gateway answered on its own before).
+    let aperak = gateway::partner_aperak(&reference, "NBMAILPT001");
+    mail_entity(
+        &s,
+        &vnb_address,
+        &our_address,
+        "APERAK__9900000000011_9900000000003_20260602_NBMAILPT001.txt",
+        &attachment_entity(&aperak, "APERAK.txt"),
+        &identity(&vnb),
+        &cert(&we),
+    )
+    .await;
+    let rejected = ours
+        .wait("the pass-through rejected", || async {
+            let m = ours.get(&path).await;
+            (m["state"] == "rejected").then_some(m)
+        })
+        .await;
+    assert_eq!(
+        rejected["answer"]["codes"],
+        serde_json::json!(["Z29"]),
+        "{rejected}"
+    );
+    assert_eq!(
+        rejected["answer"]["acknowledgement"]["errors"][0]["text"][0],
+        "Segment 12 LOC: Marktlokation fehlt"
+    );
 
     ours.stop().await;
     theirs.stop().await;

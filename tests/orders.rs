@@ -416,6 +416,7 @@ fn every_inbound_sample_and_the_transition_it_causes() {
         message_reference: "1".into(),
         document_number: "MG10000000001".into(),
         order: Some("gfr_1".into()),
+        pass_through: None,
     }];
     let mut out = String::new();
     for path in files {

@@ -200,6 +200,8 @@ pub struct SentMessage {
     pub document_number: String,
     /// The order this message belongs to, if any (the store's id).
     pub order: Option<String>,
+    /// The pass-through message of the supplier core it is, if it is one (the store's id).
+    pub pass_through: Option<String>,
 }
 
 /// Where the gateway looks up what it sent (the store implements it; tests use a list).

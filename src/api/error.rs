@@ -17,6 +17,10 @@ pub struct FieldError {
     pub code: String,
     /// What is wrong, for people.
     pub message: String,
+    /// Where in the field's value, when the value is a text with places in it (the segment,
+    /// element and component of an EDIFACT message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<serde_json::Value>,
 }
 
 impl FieldError {
@@ -26,7 +30,14 @@ impl FieldError {
             field: Some(field.to_string()),
             code: code.to_string(),
             message: message.into(),
+            position: None,
         }
+    }
+
+    /// The same problem at `position` in the field's value.
+    pub fn at(mut self, position: serde_json::Value) -> FieldError {
+        self.position = Some(position);
+        self
     }
 }
 
@@ -56,7 +67,16 @@ impl ApiError {
                 field: None,
                 code: code.to_string(),
                 message: message.into(),
+                position: None,
             }],
+        }
+    }
+
+    /// `422`: the request is well formed, but its content is refused (one entry per problem).
+    pub fn unprocessable(errors: Vec<FieldError>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            errors,
         }
     }
 

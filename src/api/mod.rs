@@ -1,5 +1,6 @@
 //! The HTTP API for the supplier's core system (axum, JSON): grid-fee reductions, meter
-//! orders, subscription confirmation, operator views of the outbox, the clearing list, the
+//! orders, subscription confirmation, pass-through sending (`/interchanges`), the forward feed
+//! of received messages (`/messages`), operator views of the outbox, the clearing list, the
 //! journal of interchanges in and out, the mail quarantine and the received AS4 requests
 //! (each with its raw bytes), health, Prometheus metrics and the OpenAPI document.
 //!
@@ -12,9 +13,10 @@
 
 mod error;
 mod input;
-mod messages;
 mod journal;
+mod messages;
 mod orders;
+mod passthrough;
 mod resources;
 
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use chrono::{DateTime, Utc};
 pub use error::{ApiError, FieldError};
 pub use input::{DEFAULT_LIMIT, MAX_LIMIT};
 
+use crate::ids::MarketPartnerId;
 use crate::orders::{GridFeeStatus, MeterStatus};
 use crate::store::{serde_text, Backend, Store};
 
@@ -48,6 +51,8 @@ pub struct AppState {
     tokens: Arc<Vec<String>>,
     /// The clock.
     pub clock: Clock,
+    /// Our market partner ID: the UNB sender of what is passed through.
+    own_id: MarketPartnerId,
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,7 +72,15 @@ impl AppState {
             store,
             tokens: Arc::new(tokens.into_iter().filter(|t| !t.is_empty()).collect()),
             clock: Clock::system(),
+            own_id: default_own_id(),
         }
+    }
+
+    /// The same state with our market partner ID (the configuration's `own_id`; without it,
+    /// the configuration's default).
+    pub fn with_own_id(mut self, own_id: MarketPartnerId) -> AppState {
+        self.own_id = own_id;
+        self
     }
 
     /// The same state with another clock.
@@ -79,6 +92,14 @@ impl AppState {
     fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
+}
+
+/// The configuration's default own ID ([`crate::config::DEFAULT_OWN_ID`], a valid ID: the
+/// configuration's tests check it).
+fn default_own_id() -> MarketPartnerId {
+    crate::config::DEFAULT_OWN_ID
+        .parse()
+        .expect("the default own ID is a valid market partner ID")
 }
 
 /// Every route of the API (the list `/openapi.json` documents; a test checks they agree).
@@ -105,6 +126,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/messages/{id}/ack"),
     ("post", "/messages/{id}/aperak"),
     ("get", "/as4/requests/{id}/raw"),
+    ("post", "/interchanges"),
+    ("get", "/interchanges"),
+    ("get", "/interchanges/{id}"),
     ("get", "/health"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -147,6 +171,11 @@ pub fn router(state: AppState) -> Router {
         .route("/messages/{id}/ack", post(messages::ack_message))
         .route("/messages/{id}/aperak", post(messages::aperak_for_message))
         .route("/as4/requests/{id}/raw", get(journal::as4_request_raw))
+        .route(
+            "/interchanges",
+            post(passthrough::create).get(passthrough::list),
+        )
+        .route("/interchanges/{id}", get(passthrough::one))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))
@@ -291,7 +320,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     out.push_str("# HELP mako_journal_items Journaled interchanges by direction and state.\n# TYPE mako_journal_items gauge\n");
     for (direction, states) in [
         ("in", &["received", "processing", "processed", "failed"][..]),
-        ("out", &["processed"][..]),
+        // Out: `queued` and `failed` are pass-throughs not sent (yet, or given up).
+        ("out", &["queued", "processed", "failed"][..]),
     ] {
         for s in states {
             out.push_str(&format!(

@@ -177,6 +177,20 @@ fn describe(name: &str, report: &InboundReport) -> String {
                 format!("  {message}: UNMATCHED, to clearing: {reason}")
             }
             Effect::Send { partner, pid, .. } => format!("  answer: UTILMD {pid} to {partner}"),
+            Effect::PassThroughAnswered {
+                messages,
+                answer,
+                message,
+            } => format!(
+                "  {message}: pass-through {} {}{}",
+                messages.join(","),
+                crate::store::serde_text(&answer.outcome),
+                if answer.codes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", answer.codes.join(", "))
+                }
+            ),
             Effect::Nothing { reason, message } => format!("  {message}: no change: {reason}"),
         };
         out.push_str(&line);

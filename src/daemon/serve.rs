@@ -114,7 +114,9 @@ pub async fn serve(
     let (listener, addr) = bind("the API", config.api.addr).await?;
     tracing::info!(%addr, worker = %worker, database = ?store.backend(), "listening");
     let app = crate::api::router(
-        crate::api::AppState::new(store.clone(), vec![token]).with_clock(clock.clone()),
+        crate::api::AppState::new(store.clone(), vec![token])
+            .with_clock(clock.clone())
+            .with_own_id(config.own_id.clone()),
     );
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(async move {

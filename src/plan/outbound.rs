@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
+use super::passthrough::{aperak_due, PassThroughSending, QueuedMessage};
 use super::records::{
     serde_text, ChangedOrder, GridFeeRecord, MeterOrderRecord, OrderChange, OrderKind,
     OutboundRecord, SentRecord, Transport,
@@ -170,6 +171,9 @@ pub struct OutboundPlan {
     pub sent: Vec<SentRecord>,
     /// Orders whose own pending outbox items have nothing left to do (sent with this one).
     pub stand_down: Vec<String>,
+    /// A pass-through of the supplier core: its journal entry exists since it was handed
+    /// over (sending completes it instead of adding one), and its messages are marked sent.
+    pub pass_through: Option<PassThroughSending>,
 }
 
 impl OutboundPlan {
@@ -235,6 +239,15 @@ pub enum PlanError {
     /// Kept ORDERS 17133 bytes without the product.
     #[error("the built ORDERS 17133 names no §14a product (CAV+ZH9)")]
     NoProduct,
+    /// A pass-through item without its journal entry.
+    #[error("a pass-through outbox item without its journal entry")]
+    NoJournalEntry,
+    /// A message of a pass-through interchange without its `messages` row.
+    #[error("message {position} of the pass-through interchange has no pass-through record")]
+    NoPassThroughRecord {
+        /// Its place in the interchange (0 = the first).
+        position: usize,
+    },
 }
 
 /// What building needs: the grammars, us, now, and where references come from.
@@ -336,6 +349,7 @@ fn plan_of(
                 message_ref: m.message_ref.clone(),
                 document_number: m.document_number.clone(),
                 order,
+                pass_through: None,
                 journal_id: journal_id.clone(),
             });
         }
@@ -350,6 +364,7 @@ fn plan_of(
         order_changes: Vec::new(),
         sent,
         stand_down: Vec::new(),
+        pass_through: None,
     }
 }
 
@@ -395,6 +410,34 @@ pub fn plan_prebuilt(bytes: Option<&[u8]>, now: DateTime<Utc>) -> Result<Outboun
     let bytes = bytes.ok_or(PlanError::NoBytes)?;
     let facts = written_facts(bytes).ok_or(PlanError::Unreadable)?;
     Ok(plan_of(facts, bytes.to_vec(), false, &[], now))
+}
+
+/// A pass-through interchange of the supplier core, checked and journaled when it was handed
+/// over (`journal_id`, its `queued` outbound journal entry; `queued`, its messages' rows): sent
+/// as it is. The plan completes that journal entry, records what was sent for matching
+/// answers (each message with its pass-through record) and marks the messages sent with the
+/// partner's APERAK deadline from now.
+pub fn plan_pass_through(
+    bytes: Option<&[u8]>,
+    journal_id: Option<&str>,
+    queued: &[QueuedMessage],
+    now: DateTime<Utc>,
+) -> Result<OutboundPlan, PlanError> {
+    let journal_id = journal_id.ok_or(PlanError::NoJournalEntry)?;
+    let mut plan = plan_prebuilt(bytes, now)?;
+    plan.journal_id = journal_id.to_string();
+    let mut sending = Vec::new();
+    for (position, sent) in plan.sent.iter_mut().enumerate() {
+        let message = queued
+            .iter()
+            .find(|q| q.position == position)
+            .ok_or(PlanError::NoPassThroughRecord { position })?;
+        sent.journal_id = journal_id.to_string();
+        sent.pass_through = Some(message.id.clone());
+        sending.push((message.id.clone(), aperak_due(&message.message_type, now)));
+    }
+    plan.pass_through = Some(PassThroughSending { messages: sending });
+    Ok(plan)
 }
 
 /// The order change that sending moves an order through, named by the outbound journal entry.

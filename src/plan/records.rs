@@ -70,6 +70,9 @@ text_enum!(
         Processed = "processed",
         /// Could not be processed (the outcome says why).
         Failed = "failed",
+        /// Out: a pass-through interchange of the supplier core, journaled when it was handed
+        /// over, not sent yet (it becomes `processed` when sent, `failed` when parked).
+        Queued = "queued",
     }
 );
 
@@ -90,6 +93,9 @@ text_enum!(
         Order = "order",
         /// A CONTRL or APERAK, built when the message it answers was received (`payload`).
         Ack = "ack",
+        /// A pass-through interchange of the supplier core, checked and fixed when it was
+        /// handed over (`payload`; `journal_id` is its own outbound journal entry).
+        PassThrough = "pass_through",
     }
 );
 
@@ -231,9 +237,10 @@ pub struct NewOutboxItem {
     pub order: Option<(OrderKind, String)>,
     /// The recipient.
     pub partner: String,
-    /// Prebuilt bytes (for [`OutboxKind::Ack`]).
+    /// Prebuilt bytes (for [`OutboxKind::Ack`] and [`OutboxKind::PassThrough`]).
     pub payload: Option<Vec<u8>>,
-    /// The journal item this answers (acks).
+    /// The journal item this answers (acks), or the pass-through's own outbound journal
+    /// entry.
     pub journal_id: Option<String>,
 }
 
@@ -263,6 +270,9 @@ pub struct SentRecord {
     pub document_number: String,
     /// The order the message belongs to.
     pub order: Option<(OrderKind, String)>,
+    /// The pass-through message it is (the `messages` row, `out_…`), for a message of the
+    /// supplier core sent as it was handed over.
+    pub pass_through: Option<String>,
     /// The outbound journal item.
     pub journal_id: String,
 }

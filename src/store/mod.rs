@@ -11,7 +11,8 @@
 //! connection ([`Store::conn`], each statement commits alone) or inside a transaction
 //! ([`Store::begin`], [`StoreTx::commit`]). The methods are grouped by topic, one file each:
 //! `journal`, `outbox`, `orders` (with the status history and subscriptions), `webhooks`,
-//! `clearing`, `sent`, `as4`, `mail`, `references`, `metrics`.
+//! `clearing`, `sent`, `passthrough` (what the supplier core hands over to be sent as it is),
+//! `as4`, `mail`, `references`, `metrics`.
 //!
 //! Work shared by several gateway instances (inbound journal items, outbox items, webhook
 //! deliveries) is claimed with a lease: on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so two
@@ -30,6 +31,7 @@ mod messages;
 mod metrics;
 mod orders;
 mod outbox;
+mod passthrough;
 mod plans;
 mod references;
 mod sent;
@@ -48,6 +50,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 pub use as4::{As4Answer, As4Outbound, As4Request, As4RequestRaw, DedupClaim};
 pub use error::StoreError;
 pub use messages::{MessageFilter, StoredMessage};
+pub use passthrough::{PassThroughFilter, PassThroughOutbox, PassThroughRecord, OVERDUE};
 pub use types::*;
 
 /// The database the embedded default uses when nothing is configured.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::types::{JournalState, Transport};
 use super::{Connection, Session, StoreError};
-use crate::plan::inbound::{BatchKeys, InboundPlan, Loaded};
+use crate::plan::inbound::{BatchKeys, Effect, InboundPlan, Loaded};
 use crate::plan::outbound::OutboundPlan;
 
 impl<C: Connection> Session<C> {
@@ -40,9 +40,10 @@ impl<C: Connection> Session<C> {
 
     /// Carries out the plans of a batch of claimed inbound items: the changed orders (checked
     /// against the versions they were planned on), their history rows and webhook events, the
-    /// replies into the outbox, the clearing entries, and every journal item marked
-    /// `processed` with its outcome. One statement per kind of row, whatever the size of the
-    /// batch; the caller commits.
+    /// replies into the outbox, the clearing entries, the partners' answers to pass-through
+    /// messages, and every journal item marked `processed` with its outcome. One statement
+    /// per kind of row, whatever the size of the batch (and one per answer to pass-through
+    /// messages, which are rare); the caller commits.
     pub async fn apply_inbound_plans(
         &mut self,
         plans: &[InboundPlan],
@@ -75,6 +76,22 @@ impl<C: Connection> Session<C> {
         let messages: Vec<_> = plans.iter().flat_map(|p| &p.messages).collect();
         self.add_received_messages(&messages, now).await?;
 
+        let answers: Vec<_> = plans
+            .iter()
+            .flat_map(|p| {
+                p.report.effects.iter().filter_map(move |e| match e {
+                    Effect::PassThroughAnswered {
+                        messages, answer, ..
+                    } => Some((
+                        messages.as_slice(),
+                        answer.as_ref(),
+                        p.report.journal_id.as_deref(),
+                    )),
+                    _ => None,
+                })
+            })
+            .collect();
+        self.record_pass_through_answers(&answers, now).await?;
         let finished: Vec<(&str, serde_json::Value)> = plans
             .iter()
             .filter_map(|p| {
@@ -89,9 +106,10 @@ impl<C: Connection> Session<C> {
     }
 
     /// Carries out the plan of a sent outbox item: the outbound journal entry (over
-    /// `transport`), what we sent, the orders moved on with their history rows and webhook
-    /// events, the pending outbox items of the orders sent with it dropped, and the item
-    /// marked sent. The caller commits.
+    /// `transport`; a pass-through's, journaled when it was handed over, completed and its
+    /// messages marked sent), what we sent, the orders moved on with their history rows and
+    /// webhook events, the pending outbox items of the orders sent with it dropped, and the
+    /// item marked sent. The caller commits.
     pub async fn apply_outbound_plan(
         &mut self,
         plan: &OutboundPlan,
@@ -100,8 +118,17 @@ impl<C: Connection> Session<C> {
         worker: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.insert_outbound_journal(&plan.journal_record(transport, now))
-            .await?;
+        match &plan.pass_through {
+            // Journaled when the core handed it over: completed now.
+            Some(sending) => {
+                self.mark_pass_through_sent(&plan.journal_id, transport, sending, now)
+                    .await?
+            }
+            None => {
+                self.insert_outbound_journal(&plan.journal_record(transport, now))
+                    .await?;
+            }
+        }
         self.record_sent_rows(&plan.sent, now).await?;
         let changes: Vec<_> = plan.order_changes.iter().collect();
         self.save_changed_orders(&changes, now).await?;

@@ -10,12 +10,28 @@ use super::{Connection, Session, StoreError};
 use crate::acks::SentMessage;
 use crate::plan::inbound::LoadedSent;
 
+/// `order_kind` of a sent message that is a pass-through of the supplier core: `order_id`
+/// then holds its `messages` row (`out_…`). The pair of columns already says what a sent
+/// message belongs to, so a pass-through needs no column of its own (and no migration).
+const PASS_THROUGH_KIND: &str = "pass_through";
+
+/// The columns [`sent_from_row`] reads.
+const SENT_COLUMNS: &str = "interchange_ref, message_ref, document_number, order_kind, order_id";
+
 fn sent_from_row(row: &AnyRow) -> Result<SentMessage, StoreError> {
+    let kind: Option<String> = get(row, "order_kind")?;
+    let id: Option<String> = get(row, "order_id")?;
+    let (order, pass_through) = if kind.as_deref() == Some(PASS_THROUGH_KIND) {
+        (None, id)
+    } else {
+        (id, None)
+    };
     Ok(SentMessage {
         interchange_reference: get(row, "interchange_ref")?,
         message_reference: get(row, "message_ref")?,
         document_number: get(row, "document_number")?,
-        order: get(row, "order_id")?,
+        order,
+        pass_through,
     })
 }
 
@@ -55,8 +71,18 @@ impl<C: Connection> Session<C> {
                 .bind(sent.interchange_ref.clone())
                 .bind(sent.message_ref.clone())
                 .bind(sent.document_number.clone())
-                .bind(sent.order.as_ref().map(|(k, _)| k.as_str().to_string()))
-                .bind(sent.order.as_ref().map(|(_, id)| id.clone()))
+                .bind(
+                    sent.order
+                        .as_ref()
+                        .map(|(k, _)| k.as_str().to_string())
+                        .or_else(|| sent.pass_through.as_ref().map(|_| PASS_THROUGH_KIND.into())),
+                )
+                .bind(
+                    sent.order
+                        .as_ref()
+                        .map(|(_, id)| id.clone())
+                        .or_else(|| sent.pass_through.clone()),
+                )
                 .bind(sent.journal_id.clone())
                 .bind(ms(now));
         }
@@ -73,11 +99,14 @@ impl<C: Connection> Session<C> {
         partner: &str,
         interchange_ref: &str,
     ) -> Result<Vec<SentMessage>, StoreError> {
+        let sql = format!(
+            "SELECT {SENT_COLUMNS} FROM sent_messages \
+             WHERE partner = $1 AND interchange_ref = $2 ORDER BY id"
+        );
         select_rows(
             self.conn(),
             "looking up sent messages by interchange",
-            "SELECT interchange_ref, message_ref, document_number, order_id FROM sent_messages \
-             WHERE partner = $1 AND interchange_ref = $2 ORDER BY id",
+            &sql,
             &[partner, interchange_ref],
         )
         .await?
@@ -92,11 +121,14 @@ impl<C: Connection> Session<C> {
         partner: &str,
         document_number: &str,
     ) -> Result<Option<SentMessage>, StoreError> {
+        let sql = format!(
+            "SELECT {SENT_COLUMNS} FROM sent_messages \
+             WHERE partner = $1 AND document_number = $2 ORDER BY id"
+        );
         select_rows(
             self.conn(),
             "looking up a sent message by document number",
-            "SELECT interchange_ref, message_ref, document_number, order_id FROM sent_messages \
-             WHERE partner = $1 AND document_number = $2 ORDER BY id",
+            &sql,
             &[partner, document_number],
         )
         .await?
@@ -131,7 +163,7 @@ impl<C: Connection> Session<C> {
             }
         }
         let sql = format!(
-            "SELECT partner, interchange_ref, message_ref, document_number, order_id \
+            "SELECT partner, {SENT_COLUMNS} \
              FROM sent_messages WHERE partner IN ({}) AND ({}) ORDER BY id",
             placeholders(1, partners.len()),
             any.join(" OR ")

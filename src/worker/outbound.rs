@@ -1,4 +1,5 @@
-//! The outbound worker: claims an outbox item, has the pure planner say what it sends
+//! The outbound worker: claims an outbox item (an order, an acknowledgement, a pass-through
+//! of the supplier core), has the pure planner say what it sends
 //! ([`crate::plan::outbound`]), keeps newly built bytes with the item before anything leaves,
 //! hands them to the partner's transport ([`Transports`]) and has the store carry out the plan
 //! in one transaction. Transient failures are retried with backoff; permanent ones park the
@@ -17,8 +18,8 @@ use crate::grammar::Registry;
 use crate::orders::Sender;
 use crate::plan::inbound::{REFERENCES_PER_ITEM, REFERENCE_PREFIX};
 use crate::plan::outbound::{
-    plan_grid_fee, plan_meter_order, plan_prebuilt, select_grid_fee_batch, select_meter_order,
-    BuildContext, OutboundPlan, PlanError, Selection,
+    plan_grid_fee, plan_meter_order, plan_pass_through, plan_prebuilt, select_grid_fee_batch,
+    select_meter_order, BuildContext, OutboundPlan, PlanError, Selection,
 };
 use crate::store::{OrderKind, OutboxItem, OutboxKind, Store, StoreError};
 use crate::transport::{Outbound, Outgoing, SendError};
@@ -135,29 +136,27 @@ impl OutboundWorker {
             Err(e) if !e.is_transient() => {
                 let reason = e.to_string();
                 tracing::warn!(outbox = %item.id, %reason, "outbox item parked");
-                self.store
-                    .conn()
-                    .await?
-                    .park_outbox(&item.id, &self.name, &reason)
-                    .await?;
+                self.park(&item, &reason, now).await?;
                 format!("parked: {reason}")
             }
             Err(e) => {
                 let reason = e.to_string();
                 let attempt = u32::try_from(item.attempts).unwrap_or(u32::MAX);
-                let mut conn = self.store.conn().await?;
                 if attempt >= self.leases.max_attempts {
-                    conn.park_outbox(
-                        &item.id,
-                        &self.name,
+                    self.park(
+                        &item,
                         &format!("gave up after {attempt} attempts: {reason}"),
+                        now,
                     )
                     .await?;
                     format!("parked after {attempt} attempts: {reason}")
                 } else {
                     let next = self.leases.next_attempt(attempt, &item.id, now);
                     tracing::info!(outbox = %item.id, %reason, %next, "outbox item retried later");
-                    conn.retry_outbox(&item.id, &self.name, next, &reason)
+                    self.store
+                        .conn()
+                        .await?
+                        .retry_outbox(&item.id, &self.name, next, &reason)
                         .await?;
                     format!("retry at {next}: {reason}")
                 }
@@ -167,6 +166,23 @@ impl OutboundWorker {
             outbox_id: item.id,
             outcome,
         }))
+    }
+
+    /// Parks a claimed item with `reason`; a pass-through's messages and journal entry are
+    /// marked failed with it, in the same transaction.
+    async fn park(
+        &self,
+        item: &OutboxItem,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
+        tx.park_outbox(&item.id, &self.name, reason).await?;
+        if item.kind == OutboxKind::PassThrough {
+            tx.fail_pass_through(&item.id, item.journal_id.as_deref(), reason, now)
+                .await?;
+        }
+        tx.commit().await
     }
 
     /// Runs an order planner with what building needs. References are reserved only when
@@ -198,11 +214,28 @@ impl OutboundWorker {
         item: &OutboxItem,
         now: DateTime<Utc>,
     ) -> Result<Selection<OutboundPlan>, ItemError> {
-        if item.kind == OutboxKind::Ack {
-            return Ok(Selection::Send(plan_prebuilt(
-                item.payload.as_deref(),
-                now,
-            )?));
+        match item.kind {
+            OutboxKind::Ack => {
+                return Ok(Selection::Send(plan_prebuilt(
+                    item.payload.as_deref(),
+                    now,
+                )?));
+            }
+            OutboxKind::PassThrough => {
+                let queued = self
+                    .store
+                    .conn()
+                    .await?
+                    .queued_pass_through(&item.id)
+                    .await?;
+                return Ok(Selection::Send(plan_pass_through(
+                    item.payload.as_deref(),
+                    item.journal_id.as_deref(),
+                    &queued,
+                    now,
+                )?));
+            }
+            OutboxKind::Order => {}
         }
         let id = item.order_id.clone().unwrap_or_default();
         let kept = item.payload.as_deref();

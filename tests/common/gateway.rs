@@ -164,3 +164,34 @@ pub fn replaced(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
     out.extend_from_slice(&bytes[text + from.len()..]);
     out
 }
+
+/// The document number the supplier core gives the message of [`core_utilmd`].
+pub const CORE_DOCUMENT: &str = "CORE000001";
+
+/// A message as the supplier core hands it over for pass-through: the UTILMD 55220 of
+/// `samples/outbound/` from UNH to UNT, with the core's own document numbers (the sample's are
+/// of the gateway's reference shape, which a pass-through may not use).
+pub fn core_utilmd() -> String {
+    let sample = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples/outbound/utilmd_55220_billing_data_answer.edi"),
+    )
+    .unwrap();
+    let from = sample.find("UNH+").unwrap();
+    let to = sample.find("UNZ+").unwrap();
+    sample[from..to]
+        .replace("MG0000000V", CORE_DOCUMENT)
+        .replace("MG0000000W", "CORE000001T")
+}
+
+/// The grid operator's APERAK 313 (ERC Z29, FTX "Segment 12 LOC: Marktlokation fehlt",
+/// `samples/inbound/aperak_313_z29.edi`) about our interchange `interchange_ref` and the
+/// message [`CORE_DOCUMENT`], under the grid operator's UNB reference `reference`.
+pub fn partner_aperak(interchange_ref: &str, reference: &str) -> Vec<u8> {
+    String::from_utf8(sample("aperak_313_z29.edi"))
+        .unwrap()
+        .replace("ACE:MG10000000001", &format!("ACE:{interchange_ref}"))
+        .replace("AGO:MG10000000001", &format!("AGO:{CORE_DOCUMENT}"))
+        .replace("NB0000000003'", &format!("{reference}'"))
+        .into_bytes()
+}

@@ -12,6 +12,7 @@ use crate::orders::{
     billing_data_answer, match_answer, Answer, AnswerMatch, ApplyError, BillingDataAnswer,
     BuiltOrder, GridFeeReduction, Input, MeterOrder, PartnerStatusRules, Sender,
 };
+use crate::plan::passthrough::{answer_of, PassThroughAnswer};
 
 /// The orders and sent messages the caller loaded for the items' keys.
 #[derive(Debug, Clone, Default)]
@@ -77,6 +78,16 @@ pub enum Effect {
         interchange: Box<OwnedInterchange>,
         /// Its document number.
         document_number: String,
+    },
+    /// A CONTRL or APERAK about pass-through messages of the supplier core: their records
+    /// show it (`accepted`, `rejected` with the codes and text).
+    PassThroughAnswered {
+        /// The pass-through messages (`out_…`).
+        messages: Vec<String>,
+        /// What the partner said.
+        answer: Box<PassThroughAnswer>,
+        /// The acknowledgement's interchange.
+        message: String,
     },
     /// Nothing to do for this item (recorded in the outcome).
     Nothing {
@@ -158,7 +169,16 @@ pub fn decide(
                         ids
                     }
                 };
-                if orders.is_empty() {
+                let answered = answer_of(acknowledgement, &matched, &reference);
+                let pass_through = answered.is_some();
+                effects.extend(
+                    answered.map(|(messages, answer)| Effect::PassThroughAnswered {
+                        messages,
+                        answer: Box::new(answer),
+                        message: reference.clone(),
+                    }),
+                );
+                if orders.is_empty() && !pass_through {
                     effects.push(Effect::Nothing {
                         reason: format!("acknowledgement of messages without order: {matched:?}"),
                         message: reference.clone(),

@@ -227,9 +227,11 @@ pub fn plan_inbound(
                 replies.push(format!("UTILMD {pid}"));
                 outbox.push(reply(to, write(interchange)));
             }
+            // A pass-through answer is carried out from the report's effects by the store.
             Effect::GridFee { .. }
             | Effect::Meter { .. }
             | Effect::NotApplied { .. }
+            | Effect::PassThroughAnswered { .. }
             | Effect::Nothing { .. } => {}
         }
     }
