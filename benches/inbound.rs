@@ -29,6 +29,11 @@
 //! per answer of each phase: every statement sqlx executes is counted (its `sqlx::query`
 //! events, which include `BEGIN`/`COMMIT` where the driver runs them as statements).
 //!
+//! Then, on the same store, the forward path of issue 13: N MSCONS (a day of quarter-hour values
+//! each, ~6 KB) from the grid operator received, journaled, processed and offered in the forward
+//! feed (one `messages` row and one `message.received` event each), checked the same way, against
+//! the target of at least 5,000 messages/s end to end.
+//!
 //! SQLite runs on a file in `target/bench-data/` (a real disk, with the store's own settings:
 //! WAL, `synchronous = FULL`); PostgreSQL on a fresh database created on the server named by
 //! `MAKO_BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and dropped at
@@ -47,7 +52,7 @@ use mako_gateway::orders::{
     GridFeeReduction, GridFeeStatus, MeterType, ModuleProduct, ReductionType,
 };
 use mako_gateway::store::{Inserted, Store, Transport};
-use mako_gateway::worker::inbound::INBOUND_BATCH;
+use mako_gateway::worker::inbound::{InboundWorker, INBOUND_BATCH};
 use mako_gateway::worker::receive::Journal;
 use sqlx::{Connection, Executor, Row};
 
@@ -151,7 +156,8 @@ async fn run_sqlite(messages: usize, workers: usize) -> bool {
     let file = dir.join(format!("inbound-{}.db", std::process::id()));
     let url = format!("sqlite://{}", file.display());
     let store = Store::connect(&url).await.expect("SQLite store");
-    let ok = run("sqlite", &store, messages, workers, TARGET_SQLITE).await;
+    let ok = run("sqlite", &store, messages, workers, TARGET_SQLITE).await
+        & run_forward("sqlite", &store, messages, workers, TARGET_POSTGRES).await;
     store.close().await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
@@ -199,9 +205,10 @@ async fn run_postgres(messages: usize, workers: usize) -> bool {
     // In a task, so that a panic still drops the database.
     let outcome = {
         let store = store.clone();
-        tokio::spawn(
-            async move { run("postgres", &store, messages, workers, TARGET_POSTGRES).await },
-        )
+        tokio::spawn(async move {
+            run("postgres", &store, messages, workers, TARGET_POSTGRES).await
+                & run_forward("postgres", &store, messages, workers, TARGET_POSTGRES).await
+        })
         .await
     };
     store.close().await;
@@ -319,61 +326,15 @@ async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64
     let raw = answers(&cases);
     set_up_orders(store, &cases).await;
 
-    // 1. Journal, one interchange after the other, as one transport delivers them.
-    let s0 = statements();
-    let t0 = Instant::now();
-    for bytes in raw {
-        match journal_sink.receive(bytes, Transport::File, now()).await {
-            Ok(Inserted::New(_)) => {}
-            Ok(Inserted::Duplicate(id)) => panic!("answer journaled twice as {id}"),
-            Err(e) => panic!("journaling failed: {e}"),
-        }
-    }
-    let journal = t0.elapsed();
-    let journal_statements = statements() - s0;
-
-    // 2. Process on `workers` tasks until nothing waits.
-    let processed = Arc::new(AtomicUsize::new(0));
-    let errors = Arc::new(AtomicUsize::new(0));
-    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
-    let s1 = statements();
-    let t1 = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..workers {
-        let (gateway, processed, errors, first_error) = (
-            Arc::clone(&gateway),
-            Arc::clone(&processed),
-            Arc::clone(&errors),
-            Arc::clone(&first_error),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                // As `serve` runs it: batches of INBOUND_BATCH per transaction.
-                match gateway.process_batch(now(), INBOUND_BATCH).await {
-                    Ok(Some(n)) => {
-                        processed.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Ok(None) => break,
-                    // Handed back by the gateway; claimed again by the next call.
-                    Err(e) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        first_error
-                            .lock()
-                            .expect("not poisoned")
-                            .get_or_insert_with(|| e.to_string());
-                    }
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("worker");
-    }
-    let processing = t1.elapsed();
-    let processing_statements = statements() - s1;
-    let processed = processed.load(Ordering::Relaxed);
-    let errors = errors.load(Ordering::Relaxed);
-    let first_error = first_error.lock().expect("not poisoned").take();
+    let (journal, journal_statements) = journal_all(&journal_sink, raw).await;
+    let phase = process_all(&gateway, workers).await;
+    let (processing, processing_statements, processed, errors, first_error) = (
+        phase.elapsed,
+        phase.statements,
+        phase.processed,
+        phase.errors,
+        phase.first_error,
+    );
 
     let end_to_end = rate(n, journal + processing);
     println!(
@@ -403,6 +364,186 @@ async fn run(backend: &str, store: &Store, n: usize, workers: usize, target: f64
     }
     println!(
         "target       {backend} end to end {end_to_end:.0} msgs/s with {workers} workers (target >= {target:.0}/s: {})",
+        if end_to_end >= target { "met" } else { "MISSED" }
+    );
+    problems.is_empty()
+}
+
+/// Phase 1: journal every interchange, one after the other, as one transport delivers them.
+async fn journal_all(sink: &Journal, raw: Vec<Vec<u8>>) -> (Duration, u64) {
+    let s0 = statements();
+    let t0 = Instant::now();
+    for bytes in raw {
+        match sink.receive(bytes, Transport::File, now()).await {
+            Ok(Inserted::New(_)) => {}
+            Ok(Inserted::Duplicate(id)) => panic!("interchange journaled twice as {id}"),
+            Err(e) => panic!("journaling failed: {e}"),
+        }
+    }
+    (t0.elapsed(), statements() - s0)
+}
+
+/// What phase 2 did.
+struct Processing {
+    elapsed: Duration,
+    statements: u64,
+    processed: usize,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+/// Phase 2: `workers` tasks process until nothing waits.
+async fn process_all(gateway: &Arc<InboundWorker>, workers: usize) -> Processing {
+    let processed = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let s1 = statements();
+    let t1 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (gateway, processed, errors, first_error) = (
+            Arc::clone(gateway),
+            Arc::clone(&processed),
+            Arc::clone(&errors),
+            Arc::clone(&first_error),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                // As `serve` runs it: batches of INBOUND_BATCH per transaction.
+                match gateway.process_batch(now(), INBOUND_BATCH).await {
+                    Ok(Some(n)) => {
+                        processed.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Ok(None) => break,
+                    // Handed back by the worker; claimed again by the next call.
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .expect("not poisoned")
+                            .get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker");
+    }
+    let elapsed = t1.elapsed();
+    let first_error = first_error.lock().expect("not poisoned").take();
+    Processing {
+        elapsed,
+        statements: statements() - s1,
+        processed: processed.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        first_error,
+    }
+}
+
+/// One day of quarter-hour values of one market location, as a grid operator sends them (MSCONS
+/// 13017-like: 96 QTY with their intervals), with UNB reference `reference`: about 6 KB.
+fn meter_values(reference: &str, i: usize) -> Vec<u8> {
+    let mut body = format!(
+        "UNH+1+MSCONS:D:04B:UN:2.4c'BGM+7+MV{i:010}+9'DTM+137:202606160600?+00:303'\
+         RFF+Z13:13017'NAD+MS+{GRID_OPERATOR}::293'NAD+MR+9900000000003::293'UNS+D'NAD+DP'\
+         LOC+172+DE00{i:029}'LIN+1'PIA+5+1-1?:1.29.0:SRW'"
+    );
+    let mut segments = 11;
+    for q in 0..96u32 {
+        let (from, to) = (q * 15, q * 15 + 15);
+        body.push_str(&format!(
+            "QTY+220:{}.{:03}'DTM+163:20260615{:02}{:02}?+00:303'DTM+164:20260615{:02}{:02}?+00:303'",
+            (i + q as usize) % 7,
+            q,
+            from / 60 % 24,
+            from % 60,
+            to / 60 % 24,
+            to % 60
+        ));
+        segments += 3;
+    }
+    body.push_str(&format!("UNT+{}+1'", segments + 1));
+    format!(
+        "UNA:+.? 'UNB+UNOC:3+{GRID_OPERATOR}:500+9900000000003:500+260616:0600+{reference}'{body}UNZ+1+{reference}'"
+    )
+    .into_bytes()
+}
+
+/// The forward path: `n` MSCONS received → journaled → processed → offered in the feed.
+async fn run_forward(backend: &str, store: &Store, n: usize, workers: usize, target: f64) -> bool {
+    println!("\n## {backend}, forwarding (MSCONS 13017 to the supplier core)");
+    let config = Config::load(None, &|_| None).expect("default configuration");
+    let setup = Setup::load(&config, &mako_gateway::clock::Clock::fixed(now())).expect("setup");
+    let sink = Journal::new(store.clone());
+    let gateway = Arc::new(setup.inbound_worker(store, &format!("bench-forward-{backend}")));
+    let raw: Vec<Vec<u8>> = (0..n)
+        .map(|i| meter_values(&format!("MV{:010}", 2_000_000 + i), i))
+        .collect();
+    let bytes: usize = raw.iter().map(Vec::len).sum();
+    let (journal, journal_statements) = journal_all(&sink, raw).await;
+    let phase = process_all(&gateway, workers).await;
+    let end_to_end = rate(n, journal + phase.elapsed);
+    println!(
+        "journal      {:>8.0} msgs/s  ({n} in {:.2} s, {:.1} MB)",
+        rate(n, journal),
+        journal.as_secs_f64(),
+        bytes as f64 / 1e6
+    );
+    println!(
+        "offered      {:>8.0} msgs/s  ({} processed in {:.2} s, {workers} workers, {} retried after an error)",
+        rate(n, phase.elapsed),
+        phase.processed,
+        phase.elapsed.as_secs_f64(),
+        phase.errors
+    );
+    if let Some(e) = phase.first_error {
+        println!("             first error: {e}");
+    }
+    println!(
+        "end to end   {end_to_end:>8.0} msgs/s  (received -> journaled -> offered in the feed)"
+    );
+    println!(
+        "statements   {:>8.2} per message journaled, {:.2} per message offered",
+        journal_statements as f64 / n as f64,
+        phase.statements as f64 / n as f64
+    );
+    let count = |sql: &'static str| async move {
+        sqlx::query(sql)
+            .fetch_one(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .try_get::<i64, _>("n")
+            .expect("count")
+    };
+    let mut problems = Vec::new();
+    for (what, sql, expected) in [
+        (
+            "messages offered (new)",
+            "SELECT COUNT(*) AS n FROM messages WHERE direction = 'in' AND state = 'new' AND pid = 13017",
+            n as i64,
+        ),
+        (
+            "journal items offered twice",
+            "SELECT COUNT(*) AS n FROM (SELECT journal_id FROM messages GROUP BY journal_id HAVING COUNT(*) > 1) d",
+            0,
+        ),
+        (
+            "message.received events",
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE topic = 'message.received'",
+            n as i64,
+        ),
+    ] {
+        let found = count(sql).await;
+        if found != expected {
+            problems.push(format!("{what}: {found}, expected {expected}"));
+        }
+    }
+    for p in &problems {
+        println!("FAIL {backend} forwarding: {p}");
+    }
+    println!(
+        "target       {backend} forwarding end to end {end_to_end:.0} msgs/s (target >= {target:.0}/s: {})",
         if end_to_end >= target { "met" } else { "MISSED" }
     );
     problems.is_empty()
