@@ -221,6 +221,11 @@ struct Daemon {
 
 impl Daemon {
     async fn start(config: Config) -> Daemon {
+        Daemon::start_with_clock(config, mako_gateway::clock::Clock::system()).await
+    }
+
+    /// [`Daemon::start`] reading the time from `clock`.
+    async fn start_with_clock(config: Config, clock: mako_gateway::clock::Clock) -> Daemon {
         let url = config.database.url.clone();
         let data_dir = config.data_dir.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -228,7 +233,7 @@ impl Daemon {
         let task = tokio::spawn(serve(
             config,
             TOKEN.to_string(),
-            mako_gateway::clock::Clock::system(),
+            clock,
             async move {
                 let _ = stop_rx.await;
             },
@@ -599,6 +604,122 @@ daemon_on_both! {
     the_same_file_delivered_twice_is_journaled_and_applied_once => dedup;
     a_failed_webhook_delivery_is_retried_with_backoff => webhook_retry;
     a_pass_through_goes_out_by_file_drop_and_the_partners_aperak_rejects_it => pass_through;
+    the_answers_we_wait_for_are_met_by_their_partner_or_raised_when_overdue => deadlines;
+}
+
+/// The deadlines both ways, on a clock the test moves: the ORDERS awaits its APERAK (45
+/// minutes) and its ORDRSP (2nd working day); the ORDRSP meets its deadline only when the grid
+/// operator sends it; the APERAK that never comes is raised once as overdue; our own APERAK to
+/// the ORDRSP is queued with its due time.
+async fn deadlines(url: String, data_dir: PathBuf) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    // Thursday 2026-10-01 10:00 German time.
+    let start = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 10, 1, 8, 0, 0).unwrap();
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = {
+        let offset = Arc::clone(&offset);
+        mako_gateway::clock::Clock::from_fn(move || {
+            start + chrono::Duration::milliseconds(offset.load(Ordering::Relaxed))
+        })
+    };
+    let gw = Daemon::start_with_clock(config(&url, &data_dir, None), clock).await;
+    let (status, created) = gw
+        .post(
+            "/grid-fee-reductions",
+            json!({"subscription": "sub-d", "type": "enwg-14a-module-1", "market_location": MALO,
+                   "grid_operator": VNB, "meter_type": "smart", "effective_date": "2026-11-01"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/grid-fee-reductions/{}", created["id"].as_str().unwrap());
+    gw.post("/subscriptions/sub-d/confirm", json!({})).await;
+    let ordered = gw.wait_for_status(&path, "ordered").await;
+    let doc = ordered["order_document"].as_str().unwrap().to_string();
+    let awaiting = gw.get(&path).await["awaiting"].clone();
+    let kinds: Vec<(&str, &str)> = awaiting
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["awaiting"].as_str().unwrap(),
+                d["due_at"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("APERAK", "2026-10-01T08:45:00.000Z"),
+            ("ORDRSP", "2026-10-05T22:00:00.000Z")
+        ],
+        "{awaiting}"
+    );
+
+    // An ORDRSP naming our document from another market partner meets nothing…
+    let forged = replaced(
+        &templated(
+            "ordrsp_19133_a20_accepted.edi",
+            "NB0000000002",
+            "FORGED00001",
+            Some(("MG10000000001", &doc)),
+        ),
+        &[(VNB, "9904292000003")],
+    );
+    gw.deliver("forged.edi", &forged).await;
+    // …the grid operator's does.
+    gw.deliver(
+        "ordrsp_a20.edi",
+        &templated(
+            "ordrsp_19133_a20_accepted.edi",
+            "NB0000000002",
+            "GF0000000001",
+            Some(("MG10000000001", &doc)),
+        ),
+    )
+    .await;
+    let awaiting = gw.get(&path).await["awaiting"].clone();
+    assert!(awaiting[0]["met_at"].is_null(), "{awaiting}");
+    assert_eq!(
+        awaiting[1]["met_at"], "2026-10-01T08:00:00.000Z",
+        "{awaiting}"
+    );
+
+    // Our APERAK to the ORDRSP is queued with its deadline (an ORDRSP: the next working day
+    // 12:00, Friday 2 October 10:00 UTC).
+    let outbox = gw.get("/outbox").await;
+    let dues: Vec<&str> = outbox["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["due_at"].as_str())
+        .collect();
+    assert!(dues.contains(&"2026-10-02T10:00:00Z"), "{outbox}");
+
+    // An hour later the APERAK to our ORDERS is overdue: raised once, however often swept.
+    offset.store(3_600_000, Ordering::Relaxed);
+    let started = Instant::now();
+    loop {
+        let overdue = gw.get("/deadlines?filter[state][eq]=overdue").await;
+        if overdue["data"].as_array().unwrap().len() == 1 {
+            assert_eq!(overdue["data"][0]["awaiting"], "APERAK");
+            assert_eq!(overdue["data"][0]["reference"], doc.as_str());
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "never overdue: {overdue}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(
+        count(
+            &gw.store,
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE topic = 'grid_fee_reduction.answer_overdue'"
+        )
+        .await,
+        1
+    );
+    assert!(gw.get(&path).await["awaiting"][0]["overdue"] == true);
+    gw.stop().await;
 }
 
 async fn grid_fee_lifecycle(url: String, data_dir: PathBuf) {

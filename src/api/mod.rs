@@ -121,6 +121,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/quarantine"),
     ("get", "/quarantine/{id}/raw"),
     ("get", "/as4/requests"),
+    ("get", "/deadlines"),
     ("get", "/messages"),
     ("get", "/messages/{id}"),
     ("post", "/messages/{id}/ack"),
@@ -166,6 +167,7 @@ pub fn router(state: AppState) -> Router {
         .route("/quarantine", get(orders::list_quarantine))
         .route("/quarantine/{id}/raw", get(journal::quarantine_raw))
         .route("/as4/requests", get(orders::list_as4_requests))
+        .route("/deadlines", get(orders::list_deadlines))
         .route("/messages", get(messages::list_messages))
         .route("/messages/{id}", get(messages::message))
         .route("/messages/{id}/ack", post(messages::ack_message))

@@ -202,7 +202,9 @@ pub async fn grid_fee(
         .grid_fee(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("grid-fee reduction", &id))?;
-    Ok(Json(resources::grid_fee(&record)))
+    let mut body = resources::grid_fee(&record);
+    body["awaiting"] = awaiting(&state, &id).await?;
+    Ok(Json(body))
 }
 
 /// `POST /subscriptions/{id}/confirm`: records the confirmation and queues every intended
@@ -336,7 +338,66 @@ pub async fn meter_order(
         .meter_order(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("meter order", &id))?;
-    Ok(Json(resources::meter_order(&record)))
+    let mut body = resources::meter_order(&record);
+    body["awaiting"] = awaiting(&state, &id).await?;
+    Ok(Json(body))
+}
+
+/// The answers awaited for an order, with their due times and whether they came or are
+/// overdue.
+async fn awaiting(state: &AppState, order_id: &str) -> Result<Value, ApiError> {
+    let now = state.now();
+    let deadlines = state
+        .store
+        .conn()
+        .await?
+        .deadlines_of_order(order_id)
+        .await?;
+    Ok(Value::Array(
+        deadlines.iter().map(|d| deadline_json(d, now)).collect(),
+    ))
+}
+
+/// One awaited answer as the API shows it.
+pub(super) fn deadline_json(
+    d: &crate::store::StoredDeadline,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    json!({
+        "object": "deadline",
+        "id": d.id,
+        "awaiting": d.awaiting,
+        "partner": d.partner,
+        "reference": d.reference,
+        "order": d.order_id,
+        "due_at": resources::time(d.due_at),
+        "met_at": d.met_at.map(resources::time),
+        "overdue": d.met_at.is_none() && d.due_at < now,
+    })
+}
+
+/// `GET /deadlines`: the answers we wait for (`filter[state][eq]=open|overdue|met`).
+pub async fn list_deadlines(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let query = ListQuery::parse(&pairs, &["state"])?;
+    let wanted = query.filter("state");
+    if wanted.is_some_and(|s| !matches!(s, "open" | "overdue" | "met")) {
+        return Err(ApiError::invalid(vec![FieldError::new(
+            "filter[state][eq]",
+            "invalid",
+            "filter[state][eq] must be open, overdue or met",
+        )]));
+    }
+    let now = state.now();
+    let page = state
+        .store
+        .conn()
+        .await?
+        .list_deadlines(wanted, &query.page)
+        .await?;
+    Ok(Json(resources::list(&page, |d| deadline_json(d, now))))
 }
 
 fn conflict(code: &str, message: String) -> ApiError {

@@ -252,6 +252,31 @@ pub async fn serve(
         )));
     }
 
+    {
+        // The answers we wait for: once past due and unmet, marked overdue with a webhook
+        // (`*.answer_overdue`); every instance sweeps, each deadline is marked once.
+        let (store, clock) = (store.clone(), clock.clone());
+        tasks.push(tokio::spawn(run_loop(
+            "deadlines",
+            stop_rx.clone(),
+            config.poll.webhooks.max(Duration::from_secs(1)),
+            move || {
+                let (store, now) = (store.clone(), clock.now());
+                async move {
+                    let mut tx = store.begin().await?;
+                    let overdue = tx.sweep_overdue(now, DEADLINE_SWEEP).await?;
+                    tx.commit().await?;
+                    for d in &overdue {
+                        tracing::warn!(awaiting = %d.awaiting, partner = %d.partner, reference = %d.reference, due_at = %d.due_at, "answer overdue");
+                    }
+                    Ok::<_, crate::store::StoreError>(
+                        (overdue.len() == DEADLINE_SWEEP as usize).then_some(overdue.len()),
+                    )
+                }
+            },
+        )));
+    }
+
     shutdown.await;
     tracing::info!(grace = ?config.shutdown.grace, "shutting down: no new work");
     let _ = stop_tx.send(true);
@@ -279,6 +304,9 @@ pub async fn serve(
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Overdue answers marked per sweep (one transaction).
+const DEADLINE_SWEEP: u32 = 100;
 
 /// Runs `step` until stopped: at once again after work, after `poll` when idle or failed.
 async fn run_loop<F, Fut, E>(

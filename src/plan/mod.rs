@@ -8,6 +8,7 @@
 //! re-derives nor re-applies anything. No I/O, no clock: the time and what was loaded from the
 //! store come in as arguments.
 
+pub mod deadlines;
 pub mod forward;
 pub mod inbound;
 pub mod outbound;

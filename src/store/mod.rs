@@ -24,6 +24,7 @@
 
 mod as4;
 mod clearing;
+mod deadlines;
 mod error;
 mod journal;
 mod mail;
@@ -48,6 +49,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 
 pub use as4::{As4Answer, As4Outbound, As4Request, As4RequestRaw, DedupClaim};
+pub use deadlines::{overdue_topic, StoredDeadline};
 pub use error::StoreError;
 pub use messages::{MessageFilter, StoredMessage};
 pub use passthrough::{PassThroughFilter, PassThroughOutbox, PassThroughRecord, OVERDUE};

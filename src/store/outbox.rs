@@ -11,7 +11,7 @@ use super::types::*;
 use super::{Connection, Session, StoreError};
 
 pub(crate) const OUTBOX_COLUMNS: &str = "id, kind, order_kind, order_id, partner, payload, \
-    journal_id, state, attempts, next_attempt_at, last_error, created_at, sent_at";
+    journal_id, state, attempts, next_attempt_at, last_error, created_at, sent_at, due_at";
 
 const OUTBOX_QUEUE: Queue = Queue {
     operation: "claiming an outbox item",
@@ -48,6 +48,7 @@ pub(crate) fn outbox_from_row(row: &AnyRow) -> Result<OutboxItem, StoreError> {
         last_error: get(row, "last_error")?,
         created_at: time(get(row, "created_at")?),
         sent_at: get::<Option<i64>>(row, "sent_at")?.map(time),
+        due_at: get::<Option<i64>>(row, "due_at")?.map(time),
         id,
     })
 }
@@ -71,18 +72,29 @@ impl<C: Connection> Session<C> {
         items: &[NewOutboxItem],
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
+        self.add_outbox_items_due(items, &[], now).await
+    }
+
+    /// [`Session::add_outbox_items`] with, per item, when it must have left (our deadline for
+    /// an acknowledgement or answer; `dues` shorter than `items` means no deadline for the rest).
+    pub async fn add_outbox_items_due(
+        &mut self,
+        items: &[NewOutboxItem],
+        dues: &[Option<DateTime<Utc>>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = items.iter().map(|_| new_id("obx", now)).collect();
         let statement = format!(
             "INSERT INTO outbox (id, kind, order_kind, order_id, partner, payload, journal_id, \
-             state, attempts, next_attempt_at, created_at) VALUES {}",
+             state, attempts, next_attempt_at, created_at, due_at) VALUES {}",
             (0..items.len())
                 .map(|r| {
-                    let p = |i: usize| format!("${}", 1 + r * 8 + i);
+                    let p = |i: usize| format!("${}", 1 + r * 9 + i);
                     format!(
-                        "({}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {})",
+                        "({}, {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {}, {})",
                         p(0),
                         p(1),
                         p(2),
@@ -91,14 +103,15 @@ impl<C: Connection> Session<C> {
                         p(5),
                         p(6),
                         p(7),
-                        p(7)
+                        p(7),
+                        p(8)
                     )
                 })
                 .collect::<Vec<_>>()
                 .join(", ")
         );
         let mut query = sqlx::query(&statement);
-        for (id, item) in ids.iter().zip(items) {
+        for (i, (id, item)) in ids.iter().zip(items).enumerate() {
             query = query
                 .bind(id.clone())
                 .bind(item.kind.as_str())
@@ -107,7 +120,8 @@ impl<C: Connection> Session<C> {
                 .bind(item.partner.clone())
                 .bind(item.payload.clone())
                 .bind(item.journal_id.clone())
-                .bind(ms(now));
+                .bind(ms(now))
+                .bind(dues.get(i).copied().flatten().map(ms));
         }
         query
             .execute(self.conn())

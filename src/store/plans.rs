@@ -66,11 +66,17 @@ impl<C: Connection> Session<C> {
             )
             .collect();
         self.add_webhooks(&events, now).await?;
-        let outbox: Vec<_> = plans
-            .iter()
-            .flat_map(|p| p.outbox.iter().cloned())
-            .collect();
-        self.add_outbox_items(&outbox, now).await?;
+        let mut outbox = Vec::new();
+        let mut dues = Vec::new();
+        for p in plans {
+            for (i, item) in p.outbox.iter().enumerate() {
+                outbox.push(item.clone());
+                dues.push(p.outbox_due.get(i).copied().flatten());
+            }
+        }
+        self.add_outbox_items_due(&outbox, &dues, now).await?;
+        let met: Vec<_> = plans.iter().flat_map(|p| p.met.iter().cloned()).collect();
+        self.meet_deadlines(&met, now).await?;
         let clearing: Vec<_> = plans.iter().flat_map(|p| &p.clearing).collect();
         self.add_clearing_items(&clearing, now).await?;
         let messages: Vec<_> = plans.iter().flat_map(|p| &p.messages).collect();

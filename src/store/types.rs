@@ -234,6 +234,8 @@ pub struct OutboxItem {
     pub created_at: DateTime<Utc>,
     /// Sent.
     pub sent_at: Option<DateTime<Utc>>,
+    /// When it must have left (our deadline for an acknowledgement or answer), if it has one.
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 text_enum!(

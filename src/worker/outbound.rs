@@ -318,6 +318,24 @@ impl OutboundWorker {
         let mut tx = self.store.begin().await?;
         tx.apply_outbound_plan(&plan, transport.kind(), &item.id, &self.name, now)
             .await?;
+        // The answers we now wait for (APERAK, ORDRSP), with their due times.
+        let written: Vec<_> = plan
+            .messages
+            .iter()
+            .map(|m| crate::plan::deadlines::Written {
+                message_type: &m.message_type,
+                document_number: &m.document_number,
+                message_ref: &m.message_ref,
+            })
+            .collect();
+        let awaited = crate::plan::deadlines::awaited_after_sending(
+            &plan.partner,
+            &plan.interchange_ref,
+            &written,
+            &plan.sent,
+            now,
+        );
+        tx.add_deadlines(&awaited, now).await?;
         tx.commit().await?;
         tracing::info!(to = %sent.description, interchange = %plan.interchange_ref, "sent");
         Ok(format!(

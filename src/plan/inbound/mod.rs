@@ -98,6 +98,10 @@ pub struct InboundPlan {
     pub clearing: Vec<NewClearing>,
     /// The messages forwarded to the core or refused (none in a dry run).
     pub messages: Vec<NewReceivedMessage>,
+    /// When each outbox item must have left (our deadline), in the order of `outbox`.
+    pub outbox_due: Vec<Option<DateTime<Utc>>>,
+    /// The answers we waited for that this interchange gives (its sender's ORDRSP and APERAK).
+    pub met: Vec<crate::plan::deadlines::MetKey>,
 }
 
 /// What planning needs besides the interchange and what was loaded.
@@ -149,14 +153,29 @@ pub fn plan_inbound(
         journal_id: journal_id.map(str::to_string),
     };
     let mut outbox = Vec::new();
+    let mut outbox_due = Vec::new();
     let mut replies = Vec::new();
+    // The business message type answered (for the APERAK deadline: 45 minutes for
+    // UTILMD/ORDERS). Counted from processing, which follows receipt within the poll interval.
+    let answered_type = read
+        .facts
+        .message_types
+        .iter()
+        .find(|t| !matches!(t.as_str(), "CONTRL" | "APERAK"))
+        .cloned()
+        .unwrap_or_default();
     for ic in &read.replies {
-        replies.push(
-            ic.messages
-                .first()
-                .map(|m| m.identifier.message_type.clone())
-                .unwrap_or_default(),
-        );
+        let reply_type = ic
+            .messages
+            .first()
+            .map(|m| m.identifier.message_type.clone())
+            .unwrap_or_default();
+        outbox_due.push(crate::plan::deadlines::our_due(
+            &reply_type,
+            &answered_type,
+            now.naive_utc(),
+        ));
+        replies.push(reply_type);
         outbox.push(reply(&partner, write(ic)));
     }
     let mut order_changes = Vec::new();
@@ -225,6 +244,11 @@ pub fn plan_inbound(
                 ..
             } => {
                 replies.push(format!("UTILMD {pid}"));
+                outbox_due.push(crate::plan::deadlines::our_due(
+                    "UTILMD",
+                    "UTILMD",
+                    now.naive_utc(),
+                ));
                 outbox.push(reply(to, write(interchange)));
             }
             // A pass-through answer is carried out from the report's effects by the store.
@@ -235,6 +259,7 @@ pub fn plan_inbound(
             | Effect::Nothing { .. } => {}
         }
     }
+    let met = met_by(&read);
     let messages = journal_id
         .map(|j| {
             read.messages
@@ -256,6 +281,8 @@ pub fn plan_inbound(
         outbox,
         clearing,
         messages,
+        outbox_due,
+        met,
     }
 }
 
@@ -302,4 +329,45 @@ impl NewReceivedMessage {
             event,
         }
     }
+}
+
+/// The deadlines a received interchange meets: its answers to our orders and its APERAKs, each
+/// keyed by its sender, so that only the partner a message went to can meet its deadline.
+pub fn met_by(read: &ReadInbound) -> Vec<crate::plan::deadlines::MetKey> {
+    use crate::acks::Acknowledgement;
+    use crate::orders::Answer;
+    use crate::plan::deadlines::{Awaiting, MetKey};
+    let Some(partner) = read.facts.sender.clone() else {
+        return Vec::new();
+    };
+    let key = |awaiting, reference: Option<&String>, interchange_ref: Option<&String>| MetKey {
+        partner: partner.clone(),
+        awaiting,
+        reference: reference.cloned(),
+        interchange_ref: interchange_ref.cloned(),
+    };
+    let mut out = Vec::new();
+    for item in &read.items {
+        match item {
+            InboundItem::Answer {
+                answer:
+                    Answer::GridFeeResponse { order_document, .. }
+                    | Answer::MeterOrderResponse { order_document, .. },
+                ..
+            } => out.push(key(Awaiting::Ordrsp, Some(order_document), None)),
+            InboundItem::Acknowledgement {
+                acknowledgement:
+                    Acknowledgement::Aperak {
+                        document_number,
+                        interchange_reference,
+                        ..
+                    },
+            } => match document_number {
+                Some(d) => out.push(key(Awaiting::Aperak, Some(d), None)),
+                None => out.push(key(Awaiting::Aperak, None, interchange_reference.as_ref())),
+            },
+            _ => {}
+        }
+    }
+    out
 }
