@@ -112,6 +112,7 @@ fn all() -> Candidates {
             document_number: "MG10000000001".into(),
             order: Some("gfr_1".into()),
         }],
+        ..Candidates::default()
     }
 }
 
