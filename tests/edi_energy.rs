@@ -46,6 +46,23 @@ fn edi_energy_verdict(bytes: &[u8]) -> String {
     out
 }
 
+/// The billing data of an inbound UTILMD 55218 sample, read as the inbound path reads them.
+fn billing_data(name: &str) -> BillingData {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples/inbound")
+            .join(name),
+    )
+    .unwrap();
+    let doc = mako_gateway::edifact::parse(&bytes).unwrap();
+    let ic = doc.interchanges().next().unwrap();
+    let report = mako_gateway::grammar::validate_interchange(&ic, Registry::embedded()).remove(0);
+    match read_answer(report.validated.as_ref().unwrap(), 55218) {
+        Some(Answer::BillingData(data)) => data,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
 fn built_messages() -> Vec<(String, Vec<u8>)> {
     let registry = Registry::embedded();
     let mut out = Vec::new();
@@ -95,14 +112,48 @@ fn built_messages() -> Vec<(String, Vec<u8>)> {
             grid_operator: vnb.clone(),
             market_location: malo.clone(),
             transaction: "NB0000000006V1".into(),
-            periods: vec!["1".into()],
-            code: "A01",
+            periods: vec![PeriodAnswer {
+                period: "1".into(),
+                code: E0610::A01,
+            }],
+            view: Vec::new(),
         };
         let built = billing_data_answer(registry, &sender(), &answer, now, &mut refs).unwrap();
         let bytes = Writer::new(built.interchange.header.syntax)
             .write_interchange(&built.interchange)
             .unwrap();
         out.push((format!("{fv}_55220_billing_data_answer"), bytes));
+        // A 55218 without the Modul 1 we ordered from 2027-01-01: A02 for its second period,
+        // with our view (RFF+Z48 periods, SEQ+Z82 with the Artikel-IDs we expect).
+        let data = billing_data("utilmd_55218_without_module_fv2610.edi");
+        let waiting = GridFeeReduction {
+            accepted: true,
+            ..GridFeeReduction::intended(
+                "gfr_1".into(),
+                "sub_1".into(),
+                ReductionType::Module1,
+                malo.clone(),
+                vnb.clone(),
+                MeterType::Smart,
+            )
+            .ordered(ModuleProduct::Module1, "MG1".into())
+            .unwrap()
+            .order
+        };
+        let expectation =
+            expectation_for(&[&waiting], &data, |_| NaiveDate::from_ymd_opt(2027, 1, 1));
+        let review = review(&data, expectation.as_ref());
+        let answer = BillingDataAnswer {
+            transaction: data.transaction.clone(),
+            periods: review.answers,
+            view: review.view,
+            ..answer
+        };
+        let built = billing_data_answer(registry, &sender(), &answer, now, &mut refs).unwrap();
+        let bytes = Writer::new(built.interchange.header.syntax)
+            .write_interchange(&built.interchange)
+            .unwrap();
+        out.push((format!("{fv}_55220_a02_with_our_view"), bytes));
     }
     out
 }

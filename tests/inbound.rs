@@ -113,6 +113,7 @@ fn all() -> Candidates {
             order: Some("gfr_1".into()),
             pass_through: None,
         }],
+        ..Candidates::default()
     }
 }
 

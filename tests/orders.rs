@@ -150,6 +150,28 @@ fn read(path: &str) -> Answer {
     read_answer(report.validated.as_ref().unwrap(), report.pid.unwrap()).unwrap()
 }
 
+/// An answer in one line: UTILMD 55218 as its periods with dates and Artikel-IDs.
+fn answer_line(answer: &Answer) -> String {
+    let Answer::BillingData(data) = answer else {
+        return format!("{answer:?}");
+    };
+    let periods: Vec<String> = data
+        .periods
+        .iter()
+        .map(|p| {
+            let until = p.until.map(|u| u.to_string()).unwrap_or_default();
+            let articles: Vec<&str> = p.articles.iter().map(|a| a.id.as_str()).collect();
+            format!("{} {:?} {}..{} {articles:?}", p.id, p.kind, p.from, until)
+        })
+        .collect();
+    format!(
+        "BillingData {} {}: {}",
+        data.market_location,
+        data.transaction,
+        periods.join("; ")
+    )
+}
+
 fn reduction() -> GridFeeReduction {
     GridFeeReduction {
         id: "gfr_1".into(),
@@ -198,13 +220,7 @@ fn acceptance_then_billing_data_activate_the_reduction() {
     let order = order.apply(&Input::Answer(&accepted), now).unwrap();
     assert_eq!(order.event, None, "A20 only records the acceptance");
     assert!(order.order.accepted);
-    let billing = Answer::BillingData {
-        market_location: "51238696781".into(),
-        transaction: "NB0000000006V1".into(),
-        periods: vec!["1".into()],
-        valid_from: day(2026, 6, 1),
-        valid_until: None,
-    };
+    let billing = read("inbound/utilmd_55218_billing_data.edi");
     let active = order.order.apply(&Input::Answer(&billing), now).unwrap();
     assert_eq!(active.event, Some("grid_fee_reduction.activated"));
     assert_eq!(active.order.valid_from, Some(day(2026, 6, 1)));
@@ -232,13 +248,7 @@ fn answers_are_matched_by_reference_never_by_guesswork() {
         })
     );
     // A billing data message before the order was sent is out of order.
-    let billing = Answer::BillingData {
-        market_location: "51238696781".into(),
-        transaction: "NB0000000006V1".into(),
-        periods: vec!["1".into()],
-        valid_from: day(2026, 6, 1),
-        valid_until: None,
-    };
+    let billing = read("inbound/utilmd_55218_billing_data.edi");
     assert!(reduction()
         .apply(&Input::Answer(&billing), at(2026, 5, 12, 10, 0))
         .is_err());
@@ -433,12 +443,11 @@ fn every_inbound_sample_and_the_transition_it_causes() {
         let line = if let Some(pid) = report.pid {
             let answer = read_answer(report.validated.as_ref().unwrap(), pid);
             match &answer {
-                Some(
-                    a @ Answer::BillingData {
-                        valid_until: Some(_),
-                        ..
-                    },
-                ) => {
+                Some(a @ Answer::BillingData(data))
+                    if data
+                        .module_span(|shown| shown.contains(&ReductionType::Module1))
+                        .is_some_and(|(_, until)| until.is_some()) =>
+                {
                     // A closed period arrives for an activated reduction: it ends.
                     let activated = ordered
                         .clone()
@@ -450,7 +459,8 @@ fn every_inbound_sample_and_the_transition_it_causes() {
                         .order;
                     let r = activated.apply(&Input::Answer(a), now);
                     format!(
-                        "{a:?}\n  -> {:?}",
+                        "{}\n  -> {:?}",
+                        answer_line(a),
                         r.map(|x| (
                             x.order.status,
                             x.event,
@@ -459,10 +469,11 @@ fn every_inbound_sample_and_the_transition_it_causes() {
                         ))
                     )
                 }
-                Some(a @ (Answer::GridFeeResponse { .. } | Answer::BillingData { .. })) => {
+                Some(a @ (Answer::GridFeeResponse { .. } | Answer::BillingData(_))) => {
                     let r = ordered.apply(&Input::Answer(a), now);
                     format!(
-                        "{a:?}\n  -> {:?}",
+                        "{}\n  -> {:?}",
+                        answer_line(a),
                         r.map(|x| (
                             x.order.status,
                             x.event,
@@ -625,7 +636,16 @@ fn a_modul_1_und_3_order_gets_one_answer_for_both_reductions() {
                 .order
         })
         .collect();
-    let billing = read("inbound/utilmd_55218_billing_data.edi");
+    // Modul 1 alone does not activate a Modul 1 und 3 order; 1-02-0-015 with the Modul 3
+    // Arbeitspreise HT/NT (1-02-0-017/-018) does, for both rows.
+    let modul_1 = read("inbound/utilmd_55218_billing_data.edi");
+    assert!(matches!(
+        accepted_rows[0]
+            .clone()
+            .apply(&Input::Answer(&modul_1), now),
+        Err(ApplyError::ModuleMissing { .. })
+    ));
+    let billing = read("inbound/utilmd_55218_modul_1_und_3.edi");
     let AnswerMatch::GridFee(matched) = match_answer(&billing, &accepted_rows, &[]) else {
         panic!("55218 must match the accepted order")
     };
@@ -651,17 +671,13 @@ fn a_closed_period_ends_the_activated_reductions_of_the_location() {
         .unwrap()
         .order;
     let closed = read("inbound/utilmd_55218_period_closed.edi");
-    let Answer::BillingData {
-        valid_until,
-        transaction,
-        ..
-    } = &closed
-    else {
+    let Answer::BillingData(data) = &closed else {
         panic!("{closed:?}")
     };
-    // DTM+Z26 2026-12-31 23:00 UTC = 2027-01-01 00:00 German time: the last day is 31.12.
-    assert_eq!(*valid_until, Some(day(2026, 12, 31)));
-    assert_eq!(transaction, "NB0000000009V1");
+    // DTM+Z26 2026-12-31 23:00 UTC = 2027-01-01 00:00 German time: the period ends before
+    // 1.1., its last day is 31.12.
+    assert_eq!(data.periods[0].until, Some(day(2027, 1, 1)));
+    assert_eq!(data.transaction, "NB0000000009V1");
     let rows = vec![activated];
     assert_eq!(
         match_answer(&closed, &rows, &[]),
@@ -686,13 +702,7 @@ fn a_closed_period_ends_the_activated_reductions_of_the_location() {
 
 #[test]
 fn billing_data_are_answered_with_utilmd_55220() {
-    let Answer::BillingData {
-        market_location,
-        transaction,
-        periods,
-        ..
-    } = read("inbound/utilmd_55218_billing_data.edi")
-    else {
+    let Answer::BillingData(data) = read("inbound/utilmd_55218_billing_data.edi") else {
         panic!()
     };
     let mut refs = ReferenceSequence::new("MG", 20).unwrap();
@@ -701,10 +711,10 @@ fn billing_data_are_answered_with_utilmd_55220() {
         &sender(),
         &BillingDataAnswer {
             grid_operator: "9900000000011".parse().unwrap(),
-            market_location: market_location.parse().unwrap(),
-            transaction,
-            periods,
-            code: "A01",
+            market_location: data.market_location.parse().unwrap(),
+            transaction: data.transaction.clone(),
+            periods: review(&data, None).answers,
+            view: Vec::new(),
         },
         at(2026, 6, 2, 9, 0),
         &mut refs,

@@ -13,8 +13,8 @@ use crate::grammar::Registry;
 use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
 use crate::orders::{
     billing_data_answer, check_new_reductions, grid_fee_order, meter_order, BillingDataAnswer,
-    ChangeDate, Existing, GridFeeOrder, GridFeeStatus, MeterType, ModuleProduct, ReductionType,
-    Sender,
+    ChangeDate, Existing, GridFeeOrder, GridFeeStatus, MeterType, ModuleProduct, PeriodAnswer,
+    ReductionType, Sender, E0610,
 };
 
 /// Our side of the message.
@@ -67,9 +67,9 @@ enum OrderJson {
         market_location: String,
         /// The 55218's Vorgangsnummer (IDE+24).
         transaction: String,
-        /// The 55218's Zeitraum-IDs (RFF+Z49).
+        /// The 55218's Zeitraum-IDs (RFF+Z49 and RFF+Z53).
         periods: Vec<String>,
-        /// EBD E_0610: A01 or A02.
+        /// EBD E_0610: A01 or A02, for every period.
         code: String,
         #[serde(default = "default_prefix")]
         reference_prefix: String,
@@ -188,8 +188,8 @@ pub fn render_order(json: &[u8]) -> Result<Vec<u8>, String> {
         } => {
             // EBD E_0610: A01 übernommen ohne Anmerkung, A02 übernommen, Sicht des LF folgt.
             let code = match code.as_str() {
-                "A01" => "A01",
-                "A02" => "A02",
+                "A01" => E0610::A01,
+                "A02" => E0610::A02,
                 other => return Err(format!("E_0610 knows A01 and A02, not {other:?}")),
             };
             let answer = BillingDataAnswer {
@@ -200,8 +200,11 @@ pub fn render_order(json: &[u8]) -> Result<Vec<u8>, String> {
                     .parse::<MarketLocationId>()
                     .map_err(|e| e.to_string())?,
                 transaction,
-                periods,
-                code,
+                periods: periods
+                    .into_iter()
+                    .map(|period| PeriodAnswer { period, code })
+                    .collect(),
+                view: Vec::new(),
             };
             let mut refs = ReferenceSequence::new(&reference_prefix, sequence)?;
             billing_data_answer(registry, &sender(s)?, &answer, now, &mut refs)

@@ -1,9 +1,10 @@
 //! Inbound answers read into typed values: what each PID says about an order, with the
 //! references that match it to the order (never guesswork).
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::NaiveDateTime;
 use serde::Serialize;
 
+use super::billing::{read_billing_data, BillingData};
 use crate::grammar::Validated;
 use crate::ids::parse_date_303;
 
@@ -21,22 +22,10 @@ pub enum Answer {
         /// FTX+AAP, the grid operator's text.
         text: Option<String>,
     },
-    /// UTILMD 55218 "Abrechnungsdaten NNA": the new billing data apply from `DTM+Z25`, and,
-    /// when the Verwendungszeitraum is closed, until `DTM+Z26`.
-    BillingData {
-        /// LOC+Z16: the market location.
-        market_location: String,
-        /// IDE+24: the Vorgangsnummer, named back in the UTILMD 55220 answer (`RFF+TN`).
-        transaction: String,
-        /// The Zeitraum-IDs of the Verwendungszeiträume (`RFF+Z49::<id>`): the 55220 answers
-        /// each with its own `STS+E01` (AHB UTILMD 55220 \[2011\]).
-        periods: Vec<String>,
-        /// DTM+Z25 "Verwendung der Daten ab" (German day).
-        valid_from: NaiveDate,
-        /// DTM+Z26 "Verwendung der Daten bis" (German day, exclusive end in the message; kept
-        /// here as the last day the data apply), when the grid operator closes the period.
-        valid_until: Option<NaiveDate>,
-    },
+    /// UTILMD 55218 "Abrechnungsdaten NNA": the billing data of a market location per
+    /// Verwendungszeitraum (`RFF+Z49` with data, `RFF+Z53` without), each with its dates and
+    /// Artikel-IDs (see [`super::billing`]).
+    BillingData(BillingData),
     /// UTILMD 55620 "Änderung Daten der MeLo" (NB an LF): the Messlokation's master data
     /// changed from `DTM+Z25`. After an iMSys order, this is how the installation shows up
     /// (WiM Teil 1 §3.3.2 Nr. 3: the MSB sends the master-data change after the change; it
@@ -195,52 +184,24 @@ pub fn read_answer(v: &Validated<'_>, pid: u32) -> Option<Answer> {
                 text: text_aap(v),
             })
         }
-        55218 | 55620 => {
-            // UTILMD S2.1: the transaction (SG4) names the location in SG5 (LOC+Z16 market
-            // location, LOC+Z17 Messlokation) and, in SG6 under RFF+Z49, the date from which
-            // the data apply (DTM+Z25, a German day written as 22:00/23:00 UTC).
+        // Every Verwendungszeitraum with its own dates and data: the first DTM+Z25 of the
+        // message is not the date of the data (a closed "keine Daten" period may come first).
+        55218 => read_billing_data(v).map(Answer::BillingData),
+        55620 => {
+            // UTILMD S2.1: the transaction (SG4) names the location in SG5 (LOC+Z17
+            // Messlokation) and, in SG6 under RFF+Z49, the date from which the data apply
+            // (DTM+Z25, a German day written as 22:00/23:00 UTC).
             let sg5 = v.groups_at("SG4/SG5");
             let sg6 = v.groups_at("SG4/SG6");
-            let date = |qualifier: &str| {
-                sg6.iter()
-                    .find_map(|g| g.qualified(b"DTM", qualifier))
-                    .and_then(|d| parse_date_303(&d.value(1, 2)).ok())
-            };
-            let valid_from = date("Z25")?;
-            if pid == 55218 {
-                let loc = sg5.iter().find_map(|g| g.qualified(b"LOC", "Z16"))?;
-                // DTM+Z26 "Verwendung der Daten bis" closes the Verwendungszeitraum. Read as
-                // the German midnight at which the data stop applying (like DTM+Z25, written
-                // as 22:00/23:00 UTC), so the last day they apply is the day before; an
-                // inference recorded in the README's domain section.
-                let valid_until = date("Z26").map(|end| {
-                    crate::acks::calendar::berlin_local(end).date() - chrono::Duration::days(1)
-                });
-                let transaction = v
-                    .groups_at("SG4")
-                    .iter()
-                    .find_map(|g| g.qualified(b"IDE", "24"))
-                    .map(|ide| ide.value(2, 1).into_owned())?;
-                let periods = sg6
-                    .iter()
-                    .filter_map(|g| g.qualified(b"RFF", "Z49"))
-                    .map(|r| r.value(1, 3).into_owned())
-                    .filter(|id| !id.is_empty())
-                    .collect();
-                Some(Answer::BillingData {
-                    market_location: loc.value(2, 1).into_owned(),
-                    transaction,
-                    periods,
-                    valid_from: crate::acks::calendar::berlin_local(valid_from).date(),
-                    valid_until,
-                })
-            } else {
-                let loc = sg5.iter().find_map(|g| g.qualified(b"LOC", "Z17"))?;
-                Some(Answer::MeteringLocationChanged {
-                    metering_location: loc.value(2, 1).into_owned(),
-                    valid_from,
-                })
-            }
+            let valid_from = sg6
+                .iter()
+                .find_map(|g| g.qualified(b"DTM", "Z25"))
+                .and_then(|d| parse_date_303(&d.value(1, 2)).ok())?;
+            let loc = sg5.iter().find_map(|g| g.qualified(b"LOC", "Z17"))?;
+            Some(Answer::MeteringLocationChanged {
+                metering_location: loc.value(2, 1).into_owned(),
+                valid_from,
+            })
         }
         21039 | 21043 | 21044 | 21047 => read_status_reports(v)
             .into_iter()

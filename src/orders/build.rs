@@ -4,6 +4,7 @@
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
+use super::billing::{PeriodAnswer, PeriodKind, ViewPeriod};
 use super::rules::{ModuleProduct, PRODUCT_14A};
 use crate::acks::calendar::berlin_to_utc;
 use crate::edifact::{
@@ -229,17 +230,23 @@ pub struct BillingDataAnswer {
     pub market_location: MarketLocationId,
     /// The Vorgangsnummer of the 55218 (its `IDE+24`), named back in `RFF+TN`.
     pub transaction: String,
-    /// The Zeitraum-IDs of the 55218 (`RFF+Z49::<id>`), each answered by one `STS+E01`.
-    pub periods: Vec<String>,
-    /// EBD E_0610 code: `A01` "übernommen ohne Anmerkung" or `A02` "übernommen, Sicht des LF
-    /// folgt".
-    pub code: &'static str,
+    /// The EBD E_0610 code for every Zeitraum-ID of the 55218 (`RFF+Z49` and `RFF+Z53`), in
+    /// its order: one `STS+E01` each (AHB UTILMD 55220 \[2011\]).
+    pub periods: Vec<PeriodAnswer>,
+    /// Our view of the data where a period is answered A02 (E_0610: the recipient "gibt die
+    /// aus seiner Sicht korrekten Stammdaten als Qualitätsrückmeldung zurück"); empty when
+    /// everything is A01.
+    pub view: Vec<ViewPeriod>,
 }
 
 /// UTILMD 55220 "Rückmeldung auf Abrechnungsdaten NNA" (LF → NB; AHB UTILMD Strom 2.1,
-/// `BGM+E03` \[716\]): one Vorgang per 55218 Vorgang with `STS+E01++<E_0610 code>:E_0610` and
-/// `RFF+TN` = the 55218's Vorgangsnummer. Due within 2 working days of the 55218 (the
-/// deadline is data: `grammars/calendar/deadlines.txt`).
+/// `BGM+E03` \[716\]): one Vorgang per 55218 Vorgang with `STS+E01++<E_0610 code>:E_0610::<id>`
+/// per Zeitraum-ID and `RFF+TN` = the 55218's Vorgangsnummer; with an A02, our view: SG6
+/// `RFF+Z48` (Erwartete Daten) / `RFF+Z55` (Keine Daten erwartet) numbered 1, 2, … (\[127\])
+/// with `DTM+Z25` and, but for the last, `DTM+Z26` (\[472\]), and per expected Artikel-ID an
+/// SG8 `SEQ+Z82+<period>` with `PIA+Z02`, its SG9 `QTY` and SG10 `CCI+++ZB3`/`CAV+Z88` (the
+/// data groups are "Soll \[8\]": wenn für Datenclearing erforderlich). Due within 2 working days of the 55218 (GPKE Teil 2 §3.1.1.2 Nr. 2;
+/// [`BILLING_ANSWER_WORKING_DAYS`]).
 pub fn billing_data_answer(
     registry: &Registry,
     sender: &Sender,
@@ -267,24 +274,74 @@ pub fn billing_data_answer(
             .simple("7")
             .simple("")
             .simple("ZX4"),
+    ];
+    // One STS+E01 per Verwendungszeitraum of the 55218 (AHB 55220 [2011]), naming the period
+    // in C556 DE9012 (MIG UTILMD S2.1 STS "Status der Antwort": 9012 n..6 = Zeitraum-ID; the
+    // independent edi-energy template requires it). SG4 STS comes before SG5 LOC.
+    for period in &answer.periods {
+        segments.push(
+            OwnedSegment::new("STS")
+                .simple("E01")
+                .simple("")
+                .composite([period.code.code(), "E_0610", "", period.period.as_str()]),
+        );
+    }
+    segments.extend([
         OwnedSegment::new("LOC")
             .simple("Z16")
             .simple(answer.market_location.as_str()),
         OwnedSegment::new("RFF").composite(["Z13", "55220"]),
         OwnedSegment::new("RFF").composite(["TN", answer.transaction.as_str()]),
-    ];
-    // One STS+E01 per Verwendungszeitraum of the 55218 (AHB 55220 [2011]), naming the period
-    // in C556 DE9012 (MIG UTILMD S2.1 STS "Status der Antwort": 9012 n..6 = Zeitraum-ID; the
-    // independent edi-energy template requires it). SG4 STS comes before SG5 LOC.
-    let status_at = 6;
-    for (i, period) in answer.periods.iter().enumerate() {
-        segments.insert(
-            status_at + i,
-            OwnedSegment::new("STS")
-                .simple("E01")
-                .simple("")
-                .composite([answer.code, "E_0610", "", period.as_str()]),
-        );
+    ]);
+    let last = answer.view.len();
+    for (n, period) in answer.view.iter().enumerate() {
+        let qualifier = match period.kind {
+            PeriodKind::Data => "Z48",
+            PeriodKind::NoData => "Z55",
+        };
+        segments.push(OwnedSegment::new("RFF").composite([
+            qualifier.to_string(),
+            String::new(),
+            (n + 1).to_string(),
+        ]));
+        segments.push(OwnedSegment::new("DTM").composite([
+            "Z25".to_string(),
+            day_start_303(period.from),
+            "303".into(),
+        ]));
+        if let Some(until) = period.until.filter(|_| n + 1 < last) {
+            segments.push(OwnedSegment::new("DTM").composite([
+                "Z26".to_string(),
+                day_start_303(until),
+                "303".into(),
+            ]));
+        }
+    }
+    for (n, period) in answer.view.iter().enumerate() {
+        for article in &period.articles {
+            segments.push(
+                OwnedSegment::new("SEQ")
+                    .simple("Z82")
+                    .simple((n + 1).to_string()),
+            );
+            segments.push(
+                OwnedSegment::new("PIA")
+                    .simple("Z02")
+                    .composite([article.id.as_str(), article.qualifier.as_str()]),
+            );
+            for q in &article.quantities {
+                segments.push(OwnedSegment::new("QTY").composite([
+                    q.qualifier.as_str(),
+                    q.value.as_str(),
+                    q.unit.as_str(),
+                ]));
+            }
+            // SG10 "Zugeordnete Marktpartner": the grid operator whose prices the Artikel-IDs
+            // are (AHB 55220 Soll [8], [714]).
+            segments.push(OwnedSegment::new("CCI").simple("").simple("").simple("ZB3"));
+            segments
+                .push(OwnedSegment::new("CAV").composite(["Z88", answer.grid_operator.as_str()]));
+        }
     }
     let message = OutboundMessage {
         reference: references.next_reference(),
@@ -297,6 +354,12 @@ pub fn billing_data_answer(
         pid: 55220,
     })
 }
+
+/// Working days after the day a UTILMD 55218 arrived within which the UTILMD 55220 must be
+/// sent: "spätester Übertragungstag ist der 2. Werktag nach dem Übertragungstag" of the
+/// 55218 (GPKE Teil 2 §3.1.1.2 Nr. 2, BK6-24-174; the day of receipt does not count, GPKE
+/// §7).
+pub const BILLING_ANSWER_WORKING_DAYS: u32 = 2;
 
 /// What distinguishes the two ORDERS the gateway writes.
 struct OrdersBody<'a> {

@@ -6,6 +6,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 
 use super::answers::Answer;
+use super::billing::{self, BillingData};
 use super::reasons::reason_text;
 use super::rules::{GridFeeStatus, MeterType, ModuleProduct, ReductionType};
 use crate::acks::AckMatch;
@@ -170,6 +171,14 @@ pub enum ApplyError {
         /// The input's reference.
         found: String,
     },
+    /// A UTILMD 55218 that does not show the reduction's module (activation requires it).
+    #[error("the billing data (UTILMD 55218) do not show {expected}: Zeitraum-ID {shown}")]
+    ModuleMissing {
+        /// The module(s) the reduction needs, in words.
+        expected: String,
+        /// What each data period shows, in words.
+        shown: String,
+    },
 }
 
 impl<T> Applied<T> {
@@ -300,6 +309,79 @@ impl GridFeeReduction {
         }
     }
 
+    /// The modules a 55218 must show for this reduction: while it waits for its data,
+    /// exactly the product ordered (Modul 1 und 3 is both); once active, at least its own
+    /// module.
+    fn shows_its_module(&self, shown: &[ReductionType]) -> bool {
+        match (self.status, self.product) {
+            (GridFeeStatus::Ordered, Some(product)) => shown == product.types(),
+            _ => shown.contains(&self.reduction_type),
+        }
+    }
+
+    /// A UTILMD 55218: the reduction applies where the data show its module (activation
+    /// requires that they carry the module ordered), from the first day they show it; it
+    /// ends where the grid operator closes the last period that shows it (`DTM+Z26`, the
+    /// last day being the day before). Data without the module change nothing and are
+    /// reported: the UTILMD 55220 answers them with our view (`billing::review`).
+    fn apply_billing_data(self, data: &BillingData) -> Result<Applied<Self>, ApplyError> {
+        if self.market_location != *data.market_location.as_str() {
+            return Err(ApplyError::NotThisOrder {
+                expected: self.market_location.to_string(),
+                found: data.market_location.clone(),
+            });
+        }
+        let span = data.module_span(|shown| self.shows_its_module(shown));
+        let what = "billing data (UTILMD 55218)";
+        let missing = || ApplyError::ModuleMissing {
+            expected: billing::describe_modules(
+                self.product
+                    .map_or(std::slice::from_ref(&self.reduction_type), |p| p.types()),
+            ),
+            shown: data
+                .periods
+                .iter()
+                .filter(|p| p.kind == billing::PeriodKind::Data)
+                .map(|p| format!("{}: {}", p.id, billing::describe_modules(&p.modules())))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        match (self.status, span) {
+            (GridFeeStatus::Ordered, Some((from, until))) => {
+                let mut order = self;
+                order.status = GridFeeStatus::Activated;
+                order.valid_from = Some(from);
+                order.valid_until = until.map(billing::last_day);
+                Ok(Applied::changed(order, "grid_fee_reduction.activated"))
+            }
+            (GridFeeStatus::Ordered, None) => Err(missing()),
+            // The grid operator closes the module's last period: it ends (supply ended, or
+            // another module replaced it).
+            (GridFeeStatus::Activated, Some((_, Some(until)))) => {
+                let until = billing::last_day(until);
+                if self.valid_until == Some(until) {
+                    Ok(Applied::unchanged(self))
+                } else {
+                    self.end(until)
+                }
+            }
+            (GridFeeStatus::Activated, Some((_, None))) => Ok(Applied::unchanged(self)),
+            // Data only for days before the module: nothing to say about it.
+            (GridFeeStatus::Activated, None)
+                if !self.valid_from.is_some_and(|from| data.has_data_from(from)) =>
+            {
+                Ok(Applied::unchanged(self))
+            }
+            (GridFeeStatus::Activated, None) => Err(missing()),
+            (GridFeeStatus::Ended, Some((_, Some(until))))
+                if self.valid_until == Some(billing::last_day(until)) =>
+            {
+                Ok(Applied::unchanged(self))
+            }
+            (s, _) => Err(illegal(&s, what)),
+        }
+    }
+
     /// Applies an input (pure; `now` only for inputs that record a time).
     pub fn apply(
         self,
@@ -334,45 +416,7 @@ impl GridFeeReduction {
                 }
                 self.reject(Rejection::new(code, "E_0595", text.clone()))
             }
-            Input::Answer(Answer::BillingData {
-                market_location,
-                valid_from,
-                valid_until,
-                ..
-            }) => {
-                if self.market_location != *market_location.as_str() {
-                    return Err(ApplyError::NotThisOrder {
-                        expected: self.market_location.to_string(),
-                        found: market_location.clone(),
-                    });
-                }
-                match self.status {
-                    GridFeeStatus::Ordered => {
-                        let mut order = self;
-                        order.status = GridFeeStatus::Activated;
-                        order.valid_from = Some(*valid_from);
-                        order.valid_until = *valid_until;
-                        Ok(Applied::changed(order, "grid_fee_reduction.activated"))
-                    }
-                    // A 55218 that closes the Verwendungszeitraum ends the reduction (the
-                    // grid operator stops applying it: supply ended, or another module
-                    // replaced it).
-                    GridFeeStatus::Activated => match valid_until {
-                        Some(until) if self.valid_until == Some(*until) => {
-                            Ok(Applied::unchanged(self))
-                        }
-                        Some(until) => self.end(*until),
-                        None if self.valid_from == Some(*valid_from) => {
-                            Ok(Applied::unchanged(self))
-                        }
-                        None => Err(illegal(&self.status, "billing data (UTILMD 55218)")),
-                    },
-                    GridFeeStatus::Ended if *valid_until == self.valid_until => {
-                        Ok(Applied::unchanged(self))
-                    }
-                    s => Err(illegal(&s, "billing data (UTILMD 55218)")),
-                }
-            }
+            Input::Answer(Answer::BillingData(data)) => self.apply_billing_data(data),
             Input::Acknowledgement(AckMatch::Rejected { codes, reason, .. }) => {
                 let code = codes.first().cloned().unwrap_or_default();
                 let (de, en) = reason_text("APERAK", &code);

@@ -1,9 +1,14 @@
-//! Which order an answer is for, by the references the format provides — never by guesswork.
-//! An answer that matches nothing goes to the clearing list with the reason.
+//! Which order an answer is for, by the references the format provides — never by guesswork,
+//! and, for a UTILMD 55218, what the matched reductions lead us to expect in it
+//! ([`expectation_for`], compared by `billing::review`). An answer that matches nothing goes
+//! to the clearing list with the reason.
+
+use chrono::NaiveDate;
 
 use super::answers::Answer;
+use super::billing::{BillingData, Expectation};
 use super::lifecycle::{GridFeeReduction, MeterOrder, MeterStatus};
-use super::rules::GridFeeStatus;
+use super::rules::{GridFeeStatus, ReductionType};
 
 /// The order(s) an answer belongs to.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,8 +38,8 @@ fn one_document<'o>(candidates: &[&'o GridFeeReduction]) -> Option<Vec<&'o GridF
 /// - ORDRSP 19133 by `RFF+ON` = the BGM document number of our ORDERS 17133;
 /// - UTILMD 55218 by the market location, among the reductions waiting for their data
 ///   (`ordered`), the accepted ones first, all of one order document (several orders waiting
-///   are not guessed between); a 55218 that closes the period (`DTM+Z26`) while nothing waits
-///   ends the activated reductions of the location;
+///   are not guessed between); while nothing waits, the activated reductions of the location
+///   (the data continue or end them);
 /// - ORDRSP 19005/19006 and IFTSTA status reports by `RFF+ON` / `RFF+AGI`;
 /// - UTILMD 55620 by the Messlokation, among meter orders not yet installed.
 pub fn match_answer<'o>(
@@ -70,11 +75,8 @@ pub fn match_answer<'o>(
                 AnswerMatch::GridFee(of_document)
             }
         }
-        Answer::BillingData {
-            market_location,
-            valid_until,
-            ..
-        } => {
+        Answer::BillingData(data) => {
+            let market_location = &data.market_location;
             let at_location = |status: GridFeeStatus| -> Vec<&GridFeeReduction> {
                 reductions
                     .iter()
@@ -102,15 +104,15 @@ pub fn match_answer<'o>(
                     "UTILMD 55218 for market location {market_location}: several orders wait for their data"
                 ));
             }
+            // Nothing waits: the data are the grid operator's news about the active ones
+            // (the module continues, or it is closed and ends).
             let activated = at_location(GridFeeStatus::Activated);
-            match (valid_until, activated.is_empty()) {
-                (Some(_), false) => AnswerMatch::GridFee(activated),
-                (Some(_), true) => unmatched(format!(
-                    "UTILMD 55218 for market location {market_location} closes a period, but no reduction is active there"
-                )),
-                (None, _) => unmatched(format!(
-                    "UTILMD 55218 for market location {market_location}: no reduction there waits for its data"
-                )),
+            if activated.is_empty() {
+                unmatched(format!(
+                    "UTILMD 55218 for market location {market_location}: no reduction there waits for its data or is active"
+                ))
+            } else {
+                AnswerMatch::GridFee(activated)
             }
         }
         Answer::MeterOrderResponse {
@@ -151,5 +153,199 @@ pub fn match_answer<'o>(
                 )),
             }
         }
+    }
+}
+
+/// What the reductions a 55218 matched lead us to expect in it, or `None` where we hold no
+/// view (nothing matched; a waiting order whose module the data do not show and that the grid
+/// operator has not accepted yet; active reductions whose modules the data still show).
+///
+/// - Reductions waiting for their data (`ordered`): the product ordered applies from the
+///   fixed change date (`fixed(id)`, the ORDERS' `DTM+203`), or for an order "at the next
+///   possible date" (`DTM+469`) from where the data first show it; where they never show it,
+///   from the start of the latest data period (an inference: the grid operator announced our
+///   order with A20 and chose the date). The modules ordered anew do not apply before.
+/// - Active reductions (`activated`): their module keeps applying from `valid_from`, unless
+///   the data show it and close it (the grid operator ends it).
+pub fn expectation_for(
+    rows: &[&GridFeeReduction],
+    data: &BillingData,
+    fixed: impl Fn(&str) -> Option<NaiveDate>,
+) -> Option<Expectation> {
+    let waiting: Vec<&&GridFeeReduction> = rows
+        .iter()
+        .filter(|r| r.status == GridFeeStatus::Ordered)
+        .collect();
+    if let Some(first) = waiting.first() {
+        let required: Vec<ReductionType> = first
+            .product
+            .map_or_else(|| vec![first.reduction_type], |p| p.types().to_vec());
+        let span = data.module_span(|shown| shown == required.as_slice());
+        if span.is_none() && !waiting.iter().any(|r| r.accepted) {
+            return None;
+        }
+        let from = match (fixed(&first.id), span) {
+            (Some(day), _) => day,
+            (None, Some((day, _))) => day,
+            (None, None) => data.latest_data_start()?,
+        };
+        return Some(Expectation {
+            from,
+            required,
+            new: waiting.iter().map(|r| r.reduction_type).collect(),
+            exact: true,
+        });
+    }
+    let missing: Vec<&&GridFeeReduction> = rows
+        .iter()
+        .filter(|r| r.status == GridFeeStatus::Activated)
+        .filter(|r| {
+            data.module_span(|shown| shown.contains(&r.reduction_type))
+                .is_none()
+        })
+        .collect();
+    let from = missing.iter().filter_map(|r| r.valid_from).min()?;
+    let mut required: Vec<ReductionType> = missing.iter().map(|r| r.reduction_type).collect();
+    if required.contains(&ReductionType::Module3) {
+        // Modul 3 only on top of Modul 1 (Codeliste der Konfigurationen 1.3c §6.2).
+        required.push(ReductionType::Module1);
+    }
+    required.sort();
+    required.dedup();
+    Some(Expectation {
+        from,
+        required,
+        new: Vec::new(),
+        exact: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::billing::{review, Article, PeriodKind, UsagePeriod, E0610};
+    use ReductionType::*;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn articles(ids: &[&str]) -> Vec<Article> {
+        ids.iter()
+            .map(|id| Article {
+                id: id.to_string(),
+                qualifier: "Z09".into(),
+                quantities: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn period(
+        id: &str,
+        kind: PeriodKind,
+        from: NaiveDate,
+        until: Option<NaiveDate>,
+        ids: &[&str],
+    ) -> UsagePeriod {
+        UsagePeriod {
+            id: id.into(),
+            kind,
+            from,
+            until,
+            articles: articles(ids),
+        }
+    }
+
+    fn data(periods: Vec<UsagePeriod>) -> BillingData {
+        BillingData {
+            market_location: "51238696781".into(),
+            transaction: "V1".into(),
+            periods,
+        }
+    }
+
+    /// An ordered Modul 1 reduction (ORDERS sent, no answer yet).
+    fn waiting() -> GridFeeReduction {
+        GridFeeReduction::intended(
+            "gfr_1".into(),
+            "sub_1".into(),
+            Module1,
+            "51238696781".parse().unwrap(),
+            "9900000000011".parse().unwrap(),
+            crate::orders::rules::MeterType::Smart,
+        )
+        .ordered(crate::orders::rules::ModuleProduct::Module1, "MG1".into())
+        .unwrap()
+        .order
+    }
+
+    const MODUL_1: &[&str] = &["1-02-0-001", "1-02-0-002", "1-02-0-015"];
+    const PLAIN: &[&str] = &["1-02-0-001", "1-02-0-002"];
+
+    #[test]
+    fn an_active_module_that_the_grid_operator_closes_is_no_difference() {
+        let d = data(vec![
+            period(
+                "1",
+                PeriodKind::Data,
+                day(2026, 6, 1),
+                Some(day(2027, 1, 1)),
+                MODUL_1,
+            ),
+            period("2", PeriodKind::NoData, day(2027, 1, 1), None, &[]),
+        ]);
+        let active = GridFeeReduction {
+            status: GridFeeStatus::Activated,
+            valid_from: Some(day(2026, 6, 1)),
+            ..waiting()
+        };
+        assert_eq!(expectation_for(&[&active], &d, |_| None), None);
+        // Data that drop it without closing it are a difference.
+        let d = data(vec![period(
+            "1",
+            PeriodKind::Data,
+            day(2027, 1, 1),
+            None,
+            PLAIN,
+        )]);
+        let e = expectation_for(&[&active], &d, |_| None).unwrap();
+        let r = review(&d, Some(&e));
+        assert_eq!(r.answers[0].code, E0610::A02);
+        let ids: Vec<&str> = r.view[0].articles.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, MODUL_1);
+    }
+
+    #[test]
+    fn a_waiting_order_not_yet_accepted_gives_no_view_on_data_without_its_module() {
+        let d = data(vec![period(
+            "1",
+            PeriodKind::Data,
+            day(2026, 1, 1),
+            None,
+            PLAIN,
+        )]);
+        let waiting = waiting();
+        assert_eq!(
+            expectation_for(&[&waiting], &d, |_| Some(day(2026, 6, 1))),
+            None
+        );
+        let accepted = GridFeeReduction {
+            accepted: true,
+            ..waiting
+        };
+        assert_eq!(
+            expectation_for(&[&accepted], &d, |_| Some(day(2026, 6, 1))),
+            Some(Expectation {
+                from: day(2026, 6, 1),
+                required: vec![Module1],
+                new: vec![Module1],
+                exact: true,
+            })
+        );
+        // At the next possible date: from where the data show it, else from their latest change.
+        assert_eq!(
+            expectation_for(&[&accepted], &d, |_| None).map(|e| e.from),
+            Some(day(2026, 1, 1))
+        );
     }
 }

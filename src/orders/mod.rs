@@ -6,6 +6,7 @@
 //! Pure: time comes in as an argument, lookups of the store happen outside.
 
 pub mod answers;
+pub mod billing;
 pub mod build;
 pub mod lead_time;
 pub mod lifecycle;
@@ -15,14 +16,18 @@ pub mod reasons;
 pub mod rules;
 
 pub use answers::{read_answer, read_status_reports, Answer, StatusReport, HANDLED_PIDS};
+pub use billing::{
+    review, Article, BillingData, Expectation, PeriodAnswer, PeriodKind, Quantity, Review,
+    UsagePeriod, ViewPeriod, E0610,
+};
 pub use build::{
     billing_data_answer, grid_fee_order, meter_order, BillingDataAnswer, BuildError, BuiltOrder,
-    ChangeDate, GridFeeOrder, Sender,
+    ChangeDate, GridFeeOrder, Sender, BILLING_ANSWER_WORKING_DAYS,
 };
 pub use lifecycle::{
     Applied, ApplyError, CancelReason, GridFeeReduction, Input, MeterOrder, MeterStatus, Rejection,
 };
-pub use matching::{match_answer, AnswerMatch};
+pub use matching::{expectation_for, match_answer, AnswerMatch};
 pub use partner_status::{PartnerStatusError, PartnerStatusRule, PartnerStatusRules};
 pub use reasons::reason_text;
 pub use rules::{

@@ -1,16 +1,19 @@
 //! Applying the items of a read interchange to the orders loaded for them, in message order:
 //! the effects ([`Effect`]) that the plan turns into records.
 
-use chrono::NaiveDateTime;
+use std::collections::HashMap;
+
+use chrono::{NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
 use super::read::InboundItem;
-use crate::acks::{match_acknowledgement, AckMatch, SentMessage};
+use crate::acks::{match_acknowledgement, AckMatch, Calendar, SentMessage};
 use crate::edifact::OwnedInterchange;
 use crate::ids::MarketPartnerId;
 use crate::orders::{
-    billing_data_answer, match_answer, Answer, AnswerMatch, ApplyError, BillingDataAnswer,
-    BuiltOrder, GridFeeReduction, Input, MeterOrder, PartnerStatusRules, Sender,
+    billing_data_answer, expectation_for, match_answer, review, Answer, AnswerMatch, ApplyError,
+    BillingData, BillingDataAnswer, BuiltOrder, GridFeeReduction, Input, MeterOrder,
+    PartnerStatusRules, Sender, BILLING_ANSWER_WORKING_DAYS,
 };
 use crate::plan::passthrough::{answer_of, PassThroughAnswer};
 
@@ -23,6 +26,10 @@ pub struct Candidates {
     pub meters: Vec<MeterOrder>,
     /// What we sent to the partner.
     pub sent: Vec<SentMessage>,
+    /// The fixed change dates of the loaded reductions (ORDERS 17133 `DTM+203`), by id; a
+    /// reduction ordered for the next possible date (`DTM+469`) has none. A UTILMD 55218 is
+    /// compared with them.
+    pub change_dates: HashMap<String, NaiveDate>,
 }
 
 /// What one item does.
@@ -139,6 +146,21 @@ pub fn decide(
                 reason: reason.clone(),
                 message: message.clone(),
             }),
+            InboundItem::Answer {
+                message,
+                answer: Answer::BillingData(data),
+            } => {
+                let reference = format!("{}/{}", context.interchange_reference, message);
+                decide_billing_data(
+                    data,
+                    &reference,
+                    &mut reductions,
+                    &mut meters,
+                    &candidates.change_dates,
+                    context,
+                    &mut effects,
+                );
+            }
             InboundItem::Answer { message, answer } => {
                 let reference = format!("{}/{}", context.interchange_reference, message);
                 decide_answer(
@@ -247,46 +269,115 @@ fn decide_answer(
     for id in &ids {
         apply_to(id, &input, reference, reductions, meters, now, effects);
     }
-    // Every 55218 is answered with a 55220 (A01: übernommen ohne Anmerkung), whatever it
-    // did to the orders: the answer is about the billing data, not the order.
-    if let Answer::BillingData {
-        market_location,
-        transaction,
-        periods,
-        ..
-    } = answer
-    {
-        let built = (|| -> Result<BuiltOrder, String> {
-            let answer = BillingDataAnswer {
-                grid_operator: context
-                    .partner
-                    .parse::<MarketPartnerId>()
-                    .map_err(|e| e.to_string())?,
-                market_location: market_location.parse().map_err(|e| format!("{e}"))?,
-                transaction: transaction.clone(),
-                periods: periods.clone(),
-                code: "A01",
-            };
-            billing_data_answer(
-                context.registry,
-                context.sender,
-                &answer,
-                context.now,
-                context.references,
-            )
-            .map_err(|e| e.to_string())
-        })();
-        match built {
-            Ok(b) => effects.push(Effect::Send {
+}
+
+/// A UTILMD 55218: applied to the reductions it matches, and answered with a UTILMD 55220 in
+/// any case, at once: matched or not, with what we ordered or without (GPKE Teil 2 §3.1.1.2
+/// Nr. 2: within 2 working days). The answer to each Zeitraum-ID is A01 where the data agree
+/// with what we ordered or we hold no view, A02 with our view where they differ
+/// (`orders::billing::review`). The gateway answers itself rather than leaving it to a
+/// person, so the deadline cannot pass unnoticed; what a person should look at (a 55218 that
+/// matches nothing, differs from our order or leaves it waiting) goes to the clearing list
+/// with what was answered, as does a 55220 that could not be built, with its deadline.
+fn decide_billing_data(
+    data: &BillingData,
+    reference: &str,
+    reductions: &mut [GridFeeReduction],
+    meters: &mut [MeterOrder],
+    change_dates: &HashMap<String, NaiveDate>,
+    context: &mut DecideContext<'_>,
+    effects: &mut Vec<Effect>,
+) {
+    let answer = Answer::BillingData(data.clone());
+    let (ids, unmatched) = match match_answer(&answer, reductions, meters) {
+        AnswerMatch::GridFee(rows) => (rows.iter().map(|r| r.id.clone()).collect(), None),
+        AnswerMatch::Meter(m) => (vec![m.id.clone()], None),
+        AnswerMatch::Unmatched { reason } => (Vec::new(), Some(reason)),
+    };
+    let rows: Vec<&GridFeeReduction> = reductions.iter().filter(|r| ids.contains(&r.id)).collect();
+    let expectation = expectation_for(&rows, data, |id| change_dates.get(id).copied());
+    let review = review(data, expectation.as_ref());
+    let first_effect = effects.len();
+    let input = Input::Answer(&answer);
+    for id in &ids {
+        apply_to(
+            id,
+            &input,
+            reference,
+            reductions,
+            meters,
+            context.now,
+            effects,
+        );
+    }
+    let not_applied: Vec<String> = effects[first_effect..]
+        .iter()
+        .filter_map(|e| match e {
+            Effect::NotApplied { order, reason, .. } => Some(format!("{order}: {reason}")),
+            _ => None,
+        })
+        .collect();
+    let codes = review
+        .answers
+        .iter()
+        .map(|a| format!("{} {}", a.period, a.code.code()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut findings: Vec<String> = unmatched.into_iter().collect();
+    findings.extend(review.differences.iter().cloned());
+    findings.extend(not_applied);
+    let built = (|| -> Result<BuiltOrder, String> {
+        let answer = BillingDataAnswer {
+            grid_operator: context
+                .partner
+                .parse::<MarketPartnerId>()
+                .map_err(|e| e.to_string())?,
+            market_location: data.market_location.parse().map_err(|e| format!("{e}"))?,
+            transaction: data.transaction.clone(),
+            periods: review.answers.clone(),
+            view: review.view.clone(),
+        };
+        billing_data_answer(
+            context.registry,
+            context.sender,
+            &answer,
+            context.now,
+            context.references,
+        )
+        .map_err(|e| e.to_string())
+    })();
+    match built {
+        Ok(b) => {
+            effects.push(Effect::Send {
                 partner: context.partner.to_string(),
                 pid: b.pid,
                 interchange: Box::new(b.interchange),
                 document_number: b.document_number,
-            }),
-            Err(e) => effects.push(Effect::Nothing {
-                reason: format!("UTILMD 55220 could not be built: {e}"),
+            });
+            if !findings.is_empty() {
+                effects.push(Effect::Clearing {
+                    reason: format!(
+                        "UTILMD 55218 {}: {}; answered with UTILMD 55220 ({codes})",
+                        data.transaction,
+                        findings.join("; ")
+                    ),
+                    message: reference.to_string(),
+                });
+            }
+        }
+        Err(e) => {
+            // Nothing went out: a person must answer by the deadline.
+            let received = crate::acks::calendar::berlin_local(context.now).date();
+            let due = Calendar::embedded().add_working_days(received, BILLING_ANSWER_WORKING_DAYS);
+            findings.push(format!("UTILMD 55220 could not be built: {e}"));
+            effects.push(Effect::Clearing {
+                reason: format!(
+                    "UTILMD 55218 {}: {}; answer it with UTILMD 55220 ({codes}) by the end of {due} (GPKE Teil 2 §3.1.1.2)",
+                    data.transaction,
+                    findings.join("; ")
+                ),
                 message: reference.to_string(),
-            }),
+            });
         }
     }
 }

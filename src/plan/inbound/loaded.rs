@@ -222,6 +222,9 @@ impl Loaded {
 fn push_grid(c: &mut Candidates, versions: &mut HashMap<String, i64>, r: &GridFeeRecord) {
     if versions.insert(r.order.id.clone(), r.version).is_none() {
         c.reductions.push(r.order.clone());
+        if let Some(day) = r.effective_date {
+            c.change_dates.insert(r.order.id.clone(), day);
+        }
     }
 }
 

@@ -116,9 +116,9 @@ impl InboundItem {
                     LookupKey::OrderDocument(order_document.clone())
                 }
                 Answer::StatusReport(r) => LookupKey::OrderDocument(r.order_document.clone()),
-                Answer::BillingData {
-                    market_location, ..
-                } => LookupKey::MarketLocation(market_location.clone()),
+                Answer::BillingData(data) => {
+                    LookupKey::MarketLocation(data.market_location.clone())
+                }
                 Answer::MeteringLocationChanged {
                     metering_location, ..
                 } => LookupKey::MeteringLocation(metering_location.clone()),
