@@ -255,6 +255,7 @@ async fn run(name: &str, store: Store) {
         interchange_ref: Some(name.into()),
         message_refs: vec!["1".into()],
         pids: vec!["55218".into()],
+        message_types: vec!["UTILMD".into()],
         document_numbers: Vec::new(),
         raw,
         received_at: case.now,
