@@ -41,10 +41,10 @@ impl Outbound for FileDrop {
     fn send<'a>(&'a self, interchange: Outgoing<'a>) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(async move {
             let dir = self.outbox.clone();
-            let name = format!(
-                "{}_{}.edi",
-                interchange.partner, interchange.interchange_ref
-            );
+            // Both parts come from partner data (a reply goes to the UNB sender it answers):
+            // checked before they name a file, never trusted to stay inside the folder.
+            let name = outbox_file_name(interchange.partner, interchange.interchange_ref)
+                .map_err(SendError::permanent)?;
             let bytes = interchange.bytes.to_vec();
             let path = tokio::task::spawn_blocking(move || write_atomically(&dir, &name, &bytes))
                 .await
@@ -133,9 +133,54 @@ pub async fn pick_up(
     Ok(Some(count))
 }
 
+/// Longest part of an outbox file name: a market partner ID has 13 characters, a UNB
+/// reference (DE0020) at most 14; some room for other schemes.
+const MAX_NAME_PART: usize = 35;
+
+/// Why an interchange cannot be written to the outbox folder under its partner and reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {value:?} cannot name a file: only ASCII letters, digits and '-', 1 to {MAX_NAME_PART} characters")]
+pub struct UnsafeFileName {
+    /// Which part.
+    pub what: &'static str,
+    /// The value as given (shown escaped).
+    pub value: String,
+}
+
+/// True for a part of a file name made only of ASCII letters, digits and `-` (so no path
+/// separator, no `.` or `..`, no control character), 1 to 35 characters.
+pub fn is_safe_name_part(part: &str) -> bool {
+    (1..=MAX_NAME_PART).contains(&part.len())
+        && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// `<partner>_<reference>.edi`, when both parts are safe ([`is_safe_name_part`]).
+pub fn outbox_file_name(partner: &str, reference: &str) -> Result<String, UnsafeFileName> {
+    for (what, value) in [("partner", partner), ("UNB reference", reference)] {
+        if !is_safe_name_part(value) {
+            return Err(UnsafeFileName {
+                what,
+                value: value.chars().take(80).collect(),
+            });
+        }
+    }
+    Ok(format!("{partner}_{reference}.edi"))
+}
+
 /// Writes `bytes` to `dir/name` atomically (a temporary file, flushed to disk, then renamed):
-/// a reader never sees half a file. Returns the path.
+/// a reader never sees half a file. Returns the path. A `name` that is not one plain file name
+/// inside `dir` (a separator, `.` or `..`, a leading `.`, a NUL) is refused.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && Path::new(name).components().count() == 1;
+    if !plain {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a plain file name inside the folder"),
+        ));
+    }
     std::fs::create_dir_all(dir)?;
     let target = dir.join(name);
     let temporary = dir.join(format!(".{name}.tmp"));
@@ -236,6 +281,63 @@ pub fn done(inbox: &Path, claimed: &Claimed, journal_id: &str) -> std::io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regression_a_unb_sender_never_names_a_file_outside_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox");
+        let escape = dir.path().join("escape");
+        let hostile = format!("./../../../..{}", escape.display());
+        // The name is refused before anything is written…
+        let e = outbox_file_name(&hostile, "R1").unwrap_err();
+        assert_eq!(e.what, "partner");
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "a\\b",
+            "9900000000003\0",
+            "x.edi",
+            &"9".repeat(36),
+        ] {
+            assert!(outbox_file_name(bad, "R1").is_err(), "{bad:?}");
+            assert!(outbox_file_name("9900000000003", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            outbox_file_name("9900000000003", "MG0000000042").unwrap(),
+            "9900000000003_MG0000000042.edi"
+        );
+        // …and the writer refuses any name that is not a plain file name in its folder.
+        for bad in ["../x.edi", "a/b.edi", ".hidden", "", "x\0y"] {
+            let e = write_atomically(&outbox, bad, b"UNA").unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+        assert!(!escape.exists());
+        assert!(std::fs::read_dir(dir.path())
+            .unwrap()
+            .all(|e| e.unwrap().file_name() != "escape_R1.edi"));
+    }
+
+    #[tokio::test]
+    async fn regression_a_reply_to_a_hostile_sender_is_refused_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let drop = FileDrop::new(dir.path().join("outbox"));
+        let escape = dir.path().join("escape");
+        let partner = format!("./../{}", escape.display());
+        let e = drop
+            .send(Outgoing {
+                outbox_id: "obx_1",
+                partner: &partner,
+                interchange_ref: "R1",
+                bytes: b"UNA",
+                now: crate::clock::Clock::system().now(),
+            })
+            .await
+            .unwrap_err();
+        assert!(!e.is_transient(), "{e}");
+        assert!(!escape.exists());
+        assert!(!dir.path().join("outbox").exists());
+    }
 
     #[test]
     fn only_complete_files_are_claimed_and_only_once() {
