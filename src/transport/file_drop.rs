@@ -111,16 +111,41 @@ pub async fn pick_up(
     if claimed.is_empty() {
         return Ok(None);
     }
-    let count = claimed.len();
+    let mut journaled = 0;
     for file in claimed {
-        let raw = tokio::fs::read(&file.path)
-            .await
-            .map_err(|source| PickupError::Io {
-                what: "reading",
-                path: file.path.clone(),
-                source,
-            })?;
-        let inserted = sink.receive(raw, Transport::File, now).await?;
+        // Each file on its own: one that cannot be read or journaled is moved aside with its
+        // reason, and the others go on.
+        let size = tokio::fs::metadata(&file.path).await.map(|m| m.len());
+        let raw = match size {
+            Ok(n) if n > MAX_FILE_BYTES => Err(format!(
+                "{n} bytes, more than the {MAX_FILE_BYTES} bytes a file may have"
+            )),
+            Ok(_) => tokio::fs::read(&file.path)
+                .await
+                .map_err(|e| format!("cannot be read: {e}")),
+            Err(e) => Err(format!("cannot be read: {e}")),
+        };
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(reason) => {
+                set_aside(inbox, &file.path, &file.name, &reason);
+                continue;
+            }
+        };
+        let inserted = match sink.receive(raw, Transport::File, now).await {
+            Ok(inserted) => inserted,
+            // The store is away: the file stays claimed and comes again.
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                set_aside(
+                    inbox,
+                    &file.path,
+                    &file.name,
+                    &format!("cannot be journaled: {e}"),
+                );
+                continue;
+            }
+        };
         if let Inserted::Duplicate(id) = &inserted {
             tracing::info!(file = %file.name, journal = %id, "delivered twice: journaled once");
         }
@@ -129,8 +154,39 @@ pub async fn pick_up(
             path: file.path.clone(),
             source,
         })?;
+        journaled += 1;
     }
-    Ok(Some(count))
+    Ok(Some(journaled))
+}
+
+/// Largest file the file drop reads (256 MiB): a larger one is set aside unread.
+pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Moves a file the file drop cannot take to `inbox/failed/<name>` with `<name>.reason.txt`
+/// beside it, and says so in the log; never fails (a file that cannot even be moved stays
+/// where it is and is logged).
+pub fn set_aside(inbox: &Path, path: &Path, name: &str, reason: &str) {
+    let failed = inbox.join("failed");
+    let moved =
+        std::fs::create_dir_all(&failed).and_then(|()| std::fs::rename(path, failed.join(name)));
+    match moved {
+        Ok(()) => {
+            // `<name>.reason.txt`, the name cut where it would exceed a file name's 255 bytes.
+            let mut stem = name;
+            while stem.len() > 240 {
+                let mut cut = 240.min(stem.len() - 1);
+                while !stem.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                stem = &stem[..cut];
+            }
+            let _ = std::fs::write(failed.join(format!("{stem}.reason.txt")), reason);
+            tracing::warn!(file = %name, reason, "inbox file set aside in inbox/failed/");
+        }
+        Err(e) => {
+            tracing::error!(file = %name, reason, error = %e, "inbox file cannot be taken nor set aside");
+        }
+    }
 }
 
 /// Longest part of an outbox file name: a market partner ID has 13 characters, a UNB
@@ -259,7 +315,9 @@ pub fn claim(
             }
             // Another instance was faster.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            // This file cannot be claimed (a name too long for the claim prefix, …): set
+            // aside, the others are claimed.
+            Err(e) => set_aside(inbox, &path, &name, &format!("cannot be claimed: {e}")),
         }
     }
     Ok(out)
