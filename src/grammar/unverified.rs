@@ -4,7 +4,7 @@
 //! (`unverified-rules` in a `.mig` header or an `.ahb` version block). A finding that comes
 //! from such a rule is a **warning**: it never leads to a CONTRL or a negative APERAK, because
 //! the partner's message may follow the real rule and our copy be wrong. Rules whose content
-//! does not depend on the BDEW version stay **errors** even there; [`class_of`] is the one
+//! does not depend on the BDEW version stay **errors** even there; `class_of` is the one
 //! place that decides, and its match arms give the reason for every rule.
 //!
 //! This module does not decide *whether* a grammar is unverified: the grammar files say so,
