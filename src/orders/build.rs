@@ -14,7 +14,10 @@ use crate::edifact::{
 use crate::grammar::Registry;
 use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
 
-/// `PIA+5` product "Einbau iMS" (Codeliste der Konfigurationen 1.3c §7.1).
+/// `PIA+5` product "Einbau iMS" (Codeliste der Konfigurationen 1.3c §7.1; still listed in
+/// Codeliste der Konfigurationen 1.4, FV2610, as is 9991000002313 "Einbau kME / rLM": code
+/// extraction of the BDEW PDFs in sh-prog-edi/EdifactGenerator `_engine/daten/codelisten.js`,
+/// commit bca06f9; the 1.4 chapter text was not readable).
 pub const PRODUCT_IMS_INSTALLATION: &str = "9991000002305";
 
 /// Why a message could not be built.

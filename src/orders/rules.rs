@@ -3,7 +3,8 @@
 //!
 //! Sources: BNetzA BK8-22/010-A (Module 1-3) as summarised in `shared/domain/README.md`;
 //! Codeliste der Konfigurationen 1.3c §6.2 (only the combinations Modul 1, Modul 2 and
-//! Modul 1+3 can be ordered).
+//! Modul 1+3 can be ordered). Version 1.4 (in force from 2026-10-01) still lists the three
+//! module codes; its text and chapter numbers were not readable (see `ModuleProduct`).
 
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +139,14 @@ pub fn check_new_meter_order(existing_orders: usize) -> Result<(), RuleViolation
 /// The product ordered with ORDERS 17133: `PIA+5+9991000002496:Z11` ("Netzentgelte aufgrund
 /// netzorientierter Steuerung") with `CAV+ZH9:::<code>` (Codeliste der Konfigurationen 1.3c
 /// §6.2). Only these three combinations exist: Modul 3 alone and 2+3 cannot be ordered.
+///
+/// Codeliste der Konfigurationen 1.4 (FV2610): the codes 9991000002579, …2587 and …2595 are in
+/// it, and no code of that family was added (the 13-digit codes of 1.3c and 1.4 as extracted
+/// from the BDEW PDFs in sh-prog-edi/EdifactGenerator `_engine/daten/codelisten.js`,
+/// `konfigurationen_202604` / `konfigurationen_202610`, commit bca06f9; 1.4 drops
+/// 9991000002454, …2462, …2470, …2488 and adds 21 codes, none of them ours). The product code
+/// 9991000002496 and the meaning of each code could not be checked in that extraction (it
+/// misses 9991000002496 in 1.3c as well); AHB ORDERS 1.1b keeps `PIA+5` with `[158]` in 17133.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModuleProduct {
