@@ -17,7 +17,7 @@ pub use ahb::{Ahb, AhbBlock, Rule, RuleKind, Selector, ValueKind};
 pub use mig::{CharClass, ElementDef, Format, GroupDef, Mig, Node, SegmentDef, SimpleDef, Status};
 pub use validate::{
     message_date, message_pid, validate_interchange, validate_message, Finding, GroupInstance,
-    Level, MessageReport, Severity, Validated, NO_GRAMMAR,
+    GroupView, Level, MessageReport, Severity, Validated, NO_GRAMMAR,
 };
 
 mod embedded {

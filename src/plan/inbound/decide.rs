@@ -190,7 +190,7 @@ fn decide_answer(
     context: &mut DecideContext<'_>,
     effects: &mut Vec<Effect>,
 ) {
-    let ids: Vec<String> = match match_answer(answer, reductions, meters) {
+    let ids: Vec<String> = match match_answer(answer, context.partner, reductions, meters) {
         AnswerMatch::Unmatched { reason } => {
             effects.push(Effect::Clearing {
                 reason,
