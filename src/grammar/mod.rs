@@ -19,7 +19,7 @@ pub use mig::{CharClass, ElementDef, Format, GroupDef, Mig, Node, SegmentDef, Si
 pub use unverified::{RuleClass, RuleClasses};
 pub use validate::{
     message_date, message_pid, validate_interchange, validate_message, Finding, GroupInstance,
-    Level, MessageReport, Severity, Validated, NO_GRAMMAR,
+    GroupView, Level, MessageReport, Severity, Validated, NO_GRAMMAR,
 };
 
 mod embedded {

@@ -38,7 +38,7 @@ use split::Split;
 
 pub(super) use ahb_tables::{ahb_tables, AhbTables};
 pub(super) use mig_tables::{mig_tables, MigTables};
-pub use report::{Finding, GroupInstance, Level, MessageReport, Severity, Validated};
+pub use report::{Finding, GroupInstance, GroupView, Level, MessageReport, Severity, Validated};
 pub(super) use values::short_key;
 
 /// The PID of a message: the value of the first `RFF+Z13` (BDEW: "Prüfidentifikator").
