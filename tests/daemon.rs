@@ -1196,10 +1196,18 @@ async fn meter_cancellations(url: String, data_dir: PathBuf) {
     let (_, reference) = envelope(&offer_answer);
     let offer_answer = replaced(&offer_answer, &[(reference.as_str(), "MC0000000001")]);
     gw.deliver("ordrsp_e0283_a01.edi", &offer_answer).await;
-    assert_eq!(
-        gw.get(&format!("/meter-orders/{pre}")).await["status"],
-        "placed"
-    );
+    let view = gw.get(&format!("/meter-orders/{pre}")).await;
+    assert_eq!(view["status"], "placed");
+    // Nor does it meet the ORDRSP we wait for (regression of merging the offer-route decision
+    // with the deadlines: an ORDRSP naming our document used to meet it on any decision tree).
+    let ordrsp: Vec<&Value> = view["awaiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["awaiting"] == "ORDRSP")
+        .collect();
+    assert_eq!(ordrsp.len(), 1, "{view}");
+    assert!(ordrsp[0]["met_at"].is_null(), "{view}");
     let clearing = gw.get("/clearing").await;
     assert!(
         clearing["data"]
