@@ -311,6 +311,47 @@ fn an_answer_to_an_unknown_order_gets_aperak_z33_and_deadlines_are_planned() {
     assert_eq!(answer.contrl_due, None);
 }
 
+/// APERAK MIG 2.1i: every SG4 error group starts its references with the SG5 "Referenznummer
+/// der Nachricht" (status R), `RFF+ACW` = the UNH DE0062 of the message in error, before the
+/// SG5 `RFF+AGO`; the gateway wrote only `RFF+AGO`. APERAK 2.2 (AHB 1.1) has no SG5 ACW.
+#[test]
+fn regression_a_negative_aperak_in_2_1i_names_the_message_in_sg5_rff_acw() {
+    let known = KnownOrders(vec!["MG99999999999"]);
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    ctx.processing = &known;
+    let answer = plan(ORDRSP.as_bytes(), &mut ctx);
+    let segs = answer_segments(answer.aperak.as_ref().unwrap());
+    let erc = segs.iter().position(|s| s == "ERC+Z33").expect("ERC");
+    assert_eq!(segs[erc + 1], "RFF+ACW:M1", "{segs:?}");
+    assert_eq!(segs[erc + 2], "RFF+AGO:D1", "{segs:?}");
+    // In 2.2 (from 2026-10-01) the message is named in SG2 RFF+AGO and SG5 has no ACW.
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    ctx.processing = &known;
+    ctx.now = at(2026, 11, 23, 10, 0);
+    let answer = plan(ORDRSP.as_bytes(), &mut ctx);
+    let segs = answer_segments(answer.aperak.as_ref().unwrap());
+    assert!(segs.iter().all(|s| !s.starts_with("RFF+ACW")), "{segs:?}");
+    // Our own 2.1i APERAK passes the 2.1i rules (SG5 ACW required when an ERC is present).
+    let mut ctx = context(ContrlPolicy::OnErrors);
+    ctx.processing = &known;
+    let bytes = plan(ORDRSP.as_bytes(), &mut ctx)
+        .render()
+        .unwrap()
+        .remove(0);
+    let doc = parse(&bytes).unwrap();
+    let ic = doc.interchanges().next().unwrap();
+    let report = mako_gateway::grammar::validate_interchange(&ic, Registry::embedded()).remove(0);
+    assert!(
+        !report.has_errors(),
+        "{:?}",
+        report
+            .findings
+            .iter()
+            .map(|f| &f.message)
+            .collect::<Vec<_>>()
+    );
+}
+
 /// Found by the fuzzer: a UNB whose sender holds control characters and a byte UNOC cannot
 /// carry made the CONTRL unwritable. Values copied into answers are made writable.
 #[test]

@@ -403,6 +403,49 @@ async fn meter_flow(stores: Vec<mako_gateway::store::Store>) {
         .post("/meter-orders/mor_nothing/cancel", json!({}))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The customer's contact for the appointment goes with the order (NAD+Z09) and shows in
+    // the resource; an iMSys already there is the core's reason to cancel (`pre_existing`).
+    let (status, third) = api
+        .post(
+            "/meter-orders",
+            json!({"subscription": "sub-c", "market_location": MALO, "metering_operator": MSB,
+                   "customer_contact": {"name": " Jörg Schäfer ", "email": "joerg@example.de",
+                                        "mobile": "+491701234567"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{third}");
+    assert_eq!(
+        third["customer_contact"],
+        json!({"name": "Jörg Schäfer", "email": "joerg@example.de", "mobile": "+491701234567"})
+    );
+    let third_id = third["id"].as_str().unwrap();
+    let (status, body) = api
+        .post(
+            &format!("/meter-orders/{third_id}/cancel"),
+            json!({"reason": "because"}),
+        )
+        .await;
+    assert_eq!(
+        (status, errors(&body)),
+        (StatusCode::BAD_REQUEST, vec![pair("reason", "invalid")])
+    );
+    let (status, cancelled) = api
+        .post(
+            &format!("/meter-orders/{third_id}/cancel"),
+            json!({"reason": "pre_existing"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["cancelled_reason"], "pre_existing");
+    let (status, body) = api
+        .post(&format!("/meter-orders/{third_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "cancelled for another reason already: {body}"
+    );
 }
 
 async fn lists(stores: Vec<mako_gateway::store::Store>) {
@@ -634,6 +677,46 @@ async fn validation(stores: Vec<mako_gateway::store::Store>) {
         .await;
     assert_eq!(errors(&body), vec![pair("wanted_date", "lead_time")]);
 
+    // The customer's contact: every problem named by its field (AHB ORDERS 17011 [939]/[940],
+    // CTA DE3412 an..256, ISO 8859-1, no control characters).
+    let (status, body) = api
+        .post(
+            "/meter-orders",
+            json!({"subscription": "sub-contact", "market_location": MALO, "metering_operator": MSB,
+                   "customer_contact": {"name": "A\u{7}B", "email": "nobody", "phone": "030 1234"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        errors(&body),
+        vec![
+            pair("customer_contact.name", "invalid"),
+            pair("customer_contact.email", "invalid"),
+            pair("customer_contact.phone", "invalid"),
+        ]
+    );
+    for contact in [
+        json!({"name": "Łukasz", "email": "a@b.de"}),
+        json!({"name": "x".repeat(257), "email": "a@b.de"}),
+        json!({"name": "A"}),
+        json!({"name": "A", "fax": "+49301"}),
+        json!("Jörg"),
+    ] {
+        let (status, body) = api
+            .post(
+                "/meter-orders",
+                json!({"subscription": "sub-contact", "market_location": MALO,
+                       "metering_operator": MSB, "customer_contact": contact}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{contact}: {body}");
+        assert!(
+            errors(&body)
+                .iter()
+                .all(|(field, _)| field.starts_with("customer_contact")),
+            "{contact}: {body}"
+        );
+    }
     let (_, body) = api
         .post("/meter-orders", json!({"subscription": 7, "market_location": MALO, "metering_location": "DE1", "wanted_date": "soon"}))
         .await;

@@ -226,6 +226,10 @@ fn outbound_samples_are_exactly_what_the_gateway_writes() {
         ),
         ("meter_order_imsys.json", "orders_17011_imsys.edi"),
         (
+            "meter_order_imsys_customer_contact.json",
+            "orders_17011_imsys_customer_contact.edi",
+        ),
+        (
             "billing_data_answer_55220.json",
             "utilmd_55220_billing_data_answer.edi",
         ),

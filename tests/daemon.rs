@@ -170,7 +170,9 @@ impl Receiver {
 // ---- the gateway in-process -----------------------------------------------------------------
 
 /// The configuration of the tests: fast polls, the samples' supplier ID, a partner status rule
-/// for the metering operator's IFTSTA Z14, optionally a webhook receiver.
+/// for the metering operator's IFTSTA 21043 `Z44` (a bilateral arrangement: no market message
+/// reports the activation; 21043 is routed to the gateway for it), optionally a webhook
+/// receiver.
 fn config(url: &str, data_dir: &Path, webhook: Option<&str>) -> Config {
     let webhook = webhook.map_or(String::new(), |u| {
         format!("[webhook]\nurl = {u:?}\nsecret = {SECRET:?}\ntimeout = \"5s\"\n")
@@ -200,9 +202,11 @@ webhooks = "20ms"
 base = "1s"
 max = "2s"
 max_attempts = 5
+[routing]
+pids = {{ "21043" = "handle" }}
 [[partners]]
 id = "{MSB}"
-statuses = [{{ message = "IFTSTA", pid = 21043, code = "Z14", status = "activated" }}]
+statuses = [{{ message = "IFTSTA", pid = 21043, code = "Z44", status = "activated" }}]
 "#,
         data_dir = data_dir.display().to_string(),
     );
@@ -601,6 +605,7 @@ daemon_on_both! {
     a_rejected_grid_fee_reduction_shows_code_text_and_meaning => grid_fee_rejection;
     a_meter_order_goes_from_post_to_activated_driven_by_inbound_files => meter_lifecycle;
     meter_orders_are_cancelled_by_the_operator_or_the_customer => meter_cancellations;
+    the_metering_operators_messages_install_or_block_the_meter_order => meter_milestones;
     the_same_file_delivered_twice_is_journaled_and_applied_once => dedup;
     a_failed_webhook_delivery_is_retried_with_backoff => webhook_retry;
     a_pass_through_goes_out_by_file_drop_and_the_partners_aperak_rejects_it => pass_through;
@@ -945,7 +950,8 @@ async fn placed_meter_order(gw: &Daemon, subscription: &str) -> (String, String)
         .post(
             "/meter-orders",
             json!({"subscription": subscription, "market_location": MALO,
-                   "metering_location": MELO, "metering_operator": MSB}),
+                   "metering_location": MELO, "metering_operator": MSB,
+                   "customer_contact": {"name": "Jörg Schäfer", "phone": "+4930123456"}}),
         )
         .await;
     assert_eq!(status, 201, "{created}");
@@ -968,6 +974,13 @@ async fn meter_lifecycle(url: String, data_dir: PathBuf) {
         .await;
     assert!(name.starts_with(&format!("{MSB}_")), "{name}");
     assert_valid(&name, &orders);
+    // The customer's contact for the appointment (AHB ORDERS 17011 [570]); the file is
+    // ISO 8859-1.
+    let text: String = orders.iter().map(|&b| char::from(b)).collect();
+    assert!(
+        text.contains("NAD+Z09'CTA+IC+:Jörg Schäfer'COM+?+4930123456:TE'"),
+        "{text}"
+    );
 
     let confirmation = gw
         .deliver(
@@ -988,26 +1001,32 @@ async fn meter_lifecycle(url: String, data_dir: PathBuf) {
 
     let installation = gw
         .deliver(
-            "utilmd_55620.edi",
+            "utilmd_55653.edi",
             &templated(
-                "utilmd_55620_metering_location_change.edi",
-                "NB0000000007",
+                "utilmd_55653_imsys_installed.edi",
+                "MSB0000000051",
                 "MO0000000002",
                 None,
             ),
         )
         .await;
     let installed = gw.wait_for_status(&path, "installed").await;
-    assert!(installed["installed_at"].is_string(), "{installed}");
+    assert_eq!(
+        installed["installed_at"], "2026-06-14T22:00:00.000Z",
+        "{installed}"
+    );
+    assert_eq!(installed["installation"]["gateway"], "EPPC0212345678");
 
     let activation = gw
         .deliver(
-            "iftsta_21043_z14.edi",
-            &templated(
-                "iftsta_21043_z14_meter_activated.edi",
-                "MSB0000000042",
-                "MO0000000003",
-                Some(("MG00000007", &doc)),
+            "iftsta_21043_z44.edi",
+            &replaced(
+                &sample("iftsta_21043_z43_partner_status.edi"),
+                &[
+                    ("MSB0000000041", "MO0000000003"),
+                    ("MG00000007", &doc),
+                    ("STS+Z21+Z43+A02:E_0528", "STS+Z21+Z44+A01:E_0526"),
+                ],
             ),
         )
         .await;
@@ -1054,34 +1073,172 @@ async fn meter_lifecycle(url: String, data_dir: PathBuf) {
     gw.stop().await;
 }
 
+/// Table-driven through the real inbound path: per sample of the metering operator (UTILMD
+/// 55653 and IFTSTA 21025, FV2604 and FV2610) the order's status, dates and reason; the same
+/// message from the grid operator changes nothing and goes to clearing.
+async fn meter_milestones(url: String, data_dir: PathBuf) {
+    let gw = Daemon::start(config(&url, &data_dir, None)).await;
+    // sample, its UNB reference, sender, status, installed_at, blocked reason code
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+    let cases: [Case; 5] = [
+        (
+            "utilmd_55653_imsys_installed.edi",
+            "MSB0000000051",
+            MSB,
+            "installed",
+            Some("2026-06-14T22:00:00.000Z"),
+            None,
+        ),
+        (
+            "utilmd_55653_imsys_installed_fv2610.edi",
+            "MSB0000000061",
+            MSB,
+            "installed",
+            Some("2026-12-06T23:00:00.000Z"),
+            None,
+        ),
+        (
+            "iftsta_21025_e0286_a01_no_access.edi",
+            "MSB0000000052",
+            MSB,
+            "placed",
+            None,
+            Some("A01"),
+        ),
+        (
+            "iftsta_21025_e0286_a99_other_fv2610.edi",
+            "MSB0000000062",
+            MSB,
+            "placed",
+            None,
+            Some("A99"),
+        ),
+        // The grid operator is not the party the order went to.
+        (
+            "utilmd_55653_imsys_installed.edi",
+            "MSB0000000051",
+            VNB,
+            "placed",
+            None,
+            None,
+        ),
+    ];
+    for (i, (file, reference, sender, status, installed_at, blocked)) in
+        cases.into_iter().enumerate()
+    {
+        let (id, _) = placed_meter_order(&gw, &format!("sub-ms-{i}")).await;
+        let new_ref = format!("MM{i:011}");
+        let mut bytes = replaced(&sample(file), &[(reference, new_ref.as_str())]);
+        if sender != MSB {
+            bytes = replaced(&bytes, &[(MSB, sender)]);
+        }
+        gw.deliver(&format!("milestone-{i}.edi"), &bytes).await;
+        let order = gw.get(&format!("/meter-orders/{id}")).await;
+        assert_eq!(order["status"], status, "{file} from {sender}: {order}");
+        assert_eq!(
+            order["installed_at"].as_str(),
+            installed_at,
+            "{file}: {order}"
+        );
+        assert_eq!(
+            order["blocked_reason"]["code"].as_str(),
+            blocked,
+            "{file}: {order}"
+        );
+        assert_eq!(
+            order["blocked_at"].is_string(),
+            blocked.is_some(),
+            "{order}"
+        );
+        if sender != MSB {
+            let clearing = gw.get("/clearing").await;
+            assert!(
+                clearing["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["reason"].as_str().unwrap_or("").contains(VNB)),
+                "{clearing}"
+            );
+        }
+        // Each order is the only open one at the Messlokation: cancel it for the next case.
+        let (status, body) = gw
+            .post(&format!("/meter-orders/{id}/cancel"), json!({}))
+            .await;
+        assert!(status == 200 || status == 409, "{body}");
+    }
+    gw.stop().await;
+}
+
 async fn meter_cancellations(url: String, data_dir: PathBuf) {
     let (receiver, hook) = Receiver::start(&[]).await;
     let gw = Daemon::start(config(&url, &data_dir, Some(&hook))).await;
 
-    // The metering operator declines: the technology is already there.
+    // An answer of the offer route (E_0283, BGM+Z93: "bestellte Technik liegt bereits vor")
+    // answers no order of ours: clearing, the order stays placed. The core learns that an
+    // iMSys is there and cancels with `pre_existing`.
     let (pre, doc) = placed_meter_order(&gw, "sub-pre").await;
-    let decline = gw
-        .deliver(
-            "ordrsp_e0283_a01.edi",
-            &templated(
-                "ordrsp_19006_e0283_a01_pre_existing.edi",
-                "MS0000000003",
-                "MC0000000001",
-                Some(("MG00000007", &doc)),
-            ),
+    let offer_answer = replaced(
+        &sample("ordrsp_19006_e0250_a03_no_authorisation.edi"),
+        &[
+            ("MG00000007", &doc),
+            ("BGM+Z12", "BGM+Z93"),
+            ("AJT+A03+E_0250", "AJT+A01+E_0283"),
+        ],
+    );
+    let (_, reference) = envelope(&offer_answer);
+    let offer_answer = replaced(&offer_answer, &[(reference.as_str(), "MC0000000001")]);
+    gw.deliver("ordrsp_e0283_a01.edi", &offer_answer).await;
+    let view = gw.get(&format!("/meter-orders/{pre}")).await;
+    assert_eq!(view["status"], "placed");
+    // Nor does it meet the ORDRSP we wait for (regression of merging the offer-route decision
+    // with the deadlines: an ORDRSP naming our document used to meet it on any decision tree).
+    let ordrsp: Vec<&Value> = view["awaiting"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["awaiting"] == "ORDRSP")
+        .collect();
+    assert_eq!(ordrsp.len(), 1, "{view}");
+    assert!(ordrsp[0]["met_at"].is_null(), "{view}");
+    let clearing = gw.get("/clearing").await;
+    assert!(
+        clearing["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["reason"].as_str().unwrap_or("").contains("E_0283")),
+        "{clearing}"
+    );
+    let (status, body) = gw
+        .post(
+            &format!("/meter-orders/{pre}/cancel"),
+            json!({"reason": "pre_existing"}),
         )
         .await;
-    let cancelled = gw
-        .wait_for_status(&format!("/meter-orders/{pre}"), "cancelled")
-        .await;
-    assert_eq!(cancelled["cancelled_reason"], "pre_existing", "{cancelled}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cancelled_reason"], "pre_existing", "{body}");
     let sent = sent_journal(&gw.store, &doc).await;
+    let rows = changes(&gw.store, &pre).await;
     assert_eq!(
-        changes(&gw.store, &pre).await,
-        vec![
-            change("created", "placed", "meter_order.placed", &sent),
-            change("placed", "cancelled", "meter_order.cancelled", &decline),
-        ]
+        rows[0],
+        change("created", "placed", "meter_order.placed", &sent)
+    );
+    assert_eq!(
+        rows[1..],
+        [(
+            Some("placed".into()),
+            "cancelled".into(),
+            Some("meter_order.cancelled".into()),
+            None
+        )]
     );
 
     // The customer cancels through the API.

@@ -7,7 +7,7 @@ use mako_gateway::edifact::ReferenceSequence;
 use mako_gateway::grammar::Registry;
 use mako_gateway::orders::*;
 use mako_gateway::plan::inbound::*;
-use mako_gateway::plan::routing::{RoutingCheck, RoutingTable};
+use mako_gateway::plan::routing::{Route, RoutingCheck, RoutingTable};
 
 fn now() -> NaiveDateTime {
     NaiveDate::from_ymd_opt(2026, 6, 16)
@@ -26,9 +26,12 @@ fn sample(name: &str) -> Vec<u8> {
 }
 
 fn read(raw: &[u8]) -> ReadInbound {
-    let routing = RoutingTable::default();
+    read_routed(raw, &RoutingTable::default())
+}
+
+fn read_routed(raw: &[u8], routing: &RoutingTable) -> ReadInbound {
     let check = RoutingCheck {
-        table: &routing,
+        table: routing,
         registry: Registry::embedded(),
     };
     let mut ctx = AckContext {
@@ -38,7 +41,7 @@ fn read(raw: &[u8]) -> ReadInbound {
         references: ReferenceSequence::new("ACK", 1).unwrap(),
         processing: &check,
     };
-    read_inbound(raw, &mut ctx, &routing)
+    read_inbound(raw, &mut ctx, routing)
 }
 
 fn ordered_reduction() -> GridFeeReduction {
@@ -66,10 +69,12 @@ fn placed_meter() -> MeterOrder {
         market_location: "51238696781".parse().unwrap(),
         metering_location: Some("DE0032106765712000000000000000037".parse().unwrap()),
         metering_operator: "9900000000029".parse().unwrap(),
+        customer_contact: None,
         status: MeterStatus::Placed,
         order_document: Some("MG00000007".into()),
         appointment_at: None,
         installed_at: None,
+        installation: None,
         activated_at: None,
         cancelled_reason: None,
         blocked_at: None,
@@ -181,9 +186,17 @@ fn an_answer_for_nothing_we_sent_goes_to_clearing() {
     );
 }
 
+/// IFTSTA 21043 answers configuration orders: it goes to the supplier core unless the
+/// configuration routes it to the gateway for a partner's status rules; even then a status
+/// moves a meter order only where a rule gives it a meaning.
 #[test]
 fn partner_statuses_apply_only_where_configured() {
-    let r = read(&sample("iftsta_21043_z43_site_check_submitted.edi"));
+    let bytes = sample("iftsta_21043_z43_partner_status.edi");
+    let forwarded = read(&bytes);
+    assert_eq!(forwarded.messages.len(), 1, "{:?}", forwarded.items);
+    assert_eq!(forwarded.messages[0].route, Route::Forward);
+    let routing = RoutingTable::with_overrides([("21043", Route::Handle)], [], None).unwrap();
+    let r = read_routed(&bytes, &routing);
     let effects = decide_with(&r, &all(), &PartnerStatusRules::default());
     assert!(
         matches!(&effects[..], [Effect::NotApplied { reason, .. }] if reason.contains("no configured meaning")),
@@ -267,5 +280,68 @@ fn garbage_is_kept_as_not_processed_without_panic() {
         );
         let effects = decide_with(&r, &all(), &PartnerStatusRules::default());
         assert_eq!(effects.len(), 1);
+    }
+}
+
+/// The messages that were read as meter-order milestones without carrying them now reach the
+/// supplier core: IFTSTA 21047 names a UTILMD Vorgangsnummer in `RFF+ACW` (AHB IFTSTA [535]),
+/// not our order in `RFF+AGI`, so the gateway read nothing and the core never saw it; UTILMD
+/// 55620 (the grid operator's MSB assignment) was taken as the installation.
+#[test]
+fn regression_a_bearbeitungsstand_and_a_55620_go_to_the_core() {
+    for name in [
+        "iftsta_21047_e0620_a02_data_kept.edi",
+        "iftsta_21047_e0620_a01_data_resent_fv2610.edi",
+        "utilmd_55620_metering_location_change.edi",
+    ] {
+        let r = read(&sample(name));
+        assert_eq!(r.messages.len(), 1, "{name}: {:?}", r.items);
+        assert_eq!(r.messages[0].route, Route::Forward, "{name}");
+        assert_eq!(r.messages[0].state, MessageState::New, "{name}");
+        let effects = decide_with(&r, &all(), &PartnerStatusRules::default());
+        assert!(
+            effects
+                .iter()
+                .all(|e| !matches!(e, Effect::Meter { .. } | Effect::GridFee { .. })),
+            "{name}: {effects:?}"
+        );
+    }
+}
+
+/// The installation (UTILMD 55653) and the failure (IFTSTA 21025) are read with the
+/// Messlokation as their key and change the metering operator's open order there.
+#[test]
+fn installation_and_failure_are_found_by_the_messlokation() {
+    for (name, event, status) in [
+        (
+            "utilmd_55653_imsys_installed.edi",
+            "meter_order.installed",
+            MeterStatus::Installed,
+        ),
+        (
+            "iftsta_21025_e0286_a01_no_access.edi",
+            "meter_order.blocked",
+            MeterStatus::Placed,
+        ),
+    ] {
+        let r = read(&sample(name));
+        assert_eq!(
+            r.items[0].keys(),
+            vec![LookupKey::MeteringLocation(
+                "DE0032106765712000000000000000037".into()
+            )],
+            "{name}"
+        );
+        let effects = decide_with(&r, &all(), &PartnerStatusRules::default());
+        match &effects[..] {
+            [Effect::Meter {
+                order,
+                event: Some(e),
+                ..
+            }] => {
+                assert_eq!((*e, order.status), (event, status), "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
     }
 }

@@ -7,6 +7,7 @@ use mako_gateway::acks::AckMatch;
 use mako_gateway::edifact::{parse, ReferenceSequence, Writer};
 use mako_gateway::grammar::{validate_interchange, Registry, Severity};
 use mako_gateway::orders::*;
+use mako_gateway::plan::routing::can_handle;
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> NaiveDateTime {
     NaiveDate::from_ymd_opt(y, m, d)
@@ -108,15 +109,20 @@ fn grid_fee_orders_for_every_module_validate_and_are_snapshotted() {
 #[test]
 fn meter_orders_use_17011_now_and_17003_in_fv2504() {
     let registry = Registry::embedded();
-    let melo = "DE0032106765712000000000000000037".parse().unwrap();
-    let msb = "9900000000029".parse().unwrap();
+    let melo: mako_gateway::ids::MeteringLocationId =
+        "DE0032106765712000000000000000037".parse().unwrap();
+    let msb: mako_gateway::ids::MarketPartnerId = "9900000000029".parse().unwrap();
     let mut refs = ReferenceSequence::new("MG", 7).unwrap();
+    let order = |wanted| ImsysOrder {
+        metering_operator: msb.clone(),
+        metering_location: melo.clone(),
+        wanted,
+        customer: None,
+    };
     let now = meter_order(
         registry,
         &sender(),
-        &msb,
-        &melo,
-        day(2026, 7, 1),
+        &order(day(2026, 7, 1)),
         at(2026, 5, 10, 8, 15),
         &mut refs,
     )
@@ -126,15 +132,52 @@ fn meter_orders_use_17011_now_and_17003_in_fv2504() {
     let then = meter_order(
         registry,
         &sender(),
-        &msb,
-        &melo,
-        day(2025, 8, 1),
+        &order(day(2025, 8, 1)),
         at(2025, 6, 20, 8, 15),
         &mut refs,
     )
     .unwrap();
     assert_eq!(then.pid, 17003);
     insta::assert_snapshot!("orders_17003_imsys_fv2504", written_and_validated(&then));
+}
+
+/// AHB ORDERS 17011 SG2 "Kunde des Lieferanten" (Kann [182] ∧ [6] ∧ [570]): the customer's
+/// contact, so that the metering operator can agree the appointment with the customer; after
+/// the Meldepunkt group, in FV2604 and FV2610.
+#[test]
+fn a_meter_order_names_the_customer_contact_in_nad_z09() {
+    let contact = CustomerContact::new(ContactFields {
+        name: "Jörg Schäfer".into(),
+        email: Some("joerg.schaefer@example.de".into()),
+        phone: Some("+4930123456".into()),
+        mobile: None,
+    })
+    .unwrap();
+    for (fv, now) in [
+        ("fv2604", at(2026, 5, 10, 8, 15)),
+        ("fv2610", at(2026, 11, 23, 8, 15)),
+    ] {
+        let mut refs = ReferenceSequence::new("MG", 7).unwrap();
+        let built = meter_order(
+            Registry::embedded(),
+            &sender(),
+            &ImsysOrder {
+                metering_operator: "9900000000029".parse().unwrap(),
+                metering_location: "DE0032106765712000000000000000037".parse().unwrap(),
+                wanted: now.date() + chrono::Duration::days(40),
+                customer: Some(contact.clone()),
+            },
+            now,
+            &mut refs,
+        )
+        .unwrap();
+        let text = written_and_validated(&built);
+        assert!(
+            text.contains("LOC+172+DE0032106765712000000000000000037'\nNAD+Z09'\nCTA+IC+:Jörg Schäfer'\nCOM+joerg.schaefer@example.de:EM'\nCOM+?+4930123456:TE'\nLIN+1+Z19'"),
+            "{text}"
+        );
+        insta::assert_snapshot!(format!("orders_17011_imsys_customer_contact_{fv}"), text);
+    }
 }
 
 fn read(path: &str) -> Answer {
@@ -147,7 +190,10 @@ fn read(path: &str) -> Answer {
     let doc = parse(&bytes).unwrap();
     let ic = doc.interchanges().next().unwrap();
     let report = validate_interchange(&ic, Registry::embedded()).remove(0);
-    read_answer(report.validated.as_ref().unwrap(), report.pid.unwrap()).unwrap()
+    read_answers(report.validated.as_ref().unwrap(), report.pid.unwrap())
+        .into_iter()
+        .next()
+        .unwrap()
 }
 
 /// An answer in one line: UTILMD 55218 as its periods with dates and Artikel-IDs.
@@ -282,15 +328,22 @@ fn meter() -> MeterOrder {
         market_location: "51238696781".parse().unwrap(),
         metering_location: Some("DE0032106765712000000000000000037".parse().unwrap()),
         metering_operator: "9900000000029".parse().unwrap(),
+        customer_contact: None,
         status: MeterStatus::Created,
         order_document: None,
         appointment_at: None,
         installed_at: None,
+        installation: None,
         activated_at: None,
         cancelled_reason: None,
         blocked_at: None,
         blocked_reason: None,
     }
+}
+
+/// The metering operator's UTILMD 55653 with the smart-meter gateway (FV2604 sample).
+fn installation() -> Answer {
+    read("inbound/utilmd_55653_imsys_installed.edi")
 }
 
 fn response(code: &str, tree: &str, pid: u32) -> Answer {
@@ -328,12 +381,20 @@ fn a_meter_order_goes_from_placed_to_activated() {
     assert_eq!(scheduled.order.appointment_at, Some(at(2026, 6, 30, 22, 0)));
     let installed = scheduled
         .order
-        .apply(
-            &Input::MeteringLocationInstalled(at(2026, 7, 1, 9, 30)),
-            now,
-        )
+        .apply(&Input::Answer(&installation()), now)
         .unwrap();
-    assert_eq!(installed.order.installed_at, Some(at(2026, 7, 1, 9, 30)));
+    assert_eq!(installed.event, Some("meter_order.installed"));
+    // DTM+Z25 of the period with the gateway: 2026-06-15 00:00 German time.
+    assert_eq!(installed.order.installed_at, Some(at(2026, 6, 14, 22, 0)));
+    let devices = installed.order.installation.clone().unwrap();
+    assert_eq!(devices.gateway, "EPPC0212345678");
+    assert_eq!(
+        devices.meters,
+        [InstalledMeter {
+            number: "1EMH0012345678".into(),
+            kind: Some("MME".into())
+        }]
+    );
     let activated = installed
         .order
         .apply(
@@ -350,17 +411,47 @@ fn a_meter_order_goes_from_placed_to_activated() {
         .is_err());
 }
 
+/// E_0283 answers the order of an offer (ORDERS 17011 `BGM+Z93`, AHB ORDRSP 19005/19006
+/// [82]); the gateway orders on `BGM+Z12`, answered on E_0250 ([83]). An E_0283 A01 used to
+/// cancel our order as `pre_existing`; now it applies to no order of ours.
 #[test]
-fn rejections_block_or_cancel_the_meter_order() {
+fn regression_an_offer_route_answer_does_not_cancel_our_order() {
     let now = at(2026, 5, 20, 9, 0);
     let placed = meter().placed("MG00000007".into()).unwrap().order;
-    // E_0283 A01: the technology is already there.
-    let pre = placed
-        .clone()
-        .apply(&Input::Answer(&response("A01", "E_0283", 19006)), now)
-        .unwrap();
-    assert_eq!(pre.order.status, MeterStatus::Cancelled);
-    assert_eq!(pre.order.cancelled_reason, Some(CancelReason::PreExisting));
+    for code in ["A01", "A04", "A06"] {
+        let r = placed
+            .clone()
+            .apply(&Input::Answer(&response(code, "E_0283", 19006)), now);
+        assert!(
+            matches!(&r, Err(ApplyError::NotThisOrder { found, .. }) if found.contains("E_0283")),
+            "{code}: {r:?}"
+        );
+    }
+    let meters = vec![placed];
+    match match_answer(
+        &response("A01", "E_0283", 19006),
+        "9900000000029",
+        &[],
+        &meters,
+    ) {
+        AnswerMatch::Unmatched { reason } => {
+            assert!(reason.contains("BGM+Z93"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // `pre_existing` is reached by the supplier core's cancellation.
+    let cancelled = meters[0].clone().cancel(CancelReason::PreExisting).unwrap();
+    assert_eq!(cancelled.event, Some("meter_order.cancelled"));
+    assert_eq!(
+        cancelled.order.cancelled_reason,
+        Some(CancelReason::PreExisting)
+    );
+}
+
+#[test]
+fn rejections_block_the_meter_order() {
+    let now = at(2026, 5, 20, 9, 0);
+    let placed = meter().placed("MG00000007".into()).unwrap().order;
     // E_0250 A03: customer's authorisation missing → blocked with reason, milestone kept.
     let blocked = placed
         .clone()
@@ -373,18 +464,6 @@ fn rejections_block_or_cancel_the_meter_order() {
         blocked.order.blocked_reason.as_ref().unwrap().meaning_en,
         "rejected: the customer's authorisation is missing"
     );
-    // E_0283 A04 offers another window: kept in the reason.
-    let window = placed
-        .clone()
-        .apply(&Input::Answer(&response("A04", "E_0283", 19006)), now)
-        .unwrap();
-    assert!(window
-        .order
-        .blocked_reason
-        .unwrap()
-        .text
-        .unwrap()
-        .contains("2026-07-31 22:00:00"));
     // A later confirmation unblocks.
     let scheduled = blocked
         .order
@@ -403,7 +482,7 @@ fn rejections_block_or_cancel_the_meter_order() {
     );
     let installed = scheduled
         .order
-        .apply(&Input::MeteringLocationInstalled(now), now)
+        .apply(&Input::Answer(&installation()), now)
         .unwrap()
         .order;
     assert!(installed.cancel(CancelReason::CustomerRequest).is_err());
@@ -441,7 +520,9 @@ fn every_inbound_sample_and_the_transition_it_causes() {
             .order;
         let placed = meter().placed("MG00000007".into()).unwrap().order;
         let line = if let Some(pid) = report.pid {
-            let answer = read_answer(report.validated.as_ref().unwrap(), pid);
+            let answer = read_answers(report.validated.as_ref().unwrap(), pid)
+                .into_iter()
+                .next();
             match &answer {
                 Some(a @ Answer::BillingData(data))
                     if data
@@ -496,7 +577,8 @@ fn every_inbound_sample_and_the_transition_it_causes() {
                     )
                 }
                 Some(Answer::StatusReport(report)) => {
-                    // What the partner's status means is configured per partner.
+                    // What the partner's status means is configured per partner (a bilateral
+                    // arrangement: 21043 answers configuration orders).
                     let milestone = wmsb_status_rules().milestone("9900000000029", report);
                     let r = match milestone {
                         Some(status) => placed.apply(
@@ -510,7 +592,7 @@ fn every_inbound_sample_and_the_transition_it_causes() {
                         r.map(|x| (x.order.status, x.event, x.order.activated_at))
                     )
                 }
-                Some(a @ Answer::MeteringLocationChanged { .. }) => {
+                Some(a @ Answer::MeteringLocationData { .. }) => {
                     let scheduled = placed
                         .apply(&Input::Answer(&response("A02", "E_0250", 19005)), now)
                         .unwrap()
@@ -521,7 +603,32 @@ fn every_inbound_sample_and_the_transition_it_causes() {
                         r.map(|x| (x.order.status, x.event, x.order.installed_at))
                     )
                 }
-                None => format!("PID {pid}: no answer to an order"),
+                Some(a @ Answer::MeteringChangeFailed(_)) => {
+                    let scheduled = placed
+                        .apply(&Input::Answer(&response("A02", "E_0250", 19005)), now)
+                        .unwrap()
+                        .order;
+                    let r = scheduled.apply(&Input::Answer(a), now);
+                    format!(
+                        "{a:?}\n  -> {:?}",
+                        r.map(|x| (
+                            x.order.status,
+                            x.event,
+                            x.order.blocked_at,
+                            x.order
+                                .blocked_reason
+                                .map(|r| (r.code, r.meaning_en, r.text))
+                        ))
+                    )
+                }
+                None => format!(
+                    "PID {pid}: no answer to an order ({})",
+                    if can_handle(pid) {
+                        "read only where routed to the gateway"
+                    } else {
+                        "forwarded to the supplier core"
+                    }
+                ),
             }
         } else {
             let acks = read_acknowledgements(&ic);
@@ -538,22 +645,23 @@ fn every_inbound_sample_and_the_transition_it_causes() {
     insta::assert_snapshot!("inbound_transitions", out);
 }
 
-/// The partner statuses of the wMSB of the samples: IFTSTA 21043 `Z43` = site check
-/// submitted, `Z43:A01` = reviewed, `Z14` = meter activated.
+/// A bilateral arrangement with the wMSB of the samples (no BDEW process defines these
+/// milestones, and no IFTSTA a supplier receives refers to an iMSys order): IFTSTA 21043 `Z43`
+/// = site check submitted, `Z43:A01` = reviewed, IFTSTA 21044 `105` = meter activated.
 fn wmsb_status_rules() -> PartnerStatusRules {
     let mut rules = PartnerStatusRules::default();
     let wmsb: mako_gateway::ids::MarketPartnerId = "9900000000029".parse().unwrap();
-    for (code, status) in [
-        ("Z43", MeterStatus::CheckSubmitted),
-        ("Z43:A01", MeterStatus::CheckReviewed),
-        ("Z14", MeterStatus::Activated),
+    for (pid, code, status) in [
+        (21043, "Z43", MeterStatus::CheckSubmitted),
+        (21043, "Z43:A01", MeterStatus::CheckReviewed),
+        (21044, "105", MeterStatus::Activated),
     ] {
         rules
             .add(
                 wmsb.clone(),
                 PartnerStatusRule {
                     message: "IFTSTA".into(),
-                    pid: Some(21043),
+                    pid: Some(pid),
                     code: code.into(),
                     status,
                 },
@@ -565,14 +673,20 @@ fn wmsb_status_rules() -> PartnerStatusRules {
 
 #[test]
 fn partner_statuses_move_the_meter_order_only_as_configured() {
-    let submitted = read("inbound/iftsta_21043_z43_site_check_submitted.edi");
-    let activated = read("inbound/iftsta_21043_z14_meter_activated.edi");
+    let submitted = read("inbound/iftsta_21043_z43_partner_status.edi");
     let placed = meter().placed("MG00000007".into()).unwrap().order;
     let meters = vec![placed.clone()];
     assert_eq!(
-        match_answer(&submitted, &[], &meters),
+        match_answer(&submitted, "9900000000029", &[], &meters),
         AnswerMatch::Meter(&meters[0]),
         "matched by RFF+AGI"
+    );
+    assert!(
+        matches!(
+            match_answer(&submitted, "9900000000011", &[], &meters),
+            AnswerMatch::Unmatched { .. }
+        ),
+        "only the metering operator's statuses"
     );
     let Answer::StatusReport(report) = &submitted else {
         panic!("{submitted:?}")
@@ -595,15 +709,15 @@ fn partner_statuses_move_the_meter_order_only_as_configured() {
         .apply(&Input::PartnerStatus(milestone), at(2026, 11, 20, 10, 0))
         .unwrap();
     assert_eq!(step.event, Some("meter_order.check_submitted"));
-    let Answer::StatusReport(report) = &activated else {
-        panic!("{activated:?}")
-    };
+    let mut ended = report.clone();
+    ended.pid = 21044;
+    ended.status = "105".into();
     // Activation before installation is out of order only if it goes backwards: the
     // partner's activation after the check is accepted as the last milestone.
     let done = step
         .order
         .apply(
-            &Input::PartnerStatus(rules.milestone("9900000000029", report).unwrap()),
+            &Input::PartnerStatus(rules.milestone("9900000000029", &ended).unwrap()),
             at(2026, 12, 3, 9, 0),
         )
         .unwrap();
@@ -623,7 +737,7 @@ fn a_modul_1_und_3_order_gets_one_answer_for_both_reductions() {
     let reductions = vec![modul_1, modul_3];
     let accepted = read("inbound/ordrsp_19133_a20_accepted.edi");
     assert_eq!(
-        match_answer(&accepted, &reductions, &[]),
+        match_answer(&accepted, NB, &reductions, &[]),
         AnswerMatch::GridFee(vec![&reductions[0], &reductions[1]])
     );
     let now = at(2026, 5, 12, 10, 0);
@@ -646,7 +760,7 @@ fn a_modul_1_und_3_order_gets_one_answer_for_both_reductions() {
         Err(ApplyError::ModuleMissing { .. })
     ));
     let billing = read("inbound/utilmd_55218_modul_1_und_3.edi");
-    let AnswerMatch::GridFee(matched) = match_answer(&billing, &accepted_rows, &[]) else {
+    let AnswerMatch::GridFee(matched) = match_answer(&billing, NB, &accepted_rows, &[]) else {
         panic!("55218 must match the accepted order")
     };
     assert_eq!(matched.len(), 2);
@@ -680,7 +794,7 @@ fn a_closed_period_ends_the_activated_reductions_of_the_location() {
     assert_eq!(data.transaction, "NB0000000009V1");
     let rows = vec![activated];
     assert_eq!(
-        match_answer(&closed, &rows, &[]),
+        match_answer(&closed, NB, &rows, &[]),
         AnswerMatch::GridFee(vec![&rows[0]])
     );
     let ended = rows[0].clone().apply(&Input::Answer(&closed), now).unwrap();
@@ -695,7 +809,7 @@ fn a_closed_period_ends_the_activated_reductions_of_the_location() {
         .unwrap();
     assert_eq!(again.event, None);
     assert!(matches!(
-        match_answer(&closed, &[ended.order], &[]),
+        match_answer(&closed, NB, &[ended.order], &[]),
         AnswerMatch::Unmatched { .. }
     ));
 }
@@ -724,6 +838,10 @@ fn billing_data_are_answered_with_utilmd_55220() {
     insta::assert_snapshot!("utilmd_55220_answer", written_and_validated(&built));
 }
 
+/// The grid operator and the metering operator of the samples.
+const NB: &str = "9900000000011";
+const MSB: &str = "9900000000029";
+
 #[test]
 fn answers_find_their_order_or_go_to_clearing() {
     let ordered = reduction()
@@ -735,27 +853,32 @@ fn answers_find_their_order_or_go_to_clearing() {
     let meters = vec![placed.clone()];
     let response = read("inbound/ordrsp_19133_a20_accepted.edi");
     assert_eq!(
-        match_answer(&response, &reductions, &meters),
+        match_answer(&response, NB, &reductions, &meters),
         AnswerMatch::GridFee(vec![&reductions[0]])
     );
     let billing = read("inbound/utilmd_55218_billing_data.edi");
     assert_eq!(
-        match_answer(&billing, &reductions, &meters),
+        match_answer(&billing, NB, &reductions, &meters),
         AnswerMatch::GridFee(vec![&reductions[0]])
     );
     let confirmed = read("inbound/ordrsp_19005_e0250_a02_confirmed.edi");
     assert_eq!(
-        match_answer(&confirmed, &reductions, &meters),
+        match_answer(&confirmed, MSB, &reductions, &meters),
         AnswerMatch::Meter(&meters[0])
     );
-    let installed = read("inbound/utilmd_55620_metering_location_change.edi");
+    let installed = installation();
     assert_eq!(
-        match_answer(&installed, &reductions, &meters),
+        match_answer(&installed, MSB, &reductions, &meters),
+        AnswerMatch::Meter(&meters[0])
+    );
+    let failed = read("inbound/iftsta_21025_e0286_a01_no_access.edi");
+    assert_eq!(
+        match_answer(&failed, MSB, &reductions, &meters),
         AnswerMatch::Meter(&meters[0])
     );
     // Nothing sent: every answer goes to clearing, with its reason.
-    for answer in [&response, &billing, &confirmed, &installed] {
-        match match_answer(answer, &[], &[]) {
+    for answer in [&response, &billing, &confirmed, &installed, &failed] {
+        match match_answer(answer, MSB, &[], &[]) {
             AnswerMatch::Unmatched { reason } => assert!(!reason.is_empty()),
             other => panic!("{other:?}"),
         }
@@ -766,7 +889,7 @@ fn answers_find_their_order_or_go_to_clearing() {
         .unwrap()
         .order;
     second.id = "gfr_2".into();
-    match match_answer(&billing, &[ordered, second], &[]) {
+    match match_answer(&billing, NB, &[ordered, second], &[]) {
         AnswerMatch::Unmatched { reason } => assert!(reason.contains("several"), "{reason}"),
         other => panic!("{other:?}"),
     }
@@ -795,10 +918,7 @@ fn late_repeats_and_late_rejections_do_not_disturb_an_installed_meter() {
         .unwrap()
         .order;
     let installed = scheduled
-        .apply(
-            &Input::MeteringLocationInstalled(at(2026, 6, 15, 8, 0)),
-            now,
-        )
+        .apply(&Input::Answer(&installation()), now)
         .unwrap()
         .order;
     let activated = installed
@@ -813,12 +933,17 @@ fn late_repeats_and_late_rejections_do_not_disturb_an_installed_meter() {
     assert_eq!((again.event, &again.order), (None, &activated));
     let again = activated
         .clone()
-        .apply(
-            &Input::MeteringLocationInstalled(at(2026, 6, 15, 8, 0)),
-            now,
-        )
+        .apply(&Input::Answer(&installation()), now)
         .unwrap();
     assert_eq!(again.event, None);
+    // A failure reported after the installation changes nothing.
+    assert!(activated
+        .clone()
+        .apply(
+            &Input::Answer(&read("inbound/iftsta_21025_e0286_a01_no_access.edi")),
+            now
+        )
+        .is_err());
     // A late rejection of the original ORDERS is reported, not applied.
     let late = AckMatch::Rejected {
         messages: vec![],
@@ -829,4 +954,193 @@ fn late_repeats_and_late_rejections_do_not_disturb_an_installed_meter() {
         activated.apply(&Input::Acknowledgement(&late), now),
         Err(ApplyError::IllegalTransition { .. })
     ));
+}
+
+/// The iMSys milestones from the messages that carry them, per format version: the metering
+/// operator's UTILMD 55653 with the smart-meter gateway installs the order (installed_at = the
+/// DTM+Z25 of the first period with the gateway), its IFTSTA 21025 parks it with the E_0286
+/// reason; both are found by the Messlokation among the metering operator's open orders.
+#[test]
+fn installation_and_failure_by_format_version() {
+    let now = at(2026, 12, 8, 10, 0);
+    let scheduled = meter()
+        .placed("MG00000007".into())
+        .unwrap()
+        .order
+        .apply(&Input::Answer(&response("A02", "E_0250", 19005)), now)
+        .unwrap()
+        .order;
+    // file, status, installed_at, blocked reason (code, tree meaning), text
+    type Case = (
+        &'static str,
+        MeterStatus,
+        Option<NaiveDateTime>,
+        Option<(&'static str, &'static str)>,
+        Option<&'static str>,
+    );
+    let cases: &[Case] = &[
+        (
+            "inbound/utilmd_55653_imsys_installed.edi",
+            MeterStatus::Installed,
+            Some(at(2026, 6, 14, 22, 0)),
+            None,
+            None,
+        ),
+        // Two periods: the old meter until 2026-12-07, the iMSys from then.
+        (
+            "inbound/utilmd_55653_imsys_installed_fv2610.edi",
+            MeterStatus::Installed,
+            Some(at(2026, 12, 6, 23, 0)),
+            None,
+            None,
+        ),
+        (
+            "inbound/iftsta_21025_e0286_a01_no_access.edi",
+            MeterStatus::Scheduled,
+            None,
+            Some(("A01", "failed: the installer has no access to the location")),
+            None,
+        ),
+        (
+            "inbound/iftsta_21025_e0286_a99_other_fv2610.edi",
+            MeterStatus::Scheduled,
+            None,
+            Some(("A99", "failed: other reason (see free text)")),
+            Some("Zählerschrank nicht normgerecht: Umbau durch Elektrofachbetrieb nötig"),
+        ),
+    ];
+    for (file, status, installed_at, blocked, text) in cases {
+        let answer = read(file);
+        let meters = vec![scheduled.clone()];
+        assert_eq!(
+            match_answer(&answer, MSB, &[], &meters),
+            AnswerMatch::Meter(&meters[0]),
+            "{file}"
+        );
+        let after = scheduled
+            .clone()
+            .apply(&Input::Answer(&answer), now)
+            .unwrap();
+        assert_eq!(after.order.status, *status, "{file}");
+        assert_eq!(after.order.installed_at, *installed_at, "{file}");
+        let reason = after.order.blocked_reason.as_ref();
+        assert_eq!(
+            reason.map(|r| (r.code.as_str(), r.meaning_en.as_str())),
+            *blocked,
+            "{file}"
+        );
+        assert_eq!(reason.and_then(|r| r.text.as_deref()), *text, "{file}");
+        assert_eq!(after.order.blocked_at, blocked.map(|_| now), "{file}");
+    }
+}
+
+/// A 21025 without DE1131 carries Z74/Z75 (AHB [103] ∧ [537]); several SG14 report several
+/// locations, each matched on its own.
+#[test]
+fn a_failure_without_decision_tree_and_several_locations() {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples/inbound/iftsta_21025_e0286_a01_no_access.edi"),
+    )
+    .unwrap();
+    // The sample is ISO 8859-1: edited byte for byte as Latin-1 characters.
+    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+    let text = text
+        .replace(
+            "STS+Z15+Z13+A01:E_0286'\nRFF+Z13:21025'\n",
+            "STS+Z15+Z13+Z75'\nRFF+Z13:21025'\nCNI+2'\nLOC+172+DE0032106765712000000000000000099'\nSTS+Z15+Z13+A02:E_0286'\nRFF+Z13:21025'\n",
+        )
+        .replace("UNT+12+1", "UNT+16+1");
+    let bytes: Vec<u8> = text.chars().map(|c| c as u8).collect();
+    let doc = parse(&bytes).unwrap();
+    let ic = doc.interchanges().next().unwrap();
+    let report = validate_interchange(&ic, Registry::embedded()).remove(0);
+    assert!(!report.has_errors(), "{:?}", report.findings);
+    let answers = read_answers(report.validated.as_ref().unwrap(), 21025);
+    let failures: Vec<(String, String, String)> = answers
+        .iter()
+        .map(|a| match a {
+            Answer::MeteringChangeFailed(f) => (
+                f.metering_location.clone(),
+                f.code.clone(),
+                f.decision_tree.clone(),
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            (
+                "DE0032106765712000000000000000037".into(),
+                "Z75".into(),
+                String::new()
+            ),
+            (
+                "DE0032106765712000000000000000099".into(),
+                "A02".into(),
+                "E_0286".into()
+            ),
+        ]
+    );
+    let placed = meter().placed("MG00000007".into()).unwrap().order;
+    let blocked = placed
+        .apply(&Input::Answer(&answers[0]), at(2026, 6, 17, 9, 0))
+        .unwrap();
+    let reason = blocked.order.blocked_reason.unwrap();
+    assert_eq!(
+        (reason.code.as_str(), reason.meaning_en.as_str()),
+        ("Z75", "failed: communication failure")
+    );
+}
+
+/// An answer changes an order only when it comes from the party the order went to: the
+/// metering operator. Before, an ORDRSP or status naming our document number applied
+/// whoever sent it; the Messlokation matches (55653, 21025) are held to the same rule.
+#[test]
+fn regression_a_meter_answer_from_another_partner_changes_nothing() {
+    let placed = meter().placed("MG00000007".into()).unwrap().order;
+    let meters = vec![placed];
+    let answers = [
+        read("inbound/ordrsp_19005_e0250_a02_confirmed.edi"),
+        read("inbound/iftsta_21043_z43_partner_status.edi"),
+        installation(),
+        read("inbound/iftsta_21025_e0286_a01_no_access.edi"),
+    ];
+    for answer in &answers {
+        assert_eq!(
+            match_answer(answer, MSB, &[], &meters),
+            AnswerMatch::Meter(&meters[0])
+        );
+        match match_answer(answer, NB, &[], &meters) {
+            AnswerMatch::Unmatched { reason } => {
+                assert!(reason.contains(NB), "{reason}")
+            }
+            other => panic!("{answer:?}: {other:?}"),
+        }
+    }
+}
+
+/// A 55653 without a smart-meter gateway is a master-data change, not the installation.
+#[test]
+fn master_data_without_a_gateway_do_not_install() {
+    let Answer::MeteringLocationData {
+        metering_location,
+        transaction,
+        ..
+    } = installation()
+    else {
+        panic!()
+    };
+    let without = Answer::MeteringLocationData {
+        metering_location,
+        transaction,
+        installation: None,
+    };
+    let placed = meter().placed("MG00000007".into()).unwrap().order;
+    let r = placed.apply(&Input::Answer(&without), at(2026, 6, 16, 9, 0));
+    assert!(
+        matches!(&r, Err(ApplyError::IllegalTransition { input, .. }) if input.contains("gateway")),
+        "{r:?}"
+    );
 }

@@ -478,3 +478,90 @@ fn the_version_in_force_is_chosen_by_date() {
         .unverified
         .is_empty());
 }
+
+/// The ORDRSP 19133 sample moved to FV2610 (ORDRSP 1.4c, dated 2026-11-23), with `edit`
+/// applied.
+fn ordrsp_19133_fv2610(edit: impl Fn(String) -> String) -> Vec<u8> {
+    let bytes =
+        std::fs::read(manifest().join("samples/inbound/ordrsp_19133_a20_accepted.edi")).unwrap();
+    let text: String = bytes.iter().map(|&b| b as char).collect();
+    let text = text
+        .replace("ORDRSP:D:10A:UN:1.4b", "ORDRSP:D:10A:UN:1.4c")
+        .replace("DTM+137:202605120931", "DTM+137:202611230931")
+        .replace("260512:0931", "261123:0931");
+    fix_unt(&edit(text)).chars().map(|c| c as u8).collect()
+}
+
+#[test]
+fn a_partner_message_breaking_only_unverified_rules_is_not_rejected() {
+    // ORDRSP MIG 1.4c was not read (only differences to 1.4b from extractions): a segment our
+    // copy does not know and a surplus data element are warnings, not a CONTRL.
+    let bytes = ordrsp_19133_fv2610(|t| {
+        t.replace("BGM+Z91+NB0000000002A'", "BGM+Z91+NB0000000002A+9'ALI+DE'")
+    });
+    let mut ctx = context("2026-11-23T10:00");
+    let answer = plan(&bytes, &mut ctx);
+    let report = &answer.reports[0];
+    let rules: Vec<(&str, Severity)> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule != "grammar_unverified")
+        .map(|f| (f.rule, f.severity))
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            ("too_many_elements", Severity::Warning),
+            ("unexpected_segment", Severity::Warning),
+        ]
+    );
+    assert!(!report.has_errors());
+    assert!(
+        report.validated.is_some(),
+        "read as far as it matched the MIG"
+    );
+    assert!(answer.contrl.is_none());
+    let aperak = answer.aperak.expect("a positive APERAK");
+    assert_eq!(aperak.messages[0].segments[0].elements[0], vec!["312"]);
+}
+
+#[test]
+fn a_partner_message_breaking_a_verified_rule_is_still_rejected() {
+    // AHB ORDRSP 1.1b (FV2610) was read from its extraction: a missing RFF+ON is an AHB error.
+    let bytes = ordrsp_19133_fv2610(|t| t.replace("RFF+ON:MG10000000001'", ""));
+    let mut ctx = context("2026-11-23T10:00");
+    let answer = plan(&bytes, &mut ctx);
+    let errors: Vec<&str> = answer.reports[0]
+        .errors(Level::Application)
+        .map(|f| f.rule)
+        .collect();
+    assert_eq!(errors, vec!["required_by_ahb"]);
+    let aperak: String = answer.render().unwrap()[0]
+        .iter()
+        .map(|&c| c as char)
+        .collect();
+    assert!(aperak.contains("BGM+313+"), "{aperak}");
+    // A market partner ID with a wrong check digit is an error even under unverified rules:
+    // the ID rules do not depend on the format version.
+    let bytes = ordrsp_19133_fv2610(|t| t.replace("NAD+MS+9900000000011", "NAD+MS+9900000000012"));
+    let answer = plan(&bytes, &mut context("2026-11-23T10:00"));
+    let errors: Vec<&str> = answer.reports[0]
+        .errors(Level::Application)
+        .map(|f| f.rule)
+        .collect();
+    assert_eq!(errors, vec!["format_by_ahb"]);
+    // The same stray segment as above in a message of a verified MIG (ORDRSP 1.4b) is a
+    // syntax error and answered with a CONTRL.
+    let bytes =
+        std::fs::read(manifest().join("samples/inbound/ordrsp_19133_a20_accepted.edi")).unwrap();
+    let text: String = bytes.iter().map(|&b| b as char).collect();
+    let text = fix_unt(&text.replace("BGM+Z91+NB0000000002A'", "BGM+Z91+NB0000000002A'ALI+DE'"));
+    let bytes: Vec<u8> = text.chars().map(|c| c as u8).collect();
+    let answer = plan(&bytes, &mut context("2026-05-12T10:00"));
+    let errors: Vec<&str> = answer.reports[0]
+        .errors(Level::Syntax)
+        .map(|f| f.rule)
+        .collect();
+    assert_eq!(errors, vec!["unexpected_segment"]);
+    assert!(answer.contrl.is_some());
+}

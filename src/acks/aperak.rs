@@ -4,9 +4,10 @@
 //! Layout: `BGM+312` (Anerkennungsmeldung) or `BGM+313` (Verarbeitbarkeitsfehlermeldung),
 //! `DTM+137`; SG2 `RFF+ACE` (UNB DE0020 of the received interchange) with `DTM+171` (its
 //! date), `RFF+AGO` (BGM DE1004 of the received message); SG3 `NAD+MS` (us) and `NAD+MR`
-//! (the partner); for 313 one SG4 per error: `ERC+<Z-code>`, SG5 `RFF+AGO` and `FTX+Z02` (the
-//! place of the error in the AHB's words, Muss for Z21/Z29/Z35/Z38/Z39/Z40/Z41, APERAK AHB 1.1
-//! §3). The CTA/COM contact segments are left out: optional in 2.1i, removed in 2.2.
+//! (the partner); for 313 one SG4 per error: `ERC+<Z-code>`, in 2.1i SG5 `RFF+ACW` (the UNH
+//! DE0062 of the received message), SG5 `RFF+AGO` and `FTX+Z02` (the place of the error in the
+//! AHB's words, Muss for Z21/Z29/Z35/Z38/Z39/Z40/Z41, APERAK AHB 1.1 §3). The CTA/COM contact
+//! segments are left out: optional in 2.1i, removed in 2.2.
 
 use chrono::NaiveDateTime;
 
@@ -229,8 +230,18 @@ fn aperak_message(
             String::new(),
             agency(&envelope.sender.id),
         ]));
+        let message_reference = super::copyable(&message.reference());
         for e in errors {
             segments.push(OwnedSegment::new("ERC").composite([e.code]));
+            // MIG 2.1i SG4 nested SG5 "Referenznummer der Nachricht" (Nr 00014, status R):
+            // `RFF+ACW` with the UNH DE0062 of the message in error, before the SG5 with
+            // `RFF+AGO`; both independent examples carry it (conuti maco-edi-testfiles APERAK
+            // Z10/Z14/Z17/Z33/Z43). APERAK AHB 1.1 (2.2) has no SG5 ACW any more: the message is
+            // named by SG2 RFF+AGO there.
+            if version == "2.1i" {
+                segments
+                    .push(OwnedSegment::new("RFF").composite(["ACW", message_reference.as_str()]));
+            }
             segments.push(OwnedSegment::new("RFF").composite(["AGO", document_number.as_str()]));
             let text = if e.place.is_empty() {
                 e.text.clone()

@@ -12,7 +12,10 @@ use super::input::{Body, ListQuery};
 use super::resources;
 use super::AppState;
 use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
-use crate::orders::{GridFeeStatus, MeterStatus, MeterType, ReductionType, RuleViolation};
+use crate::orders::{
+    CancelReason, ContactFields, CustomerContact, GridFeeStatus, MeterStatus, MeterType,
+    ReductionType, RuleViolation,
+};
 use crate::plan::records::ChangedOrder;
 use crate::plan::requests::{
     cancellation, confirmation, new_meter_order, new_reductions, NewMeterOrder, NewReductions,
@@ -261,6 +264,7 @@ pub async fn create_meter_order(
             "metering_location",
             "metering_operator",
             "wanted_date",
+            "customer_contact",
         ],
     )?;
     let subscription = body.string("subscription", true);
@@ -272,6 +276,7 @@ pub async fn create_meter_order(
         crate::orders::lead_time::earliest_meter_date(now.naive_utc()),
         "iMSys orders need 20 working days' lead",
     );
+    let customer_contact = customer_contact(&mut body);
     let errors_so_far = body.errors.len();
     let (Some(subscription), Some(market_location), Some(metering_operator), 0) = (
         subscription,
@@ -287,6 +292,7 @@ pub async fn create_meter_order(
         market_location,
         metering_location,
         metering_operator,
+        customer_contact,
     };
     let mut tx = state.store.begin().await?;
     tx.lock_subscription(&request.subscription).await?;
@@ -306,6 +312,27 @@ pub async fn create_meter_order(
     tx.add_outbox_items(&new.outbox, now).await?;
     tx.commit().await?;
     Ok(created(resources::meter_order(&record)))
+}
+
+/// `customer_contact` of `POST /meter-orders`: `{name, email?, phone?, mobile?}`, checked by the
+/// product rules ([`CustomerContact::new`]); each problem is reported as
+/// `customer_contact.<field>`.
+fn customer_contact(body: &mut Body) -> Option<CustomerContact> {
+    const SHAPE: &str = "an object {name, email, phone, mobile} of strings";
+    let fields: ContactFields = body.value("customer_contact", false, SHAPE)?;
+    match CustomerContact::new(fields) {
+        Ok(contact) => Some(contact),
+        Err(problems) => {
+            body.errors.extend(problems.iter().map(|p| {
+                FieldError::new(
+                    &format!("customer_contact.{}", p.field()),
+                    "invalid",
+                    p.to_string(),
+                )
+            }));
+            None
+        }
+    }
 }
 
 /// `GET /meter-orders`.
@@ -464,22 +491,34 @@ pub async fn patch_meter_order(
     Ok(Json(resources::meter_order(&record)))
 }
 
-/// `POST /meter-orders/{id}/cancel`: the customer cancels. Order, history, webhook event and
-/// the dropped pending outbox item commit together.
+/// `POST /meter-orders/{id}/cancel`: the customer cancels (`{"reason": "customer_request"}`,
+/// the default, also for an empty body), or an iMSys is already there (`"pre_existing"`: no
+/// answer of the metering operator to our order says so, so the core decides). Order,
+/// history, webhook event and the dropped pending outbox item commit together.
 pub async fn cancel_meter_order(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let now = state.now();
+    let reason = if bytes.iter().all(u8::is_ascii_whitespace) {
+        CancelReason::CustomerRequest
+    } else {
+        let mut body = Body::parse(&bytes, &["reason"])?;
+        let reason =
+            body.value::<CancelReason>("reason", false, "customer_request or pre_existing");
+        body.finish()?;
+        reason.unwrap_or(CancelReason::CustomerRequest)
+    };
     let mut tx = state.store.begin().await?;
     let record = tx
         .meter_order(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("meter order", &id))?;
-    let Some(change) =
-        cancellation(&record, now).map_err(|e| conflict("illegal_transition", e.to_string()))?
+    let Some(change) = cancellation(&record, reason, now)
+        .map_err(|e| conflict("illegal_transition", e.to_string()))?
     else {
-        // Already cancelled by the customer: nothing changes.
+        // Already cancelled for this reason: nothing changes.
         return Ok(Json(resources::meter_order(&record)));
     };
     tx.save_changed_orders(&[&change], now).await?;

@@ -13,8 +13,8 @@ use crate::grammar::Registry;
 use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
 use crate::orders::{
     billing_data_answer, check_new_reductions, grid_fee_order, meter_order, BillingDataAnswer,
-    ChangeDate, Existing, GridFeeOrder, GridFeeStatus, MeterType, ModuleProduct, PeriodAnswer,
-    ReductionType, Sender, E0610,
+    ChangeDate, ContactFields, CustomerContact, Existing, GridFeeOrder, GridFeeStatus, ImsysOrder,
+    MeterType, ModuleProduct, PeriodAnswer, ReductionType, Sender, E0610,
 };
 
 /// Our side of the message.
@@ -54,6 +54,8 @@ enum OrderJson {
         metering_operator: String,
         metering_location: String,
         wanted_date: NaiveDate,
+        /// The end customer's contact (NAD+Z09), checked by the product rules.
+        customer_contact: Option<ContactFields>,
         #[serde(default = "default_prefix")]
         reference_prefix: String,
         #[serde(default = "one")]
@@ -154,6 +156,7 @@ pub fn render_order(json: &[u8]) -> Result<Vec<u8>, String> {
             metering_operator,
             metering_location,
             wanted_date,
+            customer_contact,
             reference_prefix,
             sequence,
         } => {
@@ -163,17 +166,24 @@ pub fn render_order(json: &[u8]) -> Result<Vec<u8>, String> {
             let melo: MeteringLocationId = metering_location
                 .parse()
                 .map_err(|e: crate::ids::IdError| e.to_string())?;
+            let customer = customer_contact
+                .map(CustomerContact::new)
+                .transpose()
+                .map_err(|problems| {
+                    let problems: Vec<String> = problems
+                        .iter()
+                        .map(|p| format!("customer_contact.{}: {p}", p.field()))
+                        .collect();
+                    problems.join("; ")
+                })?;
+            let order = ImsysOrder {
+                metering_operator: operator,
+                metering_location: melo,
+                wanted: wanted_date,
+                customer,
+            };
             let mut refs = ReferenceSequence::new(&reference_prefix, sequence)?;
-            meter_order(
-                registry,
-                &sender(s)?,
-                &operator,
-                &melo,
-                wanted_date,
-                now,
-                &mut refs,
-            )
-            .map_err(|e| e.to_string())?
+            meter_order(registry, &sender(s)?, &order, now, &mut refs).map_err(|e| e.to_string())?
         }
         OrderJson::BillingDataAnswer {
             now,

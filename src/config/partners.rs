@@ -254,15 +254,27 @@ fn check_message_type(s: &str) -> Result<(), String> {
     }
 }
 
+/// A status code (STS DE4405), or DE4405 and DE9013 joined by `:` (`Z43:A02`), as
+/// `orders::PartnerStatusRule` reads it.
 fn check_status_code(s: &str) -> Result<(), String> {
-    if !s.is_empty()
-        && s.len() <= 35
-        && s.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-    {
+    let code = |c: &str| {
+        !c.is_empty()
+            && c.len() <= 35
+            && c.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    };
+    let fits = match s.split_once(':') {
+        Some((status, step)) => code(status) && code(step),
+        None => code(s),
+    };
+    if fits {
         Ok(())
     } else {
-        Err("must be a code of 1 to 35 upper-case letters and digits, such as Z07".into())
+        Err(
+            "must be a code of 1 to 35 upper-case letters and digits, such as Z07, or two \
+             joined by `:` (STS DE4405:DE9013, such as Z43:A02)"
+                .into(),
+        )
     }
 }
 
@@ -353,7 +365,7 @@ statuses = [
             ),
             [
                 "partners[0].statuses[0].message = \"iftsta\": must be an EDIFACT message type: six upper-case letters such as IFTSTA",
-                "partners[0].statuses[0].code = \"Z 7\": must be a code of 1 to 35 upper-case letters and digits, such as Z07",
+                "partners[0].statuses[0].code = \"Z 7\": must be a code of 1 to 35 upper-case letters and digits, such as Z07, or two joined by `:` (STS DE4405:DE9013, such as Z43:A02)",
                 "partners[0].statuses[0].status = \"installed\": must be one of check_submitted, check_reviewed, activated",
                 "partners[0].statuses[0].pid = 210390: must be between 10000 and 99999",
                 "partners[0].statuses[1].code: missing: a status rule has message, code and status",

@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, ConfigKey, Problem, Transport as PartnerTransport};
 use crate::orders::{MeterStatus, PartnerStatusRule, PartnerStatusRules, Sender};
+use crate::plan::routing::Route;
 use crate::store::Store;
 use crate::transport::as4::outbound::As4Sender;
 use crate::transport::as4::setup::As4Runtime;
@@ -66,12 +67,35 @@ fn partner_status_rules(config: &Config) -> Result<PartnerStatusRules, Vec<Confi
                 code: s.code.clone(),
                 status,
             };
+            // A status report reaches the rules only if the routing table hands its PID to our
+            // workflow; IFTSTA 21043/21044 go to the core by default.
+            let pids = PartnerStatusRules::pids_of(&rule);
+            let routed = pids
+                .iter()
+                .any(|&pid| config.routing.route("IFTSTA", "", Some(pid)) == Route::Handle);
             if let Err(e) = rules.add(partner.id.clone(), rule) {
                 errors.push(ConfigError {
                     key: ConfigKey::File(key),
                     value: None,
                     problem: Problem::Invalid {
                         reason: e.to_string(),
+                    },
+                });
+            } else if !routed {
+                let first = pids.first().copied().unwrap_or_default();
+                errors.push(ConfigError {
+                    key: ConfigKey::File(key),
+                    value: None,
+                    problem: Problem::Invalid {
+                        reason: format!(
+                            "IFTSTA {} goes to the supplier core by default (it answers \
+                             configuration orders); for this rule to apply, route it to the \
+                             gateway with [routing] pids = {{ \"{first}\" = \"handle\" }}",
+                            pids.iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("/")
+                        ),
                     },
                 });
             }
@@ -191,5 +215,57 @@ impl Setup {
             self.leases,
             config.webhook.clone(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(partner_rules: &str, routing: &str) -> Result<Setup, Vec<ConfigError>> {
+        let text = format!(
+            "own_id = \"9900000000003\"\n{routing}\n[[partners]]\nid = \"9900000000029\"\nstatuses = [{partner_rules}]\n"
+        );
+        let config = Config::load(Some(&text), &|_| None).unwrap();
+        Setup::load(&config, &Clock::system())
+    }
+
+    fn reasons(errors: Vec<ConfigError>) -> Vec<String> {
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    /// Issue 14: a partner status rule for a status the AHB never sends a supplier (IFTSTA
+    /// 21043 Z13/Z14, \[117\]), for an IFTSTA without order reference (21025, 21047, 21039), or
+    /// for a PID the routing table forwards to the core is refused at start, every one at once.
+    #[test]
+    fn partner_status_rules_need_a_routed_pid_that_names_an_order() {
+        let routed = "[routing]\npids = { \"21043\" = \"handle\" }";
+        assert!(load(
+            r#"{ message = "IFTSTA", pid = 21043, code = "Z43", status = "check_submitted" }"#,
+            routed
+        )
+        .is_ok());
+        let errors = reasons(
+            load(
+                r#"{ message = "IFTSTA", pid = 21043, code = "Z14", status = "activated" },
+                   { message = "IFTSTA", pid = 21047, code = "Z47", status = "activated" },
+                   { message = "IFTSTA", pid = 21044, code = "105", status = "activated" }"#,
+                routed,
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].contains("[117]"), "{errors:#?}");
+        assert!(errors[1].contains("RFF+ACW"), "{errors:#?}");
+        assert!(errors[2].contains("\"21044\" = \"handle\""), "{errors:#?}");
+        // Without [routing], 21043/21044 go to the core: a rule for any PID is refused too.
+        let errors = reasons(
+            load(
+                r#"{ message = "IFTSTA", code = "Z43", status = "check_submitted" }"#,
+                "",
+            )
+            .unwrap_err(),
+        );
+        assert!(errors[0].contains("21043/21044"), "{errors:#?}");
     }
 }

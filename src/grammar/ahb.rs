@@ -8,6 +8,7 @@ use nom::combinator::all_consuming;
 use nom::multi::separated_list1;
 use nom::{IResult, Parser};
 
+use super::unverified::{RuleClass, RuleClasses};
 use super::GrammarFileError;
 
 /// A segment selector: a tag and data element conditions (`NAD 3035=MS`).
@@ -224,6 +225,9 @@ pub struct AhbBlock {
     pub mig_version: String,
     /// What is unverified about this block.
     pub unverified: Vec<String>,
+    /// `unverified-rules`: the kinds of rule whose findings are warnings, not errors (see
+    /// [`crate::grammar::unverified`]).
+    pub unverified_rules: RuleClasses,
     /// The rules.
     pub rules: Vec<Rule>,
     /// The rules resolved against their MIG (filled by the registry).
@@ -418,6 +422,7 @@ pub fn parse_ahb(file: &str, text: &str) -> Result<Ahb, GrammarFileError> {
                         },
                         mig_version: mig.to_string(),
                         unverified: Vec::new(),
+                        unverified_rules: RuleClasses::NONE,
                         rules: Vec::new(),
                         compiled: Vec::new(),
                     });
@@ -431,6 +436,11 @@ pub fn parse_ahb(file: &str, text: &str) -> Result<Ahb, GrammarFileError> {
                 .ok_or_else(|| err(number, "rule before the first `version` line".into()))?;
             if key == "unverified" {
                 block.unverified.push(value.to_string());
+                continue;
+            }
+            if key == "unverified-rules" {
+                block.unverified_rules =
+                    RuleClasses::parse(value, &RuleClass::AHB).map_err(|m| err(number, m))?;
                 continue;
             }
             let kind = rule(content).map_err(|m| err(number, m))?;

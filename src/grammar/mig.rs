@@ -10,6 +10,7 @@ use nom::multi::separated_list1;
 use nom::sequence::{delimited, preceded};
 use nom::{IResult, Parser};
 
+use super::unverified::{RuleClass, RuleClasses};
 use super::GrammarFileError;
 
 /// Status of a segment, group or data element in the BDEW column of a MIG.
@@ -280,6 +281,9 @@ pub struct Mig {
     pub sources: Vec<String>,
     /// `unverified` lines: what could not be checked against a BDEW text.
     pub unverified: Vec<String>,
+    /// `unverified-rules` line: the kinds of rule whose findings are warnings, not errors
+    /// (see [`crate::grammar::unverified`]).
+    pub unverified_rules: RuleClasses,
     /// The version whose tree this one takes (`based-on`), if any.
     pub based_on: Option<String>,
     /// Top-level positions.
@@ -489,6 +493,7 @@ pub fn parse_mig(file: &str, text: &str) -> Result<Mig, GrammarFileError> {
         valid_until: None,
         sources: Vec::new(),
         unverified: Vec::new(),
+        unverified_rules: RuleClasses::NONE,
         based_on: None,
         root: Vec::new(),
         file: file.to_string(),
@@ -506,6 +511,10 @@ pub fn parse_mig(file: &str, text: &str) -> Result<Mig, GrammarFileError> {
         match key {
             "source" => mig.sources.push(value.to_string()),
             "unverified" => mig.unverified.push(value.to_string()),
+            "unverified-rules" => {
+                mig.unverified_rules =
+                    RuleClasses::parse(value, &RuleClass::MIG).map_err(|m| err(l.number, m))?
+            }
             "message" => {
                 let (ty, id) = value
                     .split_once(' ')
@@ -544,6 +553,14 @@ pub fn parse_mig(file: &str, text: &str) -> Result<Mig, GrammarFileError> {
     mig.number_positions();
     if mig.root.is_empty() && mig.based_on.is_none() {
         return Err(err(1, "no segments and no `based-on`".into()));
+    }
+    // A tree taken from another version was not read for this one: the file must say which
+    // of its rules may not reject a message.
+    if mig.based_on.is_some() && (mig.unverified_rules.is_empty() || mig.unverified.is_empty()) {
+        return Err(err(
+            1,
+            "a `based-on` MIG needs `unverified` and `unverified-rules` lines".into(),
+        ));
     }
     Ok(mig)
 }

@@ -6,6 +6,7 @@
 
 pub mod ahb;
 pub mod mig;
+pub mod unverified;
 mod validate;
 
 use std::collections::HashMap;
@@ -15,9 +16,10 @@ use chrono::NaiveDate;
 
 pub use ahb::{Ahb, AhbBlock, Rule, RuleKind, Selector, ValueKind};
 pub use mig::{CharClass, ElementDef, Format, GroupDef, Mig, Node, SegmentDef, SimpleDef, Status};
+pub use unverified::{RuleClass, RuleClasses};
 pub use validate::{
     message_date, message_pid, validate_interchange, validate_message, Finding, GroupInstance,
-    Level, MessageReport, Severity, Validated, NO_GRAMMAR,
+    GroupView, Level, MessageReport, Severity, Validated, NO_GRAMMAR,
 };
 
 mod embedded {
@@ -267,7 +269,7 @@ mod tests {
     #[test]
     fn based_on_takes_the_earlier_tree_and_reports_a_missing_one() {
         let base = "source s\nmessage X D:1:UN:1.0\nvalid-from 2025-01-01\nsegment UNH M 1\n  0062 M an..14\n";
-        let next = "source s\nunverified copy\nmessage X D:1:UN:1.1\nvalid-from 2026-01-01\nbased-on 1.0\n";
+        let next = "source s\nunverified copy\nunverified-rules structure codes\nmessage X D:1:UN:1.1\nvalid-from 2026-01-01\nbased-on 1.0\n";
         let r = Registry::from_files([("x/1.0.mig", base), ("x/1.1.mig", next)]).unwrap();
         assert_eq!(
             r.mig("X", "1.1").unwrap().root,

@@ -5,7 +5,7 @@
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
 use super::billing::{PeriodAnswer, PeriodKind, ViewPeriod};
-use super::rules::{ModuleProduct, PRODUCT_14A};
+use super::rules::{CustomerContact, ModuleProduct, PRODUCT_14A};
 use crate::acks::calendar::berlin_to_utc;
 use crate::edifact::{
     InterchangeHeader, MessageIdentifier, OutboundMessage, OwnedInterchange, OwnedSegment, Party,
@@ -14,7 +14,10 @@ use crate::edifact::{
 use crate::grammar::Registry;
 use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
 
-/// `PIA+5` product "Einbau iMS" (Codeliste der Konfigurationen 1.3c §7.1).
+/// `PIA+5` product "Einbau iMS" (Codeliste der Konfigurationen 1.3c §7.1; still listed in
+/// Codeliste der Konfigurationen 1.4, FV2610, as is 9991000002313 "Einbau kME / rLM": code
+/// extraction of the BDEW PDFs in sh-prog-edi/EdifactGenerator `_engine/daten/codelisten.js`,
+/// commit bca06f9; the 1.4 chapter text was not readable).
 pub const PRODUCT_IMS_INSTALLATION: &str = "9991000002305";
 
 /// Why a message could not be built.
@@ -171,6 +174,7 @@ pub fn grid_fee_order(
             pid: 17133,
             recipient: grid_operator,
             location: market_location.as_str(),
+            parties: Vec::new(),
             item: "Z79",
             product: PRODUCT_14A,
             properties: vec![
@@ -183,17 +187,31 @@ pub fn grid_fee_order(
     )
 }
 
+/// What an iMSys installation order says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImsysOrder {
+    /// The metering operator of the Messlokation (NAD+MR).
+    pub metering_operator: MarketPartnerId,
+    /// The Messlokation (LOC+172).
+    pub metering_location: MeteringLocationId,
+    /// The wanted date (DTM+203), at least 20 working days ahead (checked by the caller with
+    /// the calendar).
+    pub wanted: NaiveDate,
+    /// The end customer's contact for the appointment (NAD+Z09 with CTA/COM), when the
+    /// supplier gave one.
+    pub customer: Option<CustomerContact>,
+}
+
 /// The iMSys installation order "Messlokationsänderung vom LF an MSB" (WiM Teil 1 §3.3.2):
 /// ORDERS 17003 up to FV2504, ORDERS 17011 with `BGM+Z12` from FV2510 on (17003 is gas only
 /// since then: AHB ORDERS 1.1 condition \[60\]); `LOC+172+<MeLo>`, `LIN+1+Z19`,
-/// `PIA+5+9991000002305:Z11` ("Einbau iMS"), `DTM+203` = the wanted date (≥ 20 working days
-/// ahead, checked by the caller with the calendar).
+/// `PIA+5+9991000002305:Z11` ("Einbau iMS"), `DTM+203` = the wanted date, and with a customer
+/// contact SG2 `NAD+Z09` with SG5 `CTA+IC` and one `COM` per channel (AHB ORDERS 17011 SG2
+/// "Kunde des Lieferanten" Kann \[182\] ∧ \[6\] ∧ \[570\], after the Meldepunkt group).
 pub fn meter_order(
     registry: &Registry,
     sender: &Sender,
-    metering_operator: &MarketPartnerId,
-    metering_location: &MeteringLocationId,
-    wanted: NaiveDate,
+    order: &ImsysOrder,
     now: NaiveDateTime,
     references: &mut ReferenceSequence,
 ) -> Result<BuiltOrder, BuildError> {
@@ -202,15 +220,28 @@ pub fn meter_order(
         Some(a) if a.blocks.iter().any(|b| b.in_force(now.date())) => 17011,
         _ => 17003,
     };
+    let mut parties = Vec::new();
+    if let Some(customer) = &order.customer {
+        parties.push(OwnedSegment::new("NAD").simple("Z09"));
+        parties.push(
+            OwnedSegment::new("CTA")
+                .simple("IC")
+                .composite(["", customer.name()]),
+        );
+        for (address, code) in customer.channels() {
+            parties.push(OwnedSegment::new("COM").composite([address, code]));
+        }
+    }
     orders(
         registry,
         sender,
         OrdersBody {
             document: "Z12",
-            date: ("203", wanted),
+            date: ("203", order.wanted),
             pid,
-            recipient: metering_operator,
-            location: metering_location.as_str(),
+            recipient: &order.metering_operator,
+            location: order.metering_location.as_str(),
+            parties,
             item: "Z19",
             product: PRODUCT_IMS_INSTALLATION,
             properties: Vec::new(),
@@ -373,6 +404,8 @@ struct OrdersBody<'a> {
     recipient: &'a MarketPartnerId,
     /// LOC+172: market location or Messlokation.
     location: &'a str,
+    /// Further SG2 groups after the Meldepunkt (the customer, NAD+Z09 with its SG5).
+    parties: Vec<OwnedSegment>,
     /// LIN DE1229.
     item: &'a str,
     /// PIA+5 product code.
@@ -382,8 +415,8 @@ struct OrdersBody<'a> {
 }
 
 /// The ORDERS layout both orders share (AHB ORDERS 17133/17011/17003): BGM, DTM+137, the
-/// date, RFF+Z13, NAD+MS (with the contact up to 1.4b), NAD+MR, NAD+DP with LOC+172, SG29
-/// LIN/PIA (and SG30), UNS+S.
+/// date, RFF+Z13, NAD+MS (with the contact up to 1.4b), NAD+MR, NAD+DP with LOC+172, further
+/// parties (NAD+Z09), SG29 LIN/PIA (and SG30), UNS+S.
 fn orders(
     registry: &Registry,
     sender: &Sender,
@@ -412,6 +445,9 @@ fn orders(
         party_nad("MR", body.recipient),
         OwnedSegment::new("NAD").simple("DP"),
         OwnedSegment::new("LOC").simple("172").simple(body.location),
+    ]);
+    segments.extend(body.parties);
+    segments.extend([
         OwnedSegment::new("LIN").simple("1").simple(body.item),
         OwnedSegment::new("PIA")
             .simple("5")

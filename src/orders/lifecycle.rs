@@ -5,12 +5,23 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 
-use super::answers::Answer;
+use super::answers::{Answer, Installation};
 use super::billing::{self, BillingData};
 use super::reasons::reason_text;
-use super::rules::{GridFeeStatus, MeterType, ModuleProduct, ReductionType};
+use super::rules::{CustomerContact, GridFeeStatus, MeterType, ModuleProduct, ReductionType};
 use crate::acks::AckMatch;
 use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
+
+/// The EBD of the answers to our iMSys orders: they are all `BGM+Z12` orders (WiM Teil 1
+/// §3.3.2 "Messlokationsänderung vom LF an MSB"), answered with `AJT+<code>+E_0250` (AHB
+/// ORDRSP 19005/19006 \[83\] ∧ \[4\]); E_0283 answers the order of an offer (`BGM+Z93`, \[82\]),
+/// which the gateway does not place.
+pub const METER_ORDER_DECISION_TREE: &str = "E_0250";
+
+/// The "decision tree" under which the codes of an IFTSTA 21025 without DE1131 are listed in
+/// `grammars/codes/answer_codes.txt` (`Z74` kein Zugang, `Z75` Kommunikationsstörung; AHB
+/// IFTSTA 21025 STS DE9013 \[103\] ∧ \[537\]).
+pub const FAILURE_WITHOUT_TREE: &str = "IFTSTA_21025";
 
 /// Why the partner declined.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,7 +99,7 @@ pub enum MeterStatus {
     CheckReviewed,
     /// Appointment confirmed (ORDRSP 19005).
     Scheduled,
-    /// Installed (master-data change of the Messlokation).
+    /// Installed (the metering operator's UTILMD 55653 shows the smart-meter gateway).
     Installed,
     /// Meter live and reporting (partner status or configuration confirmation).
     Activated,
@@ -100,7 +111,10 @@ pub enum MeterStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CancelReason {
-    /// An iMSys is already there (E_0283 A01 "bestellte Technik liegt bereits vor").
+    /// An iMSys is already there. No answer to our order says so (E_0283 A01 "bestellte
+    /// Technik liegt bereits vor" answers only the order of an offer, `BGM+Z93`, which the
+    /// gateway does not place): the supplier core cancels with this reason when it learns it,
+    /// e.g. from the Messlokation's master data.
     PreExisting,
     /// The customer cancelled.
     CustomerRequest,
@@ -119,6 +133,10 @@ pub struct MeterOrder {
     pub metering_location: Option<MeteringLocationId>,
     /// Metering operator.
     pub metering_operator: MarketPartnerId,
+    /// The end customer's contact for the installation appointment, sent with the order
+    /// (ORDERS `NAD+Z09`), if the supplier gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_contact: Option<CustomerContact>,
     /// Milestone.
     pub status: MeterStatus,
     /// BGM document number of our ORDERS.
@@ -127,6 +145,10 @@ pub struct MeterOrder {
     pub appointment_at: Option<NaiveDateTime>,
     /// Installation time.
     pub installed_at: Option<NaiveDateTime>,
+    /// What the metering operator reported installed: the smart-meter gateway and meters of
+    /// its UTILMD 55653.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation: Option<Installation>,
     /// Activation time.
     pub activated_at: Option<NaiveDateTime>,
     /// Why cancelled.
@@ -148,8 +170,6 @@ pub enum Input<'a> {
     /// Applied with `now` = the time the partner reports (IFTSTA `DTM+334`), which becomes
     /// `activated_at`.
     PartnerStatus(MeterStatus),
-    /// The Messlokation's master data show the iMSys, installed at this time.
-    MeteringLocationInstalled(NaiveDateTime),
 }
 
 /// Why an input does not apply.
@@ -449,10 +469,12 @@ impl MeterOrder {
             market_location,
             metering_location,
             metering_operator,
+            customer_contact: None,
             status: MeterStatus::Created,
             order_document: None,
             appointment_at: None,
             installed_at: None,
+            installation: None,
             activated_at: None,
             cancelled_reason: None,
             blocked_at: None,
@@ -509,6 +531,16 @@ impl MeterOrder {
         Applied::changed(self, event)
     }
 
+    fn check_metering_location(&self, found: &str) -> Result<(), ApplyError> {
+        match &self.metering_location {
+            Some(m) if m.as_str() == found => Ok(()),
+            other => Err(ApplyError::NotThisOrder {
+                expected: other.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+                found: found.to_string(),
+            }),
+        }
+    }
+
     /// Applies an input.
     pub fn apply(self, input: &Input<'_>, now: NaiveDateTime) -> Result<Applied<Self>, ApplyError> {
         use MeterStatus::*;
@@ -531,8 +563,15 @@ impl MeterOrder {
                         found: order_document.clone(),
                     });
                 }
-                // E_0250 (plain order): A02 Zustimmung; E_0283 (offer route): A06 Zustimmung,
-                // A01 "bestellte Technik liegt bereits vor" (grammars/codes/answer_codes.txt).
+                // Our orders are BGM+Z12, answered on E_0250 (A02 Zustimmung; A01, A03, A04
+                // Ablehnung: grammars/codes/answer_codes.txt). E_0283 answers the order of an
+                // offer (BGM+Z93), which we do not place.
+                if decision_tree != METER_ORDER_DECISION_TREE {
+                    return Err(ApplyError::NotThisOrder {
+                        expected: format!("an answer on {}", METER_ORDER_DECISION_TREE),
+                        found: format!("{code} of {decision_tree}"),
+                    });
+                }
                 let outcome = super::reasons::outcome(decision_tree, code);
                 if outcome == Some(super::reasons::Outcome::Accepted) {
                     return match self.status {
@@ -556,9 +595,6 @@ impl MeterOrder {
                         }
                         s => Err(illegal(&s, &format!("confirmation {code}"))),
                     };
-                }
-                if outcome == Some(super::reasons::Outcome::CancelledPreExisting) {
-                    return self.cancel(CancelReason::PreExisting);
                 }
                 let mut text = text.clone();
                 if let Some((from, to)) = window {
@@ -639,35 +675,50 @@ impl MeterOrder {
                     )),
                 }
             }
-            Input::Answer(Answer::MeteringLocationChanged {
+            Input::Answer(Answer::MeteringLocationData {
                 metering_location,
-                valid_from,
+                installation,
+                ..
             }) => {
-                if self.metering_location.as_ref().map(|m| m.as_str())
-                    != Some(metering_location.as_str())
-                {
-                    return Err(ApplyError::NotThisOrder {
-                        expected: self
-                            .metering_location
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default(),
-                        found: metering_location.clone(),
-                    });
+                self.check_metering_location(metering_location)?;
+                let Some(installation) = installation else {
+                    return Err(illegal(
+                        &self.status,
+                        "Messlokation data without a smart-meter gateway (UTILMD 55653)",
+                    ));
+                };
+                match self.status {
+                    Placed | CheckSubmitted | CheckReviewed | Scheduled => {
+                        let mut a = self.advance(Installed, "meter_order.installed");
+                        a.order.installed_at = Some(installation.since);
+                        a.order.installation = Some(installation.clone());
+                        Ok(a)
+                    }
+                    Installed | Activated if self.installation.as_ref() == Some(installation) => {
+                        Ok(Applied::unchanged(self))
+                    }
+                    s => Err(illegal(&s, "installation (UTILMD 55653)")),
                 }
-                self.apply(&Input::MeteringLocationInstalled(*valid_from), now)
             }
-            Input::MeteringLocationInstalled(at) => match self.status {
-                Placed | CheckSubmitted | CheckReviewed | Scheduled => {
-                    let mut a = self.advance(Installed, "meter_order.installed");
-                    a.order.installed_at = Some(*at);
-                    Ok(a)
+            Input::Answer(Answer::MeteringChangeFailed(report)) => {
+                self.check_metering_location(&report.metering_location)?;
+                match self.status {
+                    // E_0286 (or Z74/Z75 without EBD): the change failed; the order is parked
+                    // at its milestone with the reason, for the supplier to decide.
+                    Placed | CheckSubmitted | CheckReviewed | Scheduled => {
+                        let tree = if report.decision_tree.is_empty() {
+                            FAILURE_WITHOUT_TREE
+                        } else {
+                            report.decision_tree.as_str()
+                        };
+                        self.block(now, Rejection::new(&report.code, tree, report.text.clone()))
+                    }
+                    s => Err(illegal(
+                        &s,
+                        &format!("failure {} (IFTSTA 21025)", report.code),
+                    )),
                 }
-                Installed | Activated if self.installed_at == Some(*at) => {
-                    Ok(Applied::unchanged(self))
-                }
-                s => Err(illegal(&s, "installation")),
-            },
+            }
             other => Err(illegal(&self.status, &format!("{other:?}"))),
         }
     }

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 
 use super::answers::Answer;
 use super::billing::{BillingData, Expectation};
-use super::lifecycle::{GridFeeReduction, MeterOrder, MeterStatus};
+use super::lifecycle::{GridFeeReduction, MeterOrder, MeterStatus, METER_ORDER_DECISION_TREE};
 use super::rules::{GridFeeStatus, ReductionType};
 
 /// The order(s) an answer belongs to.
@@ -34,32 +34,78 @@ fn one_document<'o>(candidates: &[&'o GridFeeReduction]) -> Option<Vec<&'o GridF
         .then(|| candidates.to_vec())
 }
 
-/// Finds the order `answer` is for:
+/// A meter order waits for its installation or its failure: placed and not yet installed,
+/// activated or cancelled.
+fn is_open(m: &MeterOrder) -> bool {
+    matches!(
+        m.status,
+        MeterStatus::Placed
+            | MeterStatus::CheckSubmitted
+            | MeterStatus::CheckReviewed
+            | MeterStatus::Scheduled
+    )
+}
+
+/// Finds the order `answer` from `partner` (the UNB sender) is for:
 /// - ORDRSP 19133 by `RFF+ON` = the BGM document number of our ORDERS 17133;
 /// - UTILMD 55218 by the market location, among the reductions waiting for their data
 ///   (`ordered`), the accepted ones first, all of one order document (several orders waiting
 ///   are not guessed between); while nothing waits, the activated reductions of the location
 ///   (the data continue or end them);
-/// - ORDRSP 19005/19006 and IFTSTA status reports by `RFF+ON` / `RFF+AGI`;
-/// - UTILMD 55620 by the Messlokation, among meter orders not yet installed.
+/// - ORDRSP 19005/19006 (on E_0250) and IFTSTA 21043/21044 status reports by `RFF+ON` /
+///   `RFF+AGI`;
+/// - UTILMD 55653 and IFTSTA 21025 by the Messlokation, among the open meter orders there.
+///
+/// A meter order is only ever matched by an answer of its metering operator, the partner the
+/// ORDERS went to: an answer of anyone else goes to clearing.
 pub fn match_answer<'o>(
     answer: &Answer,
+    partner: &str,
     reductions: &'o [GridFeeReduction],
     meters: &'o [MeterOrder],
 ) -> AnswerMatch<'o> {
     let unmatched = |reason: String| AnswerMatch::Unmatched { reason };
     let meter_by_document = |document: &str, what: &str| {
-        meters
+        match meters
             .iter()
             .find(|m| m.order_document.as_deref() == Some(document))
-            .map_or_else(
-                || {
-                    unmatched(format!(
-                        "{what} refers to order {document:?}, which we did not send"
-                    ))
-                },
-                AnswerMatch::Meter,
-            )
+        {
+            None => unmatched(format!(
+                "{what} refers to order {document:?}, which we did not send"
+            )),
+            Some(m) if m.metering_operator.as_str() != partner => unmatched(format!(
+                "{what} from {partner} refers to order {document:?}, which went to metering operator {}",
+                m.metering_operator
+            )),
+            Some(m) => AnswerMatch::Meter(m),
+        }
+    };
+    // The open meter orders at a Messlokation whose metering operator is the sender.
+    let open_meter_at = |metering_location: &str, what: &str| {
+        let at_location: Vec<&MeterOrder> = meters
+            .iter()
+            .filter(|m| {
+                m.metering_location.as_ref().map(|l| l.as_str()) == Some(metering_location)
+                    && is_open(m)
+            })
+            .collect();
+        let of_sender: Vec<&MeterOrder> = at_location
+            .iter()
+            .copied()
+            .filter(|m| m.metering_operator.as_str() == partner)
+            .collect();
+        match (of_sender.as_slice(), at_location.is_empty()) {
+            ([one], _) => AnswerMatch::Meter(one),
+            ([], true) => unmatched(format!(
+                "{what} for Messlokation {metering_location}: no open meter order there"
+            )),
+            ([], false) => unmatched(format!(
+                "{what} from {partner} for Messlokation {metering_location}: the open meter order there went to another metering operator"
+            )),
+            _ => unmatched(format!(
+                "{what} for Messlokation {metering_location}: several open meter orders"
+            )),
+        }
     };
     match answer {
         Answer::GridFeeResponse { order_document, .. } => {
@@ -118,40 +164,26 @@ pub fn match_answer<'o>(
         Answer::MeterOrderResponse {
             order_document,
             pid,
+            decision_tree,
+            code,
+            ..
+        } if decision_tree != METER_ORDER_DECISION_TREE => unmatched(format!(
+            "ORDRSP {pid} answers order {order_document:?} with {code} of {decision_tree}; our iMSys orders are BGM+Z12 orders answered on {METER_ORDER_DECISION_TREE} (AHB ORDRSP [83]; E_0283 answers the order of an offer, BGM+Z93 [82], which the gateway does not place)"
+        )),
+        Answer::MeterOrderResponse {
+            order_document,
+            pid,
             ..
         } => meter_by_document(order_document, &format!("ORDRSP {pid}")),
         Answer::StatusReport(report) => meter_by_document(
             &report.order_document,
             &format!("IFTSTA {} status", report.pid),
         ),
-        Answer::MeteringLocationChanged {
+        Answer::MeteringLocationData {
             metering_location, ..
-        } => {
-            let open: Vec<&MeterOrder> = meters
-                .iter()
-                .filter(|m| {
-                    m.metering_location.as_ref().map(|l| l.as_str())
-                        == Some(metering_location.as_str())
-                })
-                .filter(|m| {
-                    !matches!(
-                        m.status,
-                        MeterStatus::Installed
-                            | MeterStatus::Activated
-                            | MeterStatus::Cancelled
-                            | MeterStatus::Created
-                    )
-                })
-                .collect();
-            match open.as_slice() {
-                [one] => AnswerMatch::Meter(one),
-                [] => unmatched(format!(
-                    "UTILMD 55620 for Messlokation {metering_location}: no open meter order there"
-                )),
-                _ => unmatched(format!(
-                    "UTILMD 55620 for Messlokation {metering_location}: several open meter orders"
-                )),
-            }
+        } => open_meter_at(metering_location, "UTILMD 55653"),
+        Answer::MeteringChangeFailed(report) => {
+            open_meter_at(&report.metering_location, "IFTSTA 21025")
         }
     }
 }

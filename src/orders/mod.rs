@@ -15,14 +15,17 @@ pub mod partner_status;
 pub mod reasons;
 pub mod rules;
 
-pub use answers::{read_answer, read_status_reports, Answer, StatusReport, HANDLED_PIDS};
+pub use answers::{
+    read_answer, read_answers, read_failure_reports, read_status_reports, Answer, FailureReport,
+    Installation, InstalledMeter, StatusReport, HANDLED_PIDS, STATUS_REPORT_PIDS,
+};
 pub use billing::{
     review, Article, BillingData, Expectation, PeriodAnswer, PeriodKind, Quantity, Review,
     UsagePeriod, ViewPeriod, E0610,
 };
 pub use build::{
     billing_data_answer, grid_fee_order, meter_order, BillingDataAnswer, BuildError, BuiltOrder,
-    ChangeDate, GridFeeOrder, Sender, BILLING_ANSWER_WORKING_DAYS,
+    ChangeDate, GridFeeOrder, ImsysOrder, Sender, BILLING_ANSWER_WORKING_DAYS,
 };
 pub use lifecycle::{
     Applied, ApplyError, CancelReason, GridFeeReduction, Input, MeterOrder, MeterStatus, Rejection,
@@ -31,6 +34,6 @@ pub use matching::{expectation_for, match_answer, AnswerMatch};
 pub use partner_status::{PartnerStatusError, PartnerStatusRule, PartnerStatusRules};
 pub use reasons::reason_text;
 pub use rules::{
-    check_new_meter_order, check_new_reductions, Existing, GridFeeStatus, MeterType, ModuleProduct,
-    ReductionType, RuleViolation,
+    check_new_meter_order, check_new_reductions, ContactError, ContactFields, CustomerContact,
+    Existing, GridFeeStatus, MeterType, ModuleProduct, ReductionType, RuleViolation,
 };

@@ -1,12 +1,16 @@
 //! Partner-specific statuses of a meter order. The wMSB's site check (`check_submitted`,
 //! `check_reviewed`) and the meter's activation (`activated`) have no BDEW market message:
-//! WiM Teil 1 §3.3.2 ends the iMSys order process with the installation and the master-data
-//! change. Partners that report them do so with their own use of a status message (an IFTSTA
-//! status) — so which status means which milestone is configured per partner, never invented.
+//! WiM Teil 1 §3.3.2 ends the iMSys order process with the installation (the metering
+//! operator's master data, UTILMD 55653) or its failure (IFTSTA 21025). No IFTSTA a supplier
+//! receives refers to an iMSys order either: the ones naming an order (`RFF+AGI`, IFTSTA 21043
+//! and 21044) answer configuration orders (GPKE Teil 3). A partner that reports these
+//! milestones anyway does so by a bilateral use of such a status — so which status means which
+//! milestone is configured per partner, never inferred, and only where the AHB allows the
+//! status towards a supplier at all.
 
 use serde::{Deserialize, Serialize};
 
-use super::answers::StatusReport;
+use super::answers::{StatusReport, STATUS_REPORT_PIDS};
 use super::lifecycle::MeterStatus;
 use crate::ids::MarketPartnerId;
 
@@ -38,6 +42,16 @@ pub enum PartnerStatusError {
     /// The code is empty.
     #[error("empty status code")]
     EmptyCode,
+    /// The PID names no order (`RFF+AGI`), or has a market meaning of its own.
+    #[error(
+        "IFTSTA {0} cannot carry a partner status of a meter order: only 21043 and 21044 name an order (RFF+AGI); 21025 means the change failed, 21047 names a UTILMD's Vorgangsnummer (RFF+ACW)"
+    )]
+    NoOrderReference(u32),
+    /// A status the AHB sends only to a metering operator, never to a supplier.
+    #[error(
+        "status {0} of IFTSTA 21043 (erfolgreich/gescheitert) is only sent to a metering operator (AHB IFTSTA [117]), never to a supplier"
+    )]
+    OnlyTowardsMeteringOperator(String),
 }
 
 /// The configured rules of every partner.
@@ -71,6 +85,15 @@ impl PartnerStatusRules {
         if rule.code.trim().is_empty() {
             return Err(PartnerStatusError::EmptyCode);
         }
+        if let Some(pid) = rule.pid.filter(|p| !STATUS_REPORT_PIDS.contains(p)) {
+            return Err(PartnerStatusError::NoOrderReference(pid));
+        }
+        let status = rule.code.split(':').next().unwrap_or_default();
+        if matches!(status, "Z13" | "Z14") {
+            return Err(PartnerStatusError::OnlyTowardsMeteringOperator(
+                status.to_string(),
+            ));
+        }
         self.rules.push((partner, rule));
         Ok(())
     }
@@ -100,6 +123,12 @@ impl PartnerStatusRules {
     /// Whether any rule is configured for `partner`.
     pub fn knows(&self, partner: &str) -> bool {
         self.rules.iter().any(|(p, _)| p.as_str() == partner)
+    }
+
+    /// The IFTSTA PIDs a rule reads: its own, or every PID that names an order.
+    pub fn pids_of(rule: &PartnerStatusRule) -> Vec<u32> {
+        rule.pid
+            .map_or_else(|| STATUS_REPORT_PIDS.to_vec(), |pid| vec![pid])
     }
 }
 
@@ -146,7 +175,7 @@ mod tests {
             )
             .unwrap();
         rules
-            .add(wmsb(), rule(Some(21043), "Z14", MeterStatus::Activated))
+            .add(wmsb(), rule(Some(21044), "105", MeterStatus::Activated))
             .unwrap();
         let p = wmsb();
         assert_eq!(
@@ -158,11 +187,11 @@ mod tests {
             Some(MeterStatus::CheckSubmitted)
         );
         assert_eq!(
-            rules.milestone(p.as_str(), &report(21043, "Z14", "A01")),
+            rules.milestone(p.as_str(), &report(21044, "105", "A01")),
             Some(MeterStatus::Activated)
         );
         assert_eq!(
-            rules.milestone(p.as_str(), &report(21039, "Z14", "A01")),
+            rules.milestone(p.as_str(), &report(21043, "105", "A01")),
             None
         );
         assert_eq!(
@@ -197,6 +226,29 @@ mod tests {
             rules.add(wmsb(), rule(None, " ", MeterStatus::Activated)),
             Err(PartnerStatusError::EmptyCode)
         );
+        assert!(!rules.knows(wmsb().as_str()));
+    }
+
+    /// IFTSTA 21043 `Z14` ("erfolgreich") was configured as the meter's activation in the
+    /// tests' partner set-up; the AHB sends Z13/Z14 of 21043 only to a metering operator
+    /// (\[117\]), and 21039/21025/21047 name no order by RFF+AGI.
+    #[test]
+    fn regression_statuses_the_ahb_never_sends_a_supplier_cannot_be_configured() {
+        let mut rules = PartnerStatusRules::default();
+        for code in ["Z14", "Z13", "Z14:A02"] {
+            assert_eq!(
+                rules.add(wmsb(), rule(Some(21043), code, MeterStatus::Activated)),
+                Err(PartnerStatusError::OnlyTowardsMeteringOperator(
+                    code[..3].to_string()
+                ))
+            );
+        }
+        for pid in [21025, 21039, 21047] {
+            assert_eq!(
+                rules.add(wmsb(), rule(Some(pid), "Z43", MeterStatus::CheckSubmitted)),
+                Err(PartnerStatusError::NoOrderReference(pid))
+            );
+        }
         assert!(!rules.knows(wmsb().as_str()));
     }
 }

@@ -13,8 +13,6 @@ pub enum Outcome {
     Rejected,
     /// A meter order is parked with the reason.
     Blocked,
-    /// A meter order ends: the technology is already there.
-    CancelledPreExisting,
 }
 
 struct Entry {
@@ -55,7 +53,6 @@ fn parse(text: &str) -> Result<HashMap<(String, String), Entry>, String> {
             "accepted" => Outcome::Accepted,
             "rejected" => Outcome::Rejected,
             "blocked" => Outcome::Blocked,
-            "cancelled_pre_existing" => Outcome::CancelledPreExisting,
             _ => return Err(err()),
         };
         map.insert(
@@ -71,7 +68,8 @@ fn parse(text: &str) -> Result<HashMap<(String, String), Entry>, String> {
 }
 
 /// The German and English meaning of `code` in the decision tree `tree` (`E_0595`, `E_0250`,
-/// `E_0283`, or `APERAK` for ERC codes; a CONTRL syntax error code under `APERAK` is named as
+/// `E_0283`, `E_0286`, `IFTSTA_21025` for the 21025 codes without EBD, or `APERAK` for ERC
+/// codes; a CONTRL syntax error code under `APERAK` is named as
 /// such).
 pub fn reason_text(tree: &str, code: &str) -> (&'static str, &'static str) {
     match table().get(&(tree.to_string(), code.to_string())) {
@@ -100,9 +98,10 @@ mod tests {
     #[test]
     fn the_embedded_table_reads_and_knows_the_codes() {
         assert_eq!(outcome("E_0595", "A20"), Some(Outcome::Accepted));
+        assert_eq!(outcome("E_0286", "A01"), Some(Outcome::Blocked));
         assert_eq!(
-            outcome("E_0283", "A01"),
-            Some(Outcome::CancelledPreExisting)
+            reason_text("IFTSTA_21025", "Z75").1,
+            "failed: communication failure"
         );
         assert_eq!(outcome("E_0250", "A02"), Some(Outcome::Accepted));
         assert_eq!(outcome("E_0283", "A06"), Some(Outcome::Accepted));

@@ -3,7 +3,8 @@
 //!
 //! Sources: BNetzA BK8-22/010-A (Module 1-3) as summarised in `shared/domain/README.md`;
 //! Codeliste der Konfigurationen 1.3c §6.2 (only the combinations Modul 1, Modul 2 and
-//! Modul 1+3 can be ordered).
+//! Modul 1+3 can be ordered). Version 1.4 (in force from 2026-10-01) still lists the three
+//! module codes; its text and chapter numbers were not readable (see `ModuleProduct`).
 
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +139,14 @@ pub fn check_new_meter_order(existing_orders: usize) -> Result<(), RuleViolation
 /// The product ordered with ORDERS 17133: `PIA+5+9991000002496:Z11` ("Netzentgelte aufgrund
 /// netzorientierter Steuerung") with `CAV+ZH9:::<code>` (Codeliste der Konfigurationen 1.3c
 /// §6.2). Only these three combinations exist: Modul 3 alone and 2+3 cannot be ordered.
+///
+/// Codeliste der Konfigurationen 1.4 (FV2610): the codes 9991000002579, …2587 and …2595 are in
+/// it, and no code of that family was added (the 13-digit codes of 1.3c and 1.4 as extracted
+/// from the BDEW PDFs in sh-prog-edi/EdifactGenerator `_engine/daten/codelisten.js`,
+/// `konfigurationen_202604` / `konfigurationen_202610`, commit bca06f9; 1.4 drops
+/// 9991000002454, …2462, …2470, …2488 and adds 21 codes, none of them ours). The product code
+/// 9991000002496 and the meaning of each code could not be checked in that extraction (it
+/// misses 9991000002496 in 1.3c as well); AHB ORDERS 1.1b keeps `PIA+5` with `[158]` in 17133.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModuleProduct {
@@ -195,6 +204,259 @@ impl ModuleProduct {
             (true, false, false) => Some(ModuleProduct::Module1),
             (false, true, false) => Some(ModuleProduct::Module2),
             _ => None,
+        }
+    }
+}
+
+/// Most characters of the contact's name: ORDERS MIG 1.4b SG5 `CTA` DE3412 an..256.
+pub const CONTACT_NAME_MAX: usize = 256;
+
+/// Most characters of the contact's e-mail address: RFC 5321 §4.5.3.1.3 allows a path of 256
+/// octets with its angle brackets, so an address has at most 254 (the MIG's COM DE3148 an..512
+/// would allow more than any mail server takes).
+pub const CONTACT_EMAIL_MAX: usize = 254;
+
+/// Most digits of a telephone number after the `+`: ITU-T E.164 numbers have at most 15.
+pub const CONTACT_PHONE_DIGITS_MAX: usize = 15;
+
+/// The end customer's contact, sent with the iMSys order so that the metering operator can
+/// agree the installation appointment with the customer: ORDERS 17011 `NAD+Z09` "Kunde des
+/// LF" with SG5 `CTA+IC+:<name>` and one `COM` per channel (AHB ORDERS 1.1a, FV2604, SG2
+/// "Kunde des Lieferanten" Kann \[182\] ∧ \[6\] ∧ \[570\]: "zur Angabe von Kontaktdaten des Kunden
+/// des Lieferanten um die Änderung an der Technik zu vereinfachen"; the same group in
+/// edi-energy's FV2610 profile of 17011).
+///
+/// Made only by [`CustomerContact::new`] (and read back from the store through it), so that a
+/// value of this type always fits the message: a name of at most 256 characters ISO 8859-1 can
+/// carry, at least one channel, an e-mail address with `@` and `.` (AHB \[939\]), telephone
+/// numbers as `+` and digits only (AHB \[940\]); no control characters anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ContactFields", into = "ContactFields")]
+pub struct CustomerContact {
+    name: String,
+    email: Option<String>,
+    phone: Option<String>,
+    mobile: Option<String>,
+}
+
+/// The fields of a [`CustomerContact`] as given, before they are checked (the API's and the
+/// store's JSON shape).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactFields {
+    /// The person to ask for (CTA DE3412).
+    pub name: String,
+    /// E-mail address (COM …:EM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Telephone (COM …:TE), `+` and digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Mobile telephone (COM …:AL), `+` and digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<String>,
+}
+
+/// Why a customer contact cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContactError {
+    /// The name is empty (CTA DE3412 is required in the group).
+    #[error("name must not be empty")]
+    EmptyName,
+    /// A value is longer than allowed.
+    #[error("{field} has {found} characters; at most {max} are allowed")]
+    TooLong {
+        /// `name` or `email`.
+        field: &'static str,
+        /// The limit.
+        max: usize,
+        /// The length given.
+        found: usize,
+    },
+    /// A control character (line breaks included) in a value.
+    #[error("{field} contains a control character at character {position}")]
+    ControlCharacter {
+        /// The field.
+        field: &'static str,
+        /// Its position (from 1).
+        position: usize,
+    },
+    /// A character the interchange's character set (UNOC, ISO 8859-1) cannot carry.
+    #[error("{field} contains {character:?}, which ISO 8859-1 (UNOC) cannot carry")]
+    NotLatin1 {
+        /// The field.
+        field: &'static str,
+        /// The character.
+        character: char,
+    },
+    /// Not an e-mail address (AHB \[939\]: contains `@` and `.`).
+    #[error("email must be an address such as name@example.de, without spaces")]
+    BadEmail,
+    /// Not a telephone number in the form the AHB asks for.
+    #[error("{field} must be + followed by 1 to 15 digits, such as +4930123456 (AHB [940])")]
+    BadPhone {
+        /// `phone` or `mobile`.
+        field: &'static str,
+    },
+    /// Neither e-mail nor telephone: the group's COM is required.
+    #[error("give at least one of email, phone and mobile")]
+    NoChannel,
+}
+
+impl ContactError {
+    /// The field the problem is about (`name`, `email`, `phone`, `mobile`; `email` also when
+    /// no channel is given).
+    pub fn field(&self) -> &'static str {
+        match self {
+            ContactError::EmptyName => "name",
+            ContactError::TooLong { field, .. }
+            | ContactError::ControlCharacter { field, .. }
+            | ContactError::NotLatin1 { field, .. }
+            | ContactError::BadPhone { field } => field,
+            ContactError::BadEmail | ContactError::NoChannel => "email",
+        }
+    }
+}
+
+/// Control characters and characters outside ISO 8859-1 in `value`.
+fn text_problems(field: &'static str, value: &str, errors: &mut Vec<ContactError>) {
+    if let Some(position) = value.chars().position(char::is_control) {
+        errors.push(ContactError::ControlCharacter {
+            field,
+            position: position + 1,
+        });
+    }
+    if let Some(character) = value.chars().find(|c| {
+        !c.is_control()
+            && crate::edifact::Charset::Unoc
+                .encode(c.encode_utf8(&mut [0; 4]))
+                .is_err()
+    }) {
+        errors.push(ContactError::NotLatin1 { field, character });
+    }
+}
+
+fn phone_problems(field: &'static str, value: &str, errors: &mut Vec<ContactError>) {
+    let digits = value.strip_prefix('+').unwrap_or("");
+    if digits.is_empty()
+        || digits.len() > CONTACT_PHONE_DIGITS_MAX
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        errors.push(ContactError::BadPhone { field });
+    }
+}
+
+impl CustomerContact {
+    /// Checks `fields` and returns every problem at once. The name is trimmed; empty optional
+    /// values count as absent.
+    pub fn new(fields: ContactFields) -> Result<CustomerContact, Vec<ContactError>> {
+        let mut errors = Vec::new();
+        let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let name = fields.name.trim().to_string();
+        let (email, phone, mobile) = (
+            given(fields.email),
+            given(fields.phone),
+            given(fields.mobile),
+        );
+        if name.is_empty() {
+            errors.push(ContactError::EmptyName);
+        }
+        let length = name.chars().count();
+        if length > CONTACT_NAME_MAX {
+            errors.push(ContactError::TooLong {
+                field: "name",
+                max: CONTACT_NAME_MAX,
+                found: length,
+            });
+        }
+        text_problems("name", &name, &mut errors);
+        if let Some(email) = &email {
+            let length = email.chars().count();
+            if length > CONTACT_EMAIL_MAX {
+                errors.push(ContactError::TooLong {
+                    field: "email",
+                    max: CONTACT_EMAIL_MAX,
+                    found: length,
+                });
+            }
+            text_problems("email", email, &mut errors);
+            let well_formed = match email.split_once('@') {
+                Some((local, domain)) => {
+                    !local.is_empty()
+                        && !domain.contains('@')
+                        && domain.contains('.')
+                        && !domain.starts_with('.')
+                        && !domain.ends_with('.')
+                        && !email.chars().any(char::is_whitespace)
+                }
+                None => false,
+            };
+            if !well_formed {
+                errors.push(ContactError::BadEmail);
+            }
+        }
+        if let Some(phone) = &phone {
+            phone_problems("phone", phone, &mut errors);
+        }
+        if let Some(mobile) = &mobile {
+            phone_problems("mobile", mobile, &mut errors);
+        }
+        if email.is_none() && phone.is_none() && mobile.is_none() {
+            errors.push(ContactError::NoChannel);
+        }
+        if errors.is_empty() {
+            Ok(CustomerContact {
+                name,
+                email,
+                phone,
+                mobile,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The person to ask for.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The channels as `COM` writes them: (address, DE3155 code), e-mail `EM`, telephone `TE`,
+    /// mobile `AL`; each code at most once (AHB \[1P0..1\]).
+    pub fn channels(&self) -> Vec<(&str, &'static str)> {
+        [
+            (self.email.as_deref(), "EM"),
+            (self.phone.as_deref(), "TE"),
+            (self.mobile.as_deref(), "AL"),
+        ]
+        .into_iter()
+        .filter_map(|(value, code)| value.map(|v| (v, code)))
+        .collect()
+    }
+}
+
+impl TryFrom<ContactFields> for CustomerContact {
+    type Error = String;
+
+    fn try_from(fields: ContactFields) -> Result<CustomerContact, String> {
+        CustomerContact::new(fields).map_err(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+impl From<CustomerContact> for ContactFields {
+    fn from(contact: CustomerContact) -> ContactFields {
+        ContactFields {
+            name: contact.name,
+            email: contact.email,
+            phone: contact.phone,
+            mobile: contact.mobile,
         }
     }
 }
@@ -322,6 +584,80 @@ mod tests {
             check_new_meter_order(1),
             Err(RuleViolation::SecondMeterOrder)
         );
+    }
+
+    fn fields(name: &str, email: Option<&str>, phone: Option<&str>) -> ContactFields {
+        ContactFields {
+            name: name.into(),
+            email: email.map(Into::into),
+            phone: phone.map(Into::into),
+            mobile: None,
+        }
+    }
+
+    #[test]
+    fn a_customer_contact_is_checked_whole() {
+        let ok = CustomerContact::new(fields(
+            "  Jörg Schäfer ",
+            Some("joerg@example.de"),
+            Some("+4930123456"),
+        ))
+        .unwrap();
+        assert_eq!(ok.name(), "Jörg Schäfer");
+        assert_eq!(
+            ok.channels(),
+            [("joerg@example.de", "EM"), ("+4930123456", "TE")]
+        );
+        let cases: &[(&str, ContactFields, &[&str])] = &[
+            ("no channel", fields("A", None, None), &["email"]),
+            ("empty name", fields(" ", Some("a@b.de"), None), &["name"]),
+            (
+                "control character",
+                fields("A\nB", Some("a@b.de"), None),
+                &["name"],
+            ),
+            (
+                "not Latin-1",
+                fields("Łukasz", Some("a@b.de"), None),
+                &["name"],
+            ),
+            (
+                "too long",
+                fields(&"x".repeat(257), Some("a@b.de"), None),
+                &["name"],
+            ),
+            ("no @", fields("A", Some("ab.de"), None), &["email"]),
+            ("no dot", fields("A", Some("a@b"), None), &["email"]),
+            ("space", fields("A", Some("a b@c.de"), None), &["email"]),
+            (
+                "phone with spaces",
+                fields("A", None, Some("+49 30 1")),
+                &["phone"],
+            ),
+            (
+                "phone without +",
+                fields("A", None, Some("030123")),
+                &["phone"],
+            ),
+            (
+                "16 digits",
+                fields("A", None, Some("+1234567890123456")),
+                &["phone"],
+            ),
+        ];
+        for (what, given, problem_fields) in cases {
+            let errors = CustomerContact::new(given.clone()).unwrap_err();
+            let got: Vec<&str> = errors.iter().map(ContactError::field).collect();
+            assert_eq!(&got, problem_fields, "{what}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn a_stored_contact_is_checked_again_when_read() {
+        let json = r#"{"name":"A","email":"a@b.de"}"#;
+        let contact: CustomerContact = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_string(&contact).unwrap(), json);
+        assert!(serde_json::from_str::<CustomerContact>(r#"{"name":"A"}"#).is_err());
     }
 
     #[test]

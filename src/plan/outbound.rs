@@ -17,8 +17,8 @@ use crate::ids::new_id;
 use crate::orders::lead_time::{earliest_meter_date, german_day};
 use crate::orders::{
     grid_fee_order, meter_order, Applied, ApplyError, BuildError, BuiltOrder, ChangeDate,
-    GridFeeOrder, GridFeeReduction, GridFeeStatus, MeterOrder, MeterStatus, ModuleProduct,
-    ReductionType, Sender,
+    GridFeeOrder, GridFeeReduction, GridFeeStatus, ImsysOrder, MeterOrder, MeterStatus,
+    ModuleProduct, ReductionType, Sender,
 };
 
 /// Why an outbox item cannot be sent (permanent: the item is parked with this reason).
@@ -123,15 +123,13 @@ pub fn send_meter_order(
         .ok_or_else(|| OutboundError::NoMeteringLocation(order.id.clone()))?;
     let earliest = earliest_meter_date(now);
     let date = wanted.map_or(earliest, |w| w.max(earliest));
-    let built = meter_order(
-        registry,
-        sender,
-        &order.metering_operator,
-        melo,
-        date,
-        now,
-        references,
-    )?;
+    let message = ImsysOrder {
+        metering_operator: order.metering_operator.clone(),
+        metering_location: melo.clone(),
+        wanted: date,
+        customer: order.customer_contact.clone(),
+    };
+    let built = meter_order(registry, sender, &message, now, references)?;
     let applied = order.clone().placed(built.document_number.clone())?;
     Ok((built, applied))
 }

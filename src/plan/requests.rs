@@ -12,8 +12,8 @@ use super::records::{
 };
 use crate::ids::{new_id, MarketLocationId, MarketPartnerId, MeteringLocationId};
 use crate::orders::{
-    check_new_meter_order, check_new_reductions, ApplyError, CancelReason, Existing,
-    GridFeeReduction, GridFeeStatus, MeterOrder, MeterType, ReductionType, RuleViolation,
+    check_new_meter_order, check_new_reductions, ApplyError, CancelReason, CustomerContact,
+    Existing, GridFeeReduction, GridFeeStatus, MeterOrder, MeterType, ReductionType, RuleViolation,
 };
 
 /// `POST /grid-fee-reductions`, parsed.
@@ -42,6 +42,8 @@ pub struct NewMeterOrder {
     pub metering_location: Option<MeteringLocationId>,
     /// The metering operator.
     pub metering_operator: MarketPartnerId,
+    /// The end customer's contact for the installation appointment, sent with the order.
+    pub customer_contact: Option<CustomerContact>,
 }
 
 /// New orders with their first history rows and the outbox items that send them.
@@ -125,13 +127,14 @@ pub fn new_meter_order(
     now: DateTime<Utc>,
 ) -> Result<Created<MeterOrder>, RuleViolation> {
     check_new_meter_order(existing)?;
-    let order = MeterOrder::created(
+    let mut order = MeterOrder::created(
         new_id("mor", now),
         request.subscription.clone(),
         request.market_location.clone(),
         request.metering_location.clone(),
         request.metering_operator.clone(),
     );
+    order.customer_contact = request.customer_contact.clone();
     let history = vec![first_row(
         OrderKind::MeterOrder,
         &order.id,
@@ -176,14 +179,17 @@ pub fn confirmation(
         .collect()
 }
 
-/// The customer cancels a meter order: the change with its history row and webhook event,
-/// `None` when it is cancelled by the customer already (nothing changes), or why it cannot be
+/// The supplier core cancels a meter order, because the customer asks (`customer_request`) or
+/// because an iMSys is already there (`pre_existing`: no answer to our order says so, see
+/// [`CancelReason::PreExisting`]): the change with its history row and webhook event, `None`
+/// when it is cancelled for this reason already (nothing changes), or why it cannot be
 /// cancelled.
 pub fn cancellation(
     record: &MeterOrderRecord,
+    reason: CancelReason,
     now: DateTime<Utc>,
 ) -> Result<Option<OrderChange>, ApplyError> {
-    let applied = record.order.clone().cancel(CancelReason::CustomerRequest)?;
+    let applied = record.order.clone().cancel(reason)?;
     let Some(topic) = applied.event else {
         return Ok(None);
     };
@@ -199,6 +205,6 @@ pub fn cancellation(
         "",
         now,
     );
-    change.history.detail = Some(json!({"source": "api", "reason": "customer_request"}));
+    change.history.detail = Some(json!({"source": "api", "reason": serde_text(&reason)}));
     Ok(Some(change))
 }

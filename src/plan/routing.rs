@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::acks::{AperakOwner, ProcessingCheck, ProcessingError};
 use crate::edifact::Message;
 use crate::grammar::{message_pid, Registry};
-use crate::orders::HANDLED_PIDS;
+use crate::orders::{HANDLED_PIDS, STATUS_REPORT_PIDS};
 
 /// What happens to a received business message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -106,9 +106,10 @@ impl fmt::Display for RoutingError {
             ),
             RoutingError::NotHandled(what) => write!(
                 f,
-                "no workflow of the gateway handles {what} (handled PIDs: {}); use forward or \
-                 refuse",
-                HANDLED_PIDS.map(|p| p.to_string()).join(", ")
+                "no workflow of the gateway handles {what} (handled PIDs: {}; on request, for \
+                 partner statuses: {}); use forward or refuse",
+                HANDLED_PIDS.map(|p| p.to_string()).join(", "),
+                STATUS_REPORT_PIDS.map(|p| p.to_string()).join(", ")
             ),
             RoutingError::Acknowledgement(t) => write!(
                 f,
@@ -167,7 +168,7 @@ impl RoutingTable {
                     continue;
                 }
             };
-            if route == Route::Handle && !HANDLED_PIDS.contains(&pid) {
+            if route == Route::Handle && !can_handle(pid) {
                 errors.push((
                     key.to_string(),
                     RoutingError::NotHandled(format!("PID {pid}")),
@@ -248,6 +249,14 @@ impl RoutingTable {
             .chain(self.types.iter().map(|(t, r)| (t.clone(), *r)))
             .collect()
     }
+}
+
+/// Whether a workflow of ours can read `pid`: the [`HANDLED_PIDS`] (handled by default) and the
+/// IFTSTA status reports of [`STATUS_REPORT_PIDS`] (forwarded by default: they answer
+/// configuration orders, and mean something for a meter order only through a partner's
+/// configured statuses).
+pub fn can_handle(pid: u32) -> bool {
+    HANDLED_PIDS.contains(&pid) || STATUS_REPORT_PIDS.contains(&pid)
 }
 
 /// The route of a received message as the gateway applies it: the table's route, except that a
@@ -338,6 +347,25 @@ mod tests {
             assert_eq!(table.route("UTILMD", "S2.2", Some(pid)), Route::Forward);
         }
         assert_eq!(table.route("CONTRL", "2.0b", None), Route::Handle);
+    }
+
+    /// Issue 14: IFTSTA 21039/21043/21044/21047 and UTILMD 55620 were handled, but no workflow
+    /// of ours reads them (21043/21044 answer configuration orders, 21039 Sperr orders, 21047
+    /// names a UTILMD Vorgangsnummer, 55620 carries only the MSB assignment): a real one was
+    /// swallowed or parked in clearing instead of reaching the core. 21043/21044 can be handled
+    /// on request, for a partner's configured statuses.
+    #[test]
+    fn regression_status_reports_and_55620_go_to_the_core_by_default() {
+        let table = RoutingTable::default();
+        for pid in [21039, 21043, 21044, 21047, 55620] {
+            assert_eq!(table.route("X", "1", Some(pid)), Route::Forward, "{pid}");
+        }
+        for pid in [55653, 21025] {
+            assert_eq!(table.route("X", "1", Some(pid)), Route::Handle, "{pid}");
+        }
+        let table = RoutingTable::with_overrides([("21043", Route::Handle)], [], None).unwrap();
+        assert_eq!(table.route("IFTSTA", "2.1", Some(21043)), Route::Handle);
+        assert!(RoutingTable::with_overrides([("21047", Route::Handle)], [], None).is_err());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use split::Split;
 
 pub(super) use ahb_tables::{ahb_tables, AhbTables};
 pub(super) use mig_tables::{mig_tables, MigTables};
-pub use report::{Finding, GroupInstance, Level, MessageReport, Severity, Validated};
+pub use report::{Finding, GroupInstance, GroupView, Level, MessageReport, Severity, Validated};
 pub(super) use values::short_key;
 
 /// The PID of a message: the value of the first `RFF+Z13` (BDEW: "Prüfidentifikator").
@@ -384,6 +384,13 @@ fn validate_segments<'a>(
         groups: matcher.instance_stack.split_off(0),
         ..GroupInstance::default()
     };
+    // Findings of rule kinds the MIG declares unverified become warnings before anything
+    // else reads them: they reject nothing, and the message is read as far as it matched.
+    super::unverified::relax(
+        &mut matcher.findings[matcher_from..],
+        mig.unverified_rules,
+        &mig.file,
+    );
     let structure_ok = !matcher.findings[matcher_from..].iter().any(|f| {
         f.severity == Severity::Error
             && matches!(
@@ -405,7 +412,13 @@ fn validate_segments<'a>(
                 slots: tables.conditions * words,
                 date_at: message_date.map(|(_, i)| i),
             };
+            let ahb_from = report.findings.len();
             apply_ahb(&ahb.blocks[block], tables, &view, &mut report.findings);
+            super::unverified::relax(
+                &mut report.findings[ahb_from..],
+                ahb.blocks[block].unverified_rules,
+                &ahb.file,
+            );
         }
         Some((ahb, None)) => report.findings.push(split.finding(
             0,
@@ -597,6 +610,85 @@ segment UNT M 1
             ]
         );
         assert_eq!(report(GOOD), vec![]);
+    }
+
+    /// The test MIG as version 1.1, taken over unread (`based-on`), and the AHB rules of 1.1
+    /// with their `require` rules unverified.
+    fn unverified_registry() -> Registry {
+        let next = "source test\nmessage TSTMSG D:1:UN:1.1\nvalid-from 2026-01-01\nbased-on 1.0\nunverified copied from 1.0\nunverified-rules structure elements codes\n";
+        let ahb = format!(
+            "{AHB}version 2026-01-01 - 1.1\n  unverified-rules required\n  require DTM 2005=203  # [1]\n  values NAD 3035=MS 3055 = 293  # [2]\n  check NAD 3035=MS|MR 3039 mpid\n"
+        );
+        Registry::from_files([
+            ("tst/1.0.mig", MIG),
+            ("tst/1.1.mig", next),
+            ("ahb/99001.ahb", ahb.as_str()),
+        ])
+        .unwrap()
+    }
+
+    fn report_unverified(body: &str) -> Vec<(String, Severity)> {
+        let text = message(body).replace("TSTMSG:D:1:UN:1.0", "TSTMSG:D:1:UN:1.1");
+        let doc = parse(text.as_bytes()).unwrap();
+        let ic = doc.interchanges().next().unwrap();
+        let r = validate_message(&ic.messages().next().unwrap(), &unverified_registry(), None);
+        r.findings
+            .iter()
+            .filter(|f| !matches!(f.rule, "grammar_unverified" | "version_not_in_force"))
+            .map(|f| (f.rule.to_string(), f.severity))
+            .collect()
+    }
+
+    #[test]
+    fn findings_of_unverified_rule_kinds_are_warnings_and_the_message_is_still_read() {
+        // A stray segment (structure), a surplus element (elements), a new code (codes) and a
+        // missing DTM+203 (AHB required): all from rules the files declare unverified.
+        let bad = GOOD
+            .replace("BGM+Z91+DOC1'", "BGM+Z99+DOC1+9'XYZ+1'")
+            .replace("DTM+203:202510142200?+00:303'", "");
+        let findings = report_unverified(&bad);
+        assert_eq!(
+            findings,
+            vec![
+                ("too_many_elements".to_string(), Severity::Warning),
+                ("code_not_allowed".to_string(), Severity::Warning),
+                ("unexpected_segment".to_string(), Severity::Warning),
+                ("required_by_ahb".to_string(), Severity::Warning),
+            ]
+        );
+        let text = message(&bad).replace("TSTMSG:D:1:UN:1.0", "TSTMSG:D:1:UN:1.1");
+        let doc = parse(text.as_bytes()).unwrap();
+        let ic = doc.interchanges().next().unwrap();
+        let r = validate_message(&ic.messages().next().unwrap(), &unverified_registry(), None);
+        assert!(!r.has_errors());
+        let surplus = r
+            .findings
+            .iter()
+            .find(|f| f.rule == "too_many_elements")
+            .unwrap();
+        assert!(surplus.message.ends_with(
+            "(not rejected: the elements rules of grammars/tst/1.1.mig are unverified)"
+        ));
+        // Read as far as it matched: the stray segment is left out, the rest is placed.
+        assert_eq!(r.validated.unwrap().groups_at("SG2").len(), 2);
+    }
+
+    #[test]
+    fn findings_of_verified_rule_kinds_stay_errors_in_an_unverified_grammar() {
+        // Formats and repetitions of 1.1 are not declared unverified; the AHB's code list and
+        // check digits are verified (or never depend on the version).
+        let bad = GOOD
+            .replace("DOC1", "DOC1DOC1DOC1DOC1DOC1DOC1DOC1DOC1DOC1")
+            .replace("9904292000003::293", "9904292000004::9");
+        let findings = report_unverified(&bad);
+        assert_eq!(
+            findings,
+            vec![
+                ("value_too_long".to_string(), Severity::Error),
+                ("code_not_allowed_by_ahb".to_string(), Severity::Error),
+                ("format_by_ahb".to_string(), Severity::Error),
+            ]
+        );
     }
 
     #[test]

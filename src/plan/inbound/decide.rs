@@ -232,7 +232,7 @@ fn decide_answer(
     context: &mut DecideContext<'_>,
     effects: &mut Vec<Effect>,
 ) {
-    let ids: Vec<String> = match match_answer(answer, reductions, meters) {
+    let ids: Vec<String> = match match_answer(answer, context.partner, reductions, meters) {
         AnswerMatch::Unmatched { reason } => {
             effects.push(Effect::Clearing {
                 reason,
@@ -289,7 +289,7 @@ fn decide_billing_data(
     effects: &mut Vec<Effect>,
 ) {
     let answer = Answer::BillingData(data.clone());
-    let (ids, unmatched) = match match_answer(&answer, reductions, meters) {
+    let (ids, unmatched) = match match_answer(&answer, context.partner, reductions, meters) {
         AnswerMatch::GridFee(rows) => (rows.iter().map(|r| r.id.clone()).collect(), None),
         AnswerMatch::Meter(m) => (vec![m.id.clone()], None),
         AnswerMatch::Unmatched { reason } => (Vec::new(), Some(reason)),

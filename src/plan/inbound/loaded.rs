@@ -37,7 +37,7 @@ pub struct Loaded {
 pub struct BatchKeys {
     /// Market locations (UTILMD 55218).
     pub market_locations: Vec<String>,
-    /// Messlokationen (UTILMD 55620).
+    /// Messlokationen (UTILMD 55653, IFTSTA 21025).
     pub metering_locations: Vec<String>,
     /// Our ORDERS document numbers.
     pub order_documents: Vec<String>,

@@ -335,6 +335,7 @@ impl NewReceivedMessage {
 /// keyed by its sender, so that only the partner a message went to can meet its deadline.
 pub fn met_by(read: &ReadInbound) -> Vec<crate::plan::deadlines::MetKey> {
     use crate::acks::Acknowledgement;
+    use crate::orders::lifecycle::METER_ORDER_DECISION_TREE;
     use crate::orders::Answer;
     use crate::plan::deadlines::{Awaiting, MetKey};
     let Some(partner) = read.facts.sender.clone() else {
@@ -349,6 +350,13 @@ pub fn met_by(read: &ReadInbound) -> Vec<crate::plan::deadlines::MetKey> {
     let mut out = Vec::new();
     for item in &read.items {
         match item {
+            // An ORDRSP on another decision tree than our iMSys orders' (E_0283, the offer
+            // route) answers no order of ours (`orders::match_answer` sends it to clearing), so
+            // it does not meet the ORDRSP we wait for either.
+            InboundItem::Answer {
+                answer: Answer::MeterOrderResponse { decision_tree, .. },
+                ..
+            } if decision_tree != METER_ORDER_DECISION_TREE => {}
             InboundItem::Answer {
                 answer:
                     Answer::GridFeeResponse { order_document, .. }

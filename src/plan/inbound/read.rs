@@ -12,7 +12,7 @@ use crate::acks::{
 };
 use crate::edifact::{parse_lenient, OwnedInterchange, ParseOutcome};
 use crate::grammar::Level;
-use crate::orders::{read_answer, Answer};
+use crate::orders::{read_answers, Answer};
 use crate::plan::routing::{route_of_message, Route, RoutingTable};
 
 /// What the journal records about a received interchange.
@@ -73,7 +73,7 @@ pub enum LookupKey {
     OrderDocument(String),
     /// A market location (UTILMD 55218).
     MarketLocation(String),
-    /// A Messlokation (UTILMD 55620).
+    /// A Messlokation (UTILMD 55653, IFTSTA 21025).
     MeteringLocation(String),
     /// What we sent in this interchange to this partner (CONTRL, APERAK by RFF+ACE).
     SentInterchange(String),
@@ -119,9 +119,12 @@ impl InboundItem {
                 Answer::BillingData(data) => {
                     LookupKey::MarketLocation(data.market_location.clone())
                 }
-                Answer::MeteringLocationChanged {
+                Answer::MeteringLocationData {
                     metering_location, ..
                 } => LookupKey::MeteringLocation(metering_location.clone()),
+                Answer::MeteringChangeFailed(r) => {
+                    LookupKey::MeteringLocation(r.metering_location.clone())
+                }
             }],
             InboundItem::Acknowledgement { acknowledgement } => match acknowledgement {
                 Acknowledgement::Contrl {
@@ -378,24 +381,25 @@ pub fn read_inbound(
             });
             continue;
         }
-        let answer = match (&report.validated, report.pid) {
-            (Some(v), Some(pid)) => read_answer(v, pid),
-            _ => None,
+        let answers = match (&report.validated, report.pid) {
+            (Some(v), Some(pid)) => read_answers(v, pid),
+            _ => Vec::new(),
         };
-        items.push(match answer {
-            Some(answer) => InboundItem::Answer {
-                message: report.reference.clone(),
-                answer,
-            },
-            None => InboundItem::NotProcessed {
+        if answers.is_empty() {
+            items.push(InboundItem::NotProcessed {
                 message: report.reference.clone(),
                 reason: format!(
                     "{} PID {}: not an answer to the orders this gateway sends",
                     report.identifier,
                     report.pid.map_or("none".to_string(), |p| p.to_string())
                 ),
-            },
-        });
+            });
+        }
+        // One item per answer: an IFTSTA 21025 reports one failure per SG14.
+        items.extend(answers.into_iter().map(|answer| InboundItem::Answer {
+            message: report.reference.clone(),
+            answer,
+        }));
     }
     if has_acknowledgements {
         if let Some(doc) = &parsed.document {
