@@ -672,6 +672,14 @@ async fn deadlines(url: String, data_dir: PathBuf) {
         &[(VNB, "9904292000003")],
     );
     gw.deliver("forged.edi", &forged).await;
+    // …and changes nothing: it is in clearing, naming the stranger (issue 15 defect 3).
+    let clearing = gw.get("/clearing").await;
+    assert!(
+        clearing["data"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("9904292000003")),
+        "{clearing}"
+    );
     // …the grid operator's does.
     gw.deliver(
         "ordrsp_a20.edi",

@@ -113,21 +113,35 @@ pub fn match_answer<'o>(
                 .iter()
                 .filter(|r| r.order_document.as_deref() == Some(order_document.as_str()))
                 .collect();
-            if of_document.is_empty() {
-                unmatched(format!(
+            // Document numbers are sequential and guessable: an answer counts only when it
+            // comes from the grid operator the order went to.
+            let from_its_operator: Vec<&GridFeeReduction> = of_document
+                .iter()
+                .copied()
+                .filter(|r| r.grid_operator.as_str() == partner)
+                .collect();
+            match (of_document.first(), from_its_operator.is_empty()) {
+                (None, _) => unmatched(format!(
                     "ORDRSP 19133 refers to order {order_document:?}, which we did not send"
-                ))
-            } else {
-                AnswerMatch::GridFee(of_document)
+                )),
+                (Some(r), true) => unmatched(format!(
+                    "ORDRSP 19133 from {partner} refers to order {order_document:?}, which went to grid operator {}",
+                    r.grid_operator
+                )),
+                (Some(_), false) => AnswerMatch::GridFee(from_its_operator),
             }
         }
         Answer::BillingData(data) => {
             let market_location = &data.market_location;
+            // Only the reductions ordered from the sender: another grid operator's data for
+            // the same market location change nothing of ours.
             let at_location = |status: GridFeeStatus| -> Vec<&GridFeeReduction> {
                 reductions
                     .iter()
                     .filter(|r| {
-                        r.market_location == *market_location.as_str() && r.status == status
+                        r.market_location == *market_location.as_str()
+                            && r.status == status
+                            && r.grid_operator.as_str() == partner
                     })
                     .collect()
             };
@@ -379,5 +393,56 @@ mod tests {
             expectation_for(&[&accepted], &d, |_| None).map(|e| e.from),
             Some(day(2026, 1, 1))
         );
+    }
+
+    #[test]
+    fn regression_a_grid_fee_answer_from_another_partner_changes_nothing() {
+        let order = waiting();
+        let rejection = Answer::GridFeeResponse {
+            order_document: "MG1".into(),
+            code: "A99".into(),
+            text: None,
+        };
+        // From an unknown market partner: clearing, naming both.
+        match match_answer(
+            &rejection,
+            "9904292000003",
+            std::slice::from_ref(&order),
+            &[],
+        ) {
+            AnswerMatch::Unmatched { reason } => {
+                assert!(
+                    reason.contains("9904292000003") && reason.contains("9900000000011"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // From the grid operator the order went to: matched.
+        assert!(matches!(
+            match_answer(
+                &rejection,
+                "9900000000011",
+                std::slice::from_ref(&order),
+                &[]
+            ),
+            AnswerMatch::GridFee(_)
+        ));
+        // Billing data for the market location from another grid operator: nothing of ours.
+        let billing = Answer::BillingData(data(vec![period(
+            "1",
+            PeriodKind::Data,
+            day(2026, 6, 1),
+            None,
+            MODUL_1,
+        )]));
+        assert!(matches!(
+            match_answer(&billing, "9904292000003", std::slice::from_ref(&order), &[]),
+            AnswerMatch::Unmatched { .. }
+        ));
+        assert!(matches!(
+            match_answer(&billing, "9900000000011", std::slice::from_ref(&order), &[]),
+            AnswerMatch::GridFee(_)
+        ));
     }
 }
