@@ -142,7 +142,8 @@ async fn feed_api(stores: Vec<Store>) {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(body["errors"][0]["field"].is_string(), "{bad}: {body}");
     }
-    for bad in ["msg_%00x", "gfr_1", "msg_..%2F..%2Fetc", "msg_unknown0"] {
+    // A NUL never reaches a handler (400, see hostile_values); ids of the wrong shape are 404.
+    for bad in ["gfr_1", "msg_..%2F..%2Fetc", "msg_unknown0"] {
         let (status, body) = get(&format!("/messages/{bad}")).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{bad}: {body}");
         assert_eq!(body["errors"][0]["code"], "not_found", "{bad}");
@@ -266,4 +267,55 @@ async fn the_feed_api_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_api_on_postgres() {
     support::on_postgres("the_feed_api_on_postgres", feed_api).await;
+}
+
+/// Issue 15 defect 4: NUL bytes and over-long values got a 500 with database text from
+/// PostgreSQL; now a 400 in the `errors[]` shape on both databases.
+async fn hostile_values(stores: Vec<Store>) {
+    let base = serve(
+        &stores[0],
+        Utc.with_ymd_and_hms(2026, 10, 1, 9, 0, 0).unwrap(),
+    )
+    .await;
+    for path in [
+        "/grid-fee-reductions/gfr_%00x",
+        "/meter-orders/%FF",
+        "/grid-fee-reductions?filter[subscription][eq]=a%00b",
+        "/grid-fee-reductions?cursor=%00",
+    ] {
+        let (status, body) = call(base.clone(), reqwest::Method::GET, path.to_string(), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(
+            body["errors"][0]["code"], "invalid_target",
+            "{path}: {body}"
+        );
+    }
+    for subscription in ["x".repeat(2_800), "a\u{0}b".to_string(), "a\nb".to_string()] {
+        let (status, body) = call(
+            base.clone(),
+            reqwest::Method::POST,
+            "/grid-fee-reductions".to_string(),
+            Some(
+                json!({"subscription": subscription, "type": "enwg-14a-module-1",
+                "market_location": "51238696781", "grid_operator": VNB, "meter_type": "smart"}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["errors"][0]["field"], "subscription", "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_hostile_values_are_400_on_sqlite() {
+    support::on_sqlite(hostile_values).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_hostile_values_are_400_on_postgres() {
+    support::on_postgres(
+        "regression_hostile_values_are_400_on_postgres",
+        hostile_values,
+    )
+    .await;
 }

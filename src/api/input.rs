@@ -57,6 +57,28 @@ impl Body {
         self.object.contains_key(name)
     }
 
+    /// Longest identifier the supplier core may give (a subscription): kept well below what an
+    /// index entry of either database holds.
+    pub const MAX_IDENTIFIER: usize = 128;
+
+    /// An identifier field (a subscription): a string of 1 to [`Body::MAX_IDENTIFIER`]
+    /// characters without control characters.
+    pub fn identifier(&mut self, name: &str, required: bool) -> Option<String> {
+        let value = self.string(name, required)?;
+        if value.chars().count() > Self::MAX_IDENTIFIER || value.chars().any(char::is_control) {
+            self.errors.push(FieldError::new(
+                name,
+                "invalid",
+                format!(
+                    "{name} must have 1 to {} characters and no control characters",
+                    Self::MAX_IDENTIFIER
+                ),
+            ));
+            return None;
+        }
+        Some(value)
+    }
+
     /// A string field; `None` (with an error when `required`) if absent, null or not a string.
     pub fn string(&mut self, name: &str, required: bool) -> Option<String> {
         match self.object.get(name) {

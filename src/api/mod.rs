@@ -185,7 +185,59 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(protected)
         .fallback(not_found)
+        .layer(middleware::from_fn(refuse_unsafe_targets))
         .with_state(state)
+}
+
+/// Most bytes of a request target (path and query, still percent-encoded).
+pub const MAX_TARGET_BYTES: usize = 2048;
+
+/// The request target decoded, when it is UTF-8 without control characters (NUL included) and
+/// not longer than [`MAX_TARGET_BYTES`]; else why not. No such value ever reaches a handler or
+/// the database, which differ in what they accept (PostgreSQL refuses NUL in text).
+fn check_target(target: &str) -> Result<(), &'static str> {
+    if target.len() > MAX_TARGET_BYTES {
+        return Err("the path and query are longer than 2048 bytes");
+    }
+    let bytes = target.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    decoded.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => decoded.push(b'%'),
+            },
+            b'+' => decoded.push(b' '),
+            b => decoded.push(b),
+        }
+        i += 1;
+    }
+    let text = std::str::from_utf8(&decoded).map_err(|_| "the path or query is not UTF-8")?;
+    if text.chars().any(char::is_control) {
+        return Err("the path or query holds a control character");
+    }
+    Ok(())
+}
+
+/// Answers 400 in the `errors[]` shape to a request whose target [`check_target`] refuses.
+async fn refuse_unsafe_targets(request: Request, next: Next) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(request.uri().path(), |p| p.as_str())
+        .to_string();
+    match check_target(&target) {
+        Ok(()) => next.run(request).await,
+        Err(reason) => {
+            ApiError::invalid(vec![FieldError::new("", "invalid_target", reason)]).into_response()
+        }
+    }
 }
 
 /// Compares without stopping at the first difference, so response times do not tell how
@@ -349,4 +401,30 @@ async fn metrics(State(state): State<AppState>) -> Response {
         out,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::check_target;
+
+    #[test]
+    fn regression_nul_control_characters_and_bad_utf8_never_pass() {
+        for bad in [
+            "/grid-fee-reductions/gfr_%00x",
+            "/messages?filter[partner][eq]=%0A1",
+            "/meter-orders/%FF",
+            "/x?cursor=%7F",
+        ] {
+            assert!(check_target(bad).is_err(), "{bad}");
+        }
+        assert!(check_target(&format!("/x?cursor={}", "a".repeat(3000))).is_err());
+        for good in [
+            "/grid-fee-reductions?filter[status][eq]=ordered&limit=2",
+            "/messages/msg_0123abcd",
+            "/x?q=M%C3%BCller+1%2B1",
+            "/x?q=100%",
+        ] {
+            assert!(check_target(good).is_ok(), "{good}");
+        }
+    }
 }

@@ -58,7 +58,7 @@ pub async fn create_grid_fee(
             "effective_date",
         ],
     )?;
-    let subscription = body.string("subscription", true);
+    let subscription = body.identifier("subscription", true);
     let several = body.has("types");
     let requested: Option<Vec<ReductionType>> = if several {
         if body.has("type") {
@@ -267,7 +267,7 @@ pub async fn create_meter_order(
             "customer_contact",
         ],
     )?;
-    let subscription = body.string("subscription", true);
+    let subscription = body.identifier("subscription", true);
     let market_location: Option<MarketLocationId> = body.parsed("market_location", true);
     let metering_location: Option<MeteringLocationId> = body.parsed("metering_location", false);
     let metering_operator: Option<MarketPartnerId> = body.parsed("metering_operator", true);
