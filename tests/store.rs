@@ -1053,3 +1053,21 @@ async fn read_then_write(stores: Vec<Store>) {
     assert_eq!(saved.order.status, GridFeeStatus::Ordered);
     assert_eq!(saved.version, record.version + 1);
 }
+
+/// Issue 15 defect 9: the SQLite file holds every raw interchange; it and its folder are
+/// created readable by the gateway's user alone, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn regression_the_database_file_and_its_folder_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("data");
+    let file = folder.join("gateway.db");
+    let store = Store::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&folder), 0o700);
+    assert_eq!(mode(&file), 0o600);
+    store.close().await;
+}

@@ -102,7 +102,11 @@ pub async fn serve(
     for warning in &setup.warnings {
         tracing::warn!("{warning}");
     }
-    // 2. The store, then what works on it.
+    // 2. The data folder (the file drop's inbox and outbox hold raw interchanges) readable
+    // by us alone when we create it, then the store and what works on it.
+    if let Err(e) = crate::store::private_dir(&config.data_dir) {
+        tracing::warn!(dir = %config.data_dir.display(), error = %e, "cannot create the data folder");
+    }
     let store = Store::connect_with(&config.database.url, config.database.max_connections).await?;
     if let Some(as4) = &setup.as4 {
         as4.attach(&store);

@@ -102,6 +102,30 @@ impl Backend {
     }
 }
 
+/// Creates `dir` and its missing parents with mode 0700 on Unix (whatever the umask); an
+/// existing directory is left as the operator made it.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates `file` empty with mode 0600 on Unix when it does not exist yet; an existing file is
+/// left untouched.
+fn private_file(file: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The store: a connection pool with the migrations applied.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -159,11 +183,17 @@ impl Store {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
             {
-                std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDirectory {
+                private_dir(parent).map_err(|source| StoreError::CreateDirectory {
                     path: parent.to_path_buf(),
                     source,
                 })?;
             }
+            // The file holds every raw interchange: created readable by us alone (SQLite
+            // gives its -wal and -shm files the same permissions), whatever the umask.
+            private_file(Path::new(path)).map_err(|source| StoreError::CreateDirectory {
+                path: Path::new(path).to_path_buf(),
+                source,
+            })?;
             (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string())
