@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use super::EXIT_USAGE;
 use crate::clock::Clock;
 use crate::config::{exit_code_for_config_errors, Config, ConfigError, LogFormat};
-use crate::daemon::serve::{generate_token, serve, signals, worker_name, ServeError};
+use crate::daemon::serve::{kept_token, serve, signals, worker_name, ServeError, TOKEN_FILE};
 use crate::daemon::setup::Setup;
 use crate::plan::inbound::{Effect, InboundReport};
 use crate::store::{Inserted, Store, Transport};
@@ -78,12 +78,24 @@ pub(super) fn run_serve(file: Option<&Path>) -> ExitCode {
     }
     let token = match &config.api.token {
         Some(t) => t.clone(),
-        None => {
-            let t = generate_token();
-            // Printed once, on standard output, so that the operator can copy it.
-            println!("API token (generated, set MAKO_API_TOKEN to keep one): {t}");
-            t
-        }
+        None => match kept_token(&config.data_dir) {
+            Ok((t, true)) => {
+                // Printed once, on standard output, so that the operator can copy it.
+                println!(
+                    "API token (generated and kept in {}, mode 0600; set MAKO_API_TOKEN to choose one): {t}",
+                    config.data_dir.join(TOKEN_FILE).display()
+                );
+                t
+            }
+            Ok((t, false)) => {
+                tracing::info!(file = %config.data_dir.join(TOKEN_FILE).display(), "API token: the one generated on the first run");
+                t
+            }
+            Err(e) => {
+                eprintln!("error: the API token: {e}");
+                return ExitCode::from(1);
+            }
+        },
     };
     match runtime().block_on(serve(config, token, Clock::system(), signals(), None)) {
         Ok(()) => ExitCode::SUCCESS,

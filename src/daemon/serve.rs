@@ -76,6 +76,41 @@ pub fn generate_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
+/// The file under the data folder that keeps a generated API token across restarts.
+pub const TOKEN_FILE: &str = "api-token";
+
+/// The API token when none is configured: the one kept in `data_dir/api-token` (mode 0600),
+/// or a new one written there on the first run (then `true`). A restart never rotates it
+/// silently (a crash under `Restart=on-failure` would lock the core system out).
+pub fn kept_token(data_dir: &std::path::Path) -> std::io::Result<(String, bool)> {
+    let path = data_dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let token = text.trim().to_string();
+            if token.len() >= 32 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok((token, false));
+            }
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold a token (64 hex digits)", path.display()),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::store::private_dir(data_dir)?;
+            let token = generate_token();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path)?;
+            std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())?;
+            file.sync_all()?;
+            Ok((token, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 async fn bind(
     what: &'static str,
     addr: std::net::SocketAddr,
@@ -357,5 +392,31 @@ pub async fn signals() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regression_a_generated_token_is_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (first, new) = kept_token(&data).unwrap();
+        assert!(new);
+        let (again, new) = kept_token(&data).unwrap();
+        assert_eq!((again.as_str(), new), (first.as_str(), false));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(data.join(TOKEN_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(data.join(TOKEN_FILE), "short").unwrap();
+        assert!(kept_token(&data).is_err());
     }
 }
