@@ -306,6 +306,54 @@ async fn hostile_values(stores: Vec<Store>) {
     }
 }
 
+/// Issue 15 defect 6: dates far beyond any process were accepted and written as invalid
+/// EDIFACT (`DTM+203:?+26214212302300?+00:303`).
+async fn unbounded_dates(stores: Vec<Store>) {
+    let base = serve(
+        &stores[0],
+        Utc.with_ymd_and_hms(2026, 10, 1, 9, 0, 0).unwrap(),
+    )
+    .await;
+    let (status, body) = call(
+        base.clone(),
+        reqwest::Method::POST,
+        "/grid-fee-reductions".to_string(),
+        Some(json!({"subscription": "s-1", "type": "enwg-14a-module-1",
+            "market_location": "51238696781", "grid_operator": VNB, "meter_type": "smart",
+            "effective_date": "+262142-12-31"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errors"][0]["field"], "effective_date", "{body}");
+    let (status, body) = call(
+        base.clone(),
+        reqwest::Method::POST,
+        "/meter-orders".to_string(),
+        Some(
+            json!({"subscription": "s-2", "market_location": "51238696781",
+            "metering_location": "DE0032106765712000000000000000037",
+            "metering_operator": "9900000000029", "wanted_date": "+99999-01-01"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errors"][0]["field"], "wanted_date", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_unbounded_dates_are_400_on_sqlite() {
+    support::on_sqlite(unbounded_dates).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_unbounded_dates_are_400_on_postgres() {
+    support::on_postgres(
+        "regression_unbounded_dates_are_400_on_postgres",
+        unbounded_dates,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_hostile_values_are_400_on_sqlite() {
     support::on_sqlite(hostile_values).await;

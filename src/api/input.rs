@@ -8,6 +8,9 @@ use serde_json::{Map, Value};
 use super::error::{ApiError, FieldError};
 use crate::store::PageRequest;
 
+/// How far ahead an order's date may lie, in years.
+pub const MAX_YEARS_AHEAD: u32 = 10;
+
 /// Items per page when `limit` is not given.
 pub const DEFAULT_LIMIT: u32 = 50;
 /// The largest `limit`: bounds the work one request can cause.
@@ -177,6 +180,21 @@ impl Body {
                 name,
                 "lead_time",
                 format!("{name} {date} is earlier than {earliest}, the earliest allowed: {why}"),
+            ));
+            return None;
+        }
+        // An order's date lies within a few years (a date format 303 holds four-digit years,
+        // and no process orders a change decades ahead): at most 10 years after `earliest`.
+        let latest = earliest
+            .checked_add_months(chrono::Months::new(12 * MAX_YEARS_AHEAD))
+            .unwrap_or(earliest);
+        if date > latest {
+            self.errors.push(FieldError::new(
+                name,
+                "out_of_range",
+                format!(
+                    "{name} {date} is later than {latest}: at most {MAX_YEARS_AHEAD} years ahead"
+                ),
             ));
             return None;
         }
