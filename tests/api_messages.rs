@@ -290,6 +290,39 @@ async fn hostile_values(stores: Vec<Store>) {
             "{path}: {body}"
         );
     }
+    // Issue 15 defect 10: a cursor that no page gave is a 400.
+    let (status, body) = call(
+        base.clone(),
+        reqwest::Method::GET,
+        "/grid-fee-reductions?cursor=%27%20OR%201%3D1%20--".to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("cursor")),
+        "{body}"
+    );
+    // Issue 15 defect 8: the 4xx axum answers itself come in the errors[] shape too.
+    let (status, body) = call(
+        base.clone(),
+        reqwest::Method::DELETE,
+        "/grid-fee-reductions".to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["errors"][0]["code"], "method_not_allowed", "{body}");
+    let huge = json!({"subscription": "x".repeat(3 * 1024 * 1024)});
+    let (status, body) = call(
+        base.clone(),
+        reqwest::Method::POST,
+        "/grid-fee-reductions".to_string(),
+        Some(huge),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["errors"][0]["code"], "body_too_large", "{body}");
     for subscription in ["x".repeat(2_800), "a\u{0}b".to_string(), "a\nb".to_string()] {
         let (status, body) = call(
             base.clone(),

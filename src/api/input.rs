@@ -8,6 +8,18 @@ use serde_json::{Map, Value};
 use super::error::{ApiError, FieldError};
 use crate::store::PageRequest;
 
+/// True for a value that can be a `next_cursor` (an id the gateway gave: a lowercase prefix,
+/// `_`, then letters, digits or `-`).
+fn is_cursor(value: &str) -> bool {
+    value.len() <= 80
+        && value.split_once('_').is_some_and(|(prefix, rest)| {
+            (2..=8).contains(&prefix.len())
+                && prefix.bytes().all(|b| b.is_ascii_lowercase())
+                && !rest.is_empty()
+                && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// How far ahead an order's date may lie, in years.
 pub const MAX_YEARS_AHEAD: u32 = 10;
 
@@ -270,6 +282,12 @@ impl ListQuery {
                         "cursor",
                         "invalid",
                         "cursor must not be empty",
+                    ));
+                } else if !is_cursor(value) {
+                    errors.push(FieldError::new(
+                        "cursor",
+                        "invalid",
+                        "cursor must be the next_cursor of a previous page",
                     ));
                 } else {
                     out.page.cursor = Some(value.clone());

@@ -186,7 +186,49 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_unsafe_targets))
+        .layer(middleware::from_fn(errors_in_our_shape))
         .with_state(state)
+}
+
+/// Every 4xx in the `errors[]` shape: the ones axum and hyper answer themselves (413 for a
+/// body over the limit, 405, 415, a path that is not UTF-8, …) come as text or empty, so
+/// they are rewritten here with their status kept.
+async fn errors_in_our_shape(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        StatusCode::NOT_FOUND => "not_found",
+        _ => "invalid_request",
+    };
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => status
+            .canonical_reason()
+            .unwrap_or("invalid request")
+            .to_string(),
+        t => t.to_string(),
+    };
+    let mut rewritten = ApiError::general(status, code, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name == header::ALLOW {
+            rewritten.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rewritten
 }
 
 /// Most bytes of a request target (path and query, still percent-encoded).
