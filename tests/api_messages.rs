@@ -97,6 +97,49 @@ async fn feed_api(stores: Vec<Store>) {
     )
     .with_routing(routing);
     assert_eq!(worker.process_batch(now, 32).await.unwrap(), Some(3));
+    // Issue 15 defect 11: an interchange nobody can read is not silently "processed": it is
+    // kept in the clearing list for a person.
+    store
+        .conn()
+        .await
+        .unwrap()
+        .insert_inbound(&InboundRecord {
+            partner: VNB.into(),
+            transport: Transport::File,
+            interchange_ref: Some("R4".into()),
+            message_refs: Vec::new(),
+            pids: Vec::new(),
+            message_types: Vec::new(),
+            document_numbers: Vec::new(),
+            raw: format!(
+                "UNA:+.? 'UNB+UNOC:3+{VNB}:500+9900000000003:500+261001:0815+R4'UNH+1+MSC"
+            )
+            .into_bytes(),
+            received_at: now,
+        })
+        .await
+        .unwrap();
+    assert_eq!(worker.process_batch(now, 32).await.unwrap(), Some(1));
+    let clearing = store
+        .conn()
+        .await
+        .unwrap()
+        .list_clearing(
+            false,
+            &mako_gateway::store::PageRequest {
+                cursor: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(clearing.items.len(), 1, "{clearing:?}");
+    assert!(
+        clearing.items[0]
+            .reason
+            .starts_with("unreadable interchange"),
+        "{clearing:?}"
+    );
 
     // Forty minutes later: within the APERAK deadline of an MSCONS (next working day 12:00).
     let later = now + chrono::Duration::minutes(40);

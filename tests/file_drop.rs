@@ -32,6 +32,9 @@ async fn regression_one_bad_file_never_stops_the_others() {
     big.set_len(MAX_FILE_BYTES + 1).unwrap();
     drop(big);
     write_atomically(&inbox, "d-good.edi", &interchange("R3")).unwrap();
+    // Issue 15 defect 11: a link and a folder are never read, and never left unseen.
+    std::os::unix::fs::symlink("/etc/passwd", inbox.join("e-link.edi")).unwrap();
+    std::fs::create_dir(inbox.join("f-folder")).unwrap();
 
     let sink = Journal::new(store.clone());
     let now = Clock::system().now();
@@ -64,7 +67,15 @@ async fn regression_one_bad_file_never_stops_the_others() {
         .filter(|p| p.to_string_lossy().ends_with(".reason.txt"))
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("symbolic link")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("a folder")),
+        "{reasons:?}"
+    );
     assert!(
         reasons.iter().any(|r| r.contains("cannot be claimed")),
         "{reasons:?}"
@@ -77,8 +88,8 @@ async fn regression_one_bad_file_never_stops_the_others() {
     // Nothing is left waiting or half-claimed.
     let left: Vec<_> = std::fs::read_dir(&inbox)
         .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !matches!(n.as_str(), ".claimed" | "done" | "failed"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert_eq!(

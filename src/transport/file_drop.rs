@@ -283,8 +283,22 @@ pub fn claim(
     for entry in std::fs::read_dir(inbox)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type()?.is_file() && is_complete(&name) {
-            names.push((entry.path(), name));
+        let kind = entry.file_type()?;
+        if kind.is_file() {
+            if is_complete(&name) {
+                names.push((entry.path(), name));
+            }
+        } else if is_complete(&name) && !matches!(name.as_str(), "done" | "failed") {
+            // A symlink, FIFO, socket or folder is never read (a link could point anywhere, a
+            // FIFO would block): set aside with its reason instead of staying unseen.
+            let what = if kind.is_symlink() {
+                "a symbolic link"
+            } else if kind.is_dir() {
+                "a folder"
+            } else {
+                "not a regular file (FIFO, socket or device)"
+            };
+            set_aside(inbox, &entry.path(), &name, &format!("{what}: not read"));
         }
     }
     // Stale claims: "<worker>--<name>" older than the lease.

@@ -39,6 +39,11 @@ use crate::orders::{PartnerStatusRules, Sender};
 /// The prefix of every reference the gateway writes (UNB 0020, UNH 0062, BGM 1004).
 pub const REFERENCE_PREFIX: &str = "MG";
 
+/// The start of the reason of an interchange that could not be read.
+pub const UNREADABLE: &str = "unreadable interchange";
+/// The reason of an interchange without messages.
+pub const NO_MESSAGE: &str = "no message in the interchange";
+
 /// References reserved per processed item (an answer needs at most CONTRL + APERAK + 55220,
 /// three each).
 pub const REFERENCES_PER_ITEM: u32 = 12;
@@ -252,6 +257,18 @@ pub fn plan_inbound(
                 outbox.push(reply(to, write(interchange)));
             }
             // A pass-through answer is carried out from the report's effects by the store.
+            // An interchange nobody can read (or one without messages) is answered by CONTRL
+            // where the rules ask, and kept for a person to look at, never silently processed.
+            Effect::Nothing { reason, .. }
+                if reason.starts_with(UNREADABLE) || reason.starts_with(NO_MESSAGE) =>
+            {
+                if let Some(j) = journal_id {
+                    clearing.push(NewClearing {
+                        journal_id: j.to_string(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
             Effect::GridFee { .. }
             | Effect::Meter { .. }
             | Effect::NotApplied { .. }

@@ -299,8 +299,8 @@ pub fn read_inbound(
         items.push(InboundItem::NotProcessed {
             message: String::new(),
             reason: match syntax_errors.first() {
-                Some(e) => format!("unreadable interchange: {e}"),
-                None => "no message in the interchange".into(),
+                Some(e) => format!("{}: {e}", super::UNREADABLE),
+                None => super::NO_MESSAGE.into(),
             },
         });
     }
