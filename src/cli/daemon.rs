@@ -70,6 +70,16 @@ pub(super) fn run_serve(file: Option<&Path>) -> ExitCode {
         Err(code) => return code,
     };
     init_logging(&config);
+    match crate::daemon::serve::raise_descriptor_limit() {
+        Some(limit) if limit < 4096 => {
+            tracing::warn!(
+                limit,
+                "few file descriptors: raise LimitNOFILE (see deploy/mako-gateway.service)"
+            )
+        }
+        Some(limit) => tracing::info!(limit, "file descriptors"),
+        None => {}
+    }
     if config.uses_test_own_id() {
         tracing::warn!(
             own_id = %config.own_id,

@@ -76,6 +76,24 @@ pub fn generate_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
+/// Raises the soft limit of open file descriptors to the hard limit (every API connection,
+/// mail session, inbox file and database connection is one; the common soft default of 1,024
+/// is reached by a few hundred idle clients). Returns the limit now in force, `None` where it
+/// cannot be read.
+pub fn raise_descriptor_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(hard)) = (limit.current, limit.maximum) {
+        if current < hard {
+            limit.current = Some(hard);
+            if setrlimit(Resource::Nofile, limit).is_err() {
+                return Some(current);
+            }
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
 /// The file under the data folder that keeps a generated API token across restarts.
 pub const TOKEN_FILE: &str = "api-token";
 
@@ -398,6 +416,17 @@ pub async fn signals() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
+        use rustix::process::{getrlimit, Resource};
+        let limit = raise_descriptor_limit().expect("readable on this system");
+        let now = getrlimit(Resource::Nofile);
+        assert_eq!(now.current, Some(limit));
+        if let Some(hard) = now.maximum {
+            assert_eq!(limit, hard);
+        }
+    }
 
     #[test]
     fn regression_a_generated_token_is_kept_across_restarts() {
