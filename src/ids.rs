@@ -270,6 +270,11 @@ pub fn new_id(prefix: &str, at: DateTime<Utc>) -> String {
     format!("{prefix}_{}", Uuid::new_v7(timestamp).simple())
 }
 
+/// True when `text` has the shape of a Prüfidentifikator (PID, `RFF+Z13`): five digits.
+pub fn is_pid(text: &str) -> bool {
+    text.len() == 5 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// True when `text` has the shape of an id [`new_id`] makes with `prefix`: the prefix, `_`
 /// and 32 lowercase hex digits. The API checks ids with it before it puts one anywhere (a
 /// file name in a header, a query).

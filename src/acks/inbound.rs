@@ -55,38 +55,57 @@ pub enum Acknowledgement {
     },
 }
 
+/// The BDEW APERAK error codes (ERC DE9321) with their meanings (APERAK AHB 1.1 §4.3).
+pub const ERC_CODES: [(&str, &str); 27] = [
+    ("Z10", "ID unbekannt"),
+    ("Z14", "Objekt im IT-System nicht gefunden"),
+    ("Z15", "Objekt nicht eindeutig"),
+    ("Z16", "Objekt nicht mehr im Netzgebiet"),
+    ("Z17", "Absender zum Zeitpunkt dem Objekt nicht zugeordnet"),
+    ("Z18", "Empfänger zum Zeitpunkt dem Objekt nicht zugeordnet"),
+    ("Z19", "Gerätenummer unbekannt"),
+    ("Z20", "OBIS-Kennzahl unbekannt"),
+    ("Z21", "Geschäftsvorfallinterne Referenzierung fehlerhaft"),
+    ("Z24", "Zuordnungs-Tupel unbekannt"),
+    ("Z25", "Absender dem Zuordnungs-Tupel nicht zugeordnet"),
+    ("Z26", "Empfänger dem Zuordnungs-Tupel nicht zugeordnet"),
+    ("Z27", "Vorkomma-Stellenzahl zu lang"),
+    (
+        "Z29",
+        "Erforderliche Angabe für diesen Anwendungsfall fehlt",
+    ),
+    ("Z30", "Zeitreihe unvollständig"),
+    ("Z31", "Geschäftsvorfall wird vom Empfänger zurückgewiesen"),
+    (
+        "Z33",
+        "Referenziertes Geschäftsvorfall-Tupel nicht vorhanden",
+    ),
+    ("Z34", "Zeitintervall negativ oder Null"),
+    ("Z35", "Format nicht eingehalten"),
+    (
+        "Z37",
+        "Geschäftsvorfall darf vom Sender nicht gesendet werden",
+    ),
+    ("Z38", "Anzahl Codes überschreitet Paketdefinition"),
+    ("Z39", "Code nicht aus erlaubtem Wertebereich"),
+    ("Z40", "Segment(gruppen)wiederholbarkeit überschritten"),
+    ("Z41", "Zeitangabe unplausibel"),
+    ("Z42", "Konfigurations-ID unbekannt"),
+    (
+        "Z43",
+        "Geschäftsvorfall für Objekt mit der Eigenschaft nicht erlaubt",
+    ),
+    ("Z44", "Eigenschaft des Objekts weicht ab"),
+];
+
 /// The BDEW meaning of an APERAK ERC code (APERAK AHB 1.1 §4.3).
 pub fn erc_meaning(code: &str) -> &'static str {
-    match code {
-        "Z10" => "ID unbekannt",
-        "Z14" => "Objekt im IT-System nicht gefunden",
-        "Z15" => "Objekt nicht eindeutig",
-        "Z16" => "Objekt nicht mehr im Netzgebiet",
-        "Z17" => "Absender zum Zeitpunkt dem Objekt nicht zugeordnet",
-        "Z18" => "Empfänger zum Zeitpunkt dem Objekt nicht zugeordnet",
-        "Z19" => "Gerätenummer unbekannt",
-        "Z20" => "OBIS-Kennzahl unbekannt",
-        "Z21" => "Geschäftsvorfallinterne Referenzierung fehlerhaft",
-        "Z24" => "Zuordnungs-Tupel unbekannt",
-        "Z25" => "Absender dem Zuordnungs-Tupel nicht zugeordnet",
-        "Z26" => "Empfänger dem Zuordnungs-Tupel nicht zugeordnet",
-        "Z27" => "Vorkomma-Stellenzahl zu lang",
-        "Z29" => "Erforderliche Angabe für diesen Anwendungsfall fehlt",
-        "Z30" => "Zeitreihe unvollständig",
-        "Z31" => "Geschäftsvorfall wird vom Empfänger zurückgewiesen",
-        "Z33" => "Referenziertes Geschäftsvorfall-Tupel nicht vorhanden",
-        "Z34" => "Zeitintervall negativ oder Null",
-        "Z35" => "Format nicht eingehalten",
-        "Z37" => "Geschäftsvorfall darf vom Sender nicht gesendet werden",
-        "Z38" => "Anzahl Codes überschreitet Paketdefinition",
-        "Z39" => "Code nicht aus erlaubtem Wertebereich",
-        "Z40" => "Segment(gruppen)wiederholbarkeit überschritten",
-        "Z41" => "Zeitangabe unplausibel",
-        "Z42" => "Konfigurations-ID unbekannt",
-        "Z43" => "Geschäftsvorfall für Objekt mit der Eigenschaft nicht erlaubt",
-        "Z44" => "Eigenschaft des Objekts weicht ab",
-        _ => "unbekannter Fehlercode",
-    }
+    known_erc_code(code).map_or("unbekannter Fehlercode", |(_, meaning)| meaning)
+}
+
+/// `code` as a known ERC code of [`ERC_CODES`], with its meaning.
+pub fn known_erc_code(code: &str) -> Option<(&'static str, &'static str)> {
+    ERC_CODES.iter().copied().find(|(c, _)| *c == code)
 }
 
 /// Reads the CONTRL and APERAK messages of a received interchange (other message types are

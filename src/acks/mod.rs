@@ -22,8 +22,8 @@ pub use aperak::{build_aperak, build_requested_aperak, ErrorToReport};
 pub use calendar::{Calendar, Deadline, DeadlineRules};
 pub use contrl::{build_contrl, ContrlPolicy};
 pub use inbound::{
-    erc_meaning, match_acknowledgement, read_acknowledgements, AckMatch, Acknowledgement,
-    AperakError, ContrlMessageError, SentLookup, SentMessage,
+    erc_meaning, known_erc_code, match_acknowledgement, read_acknowledgements, AckMatch,
+    Acknowledgement, AperakError, ContrlMessageError, SentLookup, SentMessage, ERC_CODES,
 };
 
 use crate::edifact::tokens::{find_terminator, split_unreleased};

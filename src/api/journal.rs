@@ -72,7 +72,7 @@ fn journal_filter(query: &ListQuery) -> Result<JournalFilter, ApiError> {
         }
     }
     if let Some(p) = query.filter("pid") {
-        if p.len() == PID_LEN && p.bytes().all(|b| b.is_ascii_digit()) {
+        if crate::ids::is_pid(p) {
             filter.pid = Some(p.to_string());
         } else {
             errors.push(invalid(

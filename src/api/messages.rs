@@ -32,13 +32,10 @@ const MAX_TEXT: usize = 512;
 /// References one requested APERAK uses (UNB, UNH, BGM).
 const REFERENCES_PER_APERAK: u32 = 3;
 
-/// True for an id the gateway could have given a message (`msg_` and a UUID's characters):
-/// anything else is answered 404 without a query.
+/// True for an id the gateway gave a message (`msg_` and 32 hex digits): anything else is
+/// answered 404 without a query.
 fn is_message_id(id: &str) -> bool {
-    id.len() <= 64
-        && id.strip_prefix("msg_").is_some_and(|rest| {
-            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    crate::ids::is_record_id("msg", id)
 }
 
 fn aperak_json(m: &StoredMessage, now: DateTime<Utc>) -> Value {
@@ -96,7 +93,7 @@ pub async fn list_messages(
 ) -> Result<Json<Value>, ApiError> {
     let query = ListQuery::parse(&pairs, &["pid", "type", "partner", "state"])?;
     let pid = query.filter("pid");
-    if pid.is_some_and(|p| p.len() != 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if pid.is_some_and(|p| !crate::ids::is_pid(p)) {
         return Err(filter_error("pid", "a PID (five digits)"));
     }
     let message_type = query.filter("type");

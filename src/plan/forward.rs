@@ -46,15 +46,10 @@ impl std::fmt::Display for AperakRequestError {
 
 impl std::error::Error for AperakRequestError {}
 
-/// An ERC code the core may use: a BDEW APERAK error code we know (`Z10`…`Z44`).
+/// An ERC code the core may use: a BDEW APERAK error code we know (`Z10`…`Z44`,
+/// [`crate::acks::ERC_CODES`]).
 pub fn is_known_error_code(code: &str) -> Option<&'static str> {
-    // The codes of the APERAK AHB 1.1 ERC list (`acks::erc_meaning` names each).
-    const CODES: [&str; 27] = [
-        "Z10", "Z14", "Z15", "Z16", "Z17", "Z18", "Z19", "Z20", "Z21", "Z24", "Z25", "Z26", "Z27",
-        "Z29", "Z30", "Z31", "Z33", "Z34", "Z35", "Z37", "Z38", "Z39", "Z40", "Z41", "Z42", "Z43",
-        "Z44",
-    ];
-    CODES.iter().copied().find(|c| *c == code)
+    crate::acks::known_erc_code(code).map(|(code, _)| code)
 }
 
 /// The APERAK the core asked for: for message `position` of the journaled interchange `raw`,

@@ -315,9 +315,7 @@ impl ProcessingCheck for RoutingCheck<'_> {
 }
 
 fn parse_pid(key: &str) -> Option<u32> {
-    (key.len() == 5 && key.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| key.parse().ok())
-        .flatten()
+    crate::ids::is_pid(key).then(|| key.parse().ok()).flatten()
 }
 
 /// `MSCONS` or `MSCONS:2.4c` → (`MSCONS`, version).

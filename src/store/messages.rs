@@ -8,12 +8,12 @@
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 
-use super::sql::{corrupt, get, ms, page_rows, select_rows, time};
+use super::sql::{corrupt, get, ms, page_rows, select_rows, time, value_rows};
 use super::types::{Page, PageRequest};
 use super::{Connection, Session, StoreError};
 use crate::plan::inbound::NewReceivedMessage;
 
-/// Rows per INSERT: 17 parameters each stay far below SQLite's 32,766.
+/// Rows per INSERT: 18 parameters each stay far below SQLite's 32,766.
 const ROWS_PER_INSERT: usize = 500;
 
 const COLUMNS: &str = "id, direction, journal_id, position, partner, message_type, version, pid, \
@@ -127,23 +127,14 @@ impl<C: Connection> Session<C> {
                 "INSERT INTO messages (id, direction, journal_id, position, partner, message_type, \
                  version, pid, message_ref, document_number, route, state, checked, findings, \
                  aperak, aperak_due, created_at, updated_at) VALUES {}",
-                (0..chunk.len())
-                    .map(|r| {
-                        let p = |i: usize| format!("${}", 1 + r * 17 + i);
-                        format!(
-                            "({}, 'in', {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-                            p(0), p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10),
-                            p(11), p(12), p(13), p(14), p(15), p(16)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                value_rows(chunk.len(), 18)
             );
             let mut query = sqlx::query(&statement);
             for m in chunk {
                 let r = &m.message;
                 query = query
                     .bind(m.id.clone())
+                    .bind("in")
                     .bind(m.journal_id.clone())
                     .bind(r.position as i64)
                     .bind(m.partner.clone())

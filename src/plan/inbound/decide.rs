@@ -382,6 +382,25 @@ fn decide_billing_data(
     }
 }
 
+/// The outcome of applying an input to one order: the effect, or `None` when nothing changed
+/// (a repeat). `mark` records the message on the order's reason (rejection or block), `effect`
+/// wraps the changed order.
+fn apply_one<O: Clone + PartialEq>(
+    slot: &mut O,
+    applied: Result<crate::orders::lifecycle::Applied<O>, ApplyError>,
+    mark: impl FnOnce(&mut O),
+    effect: impl FnOnce(Box<O>, Option<&'static str>) -> Effect,
+) -> Result<Option<Effect>, ApplyError> {
+    let applied = applied?;
+    let mut order = applied.order;
+    mark(&mut order);
+    if order == *slot {
+        return Ok(None);
+    }
+    *slot = order.clone();
+    Ok(Some(effect(Box::new(order), applied.event)))
+}
+
 fn apply_to(
     id: &str,
     input: &Input<'_>,
@@ -391,65 +410,60 @@ fn apply_to(
     now: NaiveDateTime,
     effects: &mut Vec<Effect>,
 ) {
-    let not_applied = |e: ApplyError| Effect::NotApplied {
-        order: id.to_string(),
-        reason: e.to_string(),
-        message: reference.to_string(),
-    };
-    if let Some(slot) = reductions.iter_mut().find(|r| r.id == id) {
+    let message = || reference.to_string();
+    let outcome = if let Some(slot) = reductions.iter_mut().find(|r| r.id == id) {
         let from = status_of(&slot.status);
-        match slot.clone().apply(input, now) {
-            Ok(applied) => {
-                let mut order = applied.order;
-                if let Some(r) = order.rejection.as_mut() {
+        let applied = slot.clone().apply(input, now);
+        apply_one(
+            slot,
+            applied,
+            |o| {
+                if let Some(r) = o.rejection.as_mut() {
                     r.message_reference.get_or_insert_with(|| reference.into());
                 }
-                if order != *slot {
-                    *slot = order.clone();
-                    effects.push(Effect::GridFee {
-                        from,
-                        order: Box::new(order),
-                        event: applied.event,
-                        message: reference.to_string(),
-                    });
-                } else {
-                    effects.push(Effect::Nothing {
-                        reason: format!("{id}: repeated, no change"),
-                        message: reference.to_string(),
-                    });
-                }
-            }
-            Err(e) => effects.push(not_applied(e)),
-        }
+            },
+            |order, event| Effect::GridFee {
+                from,
+                order,
+                event,
+                message: message(),
+            },
+        )
     } else if let Some(slot) = meters.iter_mut().find(|m| m.id == id) {
         let from = status_of(&slot.status);
-        match slot.clone().apply(input, now) {
-            Ok(applied) => {
-                let mut order = applied.order;
-                if let Some(r) = order.blocked_reason.as_mut() {
+        let applied = slot.clone().apply(input, now);
+        apply_one(
+            slot,
+            applied,
+            |o| {
+                if let Some(r) = o.blocked_reason.as_mut() {
                     r.message_reference.get_or_insert_with(|| reference.into());
                 }
-                if order != *slot {
-                    *slot = order.clone();
-                    effects.push(Effect::Meter {
-                        from,
-                        order: Box::new(order),
-                        event: applied.event,
-                        message: reference.to_string(),
-                    });
-                } else {
-                    effects.push(Effect::Nothing {
-                        reason: format!("{id}: repeated, no change"),
-                        message: reference.to_string(),
-                    });
-                }
-            }
-            Err(e) => effects.push(not_applied(e)),
-        }
+            },
+            |order, event| Effect::Meter {
+                from,
+                order,
+                event,
+                message: message(),
+            },
+        )
     } else {
         effects.push(Effect::Clearing {
             reason: format!("order {id} named by the acknowledgement was not loaded"),
             message: reference.to_string(),
         });
-    }
+        return;
+    };
+    effects.push(match outcome {
+        Ok(Some(effect)) => effect,
+        Ok(None) => Effect::Nothing {
+            reason: format!("{id}: repeated, no change"),
+            message: message(),
+        },
+        Err(e) => Effect::NotApplied {
+            order: id.to_string(),
+            reason: e.to_string(),
+            message: message(),
+        },
+    });
 }
