@@ -416,6 +416,69 @@ async fn unbounded_dates(stores: Vec<Store>) {
     assert_eq!(body["errors"][0]["field"], "wanted_date", "{body}");
 }
 
+/// Issue 15 defect 6, the second half: every message is checked with our grammars before it
+/// is queued. On a (fake) clock at the end of year 9999 a date in year 10000 is within every
+/// bound of the API (lead time, ten years ahead), but format 303 (`CCYYMMDDHHMM`) cannot write
+/// it: 400 `not_sendable` naming the DTM, and nothing in the outbox.
+async fn unsendable_messages(stores: Vec<Store>) {
+    let store = &stores[0];
+    let base = serve(store, Utc.with_ymd_and_hms(9999, 12, 1, 9, 0, 0).unwrap()).await;
+    let (status, body) = call(
+        base.clone(),
+        reqwest::Method::POST,
+        "/grid-fee-reductions".to_string(),
+        Some(json!({"subscription": "s-1", "type": "enwg-14a-module-1",
+            "market_location": "51238696781", "grid_operator": VNB, "meter_type": "smart",
+            "effective_date": "+10000-01-15"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errors"][0]["code"], "not_sendable", "{body}");
+    let text = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        text.contains("ORDERS 17133") && text.contains("DTM"),
+        "{text}"
+    );
+    let (status, body) = call(
+        base.clone(),
+        reqwest::Method::POST,
+        "/meter-orders".to_string(),
+        Some(
+            json!({"subscription": "s-2", "market_location": "51238696781",
+            "metering_location": "DE0032106765712000000000000000037",
+            "metering_operator": "9900000000029", "wanted_date": "+10000-03-01"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errors"][0]["code"], "not_sendable", "{body}");
+    // Nothing was created, nothing queued.
+    let (_, listed) = call(
+        base.clone(),
+        reqwest::Method::GET,
+        "/grid-fee-reductions".into(),
+        None,
+    )
+    .await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(0), "{listed}");
+    let (_, outbox) = call(base, reqwest::Method::GET, "/outbox".into(), None).await;
+    assert_eq!(outbox["data"].as_array().map(Vec::len), Some(0), "{outbox}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_unsendable_messages_are_400_on_sqlite() {
+    support::on_sqlite(unsendable_messages).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_unsendable_messages_are_400_on_postgres() {
+    support::on_postgres(
+        "regression_unsendable_messages_are_400_on_postgres",
+        unsendable_messages,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_unbounded_dates_are_400_on_sqlite() {
     support::on_sqlite(unbounded_dates).await;

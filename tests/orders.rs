@@ -1144,3 +1144,60 @@ fn master_data_without_a_gateway_do_not_install() {
         "{r:?}"
     );
 }
+
+/// Issue 15 defect 6: what our validator refuses is never built for sending. A date beyond
+/// what format 303 can hold (the API once let `+262142-12-31` through) and a contact name from the
+/// configuration that UNOC cannot write are build errors that name what is wrong, not bytes in
+/// the outbox.
+#[test]
+fn a_message_our_grammars_refuse_is_a_build_error_naming_the_segment() {
+    let registry = Registry::embedded();
+    let malo: mako_gateway::ids::MarketLocationId = "51238696781".parse().unwrap();
+    let vnb: mako_gateway::ids::MarketPartnerId = "9900000000011".parse().unwrap();
+    let mut refs = ReferenceSequence::new("MG", 1).unwrap();
+    let far = GridFeeOrder {
+        grid_operator: vnb.clone(),
+        market_location: malo.clone(),
+        product: ModuleProduct::Module1,
+        change: ChangeDate::On(NaiveDate::from_ymd_opt(262142, 12, 31).unwrap()),
+    };
+    let error = grid_fee_order(registry, &sender(), &far, at(2026, 10, 5, 8, 0), &mut refs)
+        .expect_err("a date of year 262142 is not sendable");
+    let text = error.to_string();
+    assert!(matches!(error, BuildError::Invalid { .. }), "{error:?}");
+    assert!(
+        text.contains("ORDERS 17133") && text.contains("DTM"),
+        "{text}"
+    );
+
+    // ORDERS 1.4b (in force before FV2610) still writes the sender's contact.
+    let long_name = Sender {
+        contact_name: Some("Jürgen \u{1F600}".into()),
+        ..sender()
+    };
+    let order = GridFeeOrder {
+        change: ChangeDate::On(day(2026, 6, 1)),
+        ..far
+    };
+    let error = grid_fee_order(
+        registry,
+        &long_name,
+        &order,
+        at(2026, 5, 10, 8, 0),
+        &mut refs,
+    )
+    .expect_err("an emoji is not in UNOC (ISO 8859-1)");
+    assert!(
+        error.to_string().contains("CTA") && error.to_string().contains("UNOC"),
+        "{error}"
+    );
+    // The same order with a fitting name builds.
+    grid_fee_order(
+        registry,
+        &sender(),
+        &order,
+        at(2026, 5, 10, 8, 0),
+        &mut refs,
+    )
+    .unwrap();
+}

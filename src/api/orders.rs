@@ -13,12 +13,13 @@ use super::resources;
 use super::AppState;
 use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
 use crate::orders::{
-    CancelReason, ContactFields, CustomerContact, GridFeeStatus, MeterStatus, MeterType,
-    ReductionType, RuleViolation,
+    BuildError, CancelReason, ContactFields, CustomerContact, GridFeeStatus, MeterStatus,
+    MeterType, ReductionType, RuleViolation,
 };
 use crate::plan::records::ChangedOrder;
 use crate::plan::requests::{
-    cancellation, confirmation, new_meter_order, new_reductions, NewMeterOrder, NewReductions,
+    cancellation, check_sendable_meter_order, check_sendable_reductions, confirmation,
+    new_meter_order, new_reductions, NewMeterOrder, NewReductions,
 };
 use crate::store::{serde_text, NewOutboxItem, OrderFilter, OrderKind, OutboxState};
 
@@ -29,6 +30,15 @@ fn created(value: Value) -> Response {
 }
 
 /// The field a broken rule is about, and its code.
+/// A request whose message would fail our own grammars (issue 15 defect 6): 400, nothing queued.
+fn not_sendable(invalid: BuildError) -> ApiError {
+    ApiError::invalid(vec![FieldError::new(
+        "",
+        "not_sendable",
+        invalid.to_string(),
+    )])
+}
+
 fn rule_error(rule: RuleViolation) -> FieldError {
     let field = match rule {
         RuleViolation::Module3WithoutSmartMeter => "meter_type",
@@ -129,6 +139,8 @@ pub async fn create_grid_fee(
         .is_some();
     let new = new_reductions(&request, &so_far, confirmed, now)
         .map_err(|broken| ApiError::invalid(broken.into_iter().map(rule_error).collect()))?;
+    check_sendable_reductions(&new.orders, &so_far, effective_date, &state.own_id, now)
+        .map_err(not_sendable)?;
     let mut records = Vec::new();
     for order in &new.orders {
         records.push(tx.insert_grid_fee(order, effective_date, now).await?);
@@ -304,6 +316,8 @@ pub async fn create_meter_order(
         status: StatusCode::CONFLICT,
         errors: vec![rule_error(rule)],
     })?;
+    check_sendable_meter_order(&new.orders[0], wanted_date, &state.own_id, now)
+        .map_err(not_sendable)?;
     let record = tx
         .insert_meter_order(&new.orders[0], wanted_date, now)
         .await?;
@@ -472,6 +486,8 @@ pub async fn patch_meter_order(
         ));
     }
     record.order.metering_location = Some(metering_location);
+    check_sendable_meter_order(&record.order, record.wanted_date, &state.own_id, now)
+        .map_err(not_sendable)?;
     record.version = tx
         .save_meter_order(&record.order, record.version, now)
         .await?;

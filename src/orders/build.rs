@@ -8,10 +8,10 @@ use super::billing::{PeriodAnswer, PeriodKind, ViewPeriod};
 use super::rules::{CustomerContact, ModuleProduct, PRODUCT_14A};
 use crate::acks::calendar::berlin_to_utc;
 use crate::edifact::{
-    InterchangeHeader, MessageIdentifier, OutboundMessage, OwnedInterchange, OwnedSegment, Party,
-    ReferenceSequence,
+    InterchangeHeader, LineBreak, MessageIdentifier, OutboundMessage, OwnedInterchange,
+    OwnedSegment, Party, ReferenceSequence, Writer,
 };
-use crate::grammar::Registry;
+use crate::grammar::{validate_interchange, Registry, Severity};
 use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
 
 /// `PIA+5` product "Einbau iMS" (Codeliste der Konfigurationen 1.3c §7.1; still listed in
@@ -29,6 +29,15 @@ pub enum BuildError {
     /// No UTILMD version is in force on the day (the grammars lack it).
     #[error("no UTILMD version in force on {0}")]
     NoUtilmdVersion(NaiveDate),
+    /// The message built fails our own grammars (MIG or AHB of its version): it is never
+    /// sent. The text names the first findings with their segment and element.
+    #[error("the {message} built fails our own validation: {findings}")]
+    Invalid {
+        /// `ORDERS 17133`, `UTILMD 55220`, ….
+        message: String,
+        /// The error findings, `; `-separated (at most five).
+        findings: String,
+    },
 }
 
 /// Our side of a message: market partner ID and the contact named in `CTA`/`COM`.
@@ -379,11 +388,14 @@ pub fn billing_data_answer(
         identifier,
         segments,
     };
-    Ok(BuiltOrder {
-        interchange: interchange(sender, &answer.grid_operator, now, references, message),
-        document_number,
-        pid: 55220,
-    })
+    checked(
+        registry,
+        BuiltOrder {
+            interchange: interchange(sender, &answer.grid_operator, now, references, message),
+            document_number,
+            pid: 55220,
+        },
+    )
 }
 
 /// Working days after the day a UTILMD 55218 arrived within which the UTILMD 55220 must be
@@ -460,11 +472,59 @@ fn orders(
         identifier,
         segments,
     };
-    Ok(BuiltOrder {
-        interchange: interchange(sender, body.recipient, now, references, message),
-        document_number,
-        pid: body.pid,
-    })
+    checked(
+        registry,
+        BuiltOrder {
+            interchange: interchange(sender, body.recipient, now, references, message),
+            document_number,
+            pid: body.pid,
+        },
+    )
+}
+
+/// Every message the gateway builds is checked with its own grammars before it can be sent:
+/// what our validator would refuse from a partner never leaves (an out-of-range date, an
+/// over-long contact name from the configuration, …). Warnings (unverified rules) pass.
+fn checked(registry: &Registry, built: BuiltOrder) -> Result<BuiltOrder, BuildError> {
+    let message = format!(
+        "{} {}",
+        built
+            .interchange
+            .messages
+            .first()
+            .map_or("message", |m| m.identifier.message_type.as_str()),
+        built.pid
+    );
+    let invalid = |findings: String| BuildError::Invalid {
+        message: message.clone(),
+        findings,
+    };
+    let bytes = Writer::new(built.interchange.header.syntax)
+        .with_line_break(LineBreak::None)
+        .write_interchange(&built.interchange)
+        .map_err(|e| invalid(e.to_string()))?;
+    let document = crate::edifact::parse(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let mut errors = Vec::new();
+    for ic in document.interchanges() {
+        for report in validate_interchange(&ic, registry) {
+            errors.extend(
+                report
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Error)
+                    .map(ToString::to_string),
+            );
+        }
+    }
+    if errors.is_empty() {
+        return Ok(built);
+    }
+    let shown = errors.len().min(5);
+    let mut findings = errors[..shown].join("; ");
+    if errors.len() > shown {
+        findings.push_str(&format!("; and {} more", errors.len() - shown));
+    }
+    Err(invalid(findings))
 }
 
 #[cfg(test)]

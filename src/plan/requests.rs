@@ -6,14 +6,18 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::outbound::{send_grid_fee, send_meter_order, GridFeeBatch, OutboundError};
 use super::records::{
     serde_text, ChangedOrder, GridFeeRecord, HistoryEntry, MeterOrderRecord, NewOutboxItem,
     OrderChange, OrderKind,
 };
+use crate::edifact::ReferenceSequence;
+use crate::grammar::Registry;
 use crate::ids::{new_id, MarketLocationId, MarketPartnerId, MeteringLocationId};
 use crate::orders::{
-    check_new_meter_order, check_new_reductions, ApplyError, CancelReason, CustomerContact,
-    Existing, GridFeeReduction, GridFeeStatus, MeterOrder, MeterType, ReductionType, RuleViolation,
+    check_new_meter_order, check_new_reductions, ApplyError, BuildError, CancelReason,
+    CustomerContact, Existing, GridFeeReduction, GridFeeStatus, MeterOrder, MeterType,
+    ReductionType, RuleViolation, Sender,
 };
 
 /// `POST /grid-fee-reductions`, parsed.
@@ -207,4 +211,76 @@ pub fn cancellation(
     );
     change.history.detail = Some(json!({"source": "api", "reason": serde_text(&reason)}));
     Ok(Some(change))
+}
+
+/// The reference prefix of trial builds ([`check_sendable_reductions`]): never sent.
+const TRIAL_REFERENCES: &str = "TRIAL";
+
+/// Whether the ORDERS 17133 that will send new reductions passes our own grammars: built here
+/// once as the outbox worker will build it (without the sender's contact, which only ORDERS
+/// 1.4b writes) and checked by [`crate::orders::grid_fee_order`], so that a request whose message
+/// would fail is refused at the API (400), never queued (issue 15 defect 6). Only a failed
+/// check is an error here; whether a product covers the combination is decided by the product
+/// rules before and by the worker when it sends.
+pub fn check_sendable_reductions(
+    reductions: &[GridFeeReduction],
+    subscription: &[GridFeeRecord],
+    effective_date: Option<chrono::NaiveDate>,
+    own_id: &MarketPartnerId,
+    now: DateTime<Utc>,
+) -> Result<(), BuildError> {
+    let active: Vec<ReductionType> = subscription
+        .iter()
+        .filter(|r| r.order.status == GridFeeStatus::Activated)
+        .map(|r| r.order.reduction_type)
+        .collect();
+    let batch = GridFeeBatch {
+        rows: reductions,
+        active: &active,
+        effective_date,
+    };
+    let mut references = ReferenceSequence::new(TRIAL_REFERENCES, 1).expect("a valid prefix");
+    match send_grid_fee(
+        Registry::embedded(),
+        &trial_sender(own_id),
+        &batch,
+        now.naive_utc(),
+        &mut references,
+    ) {
+        Err(OutboundError::Build(invalid @ BuildError::Invalid { .. })) => Err(invalid),
+        _ => Ok(()),
+    }
+}
+
+/// [`check_sendable_reductions`] for a meter order with a known Messlokation (without one
+/// nothing is sent yet; the check runs again when it is set).
+pub fn check_sendable_meter_order(
+    order: &MeterOrder,
+    wanted_date: Option<chrono::NaiveDate>,
+    own_id: &MarketPartnerId,
+    now: DateTime<Utc>,
+) -> Result<(), BuildError> {
+    if order.metering_location.is_none() {
+        return Ok(());
+    }
+    let mut references = ReferenceSequence::new(TRIAL_REFERENCES, 1).expect("a valid prefix");
+    match send_meter_order(
+        Registry::embedded(),
+        &trial_sender(own_id),
+        order,
+        wanted_date,
+        now.naive_utc(),
+        &mut references,
+    ) {
+        Err(OutboundError::Build(invalid @ BuildError::Invalid { .. })) => Err(invalid),
+        _ => Ok(()),
+    }
+}
+
+fn trial_sender(own_id: &MarketPartnerId) -> Sender {
+    Sender {
+        id: own_id.clone(),
+        contact_name: None,
+        contact_email: None,
+    }
 }
