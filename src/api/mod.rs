@@ -18,6 +18,7 @@ mod messages;
 mod orders;
 mod passthrough;
 mod resources;
+pub mod server;
 
 use std::sync::Arc;
 

@@ -81,6 +81,36 @@ pub struct ApiConfig {
     /// `api.token`, `MAKO_API_TOKEN`: the bearer token; `None` → `serve` generates one and
     /// prints it once.
     pub token: Option<String>,
+    /// `api.max_connections`, `api.header_read_timeout`, `api.request_timeout`,
+    /// `api.idle_timeout`: what one client may hold of the server.
+    pub limits: HttpLimits,
+}
+
+/// The limits of an HTTP server (the API): slow or idle clients are cut off and the number of
+/// connections is capped, so that no client exhausts the daemon's file descriptors (issue 15
+/// defect 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections served at once; one more is answered 503 and closed at once.
+    pub max_connections: u32,
+    /// From the first byte of a request (or the connection's start) to the end of its header.
+    pub header_read_timeout: Duration,
+    /// From the end of the header to the end of the answer: reading the body and answering.
+    pub request_timeout: Duration,
+    /// A connection with no byte in either direction for this long is closed (longer than
+    /// the request timeout).
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 impl fmt::Debug for ApiConfig {
@@ -88,6 +118,7 @@ impl fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("addr", &self.addr)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -214,9 +245,55 @@ impl Reader<'_> {
                 .setting(&mut t, "api", "addr", "MAKO_API_ADDR", parse_socket_addr)
                 .unwrap_or_else(|| DEFAULT_API_ADDR.parse().expect("DEFAULT_API_ADDR is valid")),
             token: self.setting(&mut t, "api", "token", "MAKO_API_TOKEN", parse_secret),
+            limits: self.http_limits(&mut t, "api"),
         };
-        self.unknown_keys(t, "api", &["addr", "token"]);
+        self.unknown_keys(
+            t,
+            "api",
+            &[
+                "addr",
+                "token",
+                "max_connections",
+                "header_read_timeout",
+                "request_timeout",
+                "idle_timeout",
+            ],
+        );
         api
+    }
+
+    /// The keys of [`HttpLimits`] in table `prefix`, each defaulted.
+    fn http_limits(&mut self, t: &mut Table, prefix: &str) -> HttpLimits {
+        let default = HttpLimits::default();
+        let (second, hour) = (Duration::from_secs(1), Duration::from_secs(3600));
+        let limits = HttpLimits {
+            max_connections: self
+                .integer(t, prefix, "max_connections", 1u32, 100_000)
+                .unwrap_or(default.max_connections),
+            header_read_timeout: self
+                .duration(t, prefix, "header_read_timeout", second, hour)
+                .unwrap_or(default.header_read_timeout),
+            request_timeout: self
+                .duration(t, prefix, "request_timeout", second, hour)
+                .unwrap_or(default.request_timeout),
+            idle_timeout: self
+                .duration(t, prefix, "idle_timeout", second, hour)
+                .unwrap_or(default.idle_timeout),
+        };
+        if limits.idle_timeout <= limits.request_timeout {
+            self.push(
+                format!("{prefix}.idle_timeout"),
+                Some(format!("{:?}", limits.idle_timeout)),
+                Problem::Invalid {
+                    reason: format!(
+                        "must be longer than {prefix}.request_timeout ({:?}): a request being \
+                         answered is not idle",
+                        limits.request_timeout
+                    ),
+                },
+            );
+        }
+        limits
     }
 
     /// `[webhook]`: `None` without a URL; URL and secret come together.
@@ -477,6 +554,26 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_api_limits_default_and_an_idle_timeout_must_outlast_a_request() {
+        let c = load("").unwrap();
+        assert_eq!(c.api.limits, HttpLimits::default());
+        let c = load("[api]\nmax_connections = 64\nheader_read_timeout = \"2s\"\nrequest_timeout = \"5s\"\nidle_timeout = \"6s\"").unwrap();
+        assert_eq!(
+            c.api.limits,
+            HttpLimits {
+                max_connections: 64,
+                header_read_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(6),
+            }
+        );
+        let wrong = errors("[api]\nrequest_timeout = \"60s\"\nidle_timeout = \"30s\"");
+        assert_eq!(wrong.len(), 1, "{wrong:?}");
+        assert!(wrong[0].starts_with("api.idle_timeout"), "{wrong:?}");
+        assert_eq!(errors("[api]\nmax_connections = 0").len(), 1);
     }
 
     #[test]

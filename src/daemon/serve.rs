@@ -176,12 +176,12 @@ pub async fn serve(
             .with_own_id(config.own_id.clone()),
     );
     let mut api_stop = stop_rx.clone();
+    let limits = config.api.limits;
     let api = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = api_stop.wait_for(|s| *s).await;
-            })
-            .await;
+        crate::api::server::serve(listener, app, limits, async move {
+            let _ = api_stop.wait_for(|s| *s).await;
+        })
+        .await;
     });
     if let Some(ready) = ready {
         let _ = ready.send(addr);
