@@ -108,11 +108,22 @@ impl From<StoreError> for ApiError {
                 ApiError::general(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
             _ => {
-                tracing::error!(error = %e, "store error in the API");
+                // The driver's text (SQL, encodings, index internals) stays in the log; the
+                // client gets a reference to find it there (issue 15 defect 4).
+                let reference = crate::ids::new_id("err", crate::clock::Clock::system().now());
+                tracing::error!(error = %e, %reference, "store error in the API");
+                let status = if e.is_transient() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
                 ApiError::general(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    status,
                     "store_error",
-                    e.to_string(),
+                    format!(
+                        "the store could not complete the request; the gateway's log has the \
+                         details under {reference}"
+                    ),
                 )
             }
         }
@@ -130,5 +141,30 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15 defect 4: PostgreSQL's `invalid byte sequence for encoding "UTF8": 0x00` and
+    /// `index row size … exceeds btree` reached the client in a 500.
+    #[test]
+    fn regression_store_errors_never_show_the_database_text() {
+        let e = StoreError::Query {
+            operation: "reading a reduction",
+            source: sqlx::Error::Protocol(
+                "invalid byte sequence for encoding \"UTF8\": 0x00".into(),
+            ),
+        };
+        let api = ApiError::from(e);
+        assert!(api.status.is_server_error());
+        let message = &api.errors[0].message;
+        assert!(
+            !message.contains("UTF8") && !message.contains("reading"),
+            "{message}"
+        );
+        assert!(message.contains("err_"), "{message}");
     }
 }
