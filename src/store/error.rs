@@ -91,6 +91,14 @@ pub enum StoreError {
         /// What is wrong with it.
         detail: String,
     },
+    /// The write holding this record ended without an answer (its task panicked): whether it
+    /// was committed is unknown, so the sender is not acknowledged and delivers again (a
+    /// committed copy is then found as a duplicate).
+    #[error("{what} ended without an answer; not acknowledged")]
+    Abandoned {
+        /// `journaling an inbound interchange`, …
+        what: &'static str,
+    },
 }
 
 impl StoreError {
@@ -104,7 +112,9 @@ impl StoreError {
     /// request itself is wrong (a constraint, a missing row, bad stored data).
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::VersionConflict { .. } | StoreError::LeaseLost { .. } => true,
+            StoreError::VersionConflict { .. }
+            | StoreError::LeaseLost { .. }
+            | StoreError::Abandoned { .. } => true,
             StoreError::Query { source, .. } | StoreError::Connect { source, .. } => match source {
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
                 // PostgreSQL 40001 serialization_failure, 40P01 deadlock_detected, 57P01

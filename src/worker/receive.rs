@@ -1,46 +1,171 @@
 //! The one inbound sink: every transport (file drop, e-mail, AS4) hands a received interchange
 //! to [`Journal::receive`], which journals it and commits; only then may the transport
 //! acknowledge it (move the file, flag the mail, return the AS4 receipt).
+//!
+//! **Group commit.** Interchanges received at the same time share one transaction: a caller
+//! queues its record, and whoever holds the writer's turn journals everything queued at that
+//! moment in one transaction and answers each caller after the commit. A lone caller writes
+//! alone at once (no waiting for company); under load the commits (an fsync each) are shared
+//! by up to [`MAX_GROUP`] interchanges. Nobody is answered before the commit holding their
+//! record, so acknowledging after `receive` returns stays safe. When a group's transaction
+//! fails, each of its records is journaled on its own, so one bad interchange (too big for
+//! the database, say) fails alone.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
 
 use crate::plan::inbound::journal_facts;
 use crate::store::{InboundRecord, Inserted, Store, StoreError, Transport};
 use crate::transport::{BoxFuture, InboundSink};
 
+/// Most interchanges journaled in one transaction.
+pub const MAX_GROUP: usize = 256;
+
+/// A record waiting for the writer, and where its result goes.
+struct Waiting {
+    record: InboundRecord,
+    reply: oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
 /// Journals received interchanges.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Journal {
     store: Store,
+    /// Records not yet written, oldest first.
+    queue: Arc<Mutex<Vec<Waiting>>>,
+    /// The writer's turn (fair: callers get it in the order they asked).
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Journal {
     /// A journal over `store`.
     pub fn new(store: Store) -> Journal {
-        Journal { store }
+        Journal {
+            store,
+            queue: Arc::new(Mutex::new(Vec::new())),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
-    /// Journals a received interchange and commits it. The same interchange (sender and UNB
-    /// reference) delivered twice is stored once ([`Inserted::Duplicate`]).
+    /// Journals a received interchange and commits it (with whatever else was received at
+    /// the same moment). The same interchange (sender and UNB reference) delivered twice is
+    /// stored once ([`Inserted::Duplicate`]).
     pub async fn receive(
         &self,
         raw: Vec<u8>,
         transport: Transport,
         now: DateTime<Utc>,
     ) -> Result<Inserted, StoreError> {
-        let facts = journal_facts(&raw);
-        let record = InboundRecord {
-            partner: facts.sender.clone().unwrap_or_default(),
-            transport,
-            interchange_ref: facts.interchange_reference.clone(),
-            message_refs: facts.message_references.clone(),
-            pids: facts.pids.iter().map(|p| p.to_string()).collect(),
-            message_types: facts.message_types.clone(),
-            document_numbers: Vec::new(),
-            raw,
-            received_at: now,
-        };
-        self.store.conn().await?.insert_inbound(&record).await
+        let (reply, mut result) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Waiting {
+                record: record_of(raw, transport, now),
+                reply,
+            });
+        loop {
+            // Answered by a writer, or our turn to write what is queued.
+            let turn = tokio::select! {
+                biased;
+                done = &mut result => return done.unwrap_or_else(|_| Err(abandoned())),
+                turn = Arc::clone(&self.writer).lock_owned() => turn,
+            };
+            // A writer before us may have written our record while we took the turn.
+            match result.try_recv() {
+                Ok(done) => return done,
+                Err(oneshot::error::TryRecvError::Closed) => return Err(abandoned()),
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let group: Vec<Waiting> = {
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                let n = queue.len().min(MAX_GROUP);
+                queue.drain(..n).collect()
+            };
+            // On a task of its own: a caller that gives up (its future dropped) never leaves
+            // a group half written or its callers unanswered.
+            let journal = self.clone();
+            let _ = tokio::spawn(async move {
+                journal.write(group).await;
+                drop(turn);
+            })
+            .await;
+            // More than MAX_GROUP were ahead of us: our record waits for the next turn.
+        }
+    }
+
+    /// Writes a group in one transaction and answers every caller; a group that fails is
+    /// written record by record.
+    async fn write(&self, group: Vec<Waiting>) {
+        if group.is_empty() {
+            return;
+        }
+        if group.len() > 1 {
+            match self.write_together(&group).await {
+                Ok(results) => {
+                    for (waiting, result) in group.into_iter().zip(results) {
+                        let _ = waiting.reply.send(Ok(result));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        records = group.len(),
+                        "journaling a group failed; journaling its records one by one"
+                    );
+                }
+            }
+        }
+        for waiting in group {
+            let result = match self.store.conn().await {
+                Ok(mut conn) => conn.insert_inbound(&waiting.record).await,
+                Err(e) => Err(e),
+            };
+            let _ = waiting.reply.send(result);
+        }
+    }
+
+    async fn write_together(&self, group: &[Waiting]) -> Result<Vec<Inserted>, StoreError> {
+        let mut tx = self.store.begin().await?;
+        let mut results = Vec::with_capacity(group.len());
+        for waiting in group {
+            results.push(tx.insert_inbound(&waiting.record).await?);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+}
+
+fn abandoned() -> StoreError {
+    StoreError::Abandoned {
+        what: "journaling an inbound interchange",
+    }
+}
+
+/// The journal record of received bytes: the envelope's facts, read without validating.
+fn record_of(raw: Vec<u8>, transport: Transport, now: DateTime<Utc>) -> InboundRecord {
+    let facts = journal_facts(&raw);
+    InboundRecord {
+        partner: facts.sender.clone().unwrap_or_default(),
+        transport,
+        interchange_ref: facts.interchange_reference.clone(),
+        message_refs: facts.message_references.clone(),
+        pids: facts.pids.iter().map(|p| p.to_string()).collect(),
+        message_types: facts.message_types.clone(),
+        document_numbers: Vec::new(),
+        raw,
+        received_at: now,
     }
 }
 
