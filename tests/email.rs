@@ -682,3 +682,195 @@ async fn plain_text_to_a_remote_host_is_refused_before_connecting() {
     assert!(matches!(error, ImapError::TlsSetup(_)), "{error:?}");
     assert!(!error.is_transient());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Quarantine reasons (issue 15): handled by `handle_mail` on a real SQLite store, without a
+// mail server (the mails are made here and handed over as IMAP would).
+// ---------------------------------------------------------------------------------------------
+
+mod quarantine_reasons {
+    use std::collections::BTreeMap;
+
+    use mako_gateway::transport::email::smime::{sign_then_encrypt, Certificate, Identity};
+    use mako_gateway::transport::email::{
+        build_mail_with, handle_mail, EmailPartner, EmailSetup, MailError, MailHandled, Mailbox,
+        ReceivedMail,
+    };
+    use mako_gateway::worker::receive::Journal;
+
+    use super::pki::{KeyKind, Party, Pki};
+
+    const OWN: &str = "9900000000003";
+    const VNB: &str = "9900000000011";
+    const MSB: &str = "9900000000029";
+
+    fn subject(id: &str, name: &str) -> String {
+        format!("/C=DE/O={name}/OU={id}/CN={name} EMT.MAK")
+    }
+
+    fn identity(p: &Party) -> Identity {
+        Identity::from_pem_files(&p.key, &p.cert).unwrap()
+    }
+
+    fn cert(p: &Party) -> Certificate {
+        Certificate::from_pem_file(&p.cert).unwrap()
+    }
+
+    fn interchange(sender: &str, reference: &str) -> Vec<u8> {
+        format!(
+            "UNA:+.? 'UNB+UNOC:3+{sender}:500+{OWN}:500+260512:0930+{reference}'\
+             UNH+1+ORDRSP:D:10A:UN:1.4b'BGM+Z91+X'UNT+2+1'UNZ+1+{reference}'"
+        )
+        .into_bytes()
+    }
+
+    /// A mail from the grid operator's address whose S/MIME entity is `smime` of the
+    /// attachment entity of `interchange`.
+    fn mail(
+        interchange: &[u8],
+        smime: impl FnOnce(&[u8]) -> Result<Vec<u8>, MailError>,
+    ) -> Vec<u8> {
+        build_mail_with(
+            &Mailbox::new(None, "vnb@mako.test".parse().unwrap()),
+            &Mailbox::new(None, "gateway@mako.test".parse().unwrap()),
+            interchange,
+            "reasons.txt",
+            std::time::SystemTime::UNIX_EPOCH,
+            smime,
+        )
+        .unwrap()
+    }
+
+    fn signed_by(signer: &Party, to: &Party) -> impl FnOnce(&[u8]) -> Result<Vec<u8>, MailError> {
+        let (signer, to) = (identity(signer), cert(to));
+        move |entity| {
+            sign_then_encrypt(entity, &signer, &to).map_err(|e| MailError::Headers {
+                reason: e.to_string(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn regression_quarantine_reasons_name_the_problem_and_the_party() {
+        let pki = Pki::new();
+        let we = pki.issue("we", KeyKind::Brainpool, &subject(OWN, "Lieferant"));
+        let vnb = pki.issue("vnb", KeyKind::Brainpool, &subject(VNB, "Netz"));
+        // The grid operator's new certificate, not yet in our registry.
+        let vnb_renewed = pki.issue("vnb2", KeyKind::Brainpool, &subject(VNB, "Netz"));
+        let msb = pki.issue("msb", KeyKind::Brainpool, &subject(MSB, "Messstelle"));
+        let stranger = pki.issue(
+            "stranger",
+            KeyKind::Brainpool,
+            &subject("9900000000045", "Fremd"),
+        );
+        let partner = |id: &str, p: &Party| EmailPartner {
+            id: id.parse().unwrap(),
+            address: Mailbox::new(None, format!("{id}@mako.test").parse().unwrap()),
+            signing_cert: cert(p),
+            encryption_cert: cert(p),
+        };
+        let setup = EmailSetup {
+            address: Mailbox::new(None, "gateway@mako.test".parse().unwrap()),
+            signing: identity(&we),
+            decryption: identity(&we),
+            smtp: None,
+            imap: None,
+            partners: BTreeMap::from([
+                (VNB.to_string(), partner(VNB, &vnb)),
+                (MSB.to_string(), partner(MSB, &msb)),
+            ]),
+            warnings: Vec::new(),
+        };
+        // An interchange encrypted to us as it is, no MIME entity, no signature.
+        std::fs::write(pki.path("bare.edi"), interchange(VNB, "R1")).unwrap();
+        pki.openssl(&[
+            "cms",
+            "-encrypt",
+            "-binary",
+            "-in",
+            "bare.edi",
+            "-aes-128-gcm",
+            "-recip",
+            we.cert.to_str().unwrap(),
+            "-keyopt",
+            "ecdh_kdf_md:sha256",
+            "-out",
+            "bare.eml",
+        ]);
+        let bare = [
+            b"From: vnb@mako.test\r\nTo: gateway@mako.test\r\nSubject: bare\r\n".as_slice(),
+            &std::fs::read(pki.path("bare.eml")).unwrap(),
+        ]
+        .concat();
+        let mut tampered = mail(&interchange(VNB, "R5"), signed_by(&vnb, &we));
+        let at = tampered.len() - 200;
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        let cases: Vec<(&str, Vec<u8>, Vec<String>)> = vec![
+            (
+                "bare interchange",
+                bare,
+                vec!["not signed".into(), "bare interchange".into()],
+            ),
+            (
+                "registered partner, other UNB sender",
+                mail(&interchange(VNB, "R2"), signed_by(&msb, &we)),
+                vec![format!(
+                    "signed by {MSB} (CN=Messstelle EMT.MAK, OU={MSB}), expected {VNB}"
+                )],
+            ),
+            (
+                "renewed certificate",
+                mail(&interchange(VNB, "R3"), signed_by(&vnb_renewed, &we)),
+                vec![
+                    format!("signed by {VNB} (CN=Netz EMT.MAK, OU={VNB})"),
+                    format!("other than the one registered for {VNB}"),
+                ],
+            ),
+            (
+                "stranger",
+                mail(&interchange(VNB, "R4"), signed_by(&stranger, &we)),
+                vec![
+                    "signed by 9900000000045 (CN=Fremd EMT.MAK, OU=9900000000045)".into(),
+                    "no e-mail partner's signing certificate".into(),
+                ],
+            ),
+            (
+                "tampered",
+                tampered,
+                vec!["changed after it was encrypted".into()],
+            ),
+        ];
+        let (_dir, store) = super::support::sqlite().await;
+        let journal = Journal::new(store.clone());
+        for (uid, (case, raw, needles)) in cases.into_iter().enumerate() {
+            let handled = handle_mail(
+                &store,
+                &journal,
+                &setup,
+                ReceivedMail {
+                    uid_validity: 1,
+                    uid: uid as u32 + 1,
+                    raw,
+                },
+                mako_gateway::clock::Clock::system().now(),
+            )
+            .await
+            .unwrap();
+            let MailHandled::Quarantined { reason, .. } = handled else {
+                panic!("{case}: not quarantined: {handled:?}");
+            };
+            for needle in &needles {
+                assert!(
+                    reason.contains(needle.as_str()),
+                    "{case}: {needle:?} not in {reason:?}"
+                );
+            }
+            for internal in ["OpenSSL error", "error:", ".c:", "not a MIME entity"] {
+                assert!(
+                    !reason.contains(internal),
+                    "{case}: {internal:?} in {reason:?}"
+                );
+            }
+        }
+    }
+}
