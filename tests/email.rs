@@ -874,3 +874,86 @@ mod quarantine_reasons {
         }
     }
 }
+
+/// Issue 15: e-mail partners with no `[email.imap]` would start silently and never have their
+/// mail read; `Setup::load` warns, naming them.
+#[test]
+fn regression_email_partners_without_an_imap_mailbox_are_named_in_a_warning() {
+    use mako_gateway::config::Config;
+    use mako_gateway::daemon::setup::Setup;
+    use pki::{KeyKind, Pki};
+
+    let pki = Pki::new();
+    let we = pki.issue(
+        "we",
+        KeyKind::Brainpool,
+        "/C=DE/O=Lieferant/OU=9900000000003/CN=Lieferant EMT.MAK",
+    );
+    let vnb = pki.issue(
+        "vnb",
+        KeyKind::Brainpool,
+        "/C=DE/O=Netz/OU=9900000000011/CN=Netz EMT.MAK",
+    );
+    let msb = pki.issue(
+        "msb",
+        KeyKind::Brainpool,
+        "/C=DE/O=Messstelle/OU=9900000000029/CN=Messstelle EMT.MAK",
+    );
+    let toml = |imap: &str| {
+        format!(
+            r#"own_id = "9900000000003"
+[email]
+address = "gateway@mako.test"
+signing_key = {we_key:?}
+signing_cert = {we_cert:?}
+[email.smtp]
+host = "127.0.0.1"
+tls = "none"
+{imap}
+[[partners]]
+id = "9900000000011"
+transport = "email"
+email = "vnb@mako.test"
+signing_cert = {vnb:?}
+encryption_cert = {vnb:?}
+[[partners]]
+id = "9900000000029"
+transport = "email"
+email = "msb@mako.test"
+signing_cert = {msb:?}
+encryption_cert = {msb:?}
+[[partners]]
+id = "9900000000045"
+"#,
+            we_key = we.key.display().to_string(),
+            we_cert = we.cert.display().to_string(),
+            vnb = vnb.cert.display().to_string(),
+            msb = msb.cert.display().to_string(),
+        )
+    };
+    let load = |text: &str| {
+        let config = Config::load(Some(text), &|_| None).expect("valid configuration");
+        Setup::load(&config, &mako_gateway::clock::Clock::system()).expect("valid set-up")
+    };
+    let setup = load(&toml(""));
+    let warning = setup
+        .warnings
+        .iter()
+        .find(|w| w.contains("[email.imap]"))
+        .unwrap_or_else(|| panic!("no warning about [email.imap] in {:#?}", setup.warnings));
+    for needle in ["9900000000011", "9900000000029", "never read"] {
+        assert!(warning.contains(needle), "{needle:?} not in {warning:?}");
+    }
+    assert!(!warning.contains("9900000000045"), "{warning}");
+    let with_imap = load(&toml(
+        "[email.imap]\nhost = \"127.0.0.1\"\ntls = \"none\"\nuser = \"gateway\"\npassword = \"x\"",
+    ));
+    assert!(
+        !with_imap
+            .warnings
+            .iter()
+            .any(|w| w.contains("[email.imap]")),
+        "{:#?}",
+        with_imap.warnings
+    );
+}
