@@ -14,6 +14,8 @@
 
 mod support;
 
+#[path = "common/gateway.rs"]
+mod gateway;
 #[path = "common/pki.rs"]
 #[allow(dead_code)]
 mod pki;
@@ -25,12 +27,14 @@ use std::time::{Duration, Instant};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 use lettre::Message;
+use mako_gateway::clock::Clock;
 use mako_gateway::store::Transport;
 use mako_gateway::transport::email::{
     build_mail, extract_single_attachment, run_inbox, send, Address, ImapConfig, ImapError, Inbox,
     MailError, Mailbox, ReceivedMail, SendError, SmtpConfig, TlsMode, TlsSettings,
     TransferFileName, JOURNALED_KEYWORD,
 };
+use mako_gateway::transport::health::{Health, Part, Reporter, State};
 use mako_gateway::worker::receive::Journal;
 
 /// The test servers and accounts.
@@ -504,6 +508,7 @@ async fn the_inbox_loop_wakes_on_idle_and_stops_on_request() {
     let subjects: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = subjects.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let health = Health::new();
     let task = tokio::spawn(run_inbox(
         config,
         move |mail: ReceivedMail| {
@@ -514,6 +519,7 @@ async fn the_inbox_loop_wakes_on_idle_and_stops_on_request() {
             }
         },
         stop_rx,
+        Reporter::new(health.clone(), Part::Imap, Clock::system()),
     ));
     let wait_for = |n: usize| {
         let subjects = subjects.clone();
@@ -538,6 +544,14 @@ async fn the_inbox_loop_wakes_on_idle_and_stops_on_request() {
     let mut subjects = subjects.lock().unwrap().clone();
     subjects.sort();
     assert_eq!(subjects, vec!["idle1.txt", "idle2.txt"]);
+    // The loop reported the mailbox working.
+    let imap = &health.snapshot().parts[0];
+    assert_eq!(
+        (imap.0, imap.1.state()),
+        (Part::Imap, State::Up),
+        "{imap:?}"
+    );
+    assert_eq!(imap.1.failures, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -956,4 +970,262 @@ id = "9900000000045"
         "{:#?}",
         with_imap.warnings
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health per transport (issue 15): servers that refuse STARTTLS or do not answer make
+// `/health` degraded and `/metrics` say so. The refusing servers are minimal line servers on
+// loopback (Postfix and Dovecot of the test set-up offer STARTTLS, so they cannot play this).
+// ---------------------------------------------------------------------------------------------
+
+/// A loopback server that greets with `greeting` and answers each line with `answer(line)`;
+/// `None` closes the connection. Returns its port.
+async fn line_server(
+    greeting: &'static str,
+    answer: fn(&str) -> Option<String>,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                if write.write_all(greeting.as_bytes()).await.is_err() {
+                    return;
+                }
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let Some(reply) = answer(&line) else { return };
+                    if write.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+/// SMTP without STARTTLS in its EHLO answer.
+fn smtp_without_starttls(line: &str) -> Option<String> {
+    let verb = line
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    match verb.as_str() {
+        "EHLO" | "HELO" => Some("250-fake.test\r\n250 8BITMIME\r\n".into()),
+        "QUIT" => None,
+        _ => Some("502 5.5.1 not implemented\r\n".into()),
+    }
+}
+
+/// IMAP that refuses STARTTLS.
+fn imap_without_starttls(line: &str) -> Option<String> {
+    let mut words = line.split_whitespace();
+    let tag = words.next().unwrap_or("*");
+    match words.next().map(str::to_ascii_uppercase).as_deref() {
+        Some("LOGOUT") => None,
+        Some("CAPABILITY") => Some(format!("* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n")),
+        _ => Some(format!("{tag} BAD command unknown\r\n")),
+    }
+}
+
+/// A port where nothing listens.
+async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn regression_an_imap_server_refusing_starttls_is_reported_by_the_inbox_loop() {
+    let (port, server) = line_server("* OK fake IMAP ready\r\n", imap_without_starttls).await;
+    let health = Health::new();
+    let mut config = ImapConfig::plain("127.0.0.1", port, "gateway", "secret");
+    config.tls = TlsSettings {
+        mode: TlsMode::StartTls,
+        ..TlsSettings::none()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_inbox(
+        config,
+        |_mail: ReceivedMail| async { Ok::<(), String>(()) },
+        stop_rx,
+        Reporter::new(health.clone(), Part::Imap, Clock::system()),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let imap = loop {
+        let snapshot = health.snapshot();
+        if snapshot.parts[0].1.state() == State::Down {
+            break snapshot.parts[0].1.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failure reported: {snapshot:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reason = imap.last_failure.unwrap().reason;
+    assert!(reason.contains("does not offer STARTTLS"), "{reason}");
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the loop stops when asked")
+        .unwrap();
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_health_is_degraded_and_metrics_say_so_while_imap_is_down_and_smtp_refuses_starttls(
+) {
+    use pki::{KeyKind, Pki};
+    const VNB: &str = "9900000000011";
+    let pki = Pki::new();
+    let we = pki.issue(
+        "we",
+        KeyKind::Brainpool,
+        "/C=DE/O=Lieferant/OU=9900000000003/CN=Lieferant EMT.MAK",
+    );
+    let vnb = pki.issue(
+        "vnb",
+        KeyKind::Brainpool,
+        &format!("/C=DE/O=Netz/OU={VNB}/CN=Netz EMT.MAK"),
+    );
+    let (smtp_port, smtp) = line_server("220 fake.test ESMTP\r\n", smtp_without_starttls).await;
+    let imap_port = closed_port().await;
+    let data = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"own_id = "9900000000003"
+data_dir = {data:?}
+[api]
+addr = "127.0.0.1:0"
+[shutdown]
+grace_seconds = 2
+[poll]
+file_drop = "50ms"
+outbound = "50ms"
+[retry]
+base = "1s"
+max = "1s"
+max_attempts = 100
+[email]
+address = "gateway@mako.test"
+signing_key = {key:?}
+signing_cert = {cert:?}
+[email.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "starttls"
+timeout = "5s"
+[email.imap]
+host = "127.0.0.1"
+port = {imap_port}
+tls = "starttls"
+user = "gateway"
+password = "secret"
+timeout = "5s"
+[[partners]]
+id = "{VNB}"
+transport = "email"
+email = "vnb@mako.test"
+signing_cert = {vnb_cert:?}
+encryption_cert = {vnb_cert:?}
+"#,
+        data = data.path().display().to_string(),
+        key = we.key.display().to_string(),
+        cert = we.cert.display().to_string(),
+        vnb_cert = vnb.cert.display().to_string(),
+    );
+    let config = mako_gateway::config::Config::load(Some(&text), &|_| None)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let gw = gateway::Daemon::start(config).await;
+    let health = |gw: &gateway::Daemon| {
+        let (client, url) = (gw.client.clone(), format!("{}/health", gw.base));
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let failing = |body: &serde_json::Value, transport: &str, partner: Option<&str>| {
+        body["failing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["transport"] == transport && f["partner"].as_str() == partner)
+            .cloned()
+    };
+    // IMAP does not answer: degraded, named, with its error; still HTTP 200.
+    let body = gw
+        .wait("IMAP reported failing", || async {
+            let (status, body) = health(&gw).await;
+            assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+            failing(&body, "imap", None).map(|_| body)
+        })
+        .await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    let imap = failing(&body, "imap", None).unwrap();
+    assert!(
+        imap["error"]
+            .as_str()
+            .unwrap()
+            .contains(&imap_port.to_string()),
+        "{imap}"
+    );
+    assert_eq!(body["transports"]["imap"]["state"], "down", "{body}");
+    assert_eq!(body["transports"]["smtp"]["state"], "unused", "{body}");
+    // An order to the grid operator: SMTP refuses STARTTLS.
+    gw.order("sub-health", "51238696781", VNB).await;
+    let body = gw
+        .wait("SMTP reported failing", || async {
+            let (_, body) = health(&gw).await;
+            failing(&body, "smtp", None).map(|_| body)
+        })
+        .await;
+    let smtp_failure = failing(&body, "smtp", None).unwrap();
+    assert!(
+        smtp_failure["error"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("starttls"),
+        "{smtp_failure}"
+    );
+    assert!(failing(&body, "smtp", Some(VNB)).is_some(), "{body}");
+    let metrics = gw
+        .client
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "mako_transport_up{transport=\"imap\"} 0",
+        "mako_transport_up{transport=\"smtp\"} 0",
+        "mako_transport_up{transport=\"file_drop_inbox\"} 1",
+        &format!("mako_partner_up{{partner=\"{VNB}\",transport=\"smtp\"}} 0"),
+        "mako_file_drop_failed_files 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in\n{metrics}"
+        );
+    }
+    for prefix in [
+        "mako_transport_failures_total{transport=\"imap\"} ",
+        "mako_transport_last_failure_timestamp_seconds{transport=\"smtp\"} ",
+    ] {
+        let value: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{prefix} not in\n{metrics}"))
+            .parse()
+            .unwrap();
+        assert!(value >= 1.0, "{prefix}{value}");
+    }
+    gw.stop().await;
+    smtp.abort();
 }

@@ -64,6 +64,10 @@ pub enum MailHandled {
         mail_id: String,
         /// Why.
         reason: String,
+        /// The registered partner whose signing certificate verified the mail (it signed,
+        /// but the mail was refused for another reason); `None` when no partner's signature
+        /// verified.
+        signed_by: Option<String>,
     },
     /// Handled before (fetched again after a crash between the commit and the IMAP mark).
     AlreadyHandled {
@@ -109,38 +113,54 @@ pub async fn handle_mail(
         .values()
         .map(|p| p.signing_cert.clone())
         .collect();
+    // Quarantined: the reason, and the partner whose signature verified, if one did.
     let checked = decrypt_then_verify(&mail.raw, &setup.decryption, &trusted)
         .map_err(|e| match e {
             SmimeError::SignerNotTrusted {
                 certificate: Some(cert),
                 ..
-            } => untrusted_signer(setup, &cert),
-            e => quarantine_reason("S/MIME", &e),
+            } => (untrusted_signer(setup, &cert), None),
+            e => (quarantine_reason("S/MIME", &e), None),
         })
         .and_then(|verified| {
+            let signed_by = setup
+                .partners
+                .values()
+                .find(|p| p.signing_cert == verified.signer)
+                .map(|p| p.id.to_string());
             let attachment = extract_single_attachment(&verified.content)
-                .map_err(|e| quarantine_reason("attachment", &e))?;
-            Ok((verified.signer, attachment.bytes))
+                .map_err(|e| (quarantine_reason("attachment", &e), signed_by.clone()))?;
+            Ok((verified.signer, attachment.bytes, signed_by))
         })
-        .and_then(|(signer, bytes)| {
+        .and_then(|(signer, bytes, signed_by)| {
             let claimed = crate::acks::read_envelope(&bytes)
                 .map(|env| env.sender.id)
                 .ok_or_else(|| {
-                    "attachment: no UNB segment with a sender, so not an interchange".to_string()
+                    (
+                        "attachment: no UNB segment with a sender, so not an interchange"
+                            .to_string(),
+                        signed_by,
+                    )
                 })?;
             let owner = setup.partners.values().find(|p| p.signing_cert == signer);
             match owner {
                 Some(p) if p.id.as_str() == claimed => Ok((claimed, signer, bytes)),
-                Some(p) => Err(format!(
-                    "signer: signed by {}, expected {} (the interchange's UNB sender); the \
-                     signing certificate is registered for {}",
-                    signer.party(),
-                    shown_id(&claimed),
-                    p.id
+                Some(p) => Err((
+                    format!(
+                        "signer: signed by {}, expected {} (the interchange's UNB sender); the \
+                         signing certificate is registered for {}",
+                        signer.party(),
+                        shown_id(&claimed),
+                        p.id
+                    ),
+                    Some(p.id.to_string()),
                 )),
-                None => Err(format!(
-                    "signer: signed by {}, which is no e-mail partner's signing certificate",
-                    signer.party()
+                None => Err((
+                    format!(
+                        "signer: signed by {}, which is no e-mail partner's signing certificate",
+                        signer.party()
+                    ),
+                    None,
                 )),
             }
         });
@@ -169,7 +189,7 @@ pub async fn handle_mail(
                 journal_id,
             })
         }
-        Err(reason) => {
+        Err((reason, signed_by)) => {
             tracing::warn!(mail = %mail_id, uid = mail.uid, %reason, "mail quarantined");
             store
                 .conn()
@@ -184,7 +204,11 @@ pub async fn handle_mail(
                     now,
                 )
                 .await?;
-            Ok(MailHandled::Quarantined { mail_id, reason })
+            Ok(MailHandled::Quarantined {
+                mail_id,
+                reason,
+                signed_by,
+            })
         }
     }
 }
