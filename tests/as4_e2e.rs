@@ -965,3 +965,64 @@ async fn an_order_the_partner_refuses_is_parked_with_its_ebms_error() {
     ours.stop().await;
     theirs.stop().await;
 }
+
+/// Issue 15: `/health` names an AS4 partner whose endpoint is down (its failure, not AS4
+/// sending's), and both sides report the exchange once it works: our AS4 sending and the
+/// partner's AS4 receiver, each with the other as partner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_health_names_an_unreachable_as4_partner_and_reports_the_exchange_once_it_works()
+{
+    let pair = Pair::new();
+    let ours = pair.start_ours().await;
+    let id = ours.order("sub-health", MALO, VNB).await;
+    let health = ours
+        .wait("the partner reported failing", || async {
+            let health = ours.get("/health").await;
+            let failing = health["failing"].as_array()?.clone();
+            failing
+                .iter()
+                .any(|f| f["transport"] == "as4_send" && f["partner"] == VNB)
+                .then_some(health)
+        })
+        .await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    // The partner's endpoint is down, not our AS4 sending.
+    assert_ne!(
+        health["transports"]["as4_send"]["state"], "down",
+        "{health}"
+    );
+    let theirs = pair.start_theirs(true).await;
+    ours.wait_for_status(&format!("/grid-fee-reductions/{id}"), "ordered")
+        .await;
+    let health = ours
+        .wait("the partner reported up", || async {
+            let health = ours.get("/health").await;
+            (health["status"] == "ok").then_some(health)
+        })
+        .await;
+    let partner = health["partners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["partner"] == VNB && p["transport"] == "as4_send")
+        .cloned()
+        .unwrap_or_else(|| panic!("{health}"));
+    assert_eq!(partner["state"], "up", "{partner}");
+    assert!(partner["failures"].as_u64().unwrap() >= 1, "{partner}");
+    assert_eq!(health["transports"]["as4_send"]["state"], "up", "{health}");
+    let theirs_health = theirs.get("/health").await;
+    assert_eq!(
+        theirs_health["transports"]["as4_receiver"]["state"], "up",
+        "{theirs_health}"
+    );
+    assert!(
+        theirs_health["partners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["partner"] == OWN && p["transport"] == "as4_receiver" && p["state"] == "up"),
+        "{theirs_health}"
+    );
+    ours.stop().await;
+    theirs.stop().await;
+}

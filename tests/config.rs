@@ -119,6 +119,29 @@ fn the_example_and_the_readmes_name_every_environment_variable() {
     }
 }
 
+/// Issue 15: the `[email]` comment said TLS to the mail servers was not built, long after it
+/// was; it now says what `tls` does, and that the default (STARTTLS) is what loads.
+#[test]
+fn regression_the_email_comment_of_the_example_says_what_tls_does() {
+    let example = Config::example_toml();
+    let comment: String = example
+        .lines()
+        .skip_while(|l| !l.starts_with("# The e-mail transport"))
+        .take_while(|l| *l != "#[email]")
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!comment.is_empty(), "no comment before #[email]");
+    assert!(!comment.contains("not built"), "{comment}");
+    for needle in [
+        "STARTTLS by default",
+        "loopback",
+        "Without [email.imap] no mail",
+    ] {
+        assert!(comment.contains(needle), "{needle:?} not in:\n{comment}");
+    }
+    assert!(example.contains("#tls = \"starttls\""));
+}
+
 #[test]
 fn the_systemd_unit_waits_longer_than_the_grace_period_and_does_not_restart_on_config_errors() {
     let unit = read("deploy/mako-gateway.service");

@@ -14,6 +14,8 @@
 
 mod support;
 
+#[path = "common/gateway.rs"]
+mod gateway;
 #[path = "common/pki.rs"]
 #[allow(dead_code)]
 mod pki;
@@ -25,12 +27,14 @@ use std::time::{Duration, Instant};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 use lettre::Message;
+use mako_gateway::clock::Clock;
 use mako_gateway::store::Transport;
 use mako_gateway::transport::email::{
     build_mail, extract_single_attachment, run_inbox, send, Address, ImapConfig, ImapError, Inbox,
     MailError, Mailbox, ReceivedMail, SendError, SmtpConfig, TlsMode, TlsSettings,
     TransferFileName, JOURNALED_KEYWORD,
 };
+use mako_gateway::transport::health::{Health, Part, Reporter, State};
 use mako_gateway::worker::receive::Journal;
 
 /// The test servers and accounts.
@@ -504,6 +508,7 @@ async fn the_inbox_loop_wakes_on_idle_and_stops_on_request() {
     let subjects: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = subjects.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let health = Health::new();
     let task = tokio::spawn(run_inbox(
         config,
         move |mail: ReceivedMail| {
@@ -514,6 +519,7 @@ async fn the_inbox_loop_wakes_on_idle_and_stops_on_request() {
             }
         },
         stop_rx,
+        Reporter::new(health.clone(), Part::Imap, Clock::system()),
     ));
     let wait_for = |n: usize| {
         let subjects = subjects.clone();
@@ -538,6 +544,14 @@ async fn the_inbox_loop_wakes_on_idle_and_stops_on_request() {
     let mut subjects = subjects.lock().unwrap().clone();
     subjects.sort();
     assert_eq!(subjects, vec!["idle1.txt", "idle2.txt"]);
+    // The loop reported the mailbox working.
+    let imap = &health.snapshot().parts[0];
+    assert_eq!(
+        (imap.0, imap.1.state()),
+        (Part::Imap, State::Up),
+        "{imap:?}"
+    );
+    assert_eq!(imap.1.failures, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -681,4 +695,537 @@ async fn plain_text_to_a_remote_host_is_refused_before_connecting() {
         .expect_err("plain to a remote host");
     assert!(matches!(error, ImapError::TlsSetup(_)), "{error:?}");
     assert!(!error.is_transient());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quarantine reasons (issue 15): handled by `handle_mail` on a real SQLite store, without a
+// mail server (the mails are made here and handed over as IMAP would).
+// ---------------------------------------------------------------------------------------------
+
+mod quarantine_reasons {
+    use std::collections::BTreeMap;
+
+    use mako_gateway::transport::email::smime::{sign_then_encrypt, Certificate, Identity};
+    use mako_gateway::transport::email::{
+        build_mail_with, handle_mail, EmailPartner, EmailSetup, MailError, MailHandled, Mailbox,
+        ReceivedMail,
+    };
+    use mako_gateway::worker::receive::Journal;
+
+    use super::pki::{KeyKind, Party, Pki};
+
+    const OWN: &str = "9900000000003";
+    const VNB: &str = "9900000000011";
+    const MSB: &str = "9900000000029";
+
+    fn subject(id: &str, name: &str) -> String {
+        format!("/C=DE/O={name}/OU={id}/CN={name} EMT.MAK")
+    }
+
+    fn identity(p: &Party) -> Identity {
+        Identity::from_pem_files(&p.key, &p.cert).unwrap()
+    }
+
+    fn cert(p: &Party) -> Certificate {
+        Certificate::from_pem_file(&p.cert).unwrap()
+    }
+
+    fn interchange(sender: &str, reference: &str) -> Vec<u8> {
+        format!(
+            "UNA:+.? 'UNB+UNOC:3+{sender}:500+{OWN}:500+260512:0930+{reference}'\
+             UNH+1+ORDRSP:D:10A:UN:1.4b'BGM+Z91+X'UNT+2+1'UNZ+1+{reference}'"
+        )
+        .into_bytes()
+    }
+
+    /// A mail from the grid operator's address whose S/MIME entity is `smime` of the
+    /// attachment entity of `interchange`.
+    fn mail(
+        interchange: &[u8],
+        smime: impl FnOnce(&[u8]) -> Result<Vec<u8>, MailError>,
+    ) -> Vec<u8> {
+        build_mail_with(
+            &Mailbox::new(None, "vnb@mako.test".parse().unwrap()),
+            &Mailbox::new(None, "gateway@mako.test".parse().unwrap()),
+            interchange,
+            "reasons.txt",
+            std::time::SystemTime::UNIX_EPOCH,
+            smime,
+        )
+        .unwrap()
+    }
+
+    fn signed_by(signer: &Party, to: &Party) -> impl FnOnce(&[u8]) -> Result<Vec<u8>, MailError> {
+        let (signer, to) = (identity(signer), cert(to));
+        move |entity| {
+            sign_then_encrypt(entity, &signer, &to).map_err(|e| MailError::Headers {
+                reason: e.to_string(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn regression_quarantine_reasons_name_the_problem_and_the_party() {
+        let pki = Pki::new();
+        let we = pki.issue("we", KeyKind::Brainpool, &subject(OWN, "Lieferant"));
+        let vnb = pki.issue("vnb", KeyKind::Brainpool, &subject(VNB, "Netz"));
+        // The grid operator's new certificate, not yet in our registry.
+        let vnb_renewed = pki.issue("vnb2", KeyKind::Brainpool, &subject(VNB, "Netz"));
+        let msb = pki.issue("msb", KeyKind::Brainpool, &subject(MSB, "Messstelle"));
+        let stranger = pki.issue(
+            "stranger",
+            KeyKind::Brainpool,
+            &subject("9900000000045", "Fremd"),
+        );
+        let partner = |id: &str, p: &Party| EmailPartner {
+            id: id.parse().unwrap(),
+            address: Mailbox::new(None, format!("{id}@mako.test").parse().unwrap()),
+            signing_cert: cert(p),
+            encryption_cert: cert(p),
+        };
+        let setup = EmailSetup {
+            address: Mailbox::new(None, "gateway@mako.test".parse().unwrap()),
+            signing: identity(&we),
+            decryption: identity(&we),
+            smtp: None,
+            imap: None,
+            partners: BTreeMap::from([
+                (VNB.to_string(), partner(VNB, &vnb)),
+                (MSB.to_string(), partner(MSB, &msb)),
+            ]),
+            warnings: Vec::new(),
+        };
+        // An interchange encrypted to us as it is, no MIME entity, no signature.
+        std::fs::write(pki.path("bare.edi"), interchange(VNB, "R1")).unwrap();
+        pki.openssl(&[
+            "cms",
+            "-encrypt",
+            "-binary",
+            "-in",
+            "bare.edi",
+            "-aes-128-gcm",
+            "-recip",
+            we.cert.to_str().unwrap(),
+            "-keyopt",
+            "ecdh_kdf_md:sha256",
+            "-out",
+            "bare.eml",
+        ]);
+        let bare = [
+            b"From: vnb@mako.test\r\nTo: gateway@mako.test\r\nSubject: bare\r\n".as_slice(),
+            &std::fs::read(pki.path("bare.eml")).unwrap(),
+        ]
+        .concat();
+        let mut tampered = mail(&interchange(VNB, "R5"), signed_by(&vnb, &we));
+        let at = tampered.len() - 200;
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        let cases: Vec<(&str, Vec<u8>, Vec<String>)> = vec![
+            (
+                "bare interchange",
+                bare,
+                vec!["not signed".into(), "bare interchange".into()],
+            ),
+            (
+                "registered partner, other UNB sender",
+                mail(&interchange(VNB, "R2"), signed_by(&msb, &we)),
+                vec![format!(
+                    "signed by {MSB} (CN=Messstelle EMT.MAK, OU={MSB}), expected {VNB}"
+                )],
+            ),
+            (
+                "renewed certificate",
+                mail(&interchange(VNB, "R3"), signed_by(&vnb_renewed, &we)),
+                vec![
+                    format!("signed by {VNB} (CN=Netz EMT.MAK, OU={VNB})"),
+                    format!("other than the one registered for {VNB}"),
+                ],
+            ),
+            (
+                "stranger",
+                mail(&interchange(VNB, "R4"), signed_by(&stranger, &we)),
+                vec![
+                    "signed by 9900000000045 (CN=Fremd EMT.MAK, OU=9900000000045)".into(),
+                    "no e-mail partner's signing certificate".into(),
+                ],
+            ),
+            (
+                "tampered",
+                tampered,
+                vec!["changed after it was encrypted".into()],
+            ),
+        ];
+        let (_dir, store) = super::support::sqlite().await;
+        let journal = Journal::new(store.clone());
+        for (uid, (case, raw, needles)) in cases.into_iter().enumerate() {
+            let handled = handle_mail(
+                &store,
+                &journal,
+                &setup,
+                ReceivedMail {
+                    uid_validity: 1,
+                    uid: uid as u32 + 1,
+                    raw,
+                },
+                mako_gateway::clock::Clock::system().now(),
+            )
+            .await
+            .unwrap();
+            let MailHandled::Quarantined { reason, .. } = handled else {
+                panic!("{case}: not quarantined: {handled:?}");
+            };
+            for needle in &needles {
+                assert!(
+                    reason.contains(needle.as_str()),
+                    "{case}: {needle:?} not in {reason:?}"
+                );
+            }
+            for internal in ["OpenSSL error", "error:", ".c:", "not a MIME entity"] {
+                assert!(
+                    !reason.contains(internal),
+                    "{case}: {internal:?} in {reason:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Issue 15: e-mail partners with no `[email.imap]` would start silently and never have their
+/// mail read; `Setup::load` warns, naming them.
+#[test]
+fn regression_email_partners_without_an_imap_mailbox_are_named_in_a_warning() {
+    use mako_gateway::config::Config;
+    use mako_gateway::daemon::setup::Setup;
+    use pki::{KeyKind, Pki};
+
+    let pki = Pki::new();
+    let we = pki.issue(
+        "we",
+        KeyKind::Brainpool,
+        "/C=DE/O=Lieferant/OU=9900000000003/CN=Lieferant EMT.MAK",
+    );
+    let vnb = pki.issue(
+        "vnb",
+        KeyKind::Brainpool,
+        "/C=DE/O=Netz/OU=9900000000011/CN=Netz EMT.MAK",
+    );
+    let msb = pki.issue(
+        "msb",
+        KeyKind::Brainpool,
+        "/C=DE/O=Messstelle/OU=9900000000029/CN=Messstelle EMT.MAK",
+    );
+    let toml = |imap: &str| {
+        format!(
+            r#"own_id = "9900000000003"
+[email]
+address = "gateway@mako.test"
+signing_key = {we_key:?}
+signing_cert = {we_cert:?}
+[email.smtp]
+host = "127.0.0.1"
+tls = "none"
+{imap}
+[[partners]]
+id = "9900000000011"
+transport = "email"
+email = "vnb@mako.test"
+signing_cert = {vnb:?}
+encryption_cert = {vnb:?}
+[[partners]]
+id = "9900000000029"
+transport = "email"
+email = "msb@mako.test"
+signing_cert = {msb:?}
+encryption_cert = {msb:?}
+[[partners]]
+id = "9900000000045"
+"#,
+            we_key = we.key.display().to_string(),
+            we_cert = we.cert.display().to_string(),
+            vnb = vnb.cert.display().to_string(),
+            msb = msb.cert.display().to_string(),
+        )
+    };
+    let load = |text: &str| {
+        let config = Config::load(Some(text), &|_| None).expect("valid configuration");
+        Setup::load(&config, &mako_gateway::clock::Clock::system()).expect("valid set-up")
+    };
+    let setup = load(&toml(""));
+    let warning = setup
+        .warnings
+        .iter()
+        .find(|w| w.contains("[email.imap]"))
+        .unwrap_or_else(|| panic!("no warning about [email.imap] in {:#?}", setup.warnings));
+    for needle in ["9900000000011", "9900000000029", "never read"] {
+        assert!(warning.contains(needle), "{needle:?} not in {warning:?}");
+    }
+    assert!(!warning.contains("9900000000045"), "{warning}");
+    let with_imap = load(&toml(
+        "[email.imap]\nhost = \"127.0.0.1\"\ntls = \"none\"\nuser = \"gateway\"\npassword = \"x\"",
+    ));
+    assert!(
+        !with_imap
+            .warnings
+            .iter()
+            .any(|w| w.contains("[email.imap]")),
+        "{:#?}",
+        with_imap.warnings
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health per transport (issue 15): servers that refuse STARTTLS or do not answer make
+// `/health` degraded and `/metrics` say so. The refusing servers are minimal line servers on
+// loopback (Postfix and Dovecot of the test set-up offer STARTTLS, so they cannot play this).
+// ---------------------------------------------------------------------------------------------
+
+/// A loopback server that greets with `greeting` and answers each line with `answer(line)`;
+/// `None` closes the connection. Returns its port.
+async fn line_server(
+    greeting: &'static str,
+    answer: fn(&str) -> Option<String>,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                if write.write_all(greeting.as_bytes()).await.is_err() {
+                    return;
+                }
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let Some(reply) = answer(&line) else { return };
+                    if write.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+/// SMTP without STARTTLS in its EHLO answer.
+fn smtp_without_starttls(line: &str) -> Option<String> {
+    let verb = line
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    match verb.as_str() {
+        "EHLO" | "HELO" => Some("250-fake.test\r\n250 8BITMIME\r\n".into()),
+        "QUIT" => None,
+        _ => Some("502 5.5.1 not implemented\r\n".into()),
+    }
+}
+
+/// IMAP that refuses STARTTLS.
+fn imap_without_starttls(line: &str) -> Option<String> {
+    let mut words = line.split_whitespace();
+    let tag = words.next().unwrap_or("*");
+    match words.next().map(str::to_ascii_uppercase).as_deref() {
+        Some("LOGOUT") => None,
+        Some("CAPABILITY") => Some(format!("* CAPABILITY IMAP4rev1\r\n{tag} OK done\r\n")),
+        _ => Some(format!("{tag} BAD command unknown\r\n")),
+    }
+}
+
+/// A port where nothing listens.
+async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn regression_an_imap_server_refusing_starttls_is_reported_by_the_inbox_loop() {
+    let (port, server) = line_server("* OK fake IMAP ready\r\n", imap_without_starttls).await;
+    let health = Health::new();
+    let mut config = ImapConfig::plain("127.0.0.1", port, "gateway", "secret");
+    config.tls = TlsSettings {
+        mode: TlsMode::StartTls,
+        ..TlsSettings::none()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_inbox(
+        config,
+        |_mail: ReceivedMail| async { Ok::<(), String>(()) },
+        stop_rx,
+        Reporter::new(health.clone(), Part::Imap, Clock::system()),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let imap = loop {
+        let snapshot = health.snapshot();
+        if snapshot.parts[0].1.state() == State::Down {
+            break snapshot.parts[0].1.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failure reported: {snapshot:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let reason = imap.last_failure.unwrap().reason;
+    assert!(reason.contains("does not offer STARTTLS"), "{reason}");
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the loop stops when asked")
+        .unwrap();
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_health_is_degraded_and_metrics_say_so_while_imap_is_down_and_smtp_refuses_starttls(
+) {
+    use pki::{KeyKind, Pki};
+    const VNB: &str = "9900000000011";
+    let pki = Pki::new();
+    let we = pki.issue(
+        "we",
+        KeyKind::Brainpool,
+        "/C=DE/O=Lieferant/OU=9900000000003/CN=Lieferant EMT.MAK",
+    );
+    let vnb = pki.issue(
+        "vnb",
+        KeyKind::Brainpool,
+        &format!("/C=DE/O=Netz/OU={VNB}/CN=Netz EMT.MAK"),
+    );
+    let (smtp_port, smtp) = line_server("220 fake.test ESMTP\r\n", smtp_without_starttls).await;
+    let imap_port = closed_port().await;
+    let data = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"own_id = "9900000000003"
+data_dir = {data:?}
+[api]
+addr = "127.0.0.1:0"
+[shutdown]
+grace_seconds = 2
+[poll]
+file_drop = "50ms"
+outbound = "50ms"
+[retry]
+base = "1s"
+max = "1s"
+max_attempts = 100
+[email]
+address = "gateway@mako.test"
+signing_key = {key:?}
+signing_cert = {cert:?}
+[email.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "starttls"
+timeout = "5s"
+[email.imap]
+host = "127.0.0.1"
+port = {imap_port}
+tls = "starttls"
+user = "gateway"
+password = "secret"
+timeout = "5s"
+[[partners]]
+id = "{VNB}"
+transport = "email"
+email = "vnb@mako.test"
+signing_cert = {vnb_cert:?}
+encryption_cert = {vnb_cert:?}
+"#,
+        data = data.path().display().to_string(),
+        key = we.key.display().to_string(),
+        cert = we.cert.display().to_string(),
+        vnb_cert = vnb.cert.display().to_string(),
+    );
+    let config = mako_gateway::config::Config::load(Some(&text), &|_| None)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let gw = gateway::Daemon::start(config).await;
+    let health = |gw: &gateway::Daemon| {
+        let (client, url) = (gw.client.clone(), format!("{}/health", gw.base));
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let failing = |body: &serde_json::Value, transport: &str, partner: Option<&str>| {
+        body["failing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["transport"] == transport && f["partner"].as_str() == partner)
+            .cloned()
+    };
+    // IMAP does not answer: degraded, named, with its error; still HTTP 200.
+    let body = gw
+        .wait("IMAP reported failing", || async {
+            let (status, body) = health(&gw).await;
+            assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+            failing(&body, "imap", None).map(|_| body)
+        })
+        .await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    let imap = failing(&body, "imap", None).unwrap();
+    assert!(
+        imap["error"]
+            .as_str()
+            .unwrap()
+            .contains(&imap_port.to_string()),
+        "{imap}"
+    );
+    assert_eq!(body["transports"]["imap"]["state"], "down", "{body}");
+    assert_eq!(body["transports"]["smtp"]["state"], "unused", "{body}");
+    // An order to the grid operator: SMTP refuses STARTTLS.
+    gw.order("sub-health", "51238696781", VNB).await;
+    let body = gw
+        .wait("SMTP reported failing", || async {
+            let (_, body) = health(&gw).await;
+            failing(&body, "smtp", None).map(|_| body)
+        })
+        .await;
+    let smtp_failure = failing(&body, "smtp", None).unwrap();
+    assert!(
+        smtp_failure["error"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("starttls"),
+        "{smtp_failure}"
+    );
+    assert!(failing(&body, "smtp", Some(VNB)).is_some(), "{body}");
+    let metrics = gw
+        .client
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "mako_transport_up{transport=\"imap\"} 0",
+        "mako_transport_up{transport=\"smtp\"} 0",
+        "mako_transport_up{transport=\"file_drop_inbox\"} 1",
+        &format!("mako_partner_up{{partner=\"{VNB}\",transport=\"smtp\"}} 0"),
+        "mako_file_drop_failed_files 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in\n{metrics}"
+        );
+    }
+    for prefix in [
+        "mako_transport_failures_total{transport=\"imap\"} ",
+        "mako_transport_last_failure_timestamp_seconds{transport=\"smtp\"} ",
+    ] {
+        let value: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{prefix} not in\n{metrics}"))
+            .parse()
+            .unwrap();
+        assert!(value >= 1.0, "{prefix}{value}");
+    }
+    gw.stop().await;
+    smtp.abort();
 }

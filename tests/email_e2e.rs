@@ -515,9 +515,11 @@ async fn an_order_goes_out_by_mail_and_the_mailed_answer_is_mapped_bad_mail_is_q
     };
     has("unsigned", "S/MIME");
     has("wrong signer", "signed by 9900000000029");
+    // Issue 15: the reasons in words, naming the party.
+    has("wrong signer", &format!("expected {VNB}"));
     has("not for us", "S/MIME");
     has("two", "2 attachments");
-    has("tampered", "S/MIME");
+    has("tampered", "changed after it was encrypted");
     assert_eq!(quarantined.len(), 5, "{reasons:#?}");
     ours.wait("the 10 MB interchange journaled", || async {
         let rows = inbound_from(&ours.store, VNB).await;

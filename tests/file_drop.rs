@@ -43,6 +43,7 @@ async fn regression_one_bad_file_never_stops_the_others() {
         &inbox,
         "worker-with-a-long-name",
         Duration::from_secs(30),
+        MAX_FILE_BYTES,
         &sink,
         now,
     )
@@ -96,4 +97,187 @@ async fn regression_one_bad_file_never_stops_the_others() {
         std::fs::read_dir(inbox.join(".claimed")).unwrap().count(),
         0
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 15: what the file drop sets aside is visible (GET /inbox/failed, the metric
+// mako_file_drop_failed_files), the size cap is `file_drop.max_file_bytes`, and a file drop
+// that cannot read its inbox or write its outbox makes /health degraded.
+// ---------------------------------------------------------------------------------------------
+
+#[path = "common/gateway.rs"]
+mod gateway;
+
+fn config(data: &std::path::Path, extra: &str) -> mako_gateway::config::Config {
+    let text = format!(
+        r#"own_id = "9900000000003"
+data_dir = {data:?}
+[api]
+addr = "127.0.0.1:0"
+[shutdown]
+grace_seconds = 2
+[poll]
+file_drop = "50ms"
+outbound = "50ms"
+[retry]
+base = "1s"
+max = "1s"
+max_attempts = 100
+{extra}
+"#,
+        data = data.display().to_string()
+    );
+    mako_gateway::config::Config::load(Some(&text), &|_| None)
+        .unwrap_or_else(|e| panic!("{e:?}\n{text}"))
+}
+
+async fn metrics(gw: &gateway::Daemon) -> String {
+    gw.client
+        .get(format!("{}/metrics", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_set_aside_files_are_listed_and_counted_and_the_size_cap_is_configured() {
+    let data = tempfile::tempdir().unwrap();
+    let inbox = data.path().join("inbox");
+    write_atomically(&inbox, "a-good.edi", &interchange("R1")).unwrap();
+    write_atomically(&inbox, "b-big.edi", &vec![b'x'; 4096]).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", inbox.join("c-link.edi")).unwrap();
+    let gw =
+        gateway::Daemon::start(config(data.path(), "[file_drop]\nmax_file_bytes = 2048")).await;
+    let listed = gw
+        .wait("two files set aside", || async {
+            let page = gw.get("/inbox/failed").await;
+            let data = page["data"].as_array().unwrap().clone();
+            (data.len() == 2).then_some(data)
+        })
+        .await;
+    let by_name = |name: &str| {
+        listed
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {listed:?}"))
+            .clone()
+    };
+    let big = by_name("b-big.edi");
+    assert_eq!(big["object"], "failed_file");
+    assert_eq!(big["size"], 4096);
+    assert_eq!(big["kind"], "file");
+    assert!(
+        big["reason"]
+            .as_str()
+            .unwrap()
+            .contains("4096 bytes, more than the 2048 bytes"),
+        "{big}"
+    );
+    assert!(
+        big["set_aside_at"].as_str().unwrap().ends_with('Z'),
+        "{big}"
+    );
+    let link = by_name("c-link.edi");
+    assert_eq!(link["kind"], "symbolic link");
+    assert!(
+        link["reason"].as_str().unwrap().contains("symbolic link"),
+        "{link}"
+    );
+    // The good one went through.
+    gw.wait("the good file journaled", || async {
+        let page = gw.get("/journal?filter[direction][eq]=in").await;
+        (page["data"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    // Pages of one, with a cursor, cover both once.
+    let first = gw.get("/inbox/failed?limit=1").await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let second = gw
+        .get(&format!("/inbox/failed?limit=1&cursor={cursor}"))
+        .await;
+    assert!(second["next_cursor"].is_null(), "{second}");
+    let mut names = vec![
+        first["data"][0]["name"].as_str().unwrap().to_string(),
+        second["data"][0]["name"].as_str().unwrap().to_string(),
+    ];
+    names.sort();
+    assert_eq!(names, ["b-big.edi", "c-link.edi"]);
+    // A cursor no page gave is a 400; the listing needs the token.
+    let response = gw
+        .client
+        .get(format!("{}/inbox/failed?cursor=ff_x", gw.base))
+        .bearer_auth(gateway::TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let response = gw
+        .client
+        .get(format!("{}/inbox/failed", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let text = metrics(&gw).await;
+    assert!(
+        text.lines().any(|l| l == "mako_file_drop_failed_files 2"),
+        "{text}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_a_file_drop_that_cannot_read_its_inbox_or_write_its_outbox_is_reported() {
+    let data = tempfile::tempdir().unwrap();
+    // Both folders are regular files: the inbox cannot be read, the outbox not written.
+    std::fs::write(data.path().join("inbox"), b"not a folder").unwrap();
+    std::fs::write(data.path().join("outbox"), b"not a folder").unwrap();
+    let gw = gateway::Daemon::start(config(data.path(), "")).await;
+    gw.order("sub-file-health", "51238696781", "9900000000011")
+        .await;
+    let body = gw
+        .wait("both file-drop parts failing", || async {
+            let response = gw
+                .client
+                .get(format!("{}/health", gw.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), reqwest::StatusCode::OK);
+            let body: serde_json::Value = response.json().await.unwrap();
+            let failing = body["failing"].as_array()?.clone();
+            let named = |t: &str, p: Option<&str>| {
+                failing
+                    .iter()
+                    .any(|f| f["transport"] == t && f["partner"].as_str() == p)
+            };
+            (named("file_drop_inbox", None)
+                && named("file_drop_outbox", None)
+                && named("file_drop_outbox", Some("9900000000011")))
+            .then_some(body)
+        })
+        .await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert!(
+        body["transports"]["file_drop_inbox"]["last_failure"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("reading the inbox"),
+        "{body}"
+    );
+    let text = metrics(&gw).await;
+    for line in [
+        "mako_transport_up{transport=\"file_drop_inbox\"} 0",
+        "mako_transport_up{transport=\"file_drop_outbox\"} 0",
+        "mako_partner_up{partner=\"9900000000011\",transport=\"file_drop_outbox\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
+    gw.stop().await;
 }

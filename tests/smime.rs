@@ -505,8 +505,12 @@ fn mail_signed_by_someone_else_is_not_trusted() {
     .unwrap();
     let err = decrypt_then_verify(&mail, &identity(&f.we_ec), &[cert(&f.partner_ec)]).unwrap_err();
     match &err {
-        SmimeError::SignerNotTrusted { signer } => {
-            assert!(signer.contains("Test EMT CA"), "{signer}")
+        SmimeError::SignerNotTrusted {
+            signer,
+            certificate,
+        } => {
+            assert!(signer.starts_with("9900000000029 ("), "{signer}");
+            assert_eq!(certificate.as_ref(), Some(&cert(&f.stranger_ec)));
         }
         other => panic!("{other:?}"),
     }
@@ -686,6 +690,244 @@ fn garbage_is_malformed() {
             "{case:?}: {err:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (4) Issue 15: reasons in words an operator acts on, naming the problem and the party, never
+// OpenSSL's internals (error codes, source paths, an empty "OpenSSL error").
+// ---------------------------------------------------------------------------------------------
+
+/// The error's text, checked to carry none of OpenSSL's internals.
+fn in_words(err: &SmimeError) -> String {
+    let text = err.to_string();
+    for internal in ["OpenSSL error", "error:", ".c:", "routines"] {
+        assert!(!text.contains(internal), "`{internal}` in: {text}");
+    }
+    text
+}
+
+/// An interchange as it would be attached, without any MIME around it.
+const BARE_INTERCHANGE: &[u8] = b"UNA:+.? 'UNB+UNOC:3+9900000000011:500+9900000000003:500+260512:0930+BARE1'UNH+1+ORDRSP:D:10A:UN:1.4b'BGM+Z91+X'UNT+2+1'UNZ+1+BARE1'";
+
+#[test]
+fn regression_an_encrypted_bare_interchange_is_unsigned_not_malformed() {
+    let f = fixture();
+    let content_file = put("bare.content", BARE_INTERCHANGE);
+    f.pki.openssl(&[
+        "cms",
+        "-encrypt",
+        "-binary",
+        "-in",
+        &content_file,
+        "-aes-128-gcm",
+        "-recip",
+        name(&f.we_ec.cert),
+        "-keyopt",
+        "ecdh_kdf_md:sha256",
+        "-out",
+        "bare.eml",
+    ]);
+    let err = decrypt_then_verify(
+        &get("bare.eml"),
+        &identity(&f.we_ec),
+        &[cert(&f.partner_ec)],
+    )
+    .unwrap_err();
+    assert!(matches!(err, SmimeError::Unsigned { .. }), "{err:?}");
+    let text = in_words(&err);
+    assert_contains(&text, &["not signed", "bare interchange"]);
+    // Bytes that are neither MIME nor an interchange stay malformed, and say where they are.
+    let content_file = put(
+        "garbage.content",
+        b"\x00\x01\x02 no headers, no interchange",
+    );
+    f.pki.openssl(&[
+        "cms",
+        "-encrypt",
+        "-binary",
+        "-in",
+        &content_file,
+        "-aes-128-gcm",
+        "-recip",
+        name(&f.we_ec.cert),
+        "-keyopt",
+        "ecdh_kdf_md:sha256",
+        "-out",
+        "garbage.eml",
+    ]);
+    let err = decrypt_then_verify(
+        &get("garbage.eml"),
+        &identity(&f.we_ec),
+        &[cert(&f.partner_ec)],
+    )
+    .unwrap_err();
+    assert!(matches!(err, SmimeError::Malformed { .. }), "{err:?}");
+    assert_contains(&in_words(&err), &["decrypted content"]);
+}
+
+#[test]
+fn regression_a_changed_ciphertext_tag_or_wrapped_key_is_named_in_words() {
+    let f = fixture();
+    let mail = sign_then_encrypt(
+        &content("tamper_words"),
+        &identity(&f.partner_ec),
+        &cert(&f.we_ec),
+    )
+    .unwrap();
+    let mail_file = put("tamper_words.eml", &mail);
+    f.pki.openssl(&[
+        "cms",
+        "-cmsout",
+        "-in",
+        &mail_file,
+        "-outform",
+        "DER",
+        "-out",
+        "tamper_words.der",
+    ]);
+    let der = get("tamper_words.der");
+    let n = der.len();
+    let decrypt = |der: &[u8]| {
+        decrypt_then_verify(
+            &smime_entity("authEnveloped-data", der),
+            &identity(&f.we_ec),
+            &[cert(&f.partner_ec)],
+        )
+        .unwrap_err()
+    };
+    // The last byte of the ciphertext, then the last byte of the tag.
+    for at in [n - 19, n - 1] {
+        let mut changed = der.clone();
+        changed[at] ^= 0x01;
+        let err = decrypt(&changed);
+        assert!(matches!(err, SmimeError::CannotDecrypt { .. }), "{err:?}");
+        assert_contains(
+            &in_words(&err),
+            &["changed after it was encrypted", "authentication tag"],
+        );
+    }
+    // The wrapped content key (AES key wrap of 16 bytes: an OCTET STRING of 24).
+    let wrapped = der
+        .windows(2)
+        .position(|w| w == [0x04, 0x18])
+        .expect("the wrapped key");
+    let mut changed = der.clone();
+    changed[wrapped + 5] ^= 0x01;
+    let err = decrypt(&changed);
+    assert!(matches!(err, SmimeError::CannotDecrypt { .. }), "{err:?}");
+    assert_contains(&in_words(&err), &["content key", "does not unwrap"]);
+    // Legacy AES-CBC has no tag: a changed last block fails its padding check.
+    let content_file = put("cbc_words.content", &content("cbc_words"));
+    f.pki.openssl(&[
+        "cms",
+        "-sign",
+        "-in",
+        &content_file,
+        "-signer",
+        name(&f.partner_ec.cert),
+        "-inkey",
+        name(&f.partner_ec.key),
+        "-out",
+        "cbc_words.signed.eml",
+    ]);
+    f.pki.openssl(&[
+        "cms",
+        "-encrypt",
+        "-in",
+        "cbc_words.signed.eml",
+        "-aes-128-cbc",
+        "-recip",
+        name(&f.we_ec.cert),
+        "-keyopt",
+        "ecdh_kdf_md:sha256",
+        "-outform",
+        "DER",
+        "-out",
+        "cbc_words.der",
+    ]);
+    let mut der = get("cbc_words.der");
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    let err = decrypt_then_verify(
+        &smime_entity("enveloped-data", &der),
+        &identity(&f.we_ec),
+        &[cert(&f.partner_ec)],
+    )
+    .unwrap_err();
+    assert!(matches!(err, SmimeError::CannotDecrypt { .. }), "{err:?}");
+    assert_contains(
+        &in_words(&err),
+        &["changed after it was encrypted", "AES-CBC padding"],
+    );
+}
+
+#[test]
+fn regression_a_bad_signature_names_the_signer_and_the_problem_in_words() {
+    let f = fixture();
+    let content_file = put("badsig_words.content", &content("badsig_words"));
+    f.pki.openssl(&[
+        "cms",
+        "-sign",
+        "-in",
+        &content_file,
+        "-signer",
+        name(&f.partner_ec.cert),
+        "-inkey",
+        name(&f.partner_ec.key),
+        "-out",
+        "badsig_words.signed.eml",
+    ]);
+    let signed = String::from_utf8(get("badsig_words.signed.eml")).unwrap();
+    let forged = signed.replacen("VU5BOisuPyAn", "VU5BOisuPyAo", 1);
+    assert_ne!(forged, signed);
+    put("badsig_words.forged.eml", forged.as_bytes());
+    f.pki.openssl(&[
+        "cms",
+        "-encrypt",
+        "-in",
+        "badsig_words.forged.eml",
+        "-aes-128-gcm",
+        "-recip",
+        name(&f.we_ec.cert),
+        "-keyopt",
+        "ecdh_kdf_md:sha256",
+        "-out",
+        "badsig_words.eml",
+    ]);
+    let err = decrypt_then_verify(
+        &get("badsig_words.eml"),
+        &identity(&f.we_ec),
+        &[cert(&f.partner_ec)],
+    )
+    .unwrap_err();
+    assert!(matches!(err, SmimeError::BadSignature { .. }), "{err:?}");
+    assert_contains(
+        &in_words(&err),
+        &[
+            "content changed after signing (signature does not match)",
+            "9900000000011 (CN=Netz EMT.MAK, OU=9900000000011)",
+        ],
+    );
+}
+
+#[test]
+fn regression_an_untrusted_signer_is_named_by_the_certificate_in_the_mail() {
+    let f = fixture();
+    let mail = sign_then_encrypt(
+        &content("stranger_words"),
+        &identity(&f.stranger_ec),
+        &cert(&f.we_ec),
+    )
+    .unwrap();
+    let err = decrypt_then_verify(&mail, &identity(&f.we_ec), &[cert(&f.partner_ec)]).unwrap_err();
+    assert!(
+        matches!(err, SmimeError::SignerNotTrusted { .. }),
+        "{err:?}"
+    );
+    assert_contains(
+        &in_words(&err),
+        &["signed by 9900000000029 (CN=Fremd EMT.MAK, OU=9900000000029)"],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 //! orders, subscription confirmation, pass-through sending (`/interchanges`), the forward feed
 //! of received messages (`/messages`), operator views of the outbox, the clearing list, the
 //! journal of interchanges in and out, the mail quarantine and the received AS4 requests
-//! (each with its raw bytes), health, Prometheus metrics and the OpenAPI document.
+//! (each with its raw bytes), the files the file drop set aside, health per transport,
+//! Prometheus metrics and the OpenAPI document.
 //!
 //! What it does not do: decide product rules (those are `orders::check_new_reductions` and
 //! `orders::check_new_meter_order`) or send anything (it only queues outbox items for the
@@ -15,11 +16,13 @@ mod error;
 mod input;
 mod journal;
 mod messages;
+mod operations;
 mod orders;
 mod passthrough;
 mod resources;
 pub mod server;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -35,7 +38,8 @@ pub use input::{DEFAULT_LIMIT, MAX_LIMIT};
 
 use crate::ids::MarketPartnerId;
 use crate::orders::{GridFeeStatus, MeterStatus};
-use crate::store::{serde_text, Backend, Store};
+use crate::store::{serde_text, Store};
+use crate::transport::health::Health;
 
 /// The OpenAPI 3.1 document served at `/openapi.json` (hand-written: `src/api/openapi.json`).
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -54,6 +58,10 @@ pub struct AppState {
     pub clock: Clock,
     /// Our market partner ID: the UNB sender of what is passed through.
     own_id: MarketPartnerId,
+    /// What each transport did last (`/health`, `/metrics`).
+    health: Health,
+    /// The file drop's inbox, whose `failed/` folder `GET /inbox/failed` lists.
+    file_drop_inbox: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -74,7 +82,16 @@ impl AppState {
             tokens: Arc::new(tokens.into_iter().filter(|t| !t.is_empty()).collect()),
             clock: Clock::system(),
             own_id: default_own_id(),
+            health: Health::default(),
+            file_drop_inbox: None,
         }
+    }
+
+    /// The same state reading the transports' `health` registry and the file drop's `inbox`.
+    pub fn with_transport_health(mut self, health: Health, inbox: PathBuf) -> AppState {
+        self.health = health;
+        self.file_drop_inbox = Some(inbox);
+        self
     }
 
     /// The same state with our market partner ID (the configuration's `own_id`; without it,
@@ -131,6 +148,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/interchanges"),
     ("get", "/interchanges"),
     ("get", "/interchanges/{id}"),
+    ("get", "/inbox/failed"),
     ("get", "/health"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
@@ -179,9 +197,10 @@ pub fn router(state: AppState) -> Router {
             post(passthrough::create).get(passthrough::list),
         )
         .route("/interchanges/{id}", get(passthrough::one))
+        .route("/inbox/failed", get(operations::list_failed_files))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(operations::health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(protected)
@@ -328,27 +347,9 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
-async fn health(State(state): State<AppState>) -> Response {
-    let database = match state.store.backend() {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    };
-    match state.store.ping().await {
-        Ok(()) => {
-            axum::Json(serde_json::json!({"status": "ok", "database": database})).into_response()
-        }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({
-                "status": "unavailable", "database": database, "error": e.to_string()
-            })),
-        )
-            .into_response(),
-    }
-}
-
 /// Prometheus text: orders by kind and status, outbox, webhook and journal backlogs, open
-/// clearing items. Every known status is written, also with 0, so series do not vanish.
+/// clearing items, and the transports (`operations::transport_metrics`). Every known status
+/// is written, also with 0, so series do not vanish.
 async fn metrics(State(state): State<AppState>) -> Response {
     let read = async {
         let mut conn = state.store.conn().await?;
@@ -436,6 +437,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
          # HELP mako_messages_new_oldest_age_seconds Age of the oldest forwarded message not taken yet.\n# TYPE mako_messages_new_oldest_age_seconds gauge\nmako_messages_new_oldest_age_seconds {}\n",
         oldest_new.map_or(0, |t| (state.now() - t).num_seconds().max(0))
     ));
+    operations::transport_metrics(&state, &mut out).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -1,5 +1,5 @@
 //! The sections every gateway has, whatever its transports: `[database]`, `[api]`,
-//! `[webhook]`, `[workers]`, `[shutdown]`, `[log]`, `[poll]` and `[retry]`.
+//! `[webhook]`, `[workers]`, `[shutdown]`, `[log]`, `[poll]`, `[retry]` and `[file_drop]`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -51,6 +51,23 @@ pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(5);
 pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(3600);
 /// See [`DEFAULT_RETRY_BASE`].
 pub const DEFAULT_RETRY_MAX_ATTEMPTS: u32 = 10;
+
+/// Default largest inbox file the file drop reads: 256 MiB, far above any interchange seen in
+/// the market (the 10 MB test interchange included), low enough that one file cannot take the
+/// memory of the host.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest accepted `file_drop.max_file_bytes`: SQLite's default limit of one value
+/// (`SQLITE_MAX_LENGTH`, 10^9 bytes); a larger interchange could not be journaled.
+pub const MAX_MAX_FILE_BYTES: u64 = 1_000_000_000;
+
+/// `[file_drop]`: the file-drop transport's own settings (its poll interval is
+/// `poll.file_drop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileDropConfig {
+    /// `file_drop.max_file_bytes`: an inbox file larger than this is set aside in
+    /// `inbox/failed/` unread.
+    pub max_file_bytes: u64,
+}
 
 /// `[database]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,6 +449,24 @@ impl Reader<'_> {
         poll
     }
 
+    /// `[file_drop]`.
+    pub(super) fn file_drop(&mut self, root: &mut Table) -> FileDropConfig {
+        let mut t = self.table(root, "", "file_drop");
+        let file_drop = FileDropConfig {
+            max_file_bytes: self
+                .integer(
+                    &mut t,
+                    "file_drop",
+                    "max_file_bytes",
+                    1024_i64,
+                    MAX_MAX_FILE_BYTES as i64,
+                )
+                .map_or(DEFAULT_MAX_FILE_BYTES, |n: i64| n as u64),
+        };
+        self.unknown_keys(t, "file_drop", &["max_file_bytes"]);
+        file_drop
+    }
+
     /// `[retry]`: `max` must not be shorter than `base`.
     pub(super) fn retry(&mut self, root: &mut Table) -> RetryConfig {
         let mut t = self.table(root, "", "retry");
@@ -469,6 +504,29 @@ mod tests {
     use super::*;
     use crate::config::tests::{env_of, errors, load};
     use crate::config::Config;
+
+    #[test]
+    fn the_file_drop_size_cap_is_configured_within_what_the_journal_can_hold() {
+        assert_eq!(
+            load("").unwrap().file_drop.max_file_bytes,
+            DEFAULT_MAX_FILE_BYTES
+        );
+        assert_eq!(
+            load("[file_drop]\nmax_file_bytes = 2048")
+                .unwrap()
+                .file_drop
+                .max_file_bytes,
+            2048
+        );
+        for bad in ["0", "1023", "1000000001", "\"1 MB\""] {
+            let errors = errors(&format!("[file_drop]\nmax_file_bytes = {bad}"));
+            assert!(
+                errors[0].starts_with("file_drop.max_file_bytes = "),
+                "{errors:?}"
+            );
+        }
+        assert!(errors("[file_drop]\nmax_bytes = 1")[0].contains("file_drop.max_bytes"));
+    }
 
     #[test]
     fn log_level_accepts_targets_and_span_filters() {

@@ -30,8 +30,8 @@
 //!
 //! Inside: `error` (what an error says), `reader` (the reader that collects the errors and its
 //! generic helpers), `values` (the parsers of single values), and one module per topic:
-//! `basics` (database, API, webhook, workers, shutdown, log, poll and retry), `email`, `as4`
-//! and `partners`. Every public item is re-exported here.
+//! `basics` (database, API, webhook, workers, shutdown, log, poll, retry and file drop),
+//! `email`, `as4` and `partners`. Every public item is re-exported here.
 
 mod as4;
 mod basics;
@@ -52,12 +52,12 @@ use crate::ids::MarketPartnerId;
 
 pub use as4::{As4Config, PartnerAs4};
 pub use basics::{
-    ApiConfig, DatabaseConfig, DatabaseKind, HttpLimits, LogConfig, LogFormat, PollConfig,
-    RetryConfig, ShutdownConfig, WebhookConfig, WorkersConfig, DEFAULT_API_ADDR,
+    ApiConfig, DatabaseConfig, DatabaseKind, FileDropConfig, HttpLimits, LogConfig, LogFormat,
+    PollConfig, RetryConfig, ShutdownConfig, WebhookConfig, WorkersConfig, DEFAULT_API_ADDR,
     DEFAULT_GRACE_SECONDS, DEFAULT_INBOUND_WORKERS, DEFAULT_LEASE, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_OUTBOUND_WORKERS, DEFAULT_RETRY_BASE, DEFAULT_RETRY_MAX, DEFAULT_RETRY_MAX_ATTEMPTS,
-    DEFAULT_SQLITE_FILE, DEFAULT_WEBHOOK_TIMEOUT, DEFAULT_WEBHOOK_WORKERS, MAX_GRACE_SECONDS,
-    MAX_WORKERS, MIN_SECRET_LEN,
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_OUTBOUND_WORKERS, DEFAULT_RETRY_BASE, DEFAULT_RETRY_MAX,
+    DEFAULT_RETRY_MAX_ATTEMPTS, DEFAULT_SQLITE_FILE, DEFAULT_WEBHOOK_TIMEOUT,
+    DEFAULT_WEBHOOK_WORKERS, MAX_GRACE_SECONDS, MAX_MAX_FILE_BYTES, MAX_WORKERS, MIN_SECRET_LEN,
 };
 pub use email::{
     EmailConfig, ImapSettings, PartnerEmail, SmtpSettings, DEFAULT_IMAP_MAILBOX, DEFAULT_IMAP_PORT,
@@ -102,7 +102,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 11] = [
 
 /// Every option of the file, as TOML paths (`partners[].id` for the keys of each array entry).
 /// The example file documents each one (checked by `tests/config.rs`).
-pub const OPTIONS: [&str; 74] = [
+pub const OPTIONS: [&str; 75] = [
     "own_id",
     "data_dir",
     "database.url",
@@ -126,6 +126,7 @@ pub const OPTIONS: [&str; 74] = [
     "retry.base",
     "retry.max",
     "retry.max_attempts",
+    "file_drop.max_file_bytes",
     "email.address",
     "email.signing_key",
     "email.signing_cert",
@@ -204,6 +205,8 @@ pub struct Config {
     pub poll: PollConfig,
     /// `[retry]`: backoff of outbox items and webhook deliveries.
     pub retry: RetryConfig,
+    /// `[file_drop]`: the file-drop transport's limits.
+    pub file_drop: FileDropConfig,
     /// `[email]`: our mail identity, SMTP and IMAP; `None` when the section is absent (no
     /// partner may then use `transport = "email"`).
     pub email: Option<EmailConfig>,
@@ -253,8 +256,21 @@ impl Config {
             },
         };
         let root_keys = &[
-            "own_id", "data_dir", "database", "api", "webhook", "workers", "shutdown", "log",
-            "poll", "retry", "email", "as4", "partners", "routing",
+            "own_id",
+            "data_dir",
+            "database",
+            "api",
+            "webhook",
+            "workers",
+            "shutdown",
+            "log",
+            "poll",
+            "retry",
+            "file_drop",
+            "email",
+            "as4",
+            "partners",
+            "routing",
         ];
 
         let own_id = r
@@ -290,6 +306,7 @@ impl Config {
         let log = r.log(&mut root);
         let poll = r.poll(&mut root);
         let retry = r.retry(&mut root);
+        let file_drop = r.file_drop(&mut root);
         let email = r.email(&mut root);
         let as4 = r.as4(&mut root);
         let partners = r.partners(&mut root);
@@ -334,6 +351,7 @@ impl Config {
                 log,
                 poll,
                 retry,
+                file_drop,
                 email,
                 as4,
                 partners,
@@ -548,7 +566,7 @@ max = "1m"
             "poll.file_drop = 1: expected a duration string such as \"500ms\", \"5s\", \"10m\" or \"1h\", found integer",
             "poll.inbound = \"0ms\": must be between 10ms and 3600s",
             "retry.max = \"1m\": must not be shorter than retry.base (600s)",
-            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, email, as4, partners, routing)",
+            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, file_drop, email, as4, partners, routing)",
         ];
         assert_eq!(got, expected);
     }

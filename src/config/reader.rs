@@ -315,7 +315,7 @@ mod tests {
                 "api.port = 8080: unknown key (known here: addr, token)",
                 "partners[0].statuses[0].colour = 1: unknown key (known here: message, pid, code, status)",
                 "partners[0].nmae = \"x\": unknown key (known here: id, transport, statuses, email, signing_cert, encryption_cert, as4_url)",
-                "\"odd key\" = {…}: unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, email, as4, partners, routing)",
+                "\"odd key\" = {…}: unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, file_drop, email, as4, partners, routing)",
             ]
         );
     }

@@ -15,6 +15,8 @@ use super::setup::Setup;
 use crate::clock::Clock;
 use crate::config::{exit_code_for_config_errors, Config, ConfigError};
 use crate::store::{Store, StoreError};
+use crate::transport::email::MailHandled;
+use crate::transport::health::{Health, Part, RecordingSink, Reporter};
 use crate::transport::InboundSink;
 use crate::worker::inbound::INBOUND_BATCH;
 use crate::worker::receive::Journal;
@@ -165,7 +167,13 @@ pub async fn serve(
         as4.attach(&store);
     }
     let worker = worker_name();
-    let journal: Arc<dyn InboundSink> = Arc::new(Journal::new(store.clone()));
+    // What each transport did last, for /health and /metrics; every received interchange is
+    // reported as it is journaled.
+    let health = transport_health(&setup);
+    let journal: Arc<dyn InboundSink> = Arc::new(RecordingSink::new(
+        Arc::new(Journal::new(store.clone())),
+        health.clone(),
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let (listener, addr) = bind("the API", config.api.addr).await?;
@@ -173,7 +181,8 @@ pub async fn serve(
     let app = crate::api::router(
         crate::api::AppState::new(store.clone(), vec![token])
             .with_clock(clock.clone())
-            .with_own_id(config.own_id.clone()),
+            .with_own_id(config.own_id.clone())
+            .with_transport_health(health.clone(), config.inbox_dir()),
     );
     let mut api_stop = stop_rx.clone();
     let limits = config.api.limits;
@@ -202,8 +211,15 @@ pub async fn serve(
             let (listener, bound) = bind("the AS4 receiver", listen).await?;
             tracing::info!(addr = %bound, path = %runtime.config.path, "AS4 receiver listening");
             let (journal, store, stop) = (journal.clone(), store.clone(), stopped(&stop_rx));
+            let (health, clock, stopping) = (health.clone(), clock.clone(), stop_rx.clone());
+            health.use_part(Part::As4Receiver);
             tasks.push(tokio::spawn(async move {
                 runtime.serve(journal, store, listener, stop).await;
+                if !*stopping.borrow() {
+                    let reason = "the AS4 receiver stopped serving";
+                    health.failed(Part::As4Receiver, None, &reason, clock.now());
+                    tracing::error!("{reason}");
+                }
             }));
         }
         // Received message ids are forgotten after the retention (≥ 7 days), checked hourly.
@@ -228,17 +244,35 @@ pub async fn serve(
     {
         let (journal, clock, worker) = (journal.clone(), clock.clone(), worker.clone());
         let inbox = config.inbox_dir();
-        let lease = config.workers.lease;
+        let (lease, max_file_bytes) = (config.workers.lease, config.file_drop.max_file_bytes);
+        let health = health.clone();
         tasks.push(tokio::spawn(run_loop(
             "file-drop",
             stop_rx.clone(),
             config.poll.file_drop,
             move || {
-                let (journal, inbox, worker, now) =
-                    (journal.clone(), inbox.clone(), worker.clone(), clock.now());
+                let (journal, inbox, worker, health, now) = (
+                    journal.clone(),
+                    inbox.clone(),
+                    worker.clone(),
+                    health.clone(),
+                    clock.now(),
+                );
                 async move {
-                    crate::transport::file_drop::pick_up(&inbox, &worker, lease, &*journal, now)
-                        .await
+                    let picked = crate::transport::file_drop::pick_up(
+                        &inbox,
+                        &worker,
+                        lease,
+                        max_file_bytes,
+                        &*journal,
+                        now,
+                    )
+                    .await;
+                    match &picked {
+                        Ok(_) => health.succeeded(Part::FileDropInbox, None, now),
+                        Err(e) => health.failed(Part::FileDropInbox, None, e, now),
+                    }
+                    picked
                 }
             },
         )));
@@ -247,19 +281,39 @@ pub async fn serve(
     if let Some(setup) = setup.email.clone() {
         if let Some(imap) = setup.imap.clone() {
             let (journal, store, clock) = (journal.clone(), store.clone(), clock.clone());
+            let report = Reporter::new(health.clone(), Part::Imap, clock.clone());
+            let health = health.clone();
             tracing::info!(mailbox = %setup.mailbox_name(), "reading mail");
             tasks.push(tokio::spawn(crate::transport::email::run_inbox(
                 imap,
                 move |mail| {
-                    let (journal, store, setup, now) =
-                        (journal.clone(), store.clone(), setup.clone(), clock.now());
+                    let (journal, store, setup, health, now) = (
+                        journal.clone(),
+                        store.clone(),
+                        setup.clone(),
+                        health.clone(),
+                        clock.now(),
+                    );
                     async move {
-                        crate::transport::email::handle_mail(&store, &*journal, &setup, mail, now)
-                            .await
-                            .map(|_| ())
+                        let handled = crate::transport::email::handle_mail(
+                            &store, &*journal, &setup, mail, now,
+                        )
+                        .await?;
+                        // A partner's signed mail refused all the same: that partner's failure.
+                        if let MailHandled::Quarantined {
+                            reason,
+                            signed_by: Some(partner),
+                            ..
+                        } = &handled
+                        {
+                            let reason = format!("mail quarantined: {reason}");
+                            health.partner_failed(Part::Imap, partner, &reason, now);
+                        }
+                        Ok::<_, StoreError>(())
                     }
                 },
                 stop_rx.clone(),
+                report,
             )));
         }
     }
@@ -280,7 +334,11 @@ pub async fn serve(
     }
     for _ in 0..config.workers.outbound.max(1) {
         let (outbound, clock) = (
-            Arc::new(setup.outbound_worker(&config, &store, &worker)),
+            Arc::new(
+                setup
+                    .outbound_worker(&config, &store, &worker)
+                    .with_health(health.clone()),
+            ),
             clock.clone(),
         );
         tasks.push(tokio::spawn(run_loop(
@@ -360,6 +418,21 @@ pub async fn serve(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The health registry with the transports `setup` configures listed as in use (the AS4
+/// receiver once it listens, IMAP once its loop starts).
+fn transport_health(setup: &Setup) -> Health {
+    let health = Health::new();
+    health.use_part(Part::FileDropInbox);
+    health.use_part(Part::FileDropOutbox);
+    if setup.email.as_ref().is_some_and(|e| e.smtp.is_some()) {
+        health.use_part(Part::Smtp);
+    }
+    if setup.as4.is_some() {
+        health.use_part(Part::As4Send);
+    }
+    health
 }
 
 /// Overdue answers marked per sweep (one transaction).

@@ -37,7 +37,8 @@ pub struct Setup {
     pub email: Option<Arc<EmailSetup>>,
     /// The AS4 endpoint, receiver and sender, with `[as4]`.
     pub as4: Option<As4Runtime>,
-    /// Lines for the log (e-mail certificates accepted with a warning).
+    /// Lines for the log (e-mail certificates accepted with a warning, e-mail partners whose
+    /// mail is not read).
     pub warnings: Vec<String>,
 }
 
@@ -108,6 +109,29 @@ fn partner_status_rules(config: &Config) -> Result<PartnerStatusRules, Vec<Confi
     }
 }
 
+/// The warning for e-mail partners whose mail nobody reads: without `[email.imap]` this
+/// instance sends to them but never reads what they send (CONTRL, APERAK, answers). Not an
+/// error: another instance may read the shared mailbox (the IMAP keyword makes that safe).
+fn unread_email_partners(config: &Config) -> Option<String> {
+    if config.email.as_ref().is_some_and(|e| e.imap.is_some()) {
+        return None;
+    }
+    let unread: Vec<&str> = config
+        .partners
+        .iter()
+        .filter(|p| p.transport == PartnerTransport::Email)
+        .map(|p| p.id.as_str())
+        .collect();
+    (!unread.is_empty()).then(|| {
+        format!(
+            "partner(s) {} use transport = \"email\" but [email.imap] is not configured: \
+             their mail (CONTRL, APERAK, answers) is never read by this instance; configure \
+             [email.imap] unless another instance reads that mailbox",
+            unread.join(", ")
+        )
+    })
+}
+
 impl Setup {
     /// Checks and builds everything `config` names, reading the key and certificate files;
     /// every error at once. Touches neither the store nor the network.
@@ -127,10 +151,11 @@ impl Setup {
         let (Some(partner_status), true) = (partner_status, errors.is_empty()) else {
             return Err(errors);
         };
-        let warnings = email
+        let mut warnings = email
             .as_ref()
             .map(|e| e.warnings.clone())
             .unwrap_or_default();
+        warnings.extend(unread_email_partners(config));
         Ok(Setup {
             sender: Sender {
                 id: config.own_id.clone(),

@@ -10,6 +10,7 @@
 //! again once its claim is older than the lease; the journal stores it once (sender and UNB
 //! reference).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -44,7 +45,7 @@ impl Outbound for FileDrop {
             // Both parts come from partner data (a reply goes to the UNB sender it answers):
             // checked before they name a file, never trusted to stay inside the folder.
             let name = outbox_file_name(interchange.partner, interchange.interchange_ref)
-                .map_err(SendError::permanent)?;
+                .map_err(|e| SendError::permanent(e).for_this_partner_only())?;
             let bytes = interchange.bytes.to_vec();
             let path = tokio::task::spawn_blocking(move || write_atomically(&dir, &name, &bytes))
                 .await
@@ -89,12 +90,14 @@ impl PickupError {
 }
 
 /// Claims the complete files of `inbox` (at most 64) for `worker`, hands each to `sink` and,
-/// once it is journaled, moves it to `inbox/done/`. Returns how many were journaled, `None`
+/// once it is journaled, moves it to `inbox/done/`. A file larger than `max_file_bytes`
+/// (`file_drop.max_file_bytes`) is set aside unread. Returns how many were journaled, `None`
 /// when there was nothing.
 pub async fn pick_up(
     inbox: &Path,
     worker: &str,
     lease: Duration,
+    max_file_bytes: u64,
     sink: &dyn InboundSink,
     now: DateTime<Utc>,
 ) -> Result<Option<usize>, PickupError> {
@@ -115,17 +118,7 @@ pub async fn pick_up(
     for file in claimed {
         // Each file on its own: one that cannot be read or journaled is moved aside with its
         // reason, and the others go on.
-        let size = tokio::fs::metadata(&file.path).await.map(|m| m.len());
-        let raw = match size {
-            Ok(n) if n > MAX_FILE_BYTES => Err(format!(
-                "{n} bytes, more than the {MAX_FILE_BYTES} bytes a file may have"
-            )),
-            Ok(_) => tokio::fs::read(&file.path)
-                .await
-                .map_err(|e| format!("cannot be read: {e}")),
-            Err(e) => Err(format!("cannot be read: {e}")),
-        };
-        let raw = match raw {
+        let raw = match read_at_most(&file.path, max_file_bytes).await {
             Ok(raw) => raw,
             Err(reason) => {
                 set_aside(inbox, &file.path, &file.name, &reason);
@@ -159,8 +152,178 @@ pub async fn pick_up(
     Ok(Some(journaled))
 }
 
-/// Largest file the file drop reads (256 MiB): a larger one is set aside unread.
-pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest file the file drop reads by default (256 MiB, `file_drop.max_file_bytes`): a
+/// larger one is set aside unread.
+pub const MAX_FILE_BYTES: u64 = crate::config::DEFAULT_MAX_FILE_BYTES;
+
+/// The bytes of a claimed file, when it has at most `max` of them; else why not, in words for
+/// its reason file. The size is checked on the opened file before anything is read, and the
+/// read stops after `max + 1` bytes, so a file that grows meanwhile is refused too and never
+/// read whole.
+async fn read_at_most(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use tokio::io::AsyncReadExt;
+    let too_big = |n: String| {
+        format!("{n} bytes, more than the {max} bytes a file may have (file_drop.max_file_bytes)")
+    };
+    let cannot = |e: std::io::Error| format!("cannot be read: {e}");
+    let file = tokio::fs::File::open(path).await.map_err(cannot)?;
+    let len = file.metadata().await.map_err(cannot)?.len();
+    if len > max {
+        return Err(too_big(len.to_string()));
+    }
+    let mut raw = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut raw)
+        .await
+        .map_err(cannot)?;
+    if raw.len() as u64 > max {
+        return Err(format!(
+            "grew to more than the {max} bytes a file may have while it was read \
+             (file_drop.max_file_bytes)"
+        ));
+    }
+    Ok(raw)
+}
+
+/// A file the file drop set aside in `inbox/failed/`, as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedFile {
+    /// Its name (not valid UTF-8 shown with replacement characters).
+    pub name: String,
+    /// Its size in bytes (of the link itself for a symbolic link).
+    pub size: u64,
+    /// `file`, `symbolic link`, `folder` or `other` (FIFO, socket, device).
+    pub kind: &'static str,
+    /// The text of `<name>.reason.txt` (at most [`MAX_REASON_BYTES`]), `None` without one.
+    pub reason: Option<String>,
+    /// When it was set aside: the reason file's time, else the entry's own.
+    pub set_aside_at: Option<DateTime<Utc>>,
+}
+
+/// Most bytes of a reason file shown (ours are one line; anything longer is not ours).
+pub const MAX_REASON_BYTES: u64 = 4096;
+
+/// The reason file's name of a set-aside entry named `name`: `<name>.reason.txt`, the name cut
+/// where the whole would exceed a file name's 255 bytes (as [`set_aside`] writes it).
+fn reason_file_name(name: &str) -> String {
+    let mut stem = name;
+    while stem.len() > 240 {
+        let mut cut = 240.min(stem.len() - 1);
+        while !stem.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        stem = &stem[..cut];
+    }
+    format!("{stem}.reason.txt")
+}
+
+/// Entries of `inbox/failed/`: the name as shown (replacement characters where not UTF-8)
+/// and the real one, for the file system.
+type Entries = BTreeMap<String, std::ffi::OsString>;
+
+/// The entries of `inbox/failed/`, split into the set-aside entries and their reason files.
+/// Empty when the folder does not exist.
+fn failed_entries(inbox: &Path) -> std::io::Result<(Entries, Entries)> {
+    let entries = match std::fs::read_dir(inbox.join("failed")) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e),
+    };
+    let mut names = BTreeMap::new();
+    for entry in entries {
+        let name = entry?.file_name();
+        names.insert(name.to_string_lossy().into_owned(), name);
+    }
+    let reason_names: BTreeSet<String> = names
+        .keys()
+        .map(|n| reason_file_name(n))
+        .filter(|r| names.contains_key(r))
+        .collect();
+    let (reasons, set_aside): (BTreeMap<_, _>, BTreeMap<_, _>) = names
+        .into_iter()
+        .partition(|(shown, _)| reason_names.contains(shown));
+    Ok((set_aside, reasons))
+}
+
+/// Everything the file drop set aside in `inbox/failed/`, newest first (by the time set
+/// aside, then name); nothing when the folder does not exist. Nothing is followed or
+/// opened except the reason files, and those only when they are regular files.
+pub fn failed_files(inbox: &Path) -> std::io::Result<Vec<FailedFile>> {
+    let failed = inbox.join("failed");
+    let (set_aside, reasons) = failed_entries(inbox)?;
+    let mut out = Vec::new();
+    for (name, real) in set_aside {
+        // Gone since the listing (moved away by an operator): skipped.
+        let Ok(meta) = std::fs::symlink_metadata(failed.join(&real)) else {
+            continue;
+        };
+        let kind = if meta.file_type().is_symlink() {
+            "symbolic link"
+        } else if meta.is_dir() {
+            "folder"
+        } else if meta.is_file() {
+            "file"
+        } else {
+            "other"
+        };
+        let (reason, reason_time) = match reasons.get(&reason_file_name(&name)) {
+            Some(reason_file) => read_reason(&failed.join(reason_file)),
+            None => (None, None),
+        };
+        out.push(FailedFile {
+            name,
+            size: meta.len(),
+            kind,
+            reason,
+            set_aside_at: reason_time
+                .or_else(|| meta.modified().ok())
+                .map(DateTime::<Utc>::from),
+        });
+    }
+    out.sort_by(|a, b| {
+        b.set_aside_at
+            .cmp(&a.set_aside_at)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(out)
+}
+
+/// How many entries the file drop set aside in `inbox/failed/` (reason files not counted;
+/// nothing is opened).
+pub fn count_failed_files(inbox: &Path) -> std::io::Result<usize> {
+    failed_entries(inbox).map(|(set_aside, _)| set_aside.len())
+}
+
+/// A reason file's text and time, when it is a regular file (never a link or a FIFO, whose
+/// open could block: the type is checked on the opened file too).
+fn read_reason(path: &Path) -> (Option<String>, Option<SystemTime>) {
+    use std::io::Read;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return (None, None);
+    };
+    if !meta.is_file() {
+        return (None, None);
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    );
+    let Ok(file) = options.open(path) else {
+        return (None, meta.modified().ok());
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return (None, meta.modified().ok());
+    }
+    let mut bytes = Vec::new();
+    let _ = file.take(MAX_REASON_BYTES).read_to_end(&mut bytes);
+    (
+        Some(String::from_utf8_lossy(&bytes).trim_end().to_string()),
+        meta.modified().ok(),
+    )
+}
 
 /// Moves a file the file drop cannot take to `inbox/failed/<name>` with `<name>.reason.txt`
 /// beside it, and says so in the log; never fails (a file that cannot even be moved stays
@@ -171,16 +334,7 @@ pub fn set_aside(inbox: &Path, path: &Path, name: &str, reason: &str) {
         std::fs::create_dir_all(&failed).and_then(|()| std::fs::rename(path, failed.join(name)));
     match moved {
         Ok(()) => {
-            // `<name>.reason.txt`, the name cut where it would exceed a file name's 255 bytes.
-            let mut stem = name;
-            while stem.len() > 240 {
-                let mut cut = 240.min(stem.len() - 1);
-                while !stem.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                stem = &stem[..cut];
-            }
-            let _ = std::fs::write(failed.join(format!("{stem}.reason.txt")), reason);
+            let _ = std::fs::write(failed.join(reason_file_name(name)), reason);
             tracing::warn!(file = %name, reason, "inbox file set aside in inbox/failed/");
         }
         Err(e) => {
@@ -409,6 +563,47 @@ mod tests {
         assert!(!e.is_transient(), "{e}");
         assert!(!escape.exists());
         assert!(!dir.path().join("outbox").exists());
+    }
+
+    #[test]
+    fn set_aside_entries_are_listed_with_their_reasons_whatever_their_names_and_kinds() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = dir.path();
+        write_atomically(inbox, "a-big.edi", b"UNA").unwrap();
+        set_aside(inbox, &inbox.join("a-big.edi"), "a-big.edi", "too big");
+        let long = format!("{}.edi", "l".repeat(250));
+        std::fs::create_dir_all(inbox.join("failed")).unwrap();
+        std::fs::write(inbox.join("failed").join(&long), b"x").unwrap();
+        std::fs::write(
+            inbox.join("failed").join(reason_file_name(&long)),
+            "cannot be claimed",
+        )
+        .unwrap();
+        // A name that is not UTF-8, put there by hand.
+        let odd = std::ffi::OsStr::from_bytes(b"odd-\xff.edi");
+        std::fs::write(inbox.join("failed").join(odd), b"xy").unwrap();
+        // A FIFO where a reason file would be: never opened (it would block).
+        std::fs::write(inbox.join("failed").join("p.edi"), b"x").unwrap();
+        mkfifo(&inbox.join("failed").join("p.edi.reason.txt"));
+        let files = failed_files(inbox).unwrap();
+        let shown = |name: &str| files.iter().find(|f| f.name == name).cloned().unwrap();
+        assert_eq!(files.len(), 4, "{files:?}");
+        assert_eq!(count_failed_files(inbox).unwrap(), 4);
+        assert_eq!(shown("a-big.edi").reason.as_deref(), Some("too big"));
+        assert_eq!(shown("a-big.edi").kind, "file");
+        assert_eq!(shown(&long).reason.as_deref(), Some("cannot be claimed"));
+        assert_eq!(shown("odd-\u{fffd}.edi").size, 2);
+        assert_eq!(shown("p.edi").reason, None);
+        assert!(files.iter().all(|f| f.set_aside_at.is_some()));
+    }
+
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     #[test]

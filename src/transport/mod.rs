@@ -9,11 +9,14 @@
 //! Each transport lives whole in its own module, with both sides of the seams:
 //! [`file_drop`], [`email`] (with S/MIME, [`email::smime`]), [`as4`] (with the BDEW AS4
 //! profile's HTTPS and SM-PKI checks).
+//!
+//! [`health`] keeps what each transport did last (in memory) for `/health` and `/metrics`.
 
 pub mod as4;
 pub mod email;
 pub mod file_drop;
 pub mod file_name;
+pub mod health;
 pub mod smpki;
 
 use std::future::Future;
@@ -78,6 +81,8 @@ pub trait Outbound: Send + Sync + std::fmt::Debug {
 #[error("{source}")]
 pub struct SendError {
     transient: bool,
+    /// The failure is this partner's alone (see [`SendError::is_partner_only`]).
+    partner_only: bool,
     source: Box<dyn std::error::Error + Send + Sync>,
 }
 
@@ -87,6 +92,7 @@ impl SendError {
     pub fn transient(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> SendError {
         SendError {
             transient: true,
+            partner_only: false,
             source: source.into(),
         }
     }
@@ -96,6 +102,7 @@ impl SendError {
     pub fn permanent(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> SendError {
         SendError {
             transient: false,
+            partner_only: false,
             source: source.into(),
         }
     }
@@ -103,5 +110,20 @@ impl SendError {
     /// True when retrying the same interchange later may succeed.
     pub fn is_transient(&self) -> bool {
         self.transient
+    }
+
+    /// The same error, marked as this partner's alone: its address or its data refused, its
+    /// own server (an AS4 endpoint) down or refusing. The transport itself works, so the
+    /// health report marks the partner, not the transport.
+    pub fn for_this_partner_only(mut self) -> SendError {
+        self.partner_only = true;
+        self
+    }
+
+    /// True when the failure concerns this partner only; false (the default) when the
+    /// transport itself failed (our server unreachable, TLS refused, our folder not
+    /// writable) or it cannot be told.
+    pub fn is_partner_only(&self) -> bool {
+        self.partner_only
     }
 }

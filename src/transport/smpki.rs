@@ -157,16 +157,39 @@ fn texts(name: &X509NameRef, nid: Nid) -> Vec<String> {
         .collect()
 }
 
-/// A name on one line, `C=DE, O=…, CN=…` (shared with the S/MIME module).
+/// A name on one line, `C=DE, O=…, CN=…` (shared with the S/MIME module). The values come
+/// from partners' certificates and go into logs and operator views: control characters (a
+/// line break would forge a log line) are shown as `?`.
 pub(crate) fn name_line(name: &X509NameRef) -> String {
     name.entries()
         .map(|e| {
             let key = e.object().nid().short_name().unwrap_or("?");
             let value = e.data().to_string().unwrap_or_default();
-            format!("{key}={value}")
+            format!("{key}={}", without_controls(&value))
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn without_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Who a certificate stands for, in the words an operator acts on: the market partner ID of
+/// an SM-PKI certificate with its CN and OU, `9900000000011 (CN=Netz EMT.MAK,
+/// OU=9900000000011)`; for any other certificate its subject on one line in parentheses,
+/// `(C=DE, O=…, CN=…)`.
+pub fn party_line(cert: &X509Ref) -> String {
+    match check_sm_pki_naming(cert, None) {
+        Ok(identity) => format!(
+            "{id} (CN={cn}, OU={id})",
+            id = identity.market_partner_id,
+            cn = without_controls(&identity.common_name)
+        ),
+        Err(_) => format!("({})", name_line(cert.subject_name())),
+    }
 }
 
 fn serial_hex(cert: &X509Ref) -> String {
@@ -747,6 +770,33 @@ mod tests {
     }
 
     const DAY: i64 = 86_400;
+
+    #[test]
+    fn regression_names_from_certificates_carry_no_control_characters_and_say_the_party() {
+        let ca = ca("Test CA");
+        let forged = leaf(
+            &ca,
+            &[
+                ("OU", "9900000000011"),
+                ("CN", "Netz EMT.MAK\nWARN forged log line"),
+            ],
+            7,
+            None,
+        );
+        let line = name_line(forged.subject_name());
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert_eq!(
+            party_line(&forged),
+            "9900000000011 (CN=Netz EMT.MAK?WARN forged log line, OU=9900000000011)"
+        );
+        let plain = leaf(
+            &ca,
+            &[("O", "Netz GmbH"), ("CN", "edi@netz.example")],
+            8,
+            None,
+        );
+        assert_eq!(party_line(&plain), "(O=Netz GmbH, CN=edi@netz.example)");
+    }
 
     #[test]
     fn naming_accepts_emt_mak_with_partner_ou() {

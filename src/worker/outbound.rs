@@ -22,6 +22,7 @@ use crate::plan::outbound::{
     select_meter_order, BuildContext, OutboundPlan, PlanError, Selection,
 };
 use crate::store::{OrderKind, OutboxItem, OutboxKind, Store, StoreError};
+use crate::transport::health::{Health, Part};
 use crate::transport::{Outbound, Outgoing, SendError};
 
 /// The transport of each partner, chosen from the configuration; partners without an entry
@@ -95,6 +96,8 @@ pub struct OutboundWorker {
     leases: Leases,
     sender: Sender,
     transports: Transports,
+    /// Where each send's outcome is reported (per transport and partner).
+    health: Health,
 }
 
 impl OutboundWorker {
@@ -113,7 +116,14 @@ impl OutboundWorker {
             leases,
             sender,
             transports,
+            health: Health::default(),
         }
+    }
+
+    /// The same worker, reporting every send's outcome to `health`.
+    pub fn with_health(mut self, health: Health) -> OutboundWorker {
+        self.health = health;
+        self
     }
 
     /// Claims the next outbox item and sends it. `None` when nothing is due.
@@ -313,7 +323,16 @@ impl OutboundWorker {
                 bytes: &plan.bytes,
                 now,
             })
-            .await?;
+            .await;
+        if let Some(part) = Part::sending(transport.kind()) {
+            let partner = plan.partner.as_str();
+            match &sent {
+                Ok(_) => self.health.succeeded(part, Some(partner), now),
+                Err(e) if e.is_partner_only() => self.health.partner_failed(part, partner, e, now),
+                Err(e) => self.health.failed(part, Some(partner), e, now),
+            }
+        }
+        let sent = sent?;
         // 3. Record it, and move the orders on, in one transaction.
         let mut tx = self.store.begin().await?;
         tx.apply_outbound_plan(&plan, transport.kind(), &item.id, &self.name, now)

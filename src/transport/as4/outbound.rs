@@ -105,14 +105,22 @@ impl Outbound for As4Sender {
                 }
                 Err(failure) => {
                     let transient = failure.is_transient();
+                    // Each partner has its own endpoint: only our configuration and our store
+                    // are AS4 sending's own failures (for the health report).
+                    let ours = matches!(failure.kind, "config" | "backend");
                     let error = As4SendError {
                         message_id: fixed.message_id,
                         failure,
                     };
-                    Err(if transient {
+                    let error = if transient {
                         SendError::transient(error)
                     } else {
                         SendError::permanent(error)
+                    };
+                    Err(if ours {
+                        error
+                    } else {
+                        error.for_this_partner_only()
                     })
                 }
             }

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use super::tls::error_chain;
 use super::DEFAULT_TIMEOUT;
 use crate::config::{TlsMode, TlsSettings, TlsSetupError};
+use crate::transport::health::Reporter;
 
 /// The IMAP keyword set on a mail once it is journaled (see "Never twice" in the
 /// [module docs](super)).
@@ -585,11 +586,14 @@ fn flag_text(flag: &Flag<'_>) -> String {
 /// Reads the mailbox until `stop` turns true: connects, hands every new mail to `journal`
 /// ([`Inbox::fetch_new`]), waits ([`Inbox::wait`]), and reconnects with backoff after an
 /// error. A journal error leaves the mail unmarked; it is offered again after the poll
-/// interval.
+/// interval. Every connect, fetch and wait is reported to `report` (the IMAP part of the
+/// health registry): a refused connection or STARTTLS, a failed login or a lost session as
+/// a failure with its reason, a working round as a success.
 pub async fn run_inbox<F, Fut, E>(
     config: ImapConfig,
     mut journal: F,
     mut stop: watch::Receiver<bool>,
+    report: Reporter,
 ) where
     F: FnMut(ReceivedMail) -> Fut,
     Fut: Future<Output = Result<(), E>>,
@@ -600,14 +604,21 @@ pub async fn run_inbox<F, Fut, E>(
         match Inbox::connect(config.clone()).await {
             Ok(mut inbox) => {
                 backoff = RECONNECT_BACKOFF.0;
+                report.succeeded();
                 loop {
                     match inbox.fetch_new(&mut journal).await {
-                        Ok(n) if n > 0 => tracing::info!(mails = n, "mails journaled"),
-                        Ok(_) => {}
+                        Ok(n) => {
+                            report.succeeded();
+                            if n > 0 {
+                                tracing::info!(mails = n, "mails journaled");
+                            }
+                        }
                         Err(InboxError::Journal { uid, source }) => {
+                            // The mailbox works; the store's trouble shows in /health.
                             tracing::warn!(uid, error = %source, "journaling a mail failed; it stays unmarked")
                         }
                         Err(InboxError::Imap(e)) => {
+                            report.failed(&e);
                             tracing::warn!(error = %e, "IMAP failed; reconnecting");
                             break;
                         }
@@ -619,13 +630,17 @@ pub async fn run_inbox<F, Fut, E>(
                         }
                         Ok(_) => {}
                         Err(e) => {
+                            report.failed(&e);
                             tracing::warn!(error = %e, "IMAP wait failed; reconnecting");
                             break;
                         }
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, server = %config.server(), "IMAP connect failed"),
+            Err(e) => {
+                report.failed(&e);
+                tracing::warn!(error = %e, server = %config.server(), "IMAP connect failed")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}

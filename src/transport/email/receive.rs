@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::smime::{decrypt_then_verify, Certificate};
+use super::smime::sm_pki_partner_id;
+use super::smime::{decrypt_then_verify, Certificate, SmimeError};
 use super::{extract_single_attachment, EmailSetup, ReceivedMail};
 use crate::store::{Inserted, MailOutcome, NewMail, Store, StoreError, Transport};
 use crate::transport::InboundSink;
@@ -12,6 +13,39 @@ use crate::transport::InboundSink;
 /// Why [`handle_mail`] quarantined a mail: the reason text kept with it.
 fn quarantine_reason(step: &str, error: &dyn std::fmt::Display) -> String {
     format!("{step}: {error}")
+}
+
+/// The reason for a mail signed with a certificate no partner is registered with, named by
+/// that certificate (the mail carries it): when its market partner ID is an e-mail partner's,
+/// the partner most likely renewed its certificate and the registry still pins the old one.
+fn untrusted_signer(setup: &EmailSetup, cert: &Certificate) -> String {
+    let registered = sm_pki_partner_id(cert).and_then(|id| setup.partner(&id));
+    match registered {
+        Some(partner) => format!(
+            "signer: signed by {} with a certificate other than the one registered for {} \
+             (in the mail: issuer {}, serial {}; registered: issuer {}, serial {}): a renewed \
+             certificate must be configured as the partner's signing_cert",
+            cert.party(),
+            partner.id,
+            cert.issuer(),
+            cert.serial_hex(),
+            partner.signing_cert.issuer(),
+            partner.signing_cert.serial_hex()
+        ),
+        None => format!(
+            "signer: signed by {}, which is no e-mail partner's signing certificate",
+            cert.party()
+        ),
+    }
+}
+
+/// A market partner ID read from an unverified interchange, for a reason text: as it is when
+/// it is one (13 digits with a valid check digit), else quoted, escaped and cut (partner data is hostile).
+fn shown_id(id: &str) -> String {
+    match id.parse::<crate::ids::MarketPartnerId>() {
+        Ok(valid) => valid.to_string(),
+        Err(_) => format!("{:?}", id.chars().take(40).collect::<String>()),
+    }
 }
 
 /// What [`handle_mail`] did with one mail.
@@ -30,6 +64,10 @@ pub enum MailHandled {
         mail_id: String,
         /// Why.
         reason: String,
+        /// The registered partner whose signing certificate verified the mail (it signed,
+        /// but the mail was refused for another reason); `None` when no partner's signature
+        /// verified.
+        signed_by: Option<String>,
     },
     /// Handled before (fetched again after a crash between the commit and the IMAP mark).
     AlreadyHandled {
@@ -75,30 +113,54 @@ pub async fn handle_mail(
         .values()
         .map(|p| p.signing_cert.clone())
         .collect();
+    // Quarantined: the reason, and the partner whose signature verified, if one did.
     let checked = decrypt_then_verify(&mail.raw, &setup.decryption, &trusted)
-        .map_err(|e| quarantine_reason("S/MIME", &e))
-        .and_then(|verified| {
-            let attachment = extract_single_attachment(&verified.content)
-                .map_err(|e| quarantine_reason("attachment", &e))?;
-            Ok((verified.signer, attachment.bytes))
+        .map_err(|e| match e {
+            SmimeError::SignerNotTrusted {
+                certificate: Some(cert),
+                ..
+            } => (untrusted_signer(setup, &cert), None),
+            e => (quarantine_reason("S/MIME", &e), None),
         })
-        .and_then(|(signer, bytes)| {
+        .and_then(|verified| {
+            let signed_by = setup
+                .partners
+                .values()
+                .find(|p| p.signing_cert == verified.signer)
+                .map(|p| p.id.to_string());
+            let attachment = extract_single_attachment(&verified.content)
+                .map_err(|e| (quarantine_reason("attachment", &e), signed_by.clone()))?;
+            Ok((verified.signer, attachment.bytes, signed_by))
+        })
+        .and_then(|(signer, bytes, signed_by)| {
             let claimed = crate::acks::read_envelope(&bytes)
                 .map(|env| env.sender.id)
                 .ok_or_else(|| {
-                    "attachment: no UNB segment with a sender, so not an interchange".to_string()
+                    (
+                        "attachment: no UNB segment with a sender, so not an interchange"
+                            .to_string(),
+                        signed_by,
+                    )
                 })?;
             let owner = setup.partners.values().find(|p| p.signing_cert == signer);
             match owner {
                 Some(p) if p.id.as_str() == claimed => Ok((claimed, signer, bytes)),
-                Some(p) => Err(format!(
-                    "signer: signed by {} ({}), but the interchange names {claimed} as its sender",
-                    p.id,
-                    signer.subject()
+                Some(p) => Err((
+                    format!(
+                        "signer: signed by {}, expected {} (the interchange's UNB sender); the \
+                         signing certificate is registered for {}",
+                        signer.party(),
+                        shown_id(&claimed),
+                        p.id
+                    ),
+                    Some(p.id.to_string()),
                 )),
-                None => Err(format!(
-                    "signer: {} is no partner's signing certificate",
-                    signer.subject()
+                None => Err((
+                    format!(
+                        "signer: signed by {}, which is no e-mail partner's signing certificate",
+                        signer.party()
+                    ),
+                    None,
                 )),
             }
         });
@@ -127,7 +189,7 @@ pub async fn handle_mail(
                 journal_id,
             })
         }
-        Err(reason) => {
+        Err((reason, signed_by)) => {
             tracing::warn!(mail = %mail_id, uid = mail.uid, %reason, "mail quarantined");
             store
                 .conn()
@@ -142,7 +204,11 @@ pub async fn handle_mail(
                     now,
                 )
                 .await?;
-            Ok(MailHandled::Quarantined { mail_id, reason })
+            Ok(MailHandled::Quarantined {
+                mail_id,
+                reason,
+                signed_by,
+            })
         }
     }
 }

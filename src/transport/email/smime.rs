@@ -68,7 +68,7 @@ use openssl::symm::Cipher;
 use openssl::x509::{X509Ref, X509};
 use x509_cert::attr::Attributes;
 
-use crate::transport::smpki::{check_sm_pki_naming, name_line};
+use crate::transport::smpki::{check_sm_pki_naming, name_line, party_line};
 
 use cms_ffi::{CmsCallError, KeyOpt};
 
@@ -120,7 +120,7 @@ pub enum SmimeError {
         source: std::io::Error,
     },
     /// A private key or certificate is not valid PEM.
-    #[error("cannot read the {what} from PEM: {source}")]
+    #[error("cannot read the {what} from PEM: {}", in_words(source))]
     Pem {
         /// "private key" or "certificate".
         what: &'static str,
@@ -150,7 +150,7 @@ pub enum SmimeError {
         max: usize,
     },
     /// OpenSSL failed while signing or encrypting.
-    #[error("cannot {step}: {source}")]
+    #[error("cannot {step}: {}", in_words(source))]
     Build {
         /// "sign" or "encrypt".
         step: &'static str,
@@ -177,31 +177,146 @@ pub enum SmimeError {
     },
     /// The mail is encrypted for us but does not decrypt: the key does not unwrap, or the
     /// ciphertext or its authentication tag was changed.
-    #[error("cannot decrypt the mail: {source}")]
+    #[error("cannot decrypt the mail: {failure}")]
     CannotDecrypt {
-        /// OpenSSL's reasons.
-        source: ErrorStack,
+        /// What failed, in words.
+        failure: DecryptFailure,
     },
     /// The decrypted content carries no signature.
-    #[error("the decrypted content is not signed: found {found}")]
+    #[error("not signed: the decrypted content is {found}")]
     Unsigned {
-        /// The content type or CMS type found.
+        /// The content type or CMS type found (`multipart/mixed`, `enveloped-data`), or
+        /// `a bare interchange (…)`.
         found: String,
     },
     /// The signer is none of the trusted signers.
     #[error("signed by {signer}, which is not among the trusted signers")]
     SignerNotTrusted {
-        /// Issuer and serial number, or subject key identifier, named by the signature.
+        /// Who signed: the market partner ID, CN and OU of the signer's certificate when the
+        /// mail carries it (`9900000000029 (CN=…, OU=9900000000029)`), else the issuer and
+        /// serial number or subject key identifier the signature names.
         signer: String,
+        /// The signer's certificate as the mail carries it (not trusted: for naming only).
+        certificate: Option<Certificate>,
     },
     /// The signature of a trusted signer does not match the content.
-    #[error("the signature of {signer} does not verify: {source}")]
+    #[error("the signature of {signer} does not verify: {problem}")]
     BadSignature {
-        /// Subject of the signer's certificate.
+        /// Who signed ([`Certificate::party`]).
         signer: String,
-        /// OpenSSL's reasons.
-        source: ErrorStack,
+        /// What does not match, in words.
+        problem: SignatureProblem,
     },
+}
+
+/// Why a mail addressed to our certificate does not decrypt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecryptFailure {
+    /// The content-encryption key does not unwrap with our private key.
+    #[error(
+        "the content key does not unwrap with our key (the wrapped key or the sender's \
+         key-agreement data was changed, or the mail was encrypted to another key pair)"
+    )]
+    KeyDoesNotUnwrap,
+    /// AES-GCM: the authentication tag does not match the ciphertext.
+    #[error(
+        "the encrypted content or its key was changed after it was encrypted (the AES-GCM \
+         authentication tag does not match)"
+    )]
+    ContentChanged,
+    /// AES-CBC: the padding of the last block is wrong.
+    #[error(
+        "the encrypted content was changed after it was encrypted, or encrypted with another \
+         key (the AES-CBC padding does not check)"
+    )]
+    BadPadding,
+    /// Anything else, in OpenSSL's words (without its codes and source paths).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl DecryptFailure {
+    /// Reads OpenSSL's error queue after a failed decryption; `authenticated` for AES-GCM.
+    /// OpenSSL 3 reports a GCM tag that does not match with an empty queue.
+    fn of(stack: &ErrorStack, authenticated: bool) -> DecryptFailure {
+        let named = |needles: &[&str]| {
+            stack.errors().iter().any(|e| {
+                let text = format!(
+                    "{} {}",
+                    e.function().unwrap_or(""),
+                    e.reason().unwrap_or("")
+                )
+                .to_ascii_lowercase();
+                needles.iter().any(|n| text.contains(n))
+            })
+        };
+        if named(&[
+            "wrap",
+            "kari",
+            "ktri",
+            "pkey_decrypt",
+            "oaep",
+            "decoding error",
+        ]) {
+            DecryptFailure::KeyDoesNotUnwrap
+        } else if authenticated {
+            DecryptFailure::ContentChanged
+        } else if named(&["bad decrypt"]) {
+            DecryptFailure::BadPadding
+        } else {
+            DecryptFailure::Other(in_words(stack))
+        }
+    }
+}
+
+/// Why a signature of a trusted signer does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureProblem {
+    /// The signed content (or its digest attribute) does not match the signature.
+    #[error("content changed after signing (signature does not match)")]
+    ContentChanged,
+    /// Anything else, in OpenSSL's words (without its codes and source paths).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl SignatureProblem {
+    fn of(stack: &ErrorStack) -> SignatureProblem {
+        let changed = stack.errors().iter().any(|e| {
+            matches!(
+                e.reason(),
+                Some("verification failure" | "content verify error" | "digest failure")
+            )
+        });
+        if changed {
+            SignatureProblem::ContentChanged
+        } else {
+            SignatureProblem::Other(in_words(stack))
+        }
+    }
+}
+
+/// OpenSSL's reasons in words: each distinct reason once, without error codes and the source
+/// file paths of OpenSSL's build (they tell an operator nothing).
+fn in_words(stack: &ErrorStack) -> String {
+    let mut reasons: Vec<String> = Vec::new();
+    for e in stack.errors() {
+        let reason = e
+            .reason()
+            .map(str::to_string)
+            .or_else(|| e.function().map(|f| format!("failure in {f}")))
+            .unwrap_or_else(|| "unknown failure".into());
+        if !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+    }
+    if reasons.is_empty() {
+        "no reason given by OpenSSL".into()
+    } else {
+        reasons.join("; ")
+    }
 }
 
 /// An X.509 certificate (a partner's, or ours).
@@ -248,6 +363,12 @@ impl Certificate {
             .to_bn()
             .and_then(|bn| bn.to_hex_str().map(|s| s.to_string()))
             .unwrap_or_default()
+    }
+
+    /// Who the certificate stands for, as operators read it: `9900000000011 (CN=Netz EMT.MAK,
+    /// OU=9900000000011)` for an SM-PKI certificate, its subject in parentheses otherwise.
+    pub fn party(&self) -> String {
+        party_line(&self.x509)
     }
 
     /// The DER encoding.
@@ -466,22 +587,22 @@ pub fn decrypt_then_verify(
     let cms = read_cms(mail_body)?;
     let der = cms_der(&cms)?;
     let info = content_info(&der)?;
-    let (envelope, recipients) = if info.content_type == OID_AUTH_ENVELOPED_DATA {
+    // `authenticated`: AES-GCM, whose tag detects any change of the ciphertext.
+    let (envelope, recipients, authenticated) = if info.content_type == OID_AUTH_ENVELOPED_DATA {
         let auth = info
             .content
             .decode_as::<AuthEnvelopedData>()
             .map_err(|e| malformed("auth-enveloped-data", e))?;
-        (cms, auth.recip_infos)
+        (cms, auth.recip_infos, true)
     } else if info.content_type == OID_ENVELOPED_DATA {
         let env = info
             .content
             .decode_as::<EnvelopedData>()
             .map_err(|e| malformed("enveloped-data", e))?;
-        let envelope = match enveloped_gcm_as_auth_enveloped(&env)? {
-            Some(converted) => converted,
-            None => cms,
-        };
-        (envelope, env.recip_infos)
+        match enveloped_gcm_as_auth_enveloped(&env)? {
+            Some(converted) => (converted, env.recip_infos, true),
+            None => (cms, env.recip_infos, false),
+        }
     } else {
         return Err(SmimeError::NotEncrypted {
             found: cms_type_name(&info.content_type),
@@ -496,13 +617,46 @@ pub fn decrypt_then_verify(
     }
     let inner = envelope
         .decrypt(&own.key, &own.cert.x509)
-        .map_err(|source| SmimeError::CannotDecrypt { source })?;
-    verify_signed_entity(&inner, trusted_signers)
+        .map_err(|stack| SmimeError::CannotDecrypt {
+            failure: DecryptFailure::of(&stack, authenticated),
+        })?;
+    verify_signed_entity(&inner, trusted_signers).map_err(|e| match e {
+        // AES-CBC cannot tell a changed ciphertext: it decrypts to garbage, found here.
+        SmimeError::Malformed { detail } if !authenticated => SmimeError::Malformed {
+            detail: format!(
+                "{detail} (the mail is AES-CBC encrypted, which does not detect a changed \
+                 ciphertext: it may have been changed in transit)"
+            ),
+        },
+        other => other,
+    })
+}
+
+/// What decrypted content that is no MIME entity is: a bare interchange (an EDIFACT file
+/// encrypted without the signed MIME entity around it) is unsigned; anything else is
+/// malformed.
+fn not_a_mime_entity(content: &[u8], why: SmimeError) -> SmimeError {
+    let start = content
+        .strip_prefix("\u{feff}".as_bytes())
+        .unwrap_or(content)
+        .trim_ascii_start();
+    if start.starts_with(b"UNA") || start.starts_with(b"UNB+") {
+        return SmimeError::Unsigned {
+            found: "a bare interchange (EDIFACT without a MIME entity and without a signature)"
+                .into(),
+        };
+    }
+    match why {
+        SmimeError::Malformed { detail } => SmimeError::Malformed {
+            detail: format!("the decrypted content is {detail}"),
+        },
+        other => other,
+    }
 }
 
 /// Verifies a signed MIME entity (opaque signed-data or multipart/signed).
 fn verify_signed_entity(entity: &[u8], trusted: &[Certificate]) -> Result<Verified, SmimeError> {
-    let head = MimeHead::read(entity)?;
+    let head = MimeHead::read(entity).map_err(|e| not_a_mime_entity(entity, e))?;
     let detached = if head.media_type == "multipart/signed" {
         Some(first_part(entity, &head)?)
     } else if head.is_pkcs7_mime() {
@@ -529,8 +683,16 @@ fn verify_signed_entity(entity: &[u8], trusted: &[Certificate]) -> Result<Verifi
         let cert = trusted
             .iter()
             .find(|c| identifies(&info.sid, c))
-            .ok_or_else(|| SmimeError::SignerNotTrusted {
-                signer: describe_sid(&info.sid),
+            .ok_or_else(|| {
+                // Named by the certificate the mail carries, when it carries the signer's:
+                // its market partner ID says who it is (trusted for naming only).
+                let certificate = carried_certificate(&signed, &info.sid);
+                SmimeError::SignerNotTrusted {
+                    signer: certificate
+                        .as_ref()
+                        .map_or_else(|| describe_sid(&info.sid), Certificate::party),
+                    certificate,
+                }
             })?;
         signer.get_or_insert(cert);
     }
@@ -560,9 +722,9 @@ fn verify_signed_entity(entity: &[u8], trusted: &[Certificate]) -> Result<Verifi
         Some(&mut content),
         CMSOptions::NOINTERN | CMSOptions::NOVERIFY,
     )
-    .map_err(|source| SmimeError::BadSignature {
-        signer: signer.subject(),
-        source,
+    .map_err(|stack| SmimeError::BadSignature {
+        signer: signer.party(),
+        problem: SignatureProblem::of(&stack),
     })?;
     let content = match detached {
         Some(part) => part.to_vec(),
@@ -580,6 +742,22 @@ fn identifies(sid: &SignerIdentifier, cert: &Certificate) -> bool {
         SignerIdentifier::IssuerAndSerialNumber(ias) => is_issuer_and_serial(ias, cert),
         SignerIdentifier::SubjectKeyIdentifier(ski) => has_key_id(&ski.0, cert),
     }
+}
+
+/// The certificate among those a SignedData carries that `sid` names.
+fn carried_certificate(signed: &SignedData, sid: &SignerIdentifier) -> Option<Certificate> {
+    signed
+        .certificates
+        .as_ref()?
+        .0
+        .iter()
+        .filter_map(|choice| match choice {
+            cms::cert::CertificateChoices::Certificate(c) => c.to_der().ok(),
+            _ => None,
+        })
+        .filter_map(|der| X509::from_der(&der).ok())
+        .map(|x509| Certificate { x509 })
+        .find(|c| identifies(sid, c))
 }
 
 /// Whether one of the recipient infos names `cert` (key transport or key agreement).
@@ -739,7 +917,7 @@ fn enveloped_gcm_as_auth_enveloped(
     CmsContentInfo::from_der(&der)
         .map(Some)
         .map_err(|e| SmimeError::Malformed {
-            detail: format!("re-encoded enveloped-data: {e}"),
+            detail: format!("re-encoded enveloped-data: {}", in_words(&e)),
         })
 }
 
@@ -752,7 +930,7 @@ fn malformed(what: &str, e: der::Error) -> SmimeError {
 /// Reads the CMS of an S/MIME entity (`application/pkcs7-mime` or `multipart/signed`).
 fn read_cms(entity: &[u8]) -> Result<CmsContentInfo, SmimeError> {
     CmsContentInfo::smime_read_cms(entity).map_err(|e| SmimeError::Malformed {
-        detail: format!("cannot read the CMS of the S/MIME entity: {e}"),
+        detail: format!("cannot read the CMS of the S/MIME entity: {}", in_words(&e)),
     })
 }
 
@@ -760,7 +938,7 @@ fn read_cms(entity: &[u8]) -> Result<CmsContentInfo, SmimeError> {
 /// strings) and writes DER, which the `der` crate then reads.
 fn cms_der(cms: &CmsContentInfo) -> Result<Vec<u8>, SmimeError> {
     cms.to_der().map_err(|e| SmimeError::Malformed {
-        detail: format!("cannot encode the CMS structure: {e}"),
+        detail: format!("cannot encode the CMS structure: {}", in_words(&e)),
     })
 }
 
