@@ -281,3 +281,42 @@ async fn regression_a_file_drop_that_cannot_read_its_inbox_or_write_its_outbox_i
     }
     gw.stop().await;
 }
+
+/// Issue 16: the files of one pickup are journaled together (one group commit) and keep their
+/// claim order (oldest name first) in the journal, which processing follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pickup_journals_its_files_together_in_claim_order() {
+    let (_dir, store) = support::sqlite().await;
+    let data = tempfile::tempdir().unwrap();
+    let inbox = data.path().join("inbox");
+    for i in 0..50 {
+        write_atomically(
+            &inbox,
+            &format!("f{i:03}.edi"),
+            &interchange(&format!("O{i:03}")),
+        )
+        .unwrap();
+    }
+    let sink = Journal::new(store.clone());
+    let now = Clock::system().now();
+    let n = pick_up(
+        &inbox,
+        "w",
+        Duration::from_secs(30),
+        MAX_FILE_BYTES,
+        &sink,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, Some(50));
+    let refs: Vec<String> = sqlx::query_scalar(
+        "SELECT interchange_ref FROM journal WHERE direction = 'in' ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let expected: Vec<String> = (0..50).map(|i| format!("O{i:03}")).collect();
+    assert_eq!(refs, expected);
+    assert_eq!(std::fs::read_dir(inbox.join("done")).unwrap().count(), 50);
+}

@@ -114,7 +114,11 @@ pub async fn pick_up(
     if claimed.is_empty() {
         return Ok(None);
     }
+    // Read in claim order and journaled together (one group commit, see
+    // `worker::receive::Journal`) up to GROUP_BYTES at a time, so that memory stays bounded.
     let mut journaled = 0;
+    let mut group: Vec<(Claimed, Vec<u8>)> = Vec::new();
+    let mut group_bytes = 0usize;
     for file in claimed {
         // Each file on its own: one that cannot be read or journaled is moved aside with its
         // reason, and the others go on.
@@ -125,10 +129,46 @@ pub async fn pick_up(
                 continue;
             }
         };
-        let inserted = match sink.receive(raw, Transport::File, now).await {
+        group_bytes += raw.len();
+        group.push((file, raw));
+        if group_bytes >= GROUP_BYTES {
+            journaled += journal_group(inbox, std::mem::take(&mut group), sink, now).await?;
+            group_bytes = 0;
+        }
+    }
+    journaled += journal_group(inbox, group, sink, now).await?;
+    Ok(Some(journaled))
+}
+
+/// Bytes of files read before they are journaled together (a larger file goes alone).
+const GROUP_BYTES: usize = 32 * 1024 * 1024;
+
+/// Journals files at once (their `receive` calls queued in claim order, so the journal keeps
+/// it), then moves each journaled one to `done/`. A file the store refuses is set aside; when
+/// the store is away, the files not journaled stay claimed and come again, and the error is
+/// returned once the others are done.
+async fn journal_group(
+    inbox: &Path,
+    group: Vec<(Claimed, Vec<u8>)>,
+    sink: &dyn InboundSink,
+    now: DateTime<Utc>,
+) -> Result<usize, PickupError> {
+    let (files, raws): (Vec<Claimed>, Vec<Vec<u8>>) = group.into_iter().unzip();
+    let results = futures_util::future::join_all(
+        raws.into_iter()
+            .map(|raw| sink.receive(raw, Transport::File, now)),
+    )
+    .await;
+    let mut journaled = 0;
+    let mut away = None;
+    for (file, result) in files.into_iter().zip(results) {
+        let inserted = match result {
             Ok(inserted) => inserted,
             // The store is away: the file stays claimed and comes again.
-            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) if e.is_transient() => {
+                away.get_or_insert(e);
+                continue;
+            }
             Err(e) => {
                 set_aside(
                     inbox,
@@ -149,7 +189,10 @@ pub async fn pick_up(
         })?;
         journaled += 1;
     }
-    Ok(Some(journaled))
+    match away {
+        Some(e) => Err(e.into()),
+        None => Ok(journaled),
+    }
 }
 
 /// Largest file the file drop reads by default (256 MiB, `file_drop.max_file_bytes`): a
