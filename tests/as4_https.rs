@@ -600,6 +600,62 @@ async fn a_silent_client_does_not_block_others_and_is_dropped_after_the_handshak
         .unwrap();
 }
 
+/// Issue 15 defect 5 on the AS4 receiver: connections beyond the cap are closed before any
+/// handshake, and an exchange not answered within the request timeout ends its connection
+/// (a slow body or a stuck service holds nothing for ever).
+#[tokio::test]
+async fn regression_connections_over_the_cap_are_closed_and_a_stuck_exchange_times_out() {
+    let f = fixture();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = settings(&f.server, &f.pki.ca())
+        .acceptor()
+        .unwrap()
+        .with_timeouts(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        )
+        .with_limits(2, Duration::from_millis(200), Duration::from_secs(5));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve_https(
+        listener,
+        Arc::new(acceptor),
+        crl_cache(),
+        // Slow answers after 500 ms: longer than the request timeout.
+        |_| Slow,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let _first = TcpStream::connect(addr).await.unwrap();
+    let _second = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(1), third.read(&mut buf))
+        .await
+        .expect("the connection over the cap is closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop((_first, _second));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Within the cap again; the stuck exchange ends without an answer.
+    let client = client(&f.client, &[(addr, SERVER_MP)]);
+    let started = std::time::Instant::now();
+    let error = client.exchange(post(addr, "/")).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(error.kind(), FailureKind::Exchange, "{error}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 /// Answers after a pause, to be caught by a shutdown.
 #[derive(Debug)]
 struct Slow;

@@ -12,24 +12,20 @@
 //! - the cap: [`HttpLimits::max_connections`] connections at once.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::config::HttpLimits;
+use crate::transport::net::{idle, Watched};
 
 /// Answer to a connection over the cap, written without waiting and without reading the
 /// request (the `errors[]` shape of every other refusal).
@@ -105,7 +101,7 @@ async fn connection(
 ) {
     let _ = tcp.set_nodelay(true);
     let io = Watched::new(tcp);
-    let activity = io.activity.clone();
+    let activity = io.activity();
     let request_timeout = limits.request_timeout;
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let mut app = app.clone();
@@ -151,106 +147,6 @@ async fn connection(
 /// Completes when shutdown begins (the guard `wait_for` returns is not `Send`: dropped here).
 async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await.map(|_| ());
-}
-
-/// Completes once no byte has moved for `limit`.
-async fn idle(activity: &Activity, limit: Duration) {
-    loop {
-        let deadline = activity.last() + limit;
-        if Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep_until(deadline).await;
-    }
-}
-
-/// When bytes last moved on a connection, as milliseconds since its start.
-#[derive(Debug, Clone)]
-struct Activity {
-    start: Instant,
-    millis: Arc<AtomicU64>,
-}
-
-impl Activity {
-    fn touch(&self) {
-        let millis = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.millis.store(millis, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.millis.load(Ordering::Relaxed))
-    }
-}
-
-/// A TCP stream that notes when bytes move.
-struct Watched {
-    stream: TcpStream,
-    activity: Activity,
-}
-
-impl Watched {
-    fn new(stream: TcpStream) -> Watched {
-        Watched {
-            stream,
-            activity: Activity {
-                start: Instant::now(),
-                millis: Arc::new(AtomicU64::new(0)),
-            },
-        }
-    }
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod email;
 pub mod file_drop;
 pub mod file_name;
 pub mod health;
+pub mod net;
 pub mod smpki;
 
 use std::future::Future;

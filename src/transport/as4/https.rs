@@ -86,6 +86,18 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server waits for the headers of a request on an open connection.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Connections the AS4 receiver serves at once; one more is closed at once (issue 15 defect 5:
+/// no partner, nor anyone who can open a socket, exhausts the daemon's descriptors).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// From a request's header to the end of its answer (reading the body, verifying, storing):
+/// phase4's BDEW response timeout, after which the sender has given up anyway.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = DEFAULT_RESPONSE_TIMEOUT;
+
+/// A connection without a byte in either direction for this long is closed (longer than a
+/// request may take).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// How long running connections may finish after shutdown began. An AS4 exchange that verifies
 /// and stores a message takes seconds, not minutes.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -282,6 +294,9 @@ impl TlsSettings {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         })
     }
 
@@ -960,6 +975,9 @@ pub struct HttpsAcceptor {
     handshake_timeout: Duration,
     header_read_timeout: Duration,
     shutdown_grace: Duration,
+    max_connections: usize,
+    request_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 impl fmt::Debug for HttpsAcceptor {
@@ -968,6 +986,9 @@ impl fmt::Debug for HttpsAcceptor {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("max_connections", &self.max_connections)
+            .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -984,6 +1005,20 @@ impl HttpsAcceptor {
         self.handshake_timeout = handshake;
         self.header_read_timeout = header_read;
         self.shutdown_grace = shutdown_grace;
+        self
+    }
+
+    /// Other limits than [`DEFAULT_MAX_CONNECTIONS`], [`DEFAULT_REQUEST_TIMEOUT`] and
+    /// [`DEFAULT_IDLE_TIMEOUT`].
+    pub fn with_limits(
+        mut self,
+        max_connections: usize,
+        request_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> HttpsAcceptor {
+        self.max_connections = max_connections.max(1);
+        self.request_timeout = request_timeout;
+        self.idle_timeout = idle_timeout;
         self
     }
 }
@@ -1035,22 +1070,40 @@ pub async fn serve_https<S, F, B>(
     let make_service = Arc::new(make_service);
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(acceptor.max_connections));
+    let mut refused: u64 = 0;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    connections.spawn(serve_connection(
-                        tcp,
-                        peer,
-                        acceptor.clone(),
-                        crl.clone(),
-                        make_service.clone(),
-                        stopped.clone(),
-                    ));
-                }
+                Ok((tcp, peer)) => match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        connections.spawn(serve_connection(
+                            tcp,
+                            peer,
+                            acceptor.clone(),
+                            crl.clone(),
+                            make_service.clone(),
+                            stopped.clone(),
+                            permit,
+                        ));
+                    }
+                    // Over the cap: closed before the handshake (the sender retries later).
+                    Err(_) => {
+                        drop(tcp);
+                        refused += 1;
+                        if refused.is_power_of_two() {
+                            tracing::warn!(
+                                %peer,
+                                refused,
+                                max_connections = acceptor.max_connections,
+                                "AS4 connection refused: too many open connections"
+                            );
+                        }
+                    }
+                },
                 Err(error) => {
                     // Out of file descriptors and the like: pause instead of spinning.
                     tracing::warn!(%error, "accepting a connection failed");
@@ -1074,6 +1127,29 @@ pub async fn serve_https<S, F, B>(
     }
 }
 
+/// Why an exchange on a connection ended without an answer: the service failed, or the
+/// request was not received and answered in time (the connection is then closed).
+#[derive(Debug)]
+struct ExchangeError(String);
+
+impl fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ExchangeError {}
+
+fn boxed<E: Into<BoxError>>(e: E) -> ExchangeError {
+    ExchangeError(e.into().to_string())
+}
+
+fn timed_out(limit: Duration) -> ExchangeError {
+    ExchangeError(format!(
+        "the request was not received and answered within {limit:?}"
+    ))
+}
+
 /// Completes when shutdown begins (or the server is gone).
 async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`; drop it here.
@@ -1087,6 +1163,7 @@ async fn serve_connection<S, F, B>(
     crl: Arc<CrlCache>,
     make_service: Arc<F>,
     mut stopped: watch::Receiver<bool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 ) where
     F: Fn(PeerIdentity) -> S + Send + Sync + 'static,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -1115,10 +1192,11 @@ async fn serve_connection<S, F, B>(
         "TLS peer accepted"
     );
     let service = Arc::new(Mutex::new(make_service(identity.clone())));
+    let request_timeout = acceptor.request_timeout;
     let adapter = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(identity.clone());
         let service = service.clone();
-        async move {
+        let exchange = async move {
             // HTTP/1.1 serves one request at a time, so the lock is never contended; it is
             // never held across an await.
             poll_fn(|cx| {
@@ -1133,8 +1211,20 @@ async fn serve_connection<S, F, B>(
                 .unwrap_or_else(PoisonError::into_inner)
                 .call(request);
             response.await
+        };
+        // A body trickled in, or an answer never finished: the connection is closed.
+        async move {
+            let answer: Result<Result<Response<B>, S::Error>, _> =
+                tokio::time::timeout(request_timeout, exchange).await;
+            match answer {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) => Err(boxed(e)),
+                Err(_) => Err(timed_out(request_timeout)),
+            }
         }
     });
+    let stream = crate::transport::net::Watched::new(stream);
+    let activity = stream.activity();
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(acceptor.header_read_timeout)
@@ -1142,6 +1232,10 @@ async fn serve_connection<S, F, B>(
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        () = crate::transport::net::idle(&activity, acceptor.idle_timeout) => {
+            tracing::debug!(%peer, "AS4 connection closed: idle");
+            Ok(())
+        }
         () = stop_requested(&mut stopped) => {
             connection.as_mut().graceful_shutdown();
             connection.await
