@@ -148,6 +148,91 @@ impl<C: Connection> Session<C> {
         Ok(Inserted::Duplicate(get(existing, "id")?))
     }
 
+    /// Journals received interchanges with one statement (the group commit of
+    /// `worker::receive::Journal`), in the order given; one [`Inserted`] per record, as
+    /// [`Session::insert_inbound`] would answer it one by one (a duplicate, also of an earlier
+    /// record of the same group, names the first).
+    pub async fn insert_inbound_many(
+        &mut self,
+        records: &[&InboundRecord],
+    ) -> Result<Vec<Inserted>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = records
+            .iter()
+            .map(|r| new_id("jrn", r.received_at))
+            .collect();
+        let rows = (0..records.len())
+            .map(|r| {
+                let p = |k: usize| format!("${}", r * 10 + k);
+                format!(
+                    "({}, 'in', {}, {}, {}, {}, {}, {}, {}, {}, {}, 'received', 0)",
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                    p(6),
+                    p(7),
+                    p(8),
+                    p(9),
+                    p(10)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO journal (id, direction, partner, transport, interchange_ref, message_refs, \
+             pids, message_types, document_numbers, raw, received_at, state, attempts) \
+             VALUES {rows} ON CONFLICT (direction, partner, interchange_ref) DO NOTHING RETURNING id"
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, record) in ids.iter().zip(records) {
+            query = query
+                .bind(id.clone())
+                .bind(record.partner.clone())
+                .bind(record.transport.as_str())
+                .bind(record.interchange_ref.clone())
+                .bind(json_list(&record.message_refs))
+                .bind(json_list(&record.pids))
+                .bind(json_list(&record.message_types))
+                .bind(json_list(&record.document_numbers))
+                .bind(record.raw.clone())
+                .bind(ms(record.received_at));
+        }
+        let returned = query
+            .fetch_all(self.conn())
+            .await
+            .map_err(StoreError::query("journaling inbound interchanges"))?;
+        let inserted: std::collections::HashSet<String> = returned
+            .iter()
+            .map(|row| get::<String>(row, "id"))
+            .collect::<Result<_, _>>()?;
+        let mut results = Vec::with_capacity(records.len());
+        for (id, record) in ids.into_iter().zip(records) {
+            if inserted.contains(&id) {
+                results.push(Inserted::New(id));
+                continue;
+            }
+            // Not inserted: the unique key met an interchange journaled before.
+            let reference = record.interchange_ref.as_deref().unwrap_or_default();
+            let rows = select_rows(
+                self.conn(),
+                "finding the journaled duplicate",
+                "SELECT id FROM journal WHERE direction = 'in' AND partner = $1 AND interchange_ref = $2",
+                &[&record.partner, reference],
+            )
+            .await?;
+            let existing = rows.first().ok_or_else(|| StoreError::NotFound {
+                what: "journaled duplicate of interchange",
+                id: reference.to_string(),
+            })?;
+            results.push(Inserted::Duplicate(get(existing, "id")?));
+        }
+        Ok(results)
+    }
+
     /// Journals an interchange we sent; returns its journal id.
     pub async fn insert_outbound_journal(
         &mut self,

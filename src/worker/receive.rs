@@ -137,11 +137,9 @@ impl Journal {
     }
 
     async fn write_together(&self, group: &[Waiting]) -> Result<Vec<Inserted>, StoreError> {
+        let records: Vec<&InboundRecord> = group.iter().map(|w| &w.record).collect();
         let mut tx = self.store.begin().await?;
-        let mut results = Vec::with_capacity(group.len());
-        for waiting in group {
-            results.push(tx.insert_inbound(&waiting.record).await?);
-        }
+        let results = tx.insert_inbound_many(&records).await?;
         tx.commit().await?;
         Ok(results)
     }
