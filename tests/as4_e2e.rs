@@ -29,6 +29,7 @@ mod pki;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use gateway::{replaced, sample, Daemon, TOKEN};
@@ -104,13 +105,14 @@ fn p(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
 }
 
-/// A gateway configuration: fast loops, AS4 on `port`, `peers` as AS4 partners.
+/// A gateway configuration: fast loops, AS4 on `port`, `peers` as AS4 partners (with the port
+/// of their endpoint, or `None`: a partner that only sends to us, without `as4_url`).
 fn config(
     dir: &Path,
     me: &Side,
     port: u16,
     ca: &Path,
-    peers: &[(&Side, u16)],
+    peers: &[(&Side, Option<u16>)],
     extra: &str,
 ) -> Config {
     let mut text = format!(
@@ -155,9 +157,11 @@ trust_anchors = [{ca}]
         ca = p(ca),
     );
     for (peer, peer_port) in peers {
+        let url = peer_port
+            .map(|port| format!("as4_url = \"https://127.0.0.1:{port}/as4\"\n"))
+            .unwrap_or_default();
         text.push_str(&format!(
-            "[[partners]]\nid = \"{id}\"\ntransport = \"as4\"\n\
-             as4_url = \"https://127.0.0.1:{peer_port}/as4\"\n\
+            "[[partners]]\nid = \"{id}\"\ntransport = \"as4\"\n{url}\
              signing_cert = {s}\nencryption_cert = {e}\n",
             id = peer.id,
             s = p(&peer.sig.cert),
@@ -195,7 +199,7 @@ impl Pair {
             &w.ours,
             self.our_port,
             &w.pki.ca(),
-            &[(&w.vnb, self.vnb_port)],
+            &[(&w.vnb, Some(self.vnb_port))],
             "",
         ))
         .await
@@ -204,8 +208,8 @@ impl Pair {
     /// The grid operator's gateway, with us as AS4 partner or (`knows_us` false) none.
     async fn start_theirs(&self, knows_us: bool) -> Daemon {
         let w = &self.w;
-        let peers: &[(&Side, u16)] = if knows_us {
-            &[(&w.ours, self.our_port)]
+        let peers: &[(&Side, Option<u16>)] = if knows_us {
+            &[(&w.ours, Some(self.our_port))]
         } else {
             &[]
         };
@@ -349,7 +353,7 @@ fn sender(
         crl_signer: None,
         partners: vec![As4Partner {
             id: to.id.parse().unwrap(),
-            url: format!("https://127.0.0.1:{port}/as4"),
+            url: Some(format!("https://127.0.0.1:{port}/as4")),
             signing_cert: certificate(&to.sig.cert).unwrap(),
             encryption_cert: certificate(&to.enc.cert).unwrap(),
         }],
@@ -364,17 +368,27 @@ fn sender(
 
 impl Sender {
     async fn send(&self, to: &str, payload: Vec<u8>, message_id: &str) -> Result<(), SendFailure> {
+        self.send_at(to, payload, message_id, now()).await
+    }
+
+    /// Sends with the given `eb:Timestamp`: the same id, timestamp and payload again is a
+    /// sender's retry of the same message.
+    async fn send_at(
+        &self,
+        to: &str,
+        payload: Vec<u8>,
+        message_id: &str,
+        timestamp: SystemTime,
+    ) -> Result<(), SendFailure> {
         self.endpoint
-            .send(
-                to,
-                payload,
-                "ORDRSP.txt",
-                message_id,
-                std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
-            )
+            .send(to, payload, "ORDRSP.txt", message_id, timestamp)
             .await
             .map(|_| ())
     }
+}
+
+fn now() -> SystemTime {
+    SystemTime::from(mako_gateway::clock::Clock::system().now())
 }
 
 /// An ORDRSP from the grid operator with its own interchange reference.
@@ -554,7 +568,8 @@ async fn an_order_goes_out_over_as4_and_the_answer_comes_back_over_as4() {
     let vnb = sender(
         w, VNB, &w.vnb.sig, &w.vnb.enc, &w.vnb.tls, &w.ours, our_port, unchanged,
     );
-    vnb.send(OWN, answer.clone(), "answer-1@9900000000011")
+    let sent_at = now();
+    vnb.send_at(OWN, answer.clone(), "answer-1@9900000000011", sent_at)
         .await
         .unwrap();
     let rejected = ours.wait_for_status(&path, "rejected").await;
@@ -580,9 +595,10 @@ async fn an_order_goes_out_over_as4_and_the_answer_comes_back_over_as4() {
         assert_eq!(report.payload_bytes(0), answer);
     }
 
-    // 5. The same message id again: receipted again, journaled once.
+    // 5. The same message again (a sender's retry: same id, timestamp and payload): receipted
+    // again, journaled once.
     let before = journal_count(&ours.store, "in").await;
-    vnb.send(OWN, answer, "answer-1@9900000000011")
+    vnb.send_at(OWN, answer, "answer-1@9900000000011", sent_at)
         .await
         .unwrap();
     assert_eq!(journal_count(&ours.store, "in").await, before);
@@ -708,7 +724,7 @@ async fn bad_as4_messages_are_refused_with_the_matching_ebms_error_and_never_jou
         &w.ours,
         port,
         &ca,
-        &[(&w.vnb, free_port())],
+        &[(&w.vnb, Some(free_port()))],
         "max_message_bytes = 2097152\nmax_payload_bytes = 1048576\n",
     ))
     .await;
@@ -921,7 +937,7 @@ async fn a_message_signed_with_a_revoked_certificate_is_refused() {
         &w.ours,
         port,
         &ca,
-        &[(&w.vnb, free_port())],
+        &[(&w.vnb, Some(free_port()))],
         "",
     ))
     .await;
@@ -964,4 +980,53 @@ async fn an_order_the_partner_refuses_is_parked_with_its_ebms_error() {
     assert_eq!(journal_count(&theirs.store, "in").await, 0);
     ours.stop().await;
     theirs.stop().await;
+}
+
+/// Issue 15 (AS4) finding 5: a partner that only sends to us needed an `as4_url`. Without one
+/// its messages are received as from any AS4 partner, and an interchange for it is parked at
+/// once with a reason that names it (nothing is tried, no message id is fixed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partner_without_as4_url_sends_to_us_and_what_is_for_it_is_parked_naming_it() {
+    let w = world();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = w.pki.ca();
+    let ours = Daemon::start(config(
+        dir.path(),
+        &w.ours,
+        port,
+        &ca,
+        &[(&w.vnb, None)],
+        "",
+    ))
+    .await;
+    let v = &w.vnb;
+    let s = sender(&w, VNB, &v.sig, &v.enc, &v.tls, &w.ours, port, unchanged);
+    s.send(OWN, interchange("ONLYIN1"), "only-in-1@9900000000011")
+        .await
+        .unwrap();
+    assert_eq!(journal_count(&ours.store, "in").await, 1);
+
+    let id = ours.order("sub-no-url", MALO, VNB).await;
+    let parked = ours
+        .wait("a parked outbox item", || async {
+            let list = ours.get("/outbox?filter[state][eq]=parked").await;
+            list["data"].as_array().unwrap().first().cloned()
+        })
+        .await;
+    let error = parked["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains(VNB) && error.contains("as4_url"), "{parked}");
+    assert_eq!(parked["attempts"], 1, "{parked}");
+    let fixed: i64 = sqlx::query("SELECT COUNT(*) FROM as4_outbound")
+        .fetch_one(ours.store.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        fixed, 0,
+        "no message id is fixed for a send that cannot happen"
+    );
+    let order = ours.get(&format!("/grid-fee-reductions/{id}")).await;
+    assert_eq!(order["status"], "intended", "{order}");
+    ours.stop().await;
 }

@@ -121,8 +121,8 @@ pub struct As4Keys {
 pub struct As4Partner {
     /// Its market partner ID (the `eb:PartyId`).
     pub id: MarketPartnerId,
-    /// Its endpoint (`https://`).
-    pub url: String,
+    /// Its endpoint (`https://`); `None` for a partner that only sends to us.
+    pub url: Option<String>,
     /// The certificate it signs with (pinned: messages from it must be signed with exactly
     /// this one, and it must chain to an anchor).
     pub signing_cert: Certificate,
@@ -262,7 +262,9 @@ pub enum Refusal {
 #[derive(Debug, Clone)]
 pub struct As4Endpoint {
     as4: As4,
-    partners: Arc<BTreeMap<String, Partner>>,
+    /// Every AS4 partner, with whether it has an endpoint we can send to.
+    partners: Arc<BTreeMap<String, (Partner, bool)>>,
+    own_id: MarketPartnerId,
     max_payload_bytes: u64,
 }
 
@@ -271,7 +273,7 @@ pub struct As4Endpoint {
 fn check_received(
     msg: &Verified<UserMessage>,
     tls_peer: Option<&str>,
-    known: &BTreeMap<String, Partner>,
+    known: &BTreeMap<String, (Partner, bool)>,
     max_payload_bytes: u64,
 ) -> Result<ReceivedMessage, Refusal> {
     let from = msg.from();
@@ -395,13 +397,15 @@ impl As4Endpoint {
         let mut partners = BTreeMap::new();
         for p in settings.partners {
             let id = p.id.as_str().to_string();
-            let partner = Partner::new(id.clone())
+            let mut partner = Partner::new(id.clone())
                 .party_type(party_type(&id))
-                .endpoint(&p.url)
                 .signing_cert(p.signing_cert)
                 .encryption_cert(p.encryption_cert);
+            if let Some(url) = &p.url {
+                partner = partner.endpoint(url);
+            }
             builder = builder.partner(partner.clone());
-            partners.insert(id, partner);
+            partners.insert(id, (partner, p.url.is_some()));
         }
         let as4 = builder.build().map_err(|e| As4SetupError::Invalid {
             what: "AS4 endpoint".into(),
@@ -410,6 +414,7 @@ impl As4Endpoint {
         Ok(As4Endpoint {
             as4,
             partners: Arc::new(partners),
+            own_id: settings.own_id,
             max_payload_bytes: settings.max_payload_bytes,
         })
     }
@@ -417,6 +422,33 @@ impl As4Endpoint {
     /// Whether `id` is an AS4 partner.
     pub fn knows(&self, id: &str) -> bool {
         self.partners.contains_key(id)
+    }
+
+    /// Why nothing can be sent to `id` over AS4, if nothing can: it is no AS4 partner, or it
+    /// has no `as4_url` (it only sends to us).
+    pub fn cannot_send_to(&self, id: &str) -> Option<String> {
+        self.sendable(id).err()
+    }
+
+    fn sendable(&self, id: &str) -> Result<&Partner, String> {
+        match self.partners.get(id) {
+            None => Err(format!("{id} is not an AS4 partner")),
+            Some((_, false)) => Err(format!(
+                "partner {id} has no as4_url in [[partners]] (it only sends to us over AS4): \
+                 there is no endpoint to send its interchange to"
+            )),
+            Some((partner, true)) => Ok(partner),
+        }
+    }
+
+    /// Our market partner ID.
+    pub fn own_id(&self) -> &MarketPartnerId {
+        &self.own_id
+    }
+
+    /// `[as4] max_payload_bytes`: the largest interchange accepted after decompression.
+    pub fn max_payload_bytes(&self) -> u64 {
+        self.max_payload_bytes
     }
 
     /// Sends one interchange to a partner as a BDEW user message (service MP, gzip, signed,
@@ -431,14 +463,12 @@ impl As4Endpoint {
         message_id: &str,
         timestamp: SystemTime,
     ) -> Result<Delivered, SendFailure> {
-        let Some(partner) = self.partners.get(to) else {
-            return Err(SendFailure {
-                transient: false,
-                kind: "config",
-                ebms_code: None,
-                message: format!("{to} is not an AS4 partner"),
-            });
-        };
+        let partner = self.sendable(to).map_err(|message| SendFailure {
+            transient: false,
+            kind: "config",
+            ebms_code: None,
+            message,
+        })?;
         let message = Message::to(partner)
             .service(SERVICE_MARKET_PROCESSES)
             .message_id(message_id)

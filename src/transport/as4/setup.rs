@@ -258,7 +258,7 @@ impl As4Runtime {
         let expected: HashMap<String, MarketPartnerId> = material
             .partners
             .iter()
-            .filter_map(|p| Some((authority(&p.url)?, p.id.clone())))
+            .filter_map(|p| Some((authority(p.url.as_deref()?)?, p.id.clone())))
             .collect();
         let client = HttpsClient::new(&tls, crl.clone(), expected)
             .map_err(|e| vec![invalid("as4.tls_cert", None, e.to_string())])?
