@@ -22,6 +22,8 @@ pub mod outbound;
 pub mod persist;
 pub mod receive;
 pub mod setup;
+pub mod signal;
+pub mod size_guard;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -110,6 +112,9 @@ pub struct As4Keys {
     pub signing: KeyPair,
     /// Decryption of what partners send.
     pub encryption: KeyPair,
+    /// The same private key for the receiver's gzip-bomb guard ([`size_guard`]), which
+    /// looks at a request before asx-rs does.
+    pub decryption: size_guard::DecryptionKey,
     /// The CA certificates partners' certificates must chain to.
     pub anchors: Vec<Certificate>,
     /// The signer of an indirect CRL.
@@ -225,6 +230,9 @@ impl SendFailure {
 pub struct ReceivedMessage {
     /// `eb:MessageId`.
     pub message_id: String,
+    /// What the sender signed (`eb:Messaging`, the Body, each attachment): the digests a
+    /// receipt for this message attests.
+    pub signed: Vec<SignedPart>,
     /// The sender's market partner ID (`eb:From/eb:PartyId`).
     pub from: MarketPartnerId,
     /// The interchange, decompressed.
@@ -233,6 +241,45 @@ pub struct ReceivedMessage {
     pub file_name: Option<String>,
     /// Subject of the signing certificate.
     pub signer: String,
+}
+
+/// One reference of a message's signature, as asx-rs's audit record keeps it (the stored-data
+/// contract of `asx::AuditRecord`: `uri`, `digest_algorithm`, the digest in base64).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct SignedPart {
+    /// `#as4-messaging`, `#as4-body`, `cid:…`.
+    pub uri: String,
+    /// The digest method's URI.
+    pub digest_algorithm: String,
+    /// The digest, base64.
+    pub digest: String,
+}
+
+/// The parts of an `asx::AuditRecord` (its JSON) the receiver reads.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct RecordView {
+    direction: String,
+    outcome: String,
+    partner: String,
+    #[serde(default)]
+    references: Vec<SignedPart>,
+}
+
+impl RecordView {
+    fn of(record: &asx::AuditRecord) -> Option<RecordView> {
+        serde_json::to_value(record)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+    }
+}
+
+/// The signed parts of the message `from` sent that we accepted, from one of its evidence
+/// records (`as4_evidence.record`); `None` for any other record (outbound, refused, another
+/// sender, unreadable).
+pub fn accepted_from(record_json: &str, from: &str) -> Option<Vec<SignedPart>> {
+    let view: RecordView = serde_json::from_str(record_json).ok()?;
+    (view.direction == "inbound" && view.outcome == "accepted" && view.partner == from)
+        .then_some(view.references)
 }
 
 /// What the receiving side does with a message; `Ok` only after it is stored durably (the
@@ -244,8 +291,8 @@ pub trait MessageSink: Send + Sync + 'static {
         message: ReceivedMessage,
     ) -> Pin<Box<dyn Future<Output = Result<(), Refusal>> + Send + '_>>;
 
-    /// Told why a verified message was refused by our checks (the ebMS error the sender gets
-    /// carries only the code).
+    /// Told why a verified message was refused by our checks (asx-rs's error signal carries
+    /// only the code; the receiver answers its own, with the reason, see [`signal`]).
     fn refused(&self, _refusal: &Refusal) {}
 }
 
@@ -253,8 +300,11 @@ pub trait MessageSink: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// Try again later (`EBMS:0202`, asx-rs's retryable refusal), e.g. the database is down.
+    /// The reason is ours (it may name the database): the sender is only told to send again.
     Retry(String),
-    /// Never (`EBMS:0004`), e.g. an unknown partner or an oversized payload.
+    /// Never (`EBMS:0004`), e.g. an unknown partner or an oversized payload. The reason goes to
+    /// the sender as `eb:ErrorDetail`: it names only what the sender sent or is, and our
+    /// limits.
     Permanent(String),
 }
 
@@ -323,8 +373,8 @@ fn check_received(
     let size = payload.bytes().len() as u64;
     if size > max_payload_bytes {
         return Err(Refusal::Permanent(format!(
-            "the payload has {size} bytes after decompression, more than the {max_payload_bytes} \
-             accepted"
+            "the payload has {size} bytes after decompression, more than {max_payload_bytes}, \
+             the most this gateway accepts (max_payload_bytes)"
         )));
     }
     let from = from.parse::<MarketPartnerId>().map_err(|e| {
@@ -332,6 +382,9 @@ fn check_received(
     })?;
     Ok(ReceivedMessage {
         message_id: msg.message_id().to_string(),
+        signed: RecordView::of(msg.evidence())
+            .map(|r| r.references)
+            .unwrap_or_default(),
         from,
         payload: payload.bytes().to_vec(),
         file_name: payload.name().map(str::to_string),
