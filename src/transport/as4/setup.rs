@@ -230,6 +230,8 @@ pub struct As4Runtime {
     pub config: As4Config,
     pub(super) acceptor: Arc<HttpsAcceptor>,
     pub(super) crl: Arc<CrlCache>,
+    /// Our decryption key, for the receiver's gzip-bomb guard.
+    pub(super) decryption: DecryptionKey,
     evidence: EvidenceStore,
     pub(super) clock: Clock,
 }
@@ -288,6 +290,7 @@ impl As4Runtime {
             config: as4.clone(),
             acceptor: Arc::new(acceptor),
             crl,
+            decryption: material.keys.decryption.clone(),
             evidence,
             clock,
         }))

@@ -6,15 +6,16 @@
 //! Why this shape (issue 15, AS4 finding 2; before it asx-rs's refusals came as HTTP 400 and
 //! ours as HTTP 200):
 //! - phase4, the implementation BDEW partners run, answers every ebMS error with HTTP 200 and
-//!   no SOAP Fault (`AS4RequestHandler`: "Errors are always send with an HTTP 200"; an error
-//!   may override the status, which phase4 does only for requests it cannot read at all).
+//!   no SOAP Fault (`AS4RequestHandler`: "Errors are always send with an HTTP 200"); only a
+//!   request it cannot read at all (no or a broken Content-Type, no SOAP) gets HTTP 400,
+//!   without a signal (`AS4IncomingHandler`).
 //!   Its client up to 4.1.0, and later ones with `phase4.http.response.accept.allstatuscodes
 //!   = false`, throws on any status ≥ 300 before it reads the signal
 //!   (`GenericAS4HttpResponseHandler`): a partner would see only "HTTP 400".
 //! - ebMS 3.0 Core §6.6 asks for a SOAP Fault beside an error of severity `failure`; the
 //!   OASIS ebMS TC made it optional (issue EBXMLMSG-4, as Holodeck B2B's `PackageErrorSignals`
-//!   quotes it), Holodeck B2B adds none by default, and a SOAP 1.2 Fault implies a 4xx/5xx
-//!   status (SOAP 1.2 Part 2 §7.5.1), which is what breaks those clients. So: no Fault.
+//!   quotes it), Holodeck B2B adds none by default, and a SOAP 1.2 Fault travels with HTTP
+//!   400 or 500 in SOAP's HTTP binding, which is what breaks those clients. So: no Fault.
 //! - "Send it again later" (the store is down, the same message is being received on another
 //!   connection) is HTTP 503 with an `EBMS:0202` signal: a client that reads no body retries
 //!   on the status (phase4 retries on an I/O error, which a status ≥ 300 is for its older
