@@ -13,9 +13,10 @@
 //! (asx-rs's dedup store and audit sink over our [`crate::store::Store`]). Nothing outside
 //! `transport::as4` names an asx-rs type. Around it, the two sides of the transport seams:
 //! [`setup`] (key material and the runtime, checked with the configuration before the store is
-//! touched), [`receive`] (a received request: raw journal, verification, our checks, the
-//! interchange into the [`crate::transport::InboundSink`], the signed receipt) and
-//! [`outbound`] (the [`crate::transport::Outbound`] of AS4).
+//! touched), [`receive`] (a received request: raw journal, the gzip-bomb guard
+//! [`size_guard`], verification, our checks, the interchange into the
+//! [`crate::transport::InboundSink`], the signed receipt, every refusal in the one shape of
+//! [`signal`]) and [`outbound`] (the [`crate::transport::Outbound`] of AS4).
 
 pub mod https;
 pub mod outbound;

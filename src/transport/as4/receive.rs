@@ -472,7 +472,7 @@ where
         }
         verdict => {
             if let Verdict::Unread(why) = verdict {
-                tracing::debug!(request = %request_id, why, "gzip-bomb guard: request left to asx-rs");
+                tracing::warn!(request = %request_id, why, "gzip-bomb guard could not read the request: left to asx-rs (which inflates up to 128 MiB)");
             }
             verify_and_deliver(
                 &endpoint,

@@ -73,7 +73,8 @@ impl DecryptionKey {
     }
 }
 
-/// What [`check`] found.
+/// What [`check`] found (the receiver logs [`Verdict::Unread`] as a warning: a payload that
+/// could be a bomb went to asx-rs unchecked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// No part could inflate beyond the limit, or every one that could stayed within it.
@@ -92,8 +93,12 @@ pub enum Verdict {
 /// `limit` bytes, read with `key`; CPU-bound (ECDH, AES-GCM, inflate): run it off the async
 /// threads.
 pub fn check(body: &[u8], content_type: &str, key: &DecryptionKey, limit: u64) -> Verdict {
+    if mailparse::parse_content_type(content_type).mimetype != "multipart/related" {
+        // No attachments: nothing asx-rs would inflate.
+        return Verdict::Within;
+    }
     let Some(parts) = mime_parts(body, content_type) else {
-        return Verdict::Unread("not a multipart/related request");
+        return Verdict::Unread("the multipart/related body does not split into parts");
     };
     let Some((_, soap)) = parts.first() else {
         return Verdict::Unread("no parts");
@@ -342,14 +347,12 @@ fn nesting_depth(xml: &[u8]) -> Option<usize> {
     Some(deepest)
 }
 
-/// The parts of a `multipart/related` body as asx-rs splits them (RFC 2046: an optional
-/// preamble, `--boundary` lines, CRLF before each delimiter), each with its Content-ID; the
-/// first is the SOAP envelope. `None` for anything else, or more parts than asx-rs takes.
+/// The parts of a `multipart/related` body (HTTP `content_type`) as asx-rs splits them (RFC
+/// 2046: an optional preamble, `--boundary` lines, CRLF before each delimiter), each with its
+/// Content-ID; the first is the SOAP envelope. `None` when it does not split, or has more
+/// parts than asx-rs takes.
 fn mime_parts<'a>(body: &'a [u8], content_type: &str) -> Option<Vec<(Option<String>, &'a [u8])>> {
     let parsed = mailparse::parse_content_type(content_type);
-    if parsed.mimetype != "multipart/related" {
-        return None;
-    }
     let boundary = parsed.params.get("boundary")?;
     let open = format!("--{boundary}");
     let delimiter = format!("\r\n--{boundary}");
@@ -452,7 +455,7 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0], (None, &b"<soap/>"[..]));
         assert_eq!(parts[1], (Some("part0@x".to_string()), &b"\x00\r\nbin"[..]));
-        assert!(mime_parts(body, "application/soap+xml").is_none());
+        assert!(mime_parts(body, "multipart/related; boundary=other").is_none());
         assert!(mime_parts(
             b"--b1\r\nX: y\r\n\r\nunterminated",
             "multipart/related; boundary=b1"
@@ -486,9 +489,14 @@ mod tests {
             check(&big, ct, &key, 64 * 1024),
             Verdict::Unread("not exactly one xenc:EncryptedKey")
         );
+        // Plain SOAP has no attachments to inflate.
         assert_eq!(
-            check(&big, "text/plain", &key, 64 * 1024),
-            Verdict::Unread("not a multipart/related request")
+            check(&big, "application/soap+xml", &key, 64 * 1024),
+            Verdict::Within
+        );
+        assert_eq!(
+            check(b"--x\r\nno end", ct, &key, 64 * 1024),
+            Verdict::Unread("the multipart/related body does not split into parts")
         );
     }
 }
