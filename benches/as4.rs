@@ -140,7 +140,7 @@ async fn main() {
         crl_signer: None,
         partners: vec![As4Partner {
             id: OWN.parse().unwrap(),
-            url: format!("https://127.0.0.1:{port}/as4"),
+            url: Some(format!("https://127.0.0.1:{port}/as4")),
             signing_cert: certificate(&ours.0.cert).unwrap(),
             encryption_cert: certificate(&ours.1.cert).unwrap(),
         }],

@@ -378,8 +378,69 @@ async fn received_requests_are_kept_with_their_answers(stores: Vec<Store>) {
     assert_eq!(refused.items[0].reason.as_deref(), Some("signature"));
 }
 
+/// For the receiver (issue 15, AS4 finding 1): a key accepted before is handed to the handler,
+/// not answered by asx-rs — the claim succeeds and marks the delivery a duplicate, and
+/// settling that claim either way leaves the accepted key as it was; a new key is claimed as
+/// always. Without the mode the trait's `Duplicate` stands (the conformance suite above).
+async fn duplicates_are_handed_to_the_handler_and_settling_them_changes_nothing(
+    stores: Vec<Store>,
+) {
+    use asx::{Claim, DedupStore};
+    use mako_gateway::transport::as4::persist::DuplicateSeen;
+    use std::sync::Arc;
+    let clock = mako_gateway::clock::Clock::system();
+    let namespace = format!("{}/", mako_gateway::ids::new_id("dup", clock.now()));
+    let plain = Dedup::new(stores[0].clone(), Duration::from_secs(60), clock.clone())
+        .with_namespace(namespace.clone());
+    let Claim::Claimed(token) = plain.claim("BDEW/9900000000011/m1").await.unwrap() else {
+        panic!("a new key is claimed");
+    };
+    plain.accept("BDEW/9900000000011/m1", &token).await.unwrap();
+    assert!(matches!(
+        plain.claim("BDEW/9900000000011/m1").await.unwrap(),
+        Claim::Duplicate
+    ));
+
+    for settle_by_accepting in [false, true] {
+        let seen = Arc::new(DuplicateSeen::default());
+        let handing = Dedup::new(stores[1].clone(), Duration::from_secs(60), clock.clone())
+            .with_namespace(namespace.clone())
+            .handing_duplicates_to(seen.clone());
+        let Claim::Claimed(token) = handing.claim("BDEW/9900000000011/m1").await.unwrap() else {
+            panic!("an accepted key is handed to the handler");
+        };
+        assert!(seen.is_set());
+        if settle_by_accepting {
+            handing
+                .accept("BDEW/9900000000011/m1", &token)
+                .await
+                .unwrap();
+        } else {
+            handing
+                .abandon("BDEW/9900000000011/m1", &token)
+                .await
+                .unwrap();
+        }
+        assert!(matches!(
+            plain.claim("BDEW/9900000000011/m1").await.unwrap(),
+            Claim::Duplicate
+        ));
+    }
+
+    let seen = Arc::new(DuplicateSeen::default());
+    let handing = Dedup::new(stores[0].clone(), Duration::from_secs(60), clock.clone())
+        .with_namespace(namespace)
+        .handing_duplicates_to(seen.clone());
+    assert!(matches!(
+        handing.claim("BDEW/9900000000011/m2").await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    assert!(!seen.is_set());
+}
+
 on_both! {
     received_requests => received_requests_are_kept_with_their_answers;
+    duplicates_handed_to_the_handler => duplicates_are_handed_to_the_handler_and_settling_them_changes_nothing;
     dedup_store_passes_the_asx_conformance_suite => dedup_conforms;
     evidence_store_passes_the_asx_conformance_suite => evidence_conforms;
     two_instances_claim_each_message_once => two_instances_claim_each_key_once;

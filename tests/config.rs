@@ -186,3 +186,26 @@ fn the_compose_file_waits_longer_than_the_grace_period() {
     );
     assert_eq!(compose.matches("<<: *gateway").count(), 2, "two instances");
 }
+
+/// Issue 15 (AS4): a partner that only sends to us over AS4 needs its certificates, not an
+/// endpoint of its own; `as4_url` is optional.
+#[test]
+fn an_as4_partner_that_only_sends_to_us_needs_no_as4_url() {
+    let text = "[as4]\nsigning_key = \"s.key\"\nsigning_cert = \"s.pem\"\n\
+                encryption_key = \"e.key\"\nencryption_cert = \"e.pem\"\n\
+                tls_key = \"t.key\"\ntls_cert = \"t.pem\"\ntrust_anchors = [\"ca.pem\"]\n\
+                [[partners]]\nid = \"9900269000000\"\ntransport = \"as4\"\n\
+                signing_cert = \"vnb-sign.pem\"\nencryption_cert = \"vnb-encrypt.pem\"\n";
+    let config = Config::load(Some(text), &no_env).unwrap_or_else(|errors| {
+        panic!(
+            "{}",
+            errors.iter().map(|e| format!("{e}\n")).collect::<String>()
+        )
+    });
+    let as4 = config.partners[0]
+        .as4
+        .as_ref()
+        .expect("the partner's AS4 settings");
+    assert_eq!(as4.url, None);
+    assert_eq!(as4.signing_cert, Path::new("vnb-sign.pem"));
+}

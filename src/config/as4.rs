@@ -57,8 +57,9 @@ pub struct As4Config {
 /// The AS4 settings of one partner (`transport = "as4"`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartnerAs4 {
-    /// `as4_url`: the partner's AS4 endpoint (`https://` only, BDEW).
-    pub url: String,
+    /// `as4_url`: the partner's AS4 endpoint (`https://` only, BDEW); `None` for a partner
+    /// that only sends to us (what is for it is parked, naming it).
+    pub url: Option<String>,
     /// `signing_cert`: PEM file of the certificate the partner signs with.
     pub signing_cert: PathBuf,
     /// `encryption_cert`: PEM file of the certificate we encrypt to.
@@ -66,8 +67,9 @@ pub struct PartnerAs4 {
 }
 
 impl Reader<'_> {
-    /// `as4_url`, `signing_cert` and `encryption_cert` of a partner: required with
-    /// `transport = "as4"`; `as4_url` is refused with any other transport.
+    /// `as4_url`, `signing_cert` and `encryption_cert` of a partner: the certificates are
+    /// required with `transport = "as4"`, the URL is optional (a partner that only sends to
+    /// us has no endpoint of its own for us); `as4_url` is refused with any other transport.
     pub(super) fn partner_as4(
         &mut self,
         t: &mut Table,
@@ -91,11 +93,6 @@ impl Reader<'_> {
         let url = self.checked(t, prefix, "as4_url", parse_https_url);
         let signing_cert = self.checked(t, prefix, "signing_cert", parse_path);
         let encryption_cert = self.checked(t, prefix, "encryption_cert", parse_path);
-        let url = self.require(
-            url,
-            join(prefix, "as4_url"),
-            "transport = \"as4\" needs the partner's AS4 endpoint (https://…)",
-        );
         let signing_cert = self.require(
             signing_cert,
             join(prefix, "signing_cert"),
@@ -107,7 +104,7 @@ impl Reader<'_> {
             "transport = \"as4\" needs the PEM file of the certificate we encrypt to",
         );
         Some(PartnerAs4 {
-            url: url?,
+            url,
             signing_cert: signing_cert?,
             encryption_cert: encryption_cert?,
         })
@@ -331,7 +328,7 @@ mod tests {
         assert_eq!(as4.max_payload_bytes, 32 * 1024 * 1024);
         assert_eq!(as4.connect_timeout, Duration::from_secs(5));
         let partner = c.partners[0].as4.as_ref().unwrap();
-        assert_eq!(partner.url, "https://vnb.example/as4");
+        assert_eq!(partner.url.as_deref(), Some("https://vnb.example/as4"));
         assert_eq!(c.partners[0].transport, Transport::As4);
 
         let errs =

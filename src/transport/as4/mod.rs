@@ -13,15 +13,18 @@
 //! (asx-rs's dedup store and audit sink over our [`crate::store::Store`]). Nothing outside
 //! `transport::as4` names an asx-rs type. Around it, the two sides of the transport seams:
 //! [`setup`] (key material and the runtime, checked with the configuration before the store is
-//! touched), [`receive`] (a received request: raw journal, verification, our checks, the
-//! interchange into the [`crate::transport::InboundSink`], the signed receipt) and
-//! [`outbound`] (the [`crate::transport::Outbound`] of AS4).
+//! touched), [`receive`] (a received request: raw journal, the gzip-bomb guard
+//! [`size_guard`], verification, our checks, the interchange into the
+//! [`crate::transport::InboundSink`], the signed receipt, every refusal in the one shape of
+//! [`signal`]) and [`outbound`] (the [`crate::transport::Outbound`] of AS4).
 
 pub mod https;
 pub mod outbound;
 pub mod persist;
 pub mod receive;
 pub mod setup;
+pub mod signal;
+pub mod size_guard;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -110,6 +113,9 @@ pub struct As4Keys {
     pub signing: KeyPair,
     /// Decryption of what partners send.
     pub encryption: KeyPair,
+    /// The same private key for the receiver's gzip-bomb guard ([`size_guard`]), which
+    /// looks at a request before asx-rs does.
+    pub decryption: size_guard::DecryptionKey,
     /// The CA certificates partners' certificates must chain to.
     pub anchors: Vec<Certificate>,
     /// The signer of an indirect CRL.
@@ -121,8 +127,8 @@ pub struct As4Keys {
 pub struct As4Partner {
     /// Its market partner ID (the `eb:PartyId`).
     pub id: MarketPartnerId,
-    /// Its endpoint (`https://`).
-    pub url: String,
+    /// Its endpoint (`https://`); `None` for a partner that only sends to us.
+    pub url: Option<String>,
     /// The certificate it signs with (pinned: messages from it must be signed with exactly
     /// this one, and it must chain to an anchor).
     pub signing_cert: Certificate,
@@ -225,6 +231,9 @@ impl SendFailure {
 pub struct ReceivedMessage {
     /// `eb:MessageId`.
     pub message_id: String,
+    /// What the sender signed (`eb:Messaging`, the Body, each attachment): the digests a
+    /// receipt for this message attests.
+    pub signed: Vec<SignedPart>,
     /// The sender's market partner ID (`eb:From/eb:PartyId`).
     pub from: MarketPartnerId,
     /// The interchange, decompressed.
@@ -233,6 +242,45 @@ pub struct ReceivedMessage {
     pub file_name: Option<String>,
     /// Subject of the signing certificate.
     pub signer: String,
+}
+
+/// One reference of a message's signature, as asx-rs's audit record keeps it (the stored-data
+/// contract of `asx::AuditRecord`: `uri`, `digest_algorithm`, the digest in base64).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct SignedPart {
+    /// `#as4-messaging`, `#as4-body`, `cid:…`.
+    pub uri: String,
+    /// The digest method's URI.
+    pub digest_algorithm: String,
+    /// The digest, base64.
+    pub digest: String,
+}
+
+/// The parts of an `asx::AuditRecord` (its JSON) the receiver reads.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct RecordView {
+    direction: String,
+    outcome: String,
+    partner: String,
+    #[serde(default)]
+    references: Vec<SignedPart>,
+}
+
+impl RecordView {
+    fn of(record: &asx::AuditRecord) -> Option<RecordView> {
+        serde_json::to_value(record)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+    }
+}
+
+/// The signed parts of the message `from` sent that we accepted, from one of its evidence
+/// records (`as4_evidence.record`); `None` for any other record (outbound, refused, another
+/// sender, unreadable).
+pub fn accepted_from(record_json: &str, from: &str) -> Option<Vec<SignedPart>> {
+    let view: RecordView = serde_json::from_str(record_json).ok()?;
+    (view.direction == "inbound" && view.outcome == "accepted" && view.partner == from)
+        .then_some(view.references)
 }
 
 /// What the receiving side does with a message; `Ok` only after it is stored durably (the
@@ -244,8 +292,8 @@ pub trait MessageSink: Send + Sync + 'static {
         message: ReceivedMessage,
     ) -> Pin<Box<dyn Future<Output = Result<(), Refusal>> + Send + '_>>;
 
-    /// Told why a verified message was refused by our checks (the ebMS error the sender gets
-    /// carries only the code).
+    /// Told why a verified message was refused by our checks (asx-rs's error signal carries
+    /// only the code; the receiver answers its own, with the reason, see [`signal`]).
     fn refused(&self, _refusal: &Refusal) {}
 }
 
@@ -253,8 +301,11 @@ pub trait MessageSink: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// Try again later (`EBMS:0202`, asx-rs's retryable refusal), e.g. the database is down.
+    /// The reason is ours (it may name the database): the sender is only told to send again.
     Retry(String),
-    /// Never (`EBMS:0004`), e.g. an unknown partner or an oversized payload.
+    /// Never (`EBMS:0004`), e.g. an unknown partner or an oversized payload. The reason goes to
+    /// the sender as `eb:ErrorDetail`: it names only what the sender sent or is, and our
+    /// limits.
     Permanent(String),
 }
 
@@ -262,7 +313,9 @@ pub enum Refusal {
 #[derive(Debug, Clone)]
 pub struct As4Endpoint {
     as4: As4,
-    partners: Arc<BTreeMap<String, Partner>>,
+    /// Every AS4 partner, with whether it has an endpoint we can send to.
+    partners: Arc<BTreeMap<String, (Partner, bool)>>,
+    own_id: MarketPartnerId,
     max_payload_bytes: u64,
 }
 
@@ -271,7 +324,7 @@ pub struct As4Endpoint {
 fn check_received(
     msg: &Verified<UserMessage>,
     tls_peer: Option<&str>,
-    known: &BTreeMap<String, Partner>,
+    known: &BTreeMap<String, (Partner, bool)>,
     max_payload_bytes: u64,
 ) -> Result<ReceivedMessage, Refusal> {
     let from = msg.from();
@@ -321,8 +374,8 @@ fn check_received(
     let size = payload.bytes().len() as u64;
     if size > max_payload_bytes {
         return Err(Refusal::Permanent(format!(
-            "the payload has {size} bytes after decompression, more than the {max_payload_bytes} \
-             accepted"
+            "the payload has {size} bytes after decompression, more than {max_payload_bytes}, \
+             the most this gateway accepts (max_payload_bytes)"
         )));
     }
     let from = from.parse::<MarketPartnerId>().map_err(|e| {
@@ -330,6 +383,9 @@ fn check_received(
     })?;
     Ok(ReceivedMessage {
         message_id: msg.message_id().to_string(),
+        signed: RecordView::of(msg.evidence())
+            .map(|r| r.references)
+            .unwrap_or_default(),
         from,
         payload: payload.bytes().to_vec(),
         file_name: payload.name().map(str::to_string),
@@ -395,13 +451,15 @@ impl As4Endpoint {
         let mut partners = BTreeMap::new();
         for p in settings.partners {
             let id = p.id.as_str().to_string();
-            let partner = Partner::new(id.clone())
+            let mut partner = Partner::new(id.clone())
                 .party_type(party_type(&id))
-                .endpoint(&p.url)
                 .signing_cert(p.signing_cert)
                 .encryption_cert(p.encryption_cert);
+            if let Some(url) = &p.url {
+                partner = partner.endpoint(url);
+            }
             builder = builder.partner(partner.clone());
-            partners.insert(id, partner);
+            partners.insert(id, (partner, p.url.is_some()));
         }
         let as4 = builder.build().map_err(|e| As4SetupError::Invalid {
             what: "AS4 endpoint".into(),
@@ -410,6 +468,7 @@ impl As4Endpoint {
         Ok(As4Endpoint {
             as4,
             partners: Arc::new(partners),
+            own_id: settings.own_id,
             max_payload_bytes: settings.max_payload_bytes,
         })
     }
@@ -417,6 +476,33 @@ impl As4Endpoint {
     /// Whether `id` is an AS4 partner.
     pub fn knows(&self, id: &str) -> bool {
         self.partners.contains_key(id)
+    }
+
+    /// Why nothing can be sent to `id` over AS4, if nothing can: it is no AS4 partner, or it
+    /// has no `as4_url` (it only sends to us).
+    pub fn cannot_send_to(&self, id: &str) -> Option<String> {
+        self.sendable(id).err()
+    }
+
+    fn sendable(&self, id: &str) -> Result<&Partner, String> {
+        match self.partners.get(id) {
+            None => Err(format!("{id} is not an AS4 partner")),
+            Some((_, false)) => Err(format!(
+                "partner {id} has no as4_url in [[partners]] (it only sends to us over AS4): \
+                 there is no endpoint to send its interchange to"
+            )),
+            Some((partner, true)) => Ok(partner),
+        }
+    }
+
+    /// Our market partner ID.
+    pub fn own_id(&self) -> &MarketPartnerId {
+        &self.own_id
+    }
+
+    /// `[as4] max_payload_bytes`: the largest interchange accepted after decompression.
+    pub fn max_payload_bytes(&self) -> u64 {
+        self.max_payload_bytes
     }
 
     /// Sends one interchange to a partner as a BDEW user message (service MP, gzip, signed,
@@ -431,14 +517,12 @@ impl As4Endpoint {
         message_id: &str,
         timestamp: SystemTime,
     ) -> Result<Delivered, SendFailure> {
-        let Some(partner) = self.partners.get(to) else {
-            return Err(SendFailure {
-                transient: false,
-                kind: "config",
-                ebms_code: None,
-                message: format!("{to} is not an AS4 partner"),
-            });
-        };
+        let partner = self.sendable(to).map_err(|message| SendFailure {
+            transient: false,
+            kind: "config",
+            ebms_code: None,
+            message,
+        })?;
         let message = Message::to(partner)
             .service(SERVICE_MARKET_PROCESSES)
             .message_id(message_id)

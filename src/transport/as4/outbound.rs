@@ -19,6 +19,11 @@ pub struct As4SendError {
     pub failure: super::SendFailure,
 }
 
+/// An interchange for a partner we cannot send to over AS4 (no `as4_url`: it only sends to us).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoEndpoint(pub String);
+
 /// Sends to the AS4 partners of an endpoint's registry.
 #[derive(Debug, Clone)]
 pub struct As4Sender {
@@ -45,9 +50,13 @@ impl Outbound for As4Sender {
 
     /// Retryable failures (connection, timeout, `EBMS:0202`, an unreadable answer) are
     /// transient; a refusal by the partner (`EBMS:0004`, `0101`, `0102` …) or a configuration
-    /// error parks the item with the partner's code.
+    /// error parks the item with the partner's code. A partner without `as4_url` parks it at
+    /// once, before a message id is fixed.
     fn send<'a>(&'a self, out: Outgoing<'a>) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(async move {
+            if let Some(reason) = self.endpoint.cannot_send_to(out.partner) {
+                return Err(SendError::permanent(NoEndpoint(reason)));
+            }
             let store_error = |e: crate::store::StoreError| {
                 if e.is_transient() {
                     SendError::transient(e)

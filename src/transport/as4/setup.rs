@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::https::{HttpsAcceptor, HttpsClient, PlainHttpFetcher, TlsSettings};
 use super::persist::EvidenceStore;
+use super::size_guard::DecryptionKey;
 use super::{certificate, key_pair, As4Endpoint, As4Keys, As4Partner, As4Settings, HttpClient};
 use crate::clock::Clock;
 use crate::config::{
@@ -73,6 +74,18 @@ pub fn load_material(config: &Config) -> Result<Option<As4Material>, Vec<ConfigE
         &as4.encryption_cert,
         &as4.encryption_key,
     );
+    // The same key for the gzip-bomb guard (size_guard), which reads requests before asx-rs.
+    let decryption = match std::fs::read(&as4.encryption_key) {
+        Ok(pem) => DecryptionKey::from_pem(&pem),
+        Err(_) => None,
+    };
+    if encryption.is_some() && decryption.is_none() {
+        errors.push(invalid(
+            "as4.encryption_key",
+            Some(format!("{:?}", as4.encryption_key.display().to_string())),
+            "not an EC private key (the BDEW profile encrypts to brainpoolP256r1)".into(),
+        ));
+    }
     // Our own certificates must name us as the SM-PKI does (CN with EMT.MAK, OU = our ID):
     // partners check exactly that (transport.md §1.7).
     for (key, path) in [
@@ -150,6 +163,7 @@ pub fn load_material(config: &Config) -> Result<Option<As4Material>, Vec<ConfigE
         keys: As4Keys {
             signing: signing.expect("no errors"),
             encryption: encryption.expect("no errors"),
+            decryption: decryption.expect("no errors"),
             anchors,
             crl_signer,
         },
@@ -216,6 +230,8 @@ pub struct As4Runtime {
     pub config: As4Config,
     pub(super) acceptor: Arc<HttpsAcceptor>,
     pub(super) crl: Arc<CrlCache>,
+    /// Our decryption key, for the receiver's gzip-bomb guard.
+    pub(super) decryption: DecryptionKey,
     evidence: EvidenceStore,
     pub(super) clock: Clock,
 }
@@ -258,7 +274,7 @@ impl As4Runtime {
         let expected: HashMap<String, MarketPartnerId> = material
             .partners
             .iter()
-            .filter_map(|p| Some((authority(&p.url)?, p.id.clone())))
+            .filter_map(|p| Some((authority(p.url.as_deref()?)?, p.id.clone())))
             .collect();
         let client = HttpsClient::new(&tls, crl.clone(), expected)
             .map_err(|e| vec![invalid("as4.tls_cert", None, e.to_string())])?
@@ -274,6 +290,7 @@ impl As4Runtime {
             config: as4.clone(),
             acceptor: Arc::new(acceptor),
             crl,
+            decryption: material.keys.decryption.clone(),
             evidence,
             clock,
         }))
