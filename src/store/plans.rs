@@ -11,8 +11,8 @@ use crate::plan::inbound::{BatchKeys, Effect, InboundPlan, Loaded};
 use crate::plan::outbound::OutboundPlan;
 
 impl<C: Connection> Session<C> {
-    /// The orders and sent messages the items of a batch name (at most five statements,
-    /// whatever the size of the batch).
+    /// The orders and sent messages the items of a batch name, and which of our references it
+    /// names are still being sent (at most six statements, whatever the size of the batch).
     pub async fn load_for_inbound(&mut self, keys: &BatchKeys) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded {
             reductions: self
@@ -28,7 +28,26 @@ impl<C: Connection> Session<C> {
                     &keys.sent_documents,
                 )
                 .await?,
+            in_flight: Vec::new(),
         };
+        // Only what matched no record of sending can be in flight.
+        let references: Vec<&str> = keys
+            .references()
+            .into_iter()
+            .filter(|r| {
+                !loaded.sent.iter().any(|s| {
+                    s.message.document_number == *r || s.message.interchange_reference == *r
+                }) && !loaded
+                    .reductions
+                    .iter()
+                    .any(|g| g.order.order_document.as_deref() == Some(*r))
+                    && !loaded
+                        .meters
+                        .iter()
+                        .any(|m| m.order.order_document.as_deref() == Some(*r))
+            })
+            .collect();
+        loaded.in_flight = self.unsent_references(&keys.senders, &references).await?;
         let missing = loaded.missing_orders();
         if !missing.is_empty() {
             let (reductions, meters) = self.orders_by_id(&missing).await?;
@@ -50,6 +69,17 @@ impl<C: Connection> Session<C> {
         worker: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        // An interchange that answers something still being sent changes nothing yet: its
+        // item stays claimed until it is planned again.
+        let waiting: Vec<&str> = plans
+            .iter()
+            .filter(|p| p.waits_for.is_some())
+            .filter_map(|p| p.report.journal_id.as_deref())
+            .collect();
+        let until = now
+            + chrono::Duration::from_std(crate::plan::inbound::WAIT_FOR_SENDING)
+                .unwrap_or_default();
+        self.hold_inbound_items(&waiting, worker, until).await?;
         let changes: Vec<_> = plans.iter().flat_map(|p| &p.order_changes).collect();
         self.save_changed_orders(&changes, now).await?;
         let history: Vec<_> = changes.iter().map(|c| &c.history).collect();
@@ -100,6 +130,7 @@ impl<C: Connection> Session<C> {
         self.record_pass_through_answers(&answers, now).await?;
         let finished: Vec<(&str, serde_json::Value)> = plans
             .iter()
+            .filter(|p| p.waits_for.is_none())
             .filter_map(|p| {
                 p.report
                     .journal_id

@@ -1,0 +1,297 @@
+//! Regressions found by the crash and fault campaigns (`examples/crash_campaign.rs`,
+//! `examples/fault_campaign.rs`), each reproduced here fast and deterministically, on a SQLite
+//! file and on PostgreSQL.
+//!
+//! - An answer that overtakes our record of sending: the partner took the ORDERS and its
+//!   ORDRSP was journaled and processed before the outbound worker committed the sending (a
+//!   fast partner, a busy database, or a crash between handing it over and the commit). It
+//!   went to clearing ("refers to order …, which we did not send") and the order stayed
+//!   `ordered` for good. It now waits until the sending is recorded.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use mako_gateway::api::{router, AppState};
+use mako_gateway::orders::{PartnerStatusRules, Sender};
+use mako_gateway::store::{Store, Transport};
+use mako_gateway::transport::{BoxFuture, Outbound, Outgoing, SendError, Sent};
+use mako_gateway::worker::inbound::{InboundWorker, INBOUND_BATCH};
+use mako_gateway::worker::outbound::{OutboundWorker, Transports};
+use mako_gateway::worker::receive::Journal;
+use mako_gateway::worker::Leases;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+const TOKEN: &str = "campaign-regression-token";
+/// The IDs of the samples (see samples/README.md).
+const OWN: &str = "9900000000003";
+const VNB: &str = "9900000000011";
+const MALO: &str = "51238696781";
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 2, 9, 0, 0).unwrap()
+}
+
+fn leases() -> Leases {
+    Leases {
+        lease: std::time::Duration::from_secs(60),
+        max_attempts: 3,
+        retry_base: std::time::Duration::from_secs(1),
+        retry_max: std::time::Duration::from_secs(2),
+    }
+}
+
+fn sender() -> Sender {
+    Sender {
+        id: OWN.parse().unwrap(),
+        contact_name: None,
+        contact_email: None,
+    }
+}
+
+fn inbound_worker(store: &Store) -> InboundWorker {
+    InboundWorker::new(
+        store.clone(),
+        "inbound-worker".into(),
+        leases(),
+        sender(),
+        PartnerStatusRules::default(),
+    )
+}
+
+/// Creates a §14a order over the API and confirms it; returns its id.
+async fn ordered(store: &Store) -> String {
+    let state = AppState::new(store.clone(), vec![TOKEN.to_string()])
+        .with_clock(mako_gateway::clock::Clock::fixed(now()))
+        .with_own_id(OWN.parse().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{base}/grid-fee-reductions"))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"subscription": "sub-race", "type": "enwg-14a-module-1",
+                       "market_location": MALO, "grid_operator": VNB, "meter_type": "smart"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let confirmed = client
+        .post(format!("{base}/subscriptions/sub-race/confirm"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    created["id"].as_str().expect("an order id").to_string()
+}
+
+/// `bytes` with every `from` replaced by `to` (byte-wise: the samples are ISO 8859-1).
+fn replaced(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let (from, to) = (from.as_bytes(), to.as_bytes());
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The grid operator's ORDRSP A99 (rejected) to our ORDERS document `document`.
+fn rejection(document: &str) -> Vec<u8> {
+    let sample = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples/inbound/ordrsp_19133_a99_rejected.edi"),
+    )
+    .unwrap();
+    replaced(
+        &replaced(&sample, "MG10000000001", document),
+        "NB0000000001",
+        "RACE00000001",
+    )
+}
+
+/// The BGM document number of the ORDERS in `interchange`.
+fn document_of(interchange: &[u8]) -> String {
+    let doc = mako_gateway::edifact::parse(interchange).unwrap();
+    let ic = doc.interchanges().next().unwrap();
+    let message = ic.messages().next().unwrap();
+    let bgm = message.body().find(|s| s.is(b"BGM")).unwrap();
+    bgm.value(2, 1).into_owned()
+}
+
+/// A partner that answers at once: while our outbound worker hands the ORDERS over (before it
+/// records the sending), the partner's ORDRSP is journaled and the inbound worker processes
+/// it. Then the hand-over succeeds, or (`refuse`) fails for good.
+#[derive(Debug)]
+struct AnswersAtOnce {
+    store: Store,
+    refuse: bool,
+    answered: Mutex<Vec<String>>,
+}
+
+impl Outbound for AnswersAtOnce {
+    fn kind(&self) -> Transport {
+        Transport::File
+    }
+
+    fn send<'a>(&'a self, interchange: Outgoing<'a>) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(async move {
+            let document = document_of(interchange.bytes);
+            Journal::new(self.store.clone())
+                .receive(rejection(&document), Transport::File, interchange.now)
+                .await
+                .unwrap();
+            inbound_worker(&self.store)
+                .process_batch(interchange.now, INBOUND_BATCH)
+                .await
+                .unwrap();
+            self.answered.lock().unwrap().push(document);
+            if self.refuse {
+                return Err(SendError::permanent("550 the partner refuses"));
+            }
+            Ok(Sent {
+                description: "handed over".into(),
+            })
+        })
+    }
+}
+
+async fn count(store: &Store, sql: &str, id: &str) -> i64 {
+    sqlx::query(sql)
+        .bind(id.to_string())
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get::<i64, _>(0)
+}
+
+async fn status(store: &Store, id: &str) -> String {
+    sqlx::query("SELECT status FROM grid_fee_reductions WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn clearing(store: &Store) -> Vec<String> {
+    sqlx::query("SELECT reason FROM clearing")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn answer_state(store: &Store) -> String {
+    sqlx::query("SELECT state FROM journal WHERE direction = 'in'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+on_both! {
+    regression_an_answer_that_overtakes_the_record_of_sending_waits_for_it => overtaking_answer;
+    an_answer_to_an_order_that_was_then_parked_goes_to_clearing => overtaking_answer_parked;
+}
+
+async fn overtaking_answer(stores: Vec<Store>) {
+    let store = stores[0].clone();
+    let id = ordered(&store).await;
+    let partner = Arc::new(AnswersAtOnce {
+        store: store.clone(),
+        refuse: false,
+        answered: Mutex::default(),
+    });
+    let outbound = OutboundWorker::new(
+        store.clone(),
+        "outbound-worker".into(),
+        leases(),
+        sender(),
+        Transports::new(partner.clone()),
+    );
+    let report = outbound.send_next(now()).await.unwrap().unwrap();
+    assert!(report.outcome.starts_with("sent"), "{report:?}");
+    assert_eq!(partner.answered.lock().unwrap().len(), 1);
+    // The answer came before the record of sending: not applied, not in clearing, waiting.
+    assert_eq!(status(&store, &id).await, "ordered");
+    assert_eq!(clearing(&store).await, Vec::<String>::new());
+    assert_eq!(answer_state(&store).await, "processing");
+
+    // Planned again once the wait is over: now it matches.
+    let later = now() + chrono::Duration::seconds(2);
+    let inbound = inbound_worker(&store);
+    inbound.process_batch(later, INBOUND_BATCH).await.unwrap();
+    assert_eq!(status(&store, &id).await, "rejected");
+    assert_eq!(clearing(&store).await, Vec::<String>::new());
+    assert_eq!(answer_state(&store).await, "processed");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM status_history WHERE order_id = $1 AND to_status = 'rejected'",
+            &id
+        )
+        .await,
+        1
+    );
+    // Its APERAK is queued once.
+    assert_eq!(
+        sqlx::query("SELECT COUNT(*) FROM outbox WHERE kind = 'ack'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+            .get::<i64, _>(0),
+        1
+    );
+    assert_eq!(
+        inbound.process_batch(later, INBOUND_BATCH).await.unwrap(),
+        None
+    );
+}
+
+async fn overtaking_answer_parked(stores: Vec<Store>) {
+    let store = stores[0].clone();
+    let id = ordered(&store).await;
+    let partner = Arc::new(AnswersAtOnce {
+        store: store.clone(),
+        refuse: true,
+        answered: Mutex::default(),
+    });
+    let outbound = OutboundWorker::new(
+        store.clone(),
+        "outbound-worker".into(),
+        leases(),
+        sender(),
+        Transports::new(partner.clone()),
+    );
+    let report = outbound.send_next(now()).await.unwrap().unwrap();
+    assert!(report.outcome.starts_with("parked"), "{report:?}");
+    assert_eq!(answer_state(&store).await, "processing");
+    // The order was not sent after all: the answer waits no longer and goes to clearing.
+    let later = now() + chrono::Duration::seconds(2);
+    inbound_worker(&store)
+        .process_batch(later, INBOUND_BATCH)
+        .await
+        .unwrap();
+    assert_eq!(answer_state(&store).await, "processed");
+    assert_eq!(status(&store, &id).await, "intended");
+    let reasons = clearing(&store).await;
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("which we did not send"), "{reasons:?}");
+}
