@@ -14,6 +14,13 @@ impl<C: Connection> Session<C> {
     /// The orders and sent messages the items of a batch name, and which of our references it
     /// names are still being sent (at most six statements, whatever the size of the batch).
     pub async fn load_for_inbound(&mut self, keys: &BatchKeys) -> Result<Loaded, StoreError> {
+        // What is still being sent is read first: under PostgreSQL's read committed each
+        // statement sees the commits made before it, so an outbox item recorded as sent
+        // between this statement and the next ones is found as an order document or sent
+        // message there; read last, an answer could see its order neither sent nor in flight.
+        let in_flight = self
+            .unsent_references(&keys.senders, &keys.references())
+            .await?;
         let mut loaded = Loaded {
             reductions: self
                 .grid_fees_matching(&keys.market_locations, &keys.order_documents)
@@ -28,26 +35,8 @@ impl<C: Connection> Session<C> {
                     &keys.sent_documents,
                 )
                 .await?,
-            in_flight: Vec::new(),
+            in_flight,
         };
-        // Only what matched no record of sending can be in flight.
-        let references: Vec<&str> = keys
-            .references()
-            .into_iter()
-            .filter(|r| {
-                !loaded.sent.iter().any(|s| {
-                    s.message.document_number == *r || s.message.interchange_reference == *r
-                }) && !loaded
-                    .reductions
-                    .iter()
-                    .any(|g| g.order.order_document.as_deref() == Some(*r))
-                    && !loaded
-                        .meters
-                        .iter()
-                        .any(|m| m.order.order_document.as_deref() == Some(*r))
-            })
-            .collect();
-        loaded.in_flight = self.unsent_references(&keys.senders, &references).await?;
         let missing = loaded.missing_orders();
         if !missing.is_empty() {
             let (reductions, meters) = self.orders_by_id(&missing).await?;
