@@ -7,6 +7,9 @@
 //!   fast partner, a busy database, or a crash between handing it over and the commit). It
 //!   went to clearing ("refers to order …, which we did not send") and the order stayed
 //!   `ordered` for good. It now waits until the sending is recorded.
+//! - `/health` while PostgreSQL is unreachable: its database check waited for a pool
+//!   connection up to the pool's acquire timeout (30 s), so the health check itself hung. It
+//!   now answers 503 "unavailable" within `store::PING_TIMEOUT`.
 
 mod support;
 
@@ -294,4 +297,103 @@ async fn overtaking_answer_parked(stores: Vec<Store>) {
     let reasons = clearing(&store).await;
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].contains("which we did not send"), "{reasons:?}");
+}
+
+// ---- /health while the database is unreachable ----------------------------------------------
+
+/// A TCP relay to the PostgreSQL server that can turn into a black hole: connections accepted
+/// and never answered, the relayed ones cut (a server that went away without closing
+/// anything, as after a network partition).
+struct BlackHole {
+    addr: std::net::SocketAddr,
+    swallow: Arc<std::sync::atomic::AtomicBool>,
+    relayed: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl BlackHole {
+    async fn to(target: String) -> BlackHole {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let swallow = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let relayed: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (s, r) = (swallow.clone(), relayed.clone());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if s.load(std::sync::atomic::Ordering::SeqCst) {
+                    held.push(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                r.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        BlackHole {
+            addr,
+            swallow,
+            relayed,
+        }
+    }
+
+    fn swallow(&self) {
+        self.swallow
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for task in self.relayed.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_health_answers_at_once_while_postgres_is_unreachable() {
+    let Some(db) = support::PgDatabase::create(
+        "regression_health_answers_at_once_while_postgres_is_unreachable",
+    )
+    .await
+    else {
+        return;
+    };
+    // The store reaches the server through the relay.
+    let url = reqwest::Url::parse(&db.url).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let hole = BlackHole::to(target).await;
+    let mut through = url.clone();
+    through.set_host(Some("127.0.0.1")).unwrap();
+    through.set_port(Some(hole.addr.port())).unwrap();
+    let store = Store::connect(through.as_str()).await.unwrap();
+    let state = AppState::new(store.clone(), vec![TOKEN.to_string()]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let client = reqwest::Client::new();
+    let health = || async {
+        let started = std::time::Instant::now();
+        let response = client
+            .get(format!("{base}/health"))
+            .timeout(std::time::Duration::from_secs(20))
+            .send()
+            .await;
+        (started.elapsed(), response)
+    };
+    let (_, up) = health().await;
+    assert_eq!(up.unwrap().status(), 200);
+
+    hole.swallow();
+    let (took, down) = health().await;
+    let down = down.expect("/health answers while the database is unreachable");
+    assert_eq!(down.status(), 503);
+    let body: Value = down.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable", "{body}");
+    // Within the check's own timeout (2 s) and some slack; a health check that waits out the
+    // pool's 30 s answers too late for any probe.
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "/health took {took:?}"
+    );
+    db.drop_database().await;
 }

@@ -155,6 +155,9 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// How long [`Store::ping`] waits for the database (a health check answers within it).
+pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Store {
     /// Opens the database at `url` and applies the migrations:
     /// - `sqlite://path/to/file.db` (relative or `sqlite:///absolute`): the parent directories
@@ -258,13 +261,19 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Checks the database answers.
+    /// Checks the database answers, within [`PING_TIMEOUT`]: with the server gone, taking a
+    /// connection from the pool waits for a new one up to the pool's acquire timeout (30 s),
+    /// longer than a health check may take.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.pool
-            .execute("SELECT 1")
-            .await
-            .map(|_| ())
-            .map_err(StoreError::query("checking the database"))
+        match tokio::time::timeout(PING_TIMEOUT, self.pool.execute("SELECT 1")).await {
+            Ok(done) => done
+                .map(|_| ())
+                .map_err(StoreError::query("checking the database")),
+            Err(_) => Err(StoreError::Query {
+                operation: "checking the database",
+                source: sqlx::Error::PoolTimedOut,
+            }),
+        }
     }
 
     /// A pooled connection: every statement commits on its own.
