@@ -7,6 +7,11 @@
 //!   fast partner, a busy database, or a crash between handing it over and the commit). It
 //!   went to clearing ("refers to order …, which we did not send") and the order stayed
 //!   `ordered` for good. It now waits until the sending is recorded.
+//! - An AS4 message the partner receipted while our evidence store failed (a full disk): asx-rs
+//!   reports it "delivered but its audit record was not written", not to be resent; it was
+//!   taken for the partner's refusal and the outbox item parked, the order never recorded as
+//!   sent. It is now a transient failure: resent under the same message id (the partner
+//!   answers the duplicate with a receipt again).
 //! - `/health` while PostgreSQL is unreachable: its database check waited for a pool
 //!   connection up to the pool's acquire timeout (30 s), so the health check itself hung. It
 //!   now answers 503 "unavailable" within `store::PING_TIMEOUT`.
@@ -396,4 +401,171 @@ async fn regression_health_answers_at_once_while_postgres_is_unreachable() {
         "/health took {took:?}"
     );
     db.drop_database().await;
+}
+
+// ---- AS4: delivered, but the evidence not written -------------------------------------------
+
+/// The fixed test keys of the fuzz targets (`fuzz/keys/`): SM-PKI certificates of us and of
+/// the grid operator, with a CRL at `http://127.0.0.1:1/fuzz.crl`.
+fn fuzz_key(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/keys")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// An in-process wire: CRL downloads answered with the test CA's CRL, AS4 requests handed to
+/// the receiving endpoint, if there is one.
+#[derive(Debug, Clone, Default)]
+struct Wire {
+    receiver: Arc<Mutex<Option<mako_gateway::transport::as4::As4Endpoint>>>,
+}
+
+impl asx::HttpClient for Wire {
+    fn send(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> asx::BoxFuture<
+        '_,
+        Result<http::Response<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>,
+    > {
+        Box::pin(async move {
+            use http_body_util::BodyExt;
+            if request.method() == http::Method::GET {
+                return Ok(http::Response::new(bytes::Bytes::from(fuzz_key("crl.der"))));
+            }
+            let receiver = self.receiver.lock().unwrap().clone().ok_or("no receiver")?;
+            let service = receiver.inbound(
+                asx::MemoryDedup::default(),
+                Some(OWN.to_string()),
+                Arc::new(Takes),
+            );
+            let (parts, body) = request.into_parts();
+            let response = service
+                .call(http::Request::from_parts(
+                    parts,
+                    http_body_util::Full::new(body),
+                ))
+                .await;
+            let (parts, body) = response.into_parts();
+            Ok(http::Response::from_parts(
+                parts,
+                body.collect().await?.to_bytes(),
+            ))
+        })
+    }
+}
+
+/// The grid operator takes every message.
+struct Takes;
+
+impl mako_gateway::transport::as4::MessageSink for Takes {
+    fn deliver(
+        &self,
+        _message: mako_gateway::transport::as4::ReceivedMessage,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<(), mako_gateway::transport::as4::Refusal>>
+                + Send
+                + '_,
+        >,
+    > {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Evidence, durable: kept, or (`full`) refused with the error of a full disk (asx-rs keeps
+/// the record of a send with its receipt, after the partner answered).
+#[derive(Debug)]
+struct Evidence {
+    full: bool,
+}
+
+impl asx::AuditSink for Evidence {
+    fn durability(&self) -> asx::AuditDurability {
+        asx::AuditDurability::Durable
+    }
+
+    fn record<'a>(
+        &'a self,
+        _record: &'a asx::AuditRecord,
+    ) -> asx::BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync>>> {
+        let full = self.full;
+        Box::pin(async move {
+            if full {
+                Err("keeping AS4 evidence failed: (code: 13) database or disk is full".into())
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+fn endpoint(
+    own: &str,
+    own_keys: &str,
+    peer: &str,
+    peer_keys: &str,
+    wire: Wire,
+    full: bool,
+) -> mako_gateway::transport::as4::As4Endpoint {
+    use mako_gateway::transport::as4::{As4Endpoint, As4Partner, As4Settings};
+    let pair = |role: &str| {
+        asx::KeyPair::from_pem(
+            &fuzz_key(&format!("{own_keys}-{role}.pem")),
+            &fuzz_key(&format!("{own_keys}-{role}.key")),
+        )
+        .unwrap()
+    };
+    let cert = |name: &str| asx::Certificate::from_pem(&fuzz_key(name)).unwrap();
+    As4Endpoint::build(As4Settings {
+        own_id: own.parse().unwrap(),
+        signing: pair("sig"),
+        encryption: pair("enc"),
+        anchors: vec![cert("ca.pem")],
+        crl_signer: None,
+        partners: vec![As4Partner {
+            id: peer.parse().unwrap(),
+            url: "https://127.0.0.1:1/as4".into(),
+            signing_cert: cert(&format!("{peer_keys}-sig.pem")),
+            encryption_cert: cert(&format!("{peer_keys}-enc.pem")),
+        }],
+        http: wire,
+        audit: Evidence { full },
+        max_message_bytes: 1 << 20,
+        max_payload_bytes: 1 << 20,
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_an_as4_message_delivered_while_the_evidence_store_fails_is_retried_not_parked()
+{
+    let wire = Wire::default();
+    let grid = endpoint(VNB, "partner", OWN, "ours", Wire::default(), false);
+    *wire.receiver.lock().unwrap() = Some(grid);
+    let ours = endpoint(OWN, "ours", VNB, "partner", wire, true);
+    let interchange = format!(
+        "UNA:+.? 'UNB+UNOC:3+{OWN}:500+{VNB}:500+260602:0900+MG00000001'UNH+1+ORDERS:D:09B:UN:1.4b'\
+         BGM+Z91+MG00000002'UNT+2+1'UNZ+1+MG00000001'"
+    );
+    let failure = ours
+        .send(
+            VNB,
+            interchange.into_bytes(),
+            "ORDERS.txt",
+            "regression-1@9900000000003",
+            // The receiver checks the timestamp against its clock: the real one.
+            std::time::SystemTime::from(mako_gateway::clock::Clock::system().now()),
+        )
+        .await
+        .expect_err("the evidence store fails");
+    assert_eq!(failure.kind, "backend", "{failure}");
+    assert!(
+        failure.message.contains("delivered"),
+        "the partner took it: {failure}"
+    );
+    assert!(failure.is_transient(), "{failure}");
 }
