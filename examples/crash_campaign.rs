@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use campaign::driver::Core;
-use campaign::gateway::{files_in, Launch, Logs};
+use campaign::gateway::{Launch, Logs};
 use campaign::peers::{As4Peer, Partners};
 use campaign::world::{Database, Transport, World, DEFAULT_POSTGRES_URL};
 use campaign::Rng;
@@ -227,64 +227,16 @@ async fn run_one(
     // The last run, without kills, until everything is done.
     ordering.store(false, Ordering::SeqCst);
     *core.base.lock().unwrap() = Some(gateway.base.clone());
-    let settle = Instant::now();
-    let mut last_print = Instant::now();
-    loop {
-        let orders = core.orders.lock().unwrap().len() as i64;
-        let rejected = count(
-            &store,
-            "SELECT COUNT(*) FROM grid_fee_reductions WHERE status = 'rejected'",
-        )
-        .await;
-        let (inbound, outbox, mails) = in_hand(&store).await;
-        let outbound = count(
-            &store,
-            "SELECT COUNT(*) FROM journal WHERE direction = 'out'",
-        )
-        .await;
-        let received: std::collections::BTreeSet<(String, String)> = partners
-            .received
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|c| (c.partner.clone(), c.reference.clone()))
-            .collect();
-        let inbox = data_dir.join("inbox");
-        let files = files_in(&inbox).len() + files_in(&inbox.join(".claimed")).len();
-        let done = core.settled()
-            && rejected == orders
-            && inbound == 0
-            && outbox == 0
-            && mails == 0
-            && files == 0
-            && partners.pending() == 0
-            && received.len() as i64 == outbound;
-        if done {
-            break;
-        }
-        if settle.elapsed() > Duration::from_secs(args.settle_seconds) {
-            defects.push(format!(
-                "not settled after {} s without kills: {rejected}/{orders} orders rejected, \
-                 {inbound} inbound unprocessed, {outbox} outbox items unsent, {mails} mails \
-                 pending, {files} inbox files, {} answers undelivered, {}/{outbound} outbound \
-                 received",
-                args.settle_seconds,
-                partners.pending(),
-                received.len()
-            ));
-            break;
-        }
-        if last_print.elapsed() > Duration::from_secs(15) {
-            println!(
-                "  settling ({:.0} s): {rejected}/{orders} rejected, {inbound} inbound, {outbox} \
-                 outbox, {mails} mails, {files} files, {} answers in hand, {}/{outbound} received",
-                settle.elapsed().as_secs_f64(),
-                partners.pending(),
-                received.len()
-            );
-            last_print = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Err(e) = campaign::check::wait_settled(
+        &store,
+        &core,
+        &partners,
+        &data_dir,
+        Duration::from_secs(args.settle_seconds),
+    )
+    .await
+    {
+        defects.push(format!("without kills: {e}"));
     }
     match gateway.terminate(Duration::from_secs(10)) {
         Ok(status) if status.success() => {}

@@ -52,6 +52,109 @@ fn s(row: &sqlx::any::AnyRow, i: usize) -> String {
         .unwrap_or_default()
 }
 
+/// `Ok` when the gateway has done everything there is (every order created and answered,
+/// everything processed and sent, every answer delivered, every outbound interchange received
+/// by its partner), else what is still open.
+pub async fn settled(
+    store: &Store,
+    core: &Core,
+    partners: &Partners,
+    data_dir: &Path,
+) -> Result<(), String> {
+    async fn count(store: &Store, sql: &str) -> i64 {
+        match sqlx::query(sql).fetch_one(store.pool()).await {
+            Ok(row) => row.get::<i64, _>(0),
+            Err(_) => -1,
+        }
+    }
+    let orders = core
+        .orders
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|o| !o.refused)
+        .count() as i64;
+    let rejected = count(
+        store,
+        "SELECT COUNT(*) FROM grid_fee_reductions WHERE status = 'rejected'",
+    )
+    .await;
+    let inbound = count(
+        store,
+        "SELECT COUNT(*) FROM journal WHERE direction = 'in' AND state <> 'processed'",
+    )
+    .await;
+    let outbox = count(store, "SELECT COUNT(*) FROM outbox WHERE state <> 'sent'").await;
+    let mails = count(
+        store,
+        "SELECT COUNT(*) FROM mail_journal WHERE outcome = 'pending'",
+    )
+    .await;
+    let outbound = count(
+        store,
+        "SELECT COUNT(*) FROM journal WHERE direction = 'out'",
+    )
+    .await;
+    let received: BTreeSet<(String, String)> = partners
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| (c.partner.clone(), c.reference.clone()))
+        .collect();
+    let inbox = data_dir.join("inbox");
+    let files = files_in(&inbox).len() + files_in(&inbox.join(".claimed")).len();
+    let answers = partners.pending();
+    if core.settled()
+        && rejected == orders
+        && inbound == 0
+        && outbox == 0
+        && mails == 0
+        && files == 0
+        && answers == 0
+        && received.len() as i64 == outbound
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "{rejected}/{orders} orders rejected, {inbound} inbound unprocessed, {outbox} outbox \
+         items unsent, {mails} mails pending, {files} inbox files, {answers} answers \
+         undelivered, {}/{outbound} outbound received",
+        received.len()
+    ))
+}
+
+/// Waits until [`settled`], at most `patience`; prints what is open every 15 s. The time it
+/// took, or what was still open.
+pub async fn wait_settled(
+    store: &Store,
+    core: &Core,
+    partners: &Partners,
+    data_dir: &Path,
+    patience: std::time::Duration,
+) -> Result<std::time::Duration, String> {
+    let started = std::time::Instant::now();
+    let mut printed = std::time::Instant::now();
+    loop {
+        match settled(store, core, partners, data_dir).await {
+            Ok(()) => return Ok(started.elapsed()),
+            Err(open) if started.elapsed() > patience => {
+                return Err(format!("not settled after {patience:?}: {open}"))
+            }
+            Err(open) => {
+                if printed.elapsed() > std::time::Duration::from_secs(15) {
+                    println!(
+                        "  settling ({:.0} s): {open}",
+                        started.elapsed().as_secs_f64()
+                    );
+                    printed = std::time::Instant::now();
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
 /// Checks everything once the gateway has stopped after a last run without faults.
 pub async fn invariants(
     store: &Store,

@@ -11,6 +11,7 @@ pub mod pki;
 
 pub mod check;
 pub mod driver;
+pub mod faults;
 pub mod gateway;
 pub mod peers;
 pub mod world;

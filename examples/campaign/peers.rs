@@ -87,6 +87,7 @@ pub struct Partners {
     /// permanent refusal of an answer).
     pub problems: Mutex<Vec<String>>,
     answered: Mutex<HashSet<String>>,
+    file_queue: Mutex<VecDeque<Delivery>>,
     mail_queue: Mutex<VecDeque<Delivery>>,
     as4_queue: Mutex<VecDeque<Delivery>>,
     /// Deliveries taken from a queue and not yet done.
@@ -169,6 +170,7 @@ impl Partners {
             answers: Mutex::default(),
             problems: Mutex::default(),
             answered: Mutex::default(),
+            file_queue: Mutex::default(),
             mail_queue: Mutex::default(),
             as4_queue: Mutex::default(),
             in_flight: AtomicUsize::new(0),
@@ -183,7 +185,8 @@ impl Partners {
 
     /// Deliveries still to do (queued or in flight).
     pub fn pending(&self) -> usize {
-        self.mail_queue.lock().unwrap().len()
+        self.file_queue.lock().unwrap().len()
+            + self.mail_queue.lock().unwrap().len()
             + self.as4_queue.lock().unwrap().len()
             + self.in_flight.load(Ordering::SeqCst)
     }
@@ -271,35 +274,45 @@ impl Partners {
         };
         let deliveries = if twice { 2 } else { 1 };
         for k in 0..deliveries {
-            match transport {
-                Transport::File => {
-                    let name = if k == 0 {
-                        format!("{partner}_{reference}.edi")
-                    } else {
-                        format!("{partner}_{reference}.again.edi")
-                    };
-                    match mako_gateway::transport::file_drop::write_atomically(
-                        &self.inbox,
-                        &name,
-                        &bytes,
-                    ) {
-                        Ok(_) => self.answers.lock().unwrap()[index].delivered += 1,
-                        Err(e) => self.problem(format!("writing {name} into the inbox: {e}")),
-                    }
-                }
-                Transport::Email | Transport::As4 => {
-                    let delivery = Delivery {
-                        answer: index,
-                        message_id: format!("{reference}-{k}@campaign.mako.test"),
-                        timestamp: SystemTime::from(Clock::system().now()),
-                        attempts: 0,
-                    };
-                    let queue = if transport == Transport::Email {
-                        &self.mail_queue
-                    } else {
-                        &self.as4_queue
-                    };
-                    queue.lock().unwrap().push_back(delivery);
+            let delivery = Delivery {
+                answer: index,
+                // AS4: the message id; file drop: the file name's tail.
+                message_id: format!("{reference}-{k}@campaign.mako.test"),
+                timestamp: SystemTime::from(Clock::system().now()),
+                attempts: 0,
+            };
+            self.queue(transport).lock().unwrap().push_back(delivery);
+        }
+    }
+
+    fn queue(&self, transport: Transport) -> &Mutex<VecDeque<Delivery>> {
+        match transport {
+            Transport::File => &self.file_queue,
+            Transport::Email => &self.mail_queue,
+            Transport::As4 => &self.as4_queue,
+        }
+    }
+
+    /// Writes the queued file-drop answers into the inbox (a full disk: later).
+    fn deliver_files(&self) {
+        while let Some(delivery) = self.next(Transport::File) {
+            let (partner, reference, bytes) = {
+                let answers = self.answers.lock().unwrap();
+                let a = &answers[delivery.answer];
+                (a.partner.clone(), a.reference.clone(), a.bytes.clone())
+            };
+            let name = if delivery.message_id.contains("-0@") {
+                format!("{partner}_{reference}.edi")
+            } else {
+                format!("{partner}_{reference}.again.edi")
+            };
+            match mako_gateway::transport::file_drop::write_atomically(&self.inbox, &name, &bytes) {
+                Ok(_) => self.done(&delivery),
+                Err(_) => {
+                    // The partner's upload failed (the gateway's disk is full): later.
+                    let _ = std::fs::remove_file(self.inbox.join(format!(".{name}.tmp")));
+                    self.again(Transport::File, delivery);
+                    return;
                 }
             }
         }
@@ -309,11 +322,7 @@ impl Partners {
         if self.paused.load(Ordering::SeqCst) {
             return None;
         }
-        let queue = match transport {
-            Transport::Email => &self.mail_queue,
-            _ => &self.as4_queue,
-        };
-        let next = queue.lock().unwrap().pop_front();
+        let next = self.queue(transport).lock().unwrap().pop_front();
         if next.is_some() {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
         }
@@ -326,11 +335,7 @@ impl Partners {
     }
 
     fn again(&self, transport: Transport, delivery: Delivery) {
-        let queue = match transport {
-            Transport::Email => &self.mail_queue,
-            _ => &self.as4_queue,
-        };
-        queue.lock().unwrap().push_front(delivery);
+        self.queue(transport).lock().unwrap().push_front(delivery);
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -342,12 +347,13 @@ impl Partners {
 // ---- the file drop --------------------------------------------------------------------------
 
 /// The file-drop partner: takes every complete file out of `outbox` (as a partner's pickup
-/// would) every few milliseconds, until `stop`.
+/// would) and puts its answers into the inbox, every few milliseconds, until `stop`.
 pub fn run_file_partner(partners: Arc<Partners>, outbox: PathBuf, stop: Arc<AtomicBool>) {
     std::thread::spawn(move || loop {
         let last = stop.load(Ordering::SeqCst);
         sweep_outbox(&partners, &outbox);
-        if last {
+        partners.deliver_files();
+        if last && partners.file_queue.lock().unwrap().is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
