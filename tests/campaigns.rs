@@ -12,6 +12,11 @@
 //!   taken for the partner's refusal and the outbox item parked, the order never recorded as
 //!   sent. It is now a transient failure: resent under the same message id (the partner
 //!   answers the duplicate with a receipt again).
+//! - A mail whose signature part's Content-Type is not UTF-8 (the `smime_read` fuzz target, from
+//!   an AES-CBC mail with a changed ciphertext block: CBC has no integrity, so anybody on the
+//!   way can garble the decrypted headers): OpenSSL copies the header into its error queue and
+//!   the `openssl` crate unwraps that text as UTF-8; the mail reader panicked, the mail stayed
+//!   unmarked and came again after every restart. It is now refused as malformed.
 //! - `/health` while PostgreSQL is unreachable: its database check waited for a pool
 //!   connection up to the pool's acquire timeout (30 s), so the health check itself hung. It
 //!   now answers 503 "unavailable" within `store::PING_TIMEOUT`.
@@ -568,4 +573,51 @@ async fn regression_an_as4_message_delivered_while_the_evidence_store_fails_is_r
         "the partner took it: {failure}"
     );
     assert!(failure.is_transient(), "{failure}");
+}
+
+// ---- a hostile MIME header inside an S/MIME mail ------------------------------------------
+
+#[test]
+fn regression_a_signature_part_whose_type_is_not_utf8_is_refused_not_a_panic() {
+    use mako_gateway::transport::email::smime::{
+        decrypt_then_verify, Certificate, Identity, SmimeError,
+    };
+    let (key, cert) = (fuzz_key("mail-rsa.key"), fuzz_key("mail-rsa.pem"));
+    let own = Identity::from_pem(&key, &cert).unwrap();
+    let mut inner: Vec<u8> = b"MIME-Version: 1.0\r\nContent-Type: multipart/signed; \
+        protocol=\"application/pkcs7-signature\"; micalg=\"sha-256\"; boundary=\"----B1\"\r\n\r\n\
+        This is an S/MIME signed message\r\n\r\n------B1\r\nContent-Type: text/plain\r\n\r\n\
+        ORDRSP\r\n\r\n------B1\r\nContent-Type: application/pkcs7-si"
+        .to_vec();
+    inner.extend_from_slice(b"\xff\xfegnature\r\n\r\nMIIB\r\n\r\n------B1--\r\n\r\n");
+    // Encrypted to us with AES-CBC, as partners outside the SM-PKI may (no integrity).
+    let mut recipients = openssl::stack::Stack::new().unwrap();
+    recipients
+        .push(openssl::x509::X509::from_pem(&cert).unwrap())
+        .unwrap();
+    let der = openssl::cms::CmsContentInfo::encrypt(
+        &recipients,
+        &inner,
+        openssl::symm::Cipher::aes_256_cbc(),
+        openssl::cms::CMSOptions::BINARY,
+    )
+    .unwrap()
+    .to_der()
+    .unwrap();
+    let mail = format!(
+        "MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; \
+         name=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        openssl::base64::encode_block(&der)
+    );
+    let refused = decrypt_then_verify(
+        mail.as_bytes(),
+        &own,
+        &[Certificate::from_pem(&cert).unwrap()],
+    )
+    .expect_err("a signature part of another type");
+    assert!(matches!(refused, SmimeError::Malformed { .. }), "{refused}");
+    assert!(
+        refused.to_string().contains("application/pkcs7-si"),
+        "the reason names the header: {refused}"
+    );
 }
