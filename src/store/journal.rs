@@ -431,6 +431,32 @@ impl<C: Connection> Session<C> {
         lease_kept(done.rows_affected(), "journal item", journal_id, worker)
     }
 
+    /// Keeps claimed inbound items unprocessed until `until` (their lease is set to it), when
+    /// any worker may take them again: an interchange that answers something still being
+    /// sent waits for the record of sending (see `plan::inbound::InboundPlan::waits_for`).
+    /// Fails with [`StoreError::LeaseLost`] when the worker's lease of one of them is gone.
+    pub async fn hold_inbound_items(
+        &mut self,
+        ids: &[&str],
+        worker: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for id in ids {
+            let done = sqlx::query(
+                "UPDATE journal SET locked_until = $1 \
+                 WHERE id = $2 AND locked_by = $3 AND state = 'processing'",
+            )
+            .bind(ms(until))
+            .bind(id.to_string())
+            .bind(worker)
+            .execute(self.conn())
+            .await
+            .map_err(StoreError::query("holding an inbound journal item"))?;
+            lease_kept(done.rows_affected(), "journal item", id, worker)?;
+        }
+        Ok(())
+    }
+
     /// Ends the processing of a claimed inbound item with its outcome (`processed` or
     /// `failed`); fails with [`StoreError::LeaseLost`] when the worker's lease is gone.
     pub async fn finish_inbound(

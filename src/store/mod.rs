@@ -46,7 +46,7 @@ use std::str::FromStr;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
 
 pub use as4::{As4Answer, As4Outbound, As4Request, As4RequestRaw, DedupClaim};
 pub use deadlines::{overdue_topic, StoredDeadline};
@@ -155,6 +155,9 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// How long [`Store::ping`] waits for the database (a health check answers within it).
+pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Store {
     /// Opens the database at `url` and applies the migrations:
     /// - `sqlite://path/to/file.db` (relative or `sqlite:///absolute`): the parent directories
@@ -258,13 +261,19 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Checks the database answers.
+    /// Checks the database answers, within [`PING_TIMEOUT`]: with the server gone, taking a
+    /// connection from the pool waits for a new one up to the pool's acquire timeout (30 s),
+    /// longer than a health check may take.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.pool
-            .execute("SELECT 1")
-            .await
-            .map(|_| ())
-            .map_err(StoreError::query("checking the database"))
+        match tokio::time::timeout(PING_TIMEOUT, self.pool.execute("SELECT 1")).await {
+            Ok(done) => done
+                .map(|_| ())
+                .map_err(StoreError::query("checking the database")),
+            Err(_) => Err(StoreError::Query {
+                operation: "checking the database",
+                source: sqlx::Error::PoolTimedOut,
+            }),
+        }
     }
 
     /// A pooled connection: every statement commits on its own.
@@ -289,16 +298,98 @@ impl Store {
     /// waiting for the busy timeout. Our transactions read, then write; with IMMEDIATE they
     /// queue for the lock under the busy timeout instead. Readers outside transactions (the
     /// API's lists and gets) are not blocked (WAL).
+    ///
+    /// The transaction is begun, committed and rolled back with plain statements on a pooled
+    /// connection ([`TxConn`]), not with sqlx's transaction type: when a COMMIT fails because
+    /// the database ended the transaction itself (SQLite rolls back on its own when the disk
+    /// is full, `SQLITE_FULL`), sqlx's ROLLBACK on drop fails too and its SQLite driver keeps
+    /// counting the transaction as open; the connection went back into the pool that way and
+    /// every later transaction on it failed ("attempted to call begin_with at non-zero
+    /// transaction depth", taken for a permanent error: outbox items were parked). A
+    /// connection whose transaction state is not known now is closed, never reused.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
-        let conn = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(StoreError::query("starting a transaction"))?;
+        let statement = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        if let Err(e) = conn.execute(statement).await {
+            // Begun or not: not known, so not reused.
+            conn.close_on_drop();
+            return Err(StoreError::query("starting a transaction")(e));
         }
-        .map_err(StoreError::query("starting a transaction"))?;
         Ok(Session {
-            conn,
+            conn: TxConn { conn: Some(conn) },
             backend: self.backend,
         })
+    }
+}
+
+/// The pooled connection of a [`StoreTx`], inside its transaction. It goes back to the pool
+/// only in a known state: after a COMMIT or ROLLBACK that succeeded. Dropped while the
+/// transaction is open (an error on the way, a task aborted at shutdown), it is rolled back in
+/// a task of its own, and closed if that fails too (the database rolls back an open
+/// transaction of a closed connection).
+#[derive(Debug)]
+pub struct TxConn {
+    conn: Option<PoolConnection<Any>>,
+}
+
+impl std::ops::Deref for TxConn {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        self.conn
+            .as_deref()
+            .expect("a transaction's connection until it ends")
+    }
+}
+
+impl DerefMut for TxConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn
+            .as_deref_mut()
+            .expect("a transaction's connection until it ends")
+    }
+}
+
+impl Drop for TxConn {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let unsettled = Unsettled(Some(conn));
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(unsettled.roll_back());
+            }
+            // Without a runtime `unsettled` is dropped here: closed.
+        }
+    }
+}
+
+/// A connection in a transaction whose end is not known yet: closed when dropped, unless
+/// [`Unsettled::roll_back`] brought it to a known state first.
+struct Unsettled(Option<PoolConnection<Any>>);
+
+impl Unsettled {
+    /// ROLLBACK: back to the pool when it succeeded, else closed.
+    async fn roll_back(mut self) -> Result<(), sqlx::Error> {
+        let Some(conn) = self.0.as_mut() else {
+            return Ok(());
+        };
+        conn.execute("ROLLBACK").await?;
+        drop(self.0.take());
+        Ok(())
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.0.take() {
+            conn.close_on_drop();
+        }
     }
 }
 
@@ -318,7 +409,7 @@ pub struct Session<C> {
 
 /// A transaction: everything one inbound message (or one API request, or one sent order)
 /// changes commits together or not at all. Dropping it without [`StoreTx::commit`] rolls back.
-pub type StoreTx = Session<Transaction<'static, Any>>;
+pub type StoreTx = Session<TxConn>;
 
 /// A pooled connection: each statement commits on its own.
 pub type StoreConn = Session<PoolConnection<Any>>;
@@ -335,18 +426,28 @@ impl<C: Connection> Session<C> {
 }
 
 impl StoreTx {
-    /// Commits.
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.conn
-            .commit()
-            .await
-            .map_err(StoreError::query("committing a transaction"))
+    /// Commits. When the COMMIT fails, the transaction is rolled back (if the database has
+    /// not ended it already) and the connection closed unless that succeeded.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let Some(mut conn) = self.conn.conn.take() else {
+            return Ok(());
+        };
+        match conn.execute("COMMIT").await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = Unsettled(Some(conn)).roll_back().await;
+                Err(StoreError::query("committing a transaction")(e))
+            }
+        }
     }
 
     /// Rolls back (the same as dropping, but waits for it).
-    pub async fn rollback(self) -> Result<(), StoreError> {
-        self.conn
-            .rollback()
+    pub async fn rollback(mut self) -> Result<(), StoreError> {
+        let Some(conn) = self.conn.conn.take() else {
+            return Ok(());
+        };
+        Unsettled(Some(conn))
+            .roll_back()
             .await
             .map_err(StoreError::query("rolling back a transaction"))
     }
@@ -355,6 +456,40 @@ impl StoreTx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SQLite ends a transaction on its own when the disk is full at COMMIT (found by the
+    /// fault campaign): the COMMIT fails, and so does the ROLLBACK after it. Here the
+    /// database's own rollback is a ROLLBACK statement inside the transaction.
+    async fn ended_by_the_database(store: &Store) -> StoreTx {
+        let mut tx = store.begin().await.unwrap();
+        tx.conn().execute("ROLLBACK").await.unwrap();
+        tx
+    }
+
+    #[tokio::test]
+    async fn regression_a_commit_the_database_refused_leaves_no_connection_in_a_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/gateway.db", dir.path().display());
+        // One connection: the next transaction gets the same one back (or a new one).
+        let store = Store::connect_with(&url, 1).await.unwrap();
+        let tx = ended_by_the_database(&store).await;
+        assert!(tx.commit().await.is_err());
+        let mut tx = store
+            .begin()
+            .await
+            .expect("a transaction after a refused commit");
+        tx.conn().execute("SELECT 1").await.unwrap();
+        tx.commit().await.unwrap();
+
+        // Dropped instead of committed: the same.
+        drop(ended_by_the_database(&store).await);
+        let tx = store
+            .begin()
+            .await
+            .expect("a transaction after a dropped one");
+        tx.commit().await.unwrap();
+        store.close().await;
+    }
 
     #[test]
     fn urls_in_messages_hide_the_password() {

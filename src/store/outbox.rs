@@ -280,4 +280,66 @@ impl<C: Connection> Session<C> {
             .map(|d| d.rows_affected())
             .map_err(StoreError::query("dropping pending outbox items"))
     }
+
+    /// Which of `references` (ours: document numbers, interchange references) are written in
+    /// an interchange kept in an outbox item to one of `partners` that is not sent yet
+    /// (pending or in flight, bytes kept): sent to the partner maybe, but not recorded as sent.
+    /// A reference counts where it stands as a whole data element value (between `+`, `:` and
+    /// `'`, the delimiters we write), not as part of a longer value.
+    pub async fn unsent_references(
+        &mut self,
+        partners: &[String],
+        references: &[&str],
+    ) -> Result<Vec<String>, StoreError> {
+        if partners.is_empty() || references.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT payload FROM outbox WHERE state IN ('pending', 'in_flight') \
+             AND payload IS NOT NULL AND partner IN ({})",
+            super::sql::placeholders(1, partners.len())
+        );
+        let args: Vec<&str> = partners.iter().map(String::as_str).collect();
+        let rows = select_rows(self.conn(), "looking for unsent references", &sql, &args).await?;
+        let mut found: Vec<String> = Vec::new();
+        for row in &rows {
+            let payload: Vec<u8> = get(row, "payload")?;
+            for r in references {
+                if !found.iter().any(|f| f == r) && names_value(&payload, r) {
+                    found.push(r.to_string());
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether `value` stands as a whole element or component value in `interchange` (written by
+/// us, with the standard delimiters).
+fn names_value(interchange: &[u8], value: &str) -> bool {
+    let value = value.as_bytes();
+    if value.is_empty() {
+        return false;
+    }
+    let separated = |b: Option<&u8>| matches!(b, Some(b'+' | b':' | b'\''));
+    memchr::memmem::find_iter(interchange, value).any(|at| {
+        at > 0 && separated(interchange.get(at - 1)) && separated(interchange.get(at + value.len()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_value;
+
+    #[test]
+    fn a_reference_is_found_only_as_a_whole_value() {
+        let ic = b"UNB+UNOC:3+9900000000003:500+9900000000011:500+260512:0930+MG00000010'\
+                   BGM+Z91+MG0000000X'RFF+ON:MG0000000Y'UNZ+1+MG00000010'";
+        assert!(names_value(ic, "MG0000000X"));
+        assert!(names_value(ic, "MG0000000Y"));
+        assert!(names_value(ic, "MG00000010"));
+        assert!(!names_value(ic, "MG0000000"));
+        assert!(!names_value(ic, "G0000000X"));
+        assert!(!names_value(ic, ""));
+    }
 }

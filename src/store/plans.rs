@@ -11,9 +11,16 @@ use crate::plan::inbound::{BatchKeys, Effect, InboundPlan, Loaded};
 use crate::plan::outbound::OutboundPlan;
 
 impl<C: Connection> Session<C> {
-    /// The orders and sent messages the items of a batch name (at most five statements,
-    /// whatever the size of the batch).
+    /// The orders and sent messages the items of a batch name, and which of our references it
+    /// names are still being sent (at most six statements, whatever the size of the batch).
     pub async fn load_for_inbound(&mut self, keys: &BatchKeys) -> Result<Loaded, StoreError> {
+        // What is still being sent is read first: under PostgreSQL's read committed each
+        // statement sees the commits made before it, so an outbox item recorded as sent
+        // between this statement and the next ones is found as an order document or sent
+        // message there; read last, an answer could see its order neither sent nor in flight.
+        let in_flight = self
+            .unsent_references(&keys.senders, &keys.references())
+            .await?;
         let mut loaded = Loaded {
             reductions: self
                 .grid_fees_matching(&keys.market_locations, &keys.order_documents)
@@ -28,6 +35,7 @@ impl<C: Connection> Session<C> {
                     &keys.sent_documents,
                 )
                 .await?,
+            in_flight,
         };
         let missing = loaded.missing_orders();
         if !missing.is_empty() {
@@ -50,6 +58,17 @@ impl<C: Connection> Session<C> {
         worker: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        // An interchange that answers something still being sent changes nothing yet: its
+        // item stays claimed until it is planned again.
+        let waiting: Vec<&str> = plans
+            .iter()
+            .filter(|p| p.waits_for.is_some())
+            .filter_map(|p| p.report.journal_id.as_deref())
+            .collect();
+        let until = now
+            + chrono::Duration::from_std(crate::plan::inbound::WAIT_FOR_SENDING)
+                .unwrap_or_default();
+        self.hold_inbound_items(&waiting, worker, until).await?;
         let changes: Vec<_> = plans.iter().flat_map(|p| &p.order_changes).collect();
         self.save_changed_orders(&changes, now).await?;
         let history: Vec<_> = changes.iter().map(|c| &c.history).collect();
@@ -100,6 +119,7 @@ impl<C: Connection> Session<C> {
         self.record_pass_through_answers(&answers, now).await?;
         let finished: Vec<(&str, serde_json::Value)> = plans
             .iter()
+            .filter(|p| p.waits_for.is_none())
             .filter_map(|p| {
                 p.report
                     .journal_id

@@ -57,6 +57,16 @@ fn read(
     read
 }
 
+/// Logs an interchange that waits for the record of sending what it answers.
+fn log_waiting(journal: &str, reference: &str) {
+    tracing::info!(
+        journal,
+        reference,
+        wait = ?crate::plan::inbound::WAIT_FOR_SENDING,
+        "inbound waits: it answers {reference}, which is being sent and not yet recorded as sent"
+    );
+}
+
 impl InboundWorker {
     /// A worker named `name` (in leases) over `store`, writing as `sender`, reading the
     /// partners' status reports with `partner_status`.
@@ -174,11 +184,14 @@ impl InboundWorker {
             tx.commit().await?;
         }
         let plan = plans.pop().expect("one plan");
-        tracing::info!(
-            effects = plan.report.effects.len(),
-            replies = plan.report.replies.len(),
-            "inbound processed"
-        );
+        match &plan.waits_for {
+            Some(reference) => log_waiting(&item.id, reference),
+            None => tracing::info!(
+                effects = plan.report.effects.len(),
+                replies = plan.report.replies.len(),
+                "inbound processed"
+            ),
+        }
         Ok(plan.report)
     }
 
@@ -246,6 +259,11 @@ impl InboundWorker {
         let plans = self.plan(&mut tx, reads, now, &mut refs).await?;
         tx.apply_inbound_plans(&plans, &self.name, now).await?;
         tx.commit().await?;
+        for plan in &plans {
+            if let (Some(reference), Some(id)) = (&plan.waits_for, &plan.report.journal_id) {
+                log_waiting(id, reference);
+            }
+        }
         Ok(())
     }
 

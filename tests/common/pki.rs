@@ -76,10 +76,15 @@ pub struct Party {
 impl Pki {
     /// A new CA on brainpoolP256r1, in a new directory under Cargo's temporary directory for
     /// integration tests (inside `target/`, so a PKI kept in a `static` leaves nothing behind
-    /// outside the build directory).
+    /// outside the build directory); examples (the campaigns), for which Cargo sets no such
+    /// directory, use the system's temporary directory.
     pub fn new() -> Pki {
+        let dir = match option_env!("CARGO_TARGET_TMPDIR") {
+            Some(target) => tempfile::tempdir_in(target),
+            None => tempfile::tempdir(),
+        };
         let pki = Pki {
-            dir: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir"),
+            dir: dir.expect("tempdir"),
             crl_url: None,
             crls: AtomicUsize::new(0),
         };

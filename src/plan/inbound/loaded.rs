@@ -30,6 +30,12 @@ pub struct Loaded {
     pub meters: Vec<MeterOrderRecord>,
     /// Sent messages, in id order.
     pub sent: Vec<LoadedSent>,
+    /// The references of ours the batch names (document numbers, interchange references)
+    /// that are in an interchange built and kept in the outbox but not yet recorded as sent:
+    /// an answer to one of them came before our record of sending it (a fast partner, or a
+    /// crash between handing it over and the commit), and waits for it
+    /// ([`InboundPlan::waits_for`](super::InboundPlan::waits_for)).
+    pub in_flight: Vec<String>,
 }
 
 /// The keys of a batch, grouped the way the store looks them up.
@@ -47,6 +53,9 @@ pub struct BatchKeys {
     pub sent_interchanges: Vec<String>,
     /// Our document numbers named by acknowledgements.
     pub sent_documents: Vec<String>,
+    /// The senders of the items that name references of ours (order documents, sent
+    /// interchanges or documents): whose outbox items may hold them still unsent.
+    pub senders: Vec<String>,
 }
 
 impl BatchKeys {
@@ -76,6 +85,12 @@ impl BatchKeys {
                         read.facts.sender.as_deref().unwrap_or(""),
                     );
                 }
+                if key.names_ours() {
+                    add(
+                        &mut keys.senders,
+                        read.facts.sender.as_deref().unwrap_or(""),
+                    );
+                }
             }
         }
         keys
@@ -84,6 +99,17 @@ impl BatchKeys {
     /// True when nothing is to be looked up.
     pub fn is_empty(&self) -> bool {
         self == &BatchKeys::default()
+    }
+
+    /// Every reference of ours the batch names: order documents, sent interchanges and sent
+    /// documents.
+    pub fn references(&self) -> Vec<&str> {
+        self.order_documents
+            .iter()
+            .chain(&self.sent_interchanges)
+            .chain(&self.sent_documents)
+            .map(String::as_str)
+            .collect()
     }
 }
 

@@ -107,6 +107,34 @@ pub struct InboundPlan {
     pub outbox_due: Vec<Option<DateTime<Utc>>>,
     /// The answers we waited for that this interchange gives (its sender's ORDRSP and APERAK).
     pub met: Vec<crate::plan::deadlines::MetKey>,
+    /// Set when the interchange answers something of ours that is built and kept in the
+    /// outbox but not yet recorded as sent (the reference it names, see
+    /// [`Loaded::in_flight`]): it matched nothing only because it came before our own record
+    /// of sending. Such a plan changes nothing; its journal item stays claimed and is taken
+    /// again after [`WAIT_FOR_SENDING`], until the sending is recorded (then it matches) or
+    /// the item is no longer in flight (parked: then it goes to clearing as before).
+    pub waits_for: Option<String>,
+}
+
+/// How long an interchange that answers something still being sent waits before it is planned
+/// again ([`InboundPlan::waits_for`]): the sending is recorded milliseconds after the partner
+/// took it, or, after a crash, once the outbox item's lease has expired and it was resent.
+pub const WAIT_FOR_SENDING: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The reference of ours still being sent that `read` names, when an item of it matched
+/// nothing (see [`InboundPlan::waits_for`]).
+fn waits_for_sending(read: &ReadInbound, effects: &[Effect], loaded: &Loaded) -> Option<String> {
+    if !effects.iter().any(|e| matches!(e, Effect::Clearing { .. })) {
+        return None;
+    }
+    read.items
+        .iter()
+        .flat_map(InboundItem::keys)
+        .find_map(|key| {
+            key.our_reference()
+                .filter(|r| loaded.in_flight.iter().any(|f| f == r))
+                .map(str::to_string)
+        })
 }
 
 /// What planning needs besides the interchange and what was loaded.
@@ -149,6 +177,25 @@ pub fn plan_inbound(
             references: context.references,
         },
     );
+    if let Some(reference) = waits_for_sending(&read, &effects, loaded) {
+        return InboundPlan {
+            report: InboundReport {
+                journal_id: journal_id.map(str::to_string),
+                facts: read.facts,
+                syntax_errors: read.syntax_errors,
+                effects: Vec::new(),
+                replies: Vec::new(),
+                routed: Vec::new(),
+            },
+            order_changes: Vec::new(),
+            outbox: Vec::new(),
+            clearing: Vec::new(),
+            messages: Vec::new(),
+            outbox_due: Vec::new(),
+            met: Vec::new(),
+            waits_for: Some(reference),
+        };
+    }
     let now = context.now;
     let reply = |partner: &str, payload: Vec<u8>| NewOutboxItem {
         kind: OutboxKind::Ack,
@@ -300,6 +347,7 @@ pub fn plan_inbound(
         messages,
         outbox_due,
         met,
+        waits_for: None,
     }
 }
 

@@ -81,6 +81,24 @@ pub enum LookupKey {
     SentDocument(String),
 }
 
+impl LookupKey {
+    /// The reference of ours this key names (a document number or interchange reference we
+    /// wrote), if it names one rather than a location.
+    pub fn our_reference(&self) -> Option<&str> {
+        match self {
+            LookupKey::OrderDocument(r)
+            | LookupKey::SentInterchange(r)
+            | LookupKey::SentDocument(r) => Some(r),
+            LookupKey::MarketLocation(_) | LookupKey::MeteringLocation(_) => None,
+        }
+    }
+
+    /// True when the key names a reference of ours ([`LookupKey::our_reference`]).
+    pub fn names_ours(&self) -> bool {
+        self.our_reference().is_some()
+    }
+}
+
 /// One business item of the interchange.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "item", rename_all = "snake_case")]

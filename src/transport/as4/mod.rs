@@ -207,6 +207,14 @@ impl SendFailure {
         // certificate problem of the partner's server is not cured by waiting: our error in
         // the source chain decides.
         let mut transient = e.is_retryable();
+        // Our own store failing (a full disk, the database away) is never the partner's
+        // refusal. asx-rs marks "delivered, but the evidence was not written" as not to be
+        // resent; we do resend it, under the same message id: the partner answers the
+        // duplicate with a receipt again, whose evidence is kept once the store is back
+        // (found by the fault campaign: such items were parked though delivered).
+        if e.kind() == asx::ErrorKind::Backend {
+            transient = true;
+        }
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
             if let Some(https) = s.downcast_ref::<https::HttpsError>() {

@@ -929,8 +929,10 @@ fn malformed(what: &str, e: der::Error) -> SmimeError {
 
 /// Reads the CMS of an S/MIME entity (`application/pkcs7-mime` or `multipart/signed`).
 fn read_cms(entity: &[u8]) -> Result<CmsContentInfo, SmimeError> {
-    CmsContentInfo::smime_read_cms(entity).map_err(|e| SmimeError::Malformed {
-        detail: format!("cannot read the CMS of the S/MIME entity: {}", in_words(&e)),
+    // Not `CmsContentInfo::smime_read_cms`: its error handling panics on header bytes that
+    // are not UTF-8 (see `cms_ffi`).
+    cms_ffi::smime_read(entity).map_err(|e| SmimeError::Malformed {
+        detail: format!("cannot read the CMS of the S/MIME entity: {e}"),
     })
 }
 

@@ -24,6 +24,13 @@
 //!   by its `Drop`), and are used only while it lives.
 //! - The memory BIO reads from the borrowed `content` slice and is freed before we return.
 //! - Parameter names and values are `&CStr`, so NUL-terminated.
+//!
+//! And one call that the safe crate does wrap, but cannot be trusted with hostile input:
+//! `SMIME_read_CMS` puts parts of the MIME headers it reads into OpenSSL's error queue (for a
+//! signature part of another type: "type: <its Content-Type>"), and the safe crate's
+//! `openssl::error::Error::get` (0.10.82, `error.rs` line 133) unwraps that text as UTF-8: a
+//! header with other bytes panicked the mail reader (found by the `smime_read` fuzz target).
+//! [`smime_read`] reads the queue itself ([`drain_errors`], text decoded lossily).
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
@@ -69,6 +76,74 @@ extern "C" {
         type_: *const c_char,
         value: *const c_char,
     ) -> c_int;
+}
+
+/// Empties OpenSSL's error queue of this thread and describes what was in it (reason and the
+/// attached text, decoded lossily: the text can be hostile bytes from the input).
+pub(super) fn drain_errors() -> String {
+    let mut out: Vec<String> = Vec::new();
+    loop {
+        let mut file: *const c_char = ptr::null();
+        let mut line: c_int = 0;
+        let mut data: *const c_char = ptr::null();
+        let mut flags: c_int = 0;
+        // SAFETY: out-pointers to locals; the strings returned belong to the queue's slot and
+        // are copied before the next call can reuse it.
+        let code = unsafe {
+            openssl_sys::ERR_get_error_line_data(&mut file, &mut line, &mut data, &mut flags)
+        };
+        if code == 0 {
+            break;
+        }
+        // SAFETY: a static string of OpenSSL's, or null.
+        let reason = unsafe { openssl_sys::ERR_reason_error_string(code) };
+        let mut text = if reason.is_null() {
+            format!("error {code:#x}")
+        } else {
+            // SAFETY: NUL-terminated, static.
+            unsafe { CStr::from_ptr(reason) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        if flags & openssl_sys::ERR_TXT_STRING != 0 && !data.is_null() {
+            // SAFETY: NUL-terminated while the slot is not reused (until the next call).
+            let detail = unsafe { CStr::from_ptr(data) }.to_string_lossy();
+            if !detail.is_empty() {
+                text.push_str(&format!(" ({detail})"));
+            }
+        }
+        out.push(text);
+    }
+    if out.is_empty() {
+        "OpenSSL gave no reason".to_string()
+    } else {
+        out.join("; ")
+    }
+}
+
+/// `SMIME_read_CMS` of an S/MIME entity (`application/pkcs7-mime` or `multipart/signed`;
+/// detached content is not taken out), its errors read by [`drain_errors`]. The queue is
+/// emptied before and after, so that no text of this input reaches a later call of the safe
+/// crate.
+pub(super) fn smime_read(entity: &[u8]) -> Result<CmsContentInfo, String> {
+    let len = c_int::try_from(entity.len()).map_err(|_| "the entity is too large".to_string())?;
+    openssl::init();
+    // SAFETY: the memory BIO reads from `entity`, borrowed for the whole call, and is freed
+    // before we return; the CMS_ContentInfo returned is owned by the `CmsContentInfo`.
+    unsafe {
+        openssl_sys::ERR_clear_error();
+        let bio = openssl_sys::BIO_new_mem_buf(entity.as_ptr() as *const c_void, len);
+        if bio.is_null() {
+            return Err(drain_errors());
+        }
+        let cms = openssl_sys::SMIME_read_CMS(bio, ptr::null_mut());
+        openssl_sys::BIO_free_all(bio);
+        if cms.is_null() {
+            return Err(drain_errors());
+        }
+        openssl_sys::ERR_clear_error();
+        Ok(CmsContentInfo::from_ptr(cms))
+    }
 }
 
 /// A key-context option as `openssl cms -keyopt name:value` takes it.
