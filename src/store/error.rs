@@ -108,8 +108,8 @@ impl StoreError {
     }
 
     /// True when retrying the same operation later may succeed (a lost race, a busy or
-    /// unreachable database, a PostgreSQL serialization failure or deadlock), false when the
-    /// request itself is wrong (a constraint, a missing row, bad stored data).
+    /// unreachable database, a PostgreSQL serialization failure or deadlock, a full disk),
+    /// false when the request itself is wrong (a constraint, a missing row, bad stored data).
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::VersionConflict { .. }
@@ -117,15 +117,57 @@ impl StoreError {
             | StoreError::Abandoned { .. } => true,
             StoreError::Query { source, .. } | StoreError::Connect { source, .. } => match source {
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-                // PostgreSQL 40001 serialization_failure, 40P01 deadlock_detected, 57P01
-                // admin_shutdown; SQLite 5 SQLITE_BUSY, 6 SQLITE_LOCKED.
-                sqlx::Error::Database(e) => matches!(
-                    e.code().as_deref(),
-                    Some("40001" | "40P01" | "57P01" | "5" | "6")
-                ),
+                sqlx::Error::Database(e) => e.code().is_some_and(|c| transient_code(&c)),
                 _ => false,
             },
             _ => false,
+        }
+    }
+}
+
+/// Whether a database error code names a condition that passes: SQLite's result codes (the
+/// primary code is the low byte of an extended one) 5 `SQLITE_BUSY`, 6 `SQLITE_LOCKED`, 10
+/// `SQLITE_IOERR` and 13 `SQLITE_FULL` (the disk is full: found by the fault campaign, where
+/// an outbox item whose commit met a full disk was parked, though its partner had it);
+/// PostgreSQL's SQLSTATEs 40001 serialization_failure, 40P01 deadlock_detected, class 08
+/// (connection exceptions), class 53 (insufficient resources: 53100 disk_full, 53200
+/// out_of_memory, 53300 too_many_connections), 57P01 admin_shutdown, 57P02 crash_shutdown and
+/// 57P03 cannot_connect_now (the server is starting).
+fn transient_code(code: &str) -> bool {
+    // PostgreSQL's SQLSTATEs have five characters (some all digits); SQLite's result codes
+    // are numbers below 10,000.
+    if code.len() == 5 {
+        return matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+            || code.starts_with("08")
+            || code.starts_with("53");
+    }
+    code.parse::<u32>()
+        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient_code;
+
+    #[test]
+    fn passing_database_conditions_are_transient_and_refusals_are_not() {
+        // SQLite: busy, locked (also extended: BUSY_SNAPSHOT 517), I/O error, disk full.
+        for code in ["5", "517", "6", "10", "3338", "13"] {
+            assert!(transient_code(code), "{code}");
+        }
+        // SQLite: constraint (19, UNIQUE 2067), corrupt (11), read-only (8).
+        for code in ["19", "2067", "11", "8"] {
+            assert!(!transient_code(code), "{code}");
+        }
+        // PostgreSQL: serialization, deadlock, connection lost, disk full, starting up.
+        for code in [
+            "40001", "40P01", "08006", "53100", "53300", "57P01", "57P03",
+        ] {
+            assert!(transient_code(code), "{code}");
+        }
+        // PostgreSQL: unique violation, undefined table, syntax error.
+        for code in ["23505", "42P01", "42601"] {
+            assert!(!transient_code(code), "{code}");
         }
     }
 }

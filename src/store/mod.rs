@@ -467,6 +467,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn regression_a_full_database_is_a_transient_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/gateway.db", dir.path().display());
+        let store = Store::connect_with(&url, 1).await.unwrap();
+        // The file may not grow (a full disk, as the fault campaign made one with a tmpfs).
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        store
+            .pool()
+            .execute(format!("PRAGMA max_page_count = {pages}").as_str())
+            .await
+            .unwrap();
+        let record = InboundRecord {
+            partner: "9900000000011".into(),
+            transport: Transport::File,
+            interchange_ref: Some("FULL1".into()),
+            message_refs: vec!["1".into()],
+            pids: vec!["19133".into()],
+            message_types: vec!["ORDRSP".into()],
+            document_numbers: Vec::new(),
+            raw: vec![b'x'; 1 << 20],
+            received_at: crate::clock::Clock::system().now(),
+        };
+        let full = store
+            .conn()
+            .await
+            .unwrap()
+            .insert_inbound(&record)
+            .await
+            .expect_err("no room for a megabyte");
+        assert!(full.to_string().contains("full"), "{full}");
+        assert!(full.is_transient(), "a full disk passes: {full}");
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn regression_a_commit_the_database_refused_leaves_no_connection_in_a_transaction() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/gateway.db", dir.path().display());
