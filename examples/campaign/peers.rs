@@ -97,9 +97,6 @@ pub struct Partners {
     counter: AtomicU64,
     inbox: PathBuf,
     template: Vec<u8>,
-    /// While true the AS4 and mail senders pause (the fault campaign's partner outage does not
-    /// stop the partner from trying; this is only for a clean end).
-    pub paused: AtomicBool,
 }
 
 /// `bytes` with every `from` replaced by `to` (byte-wise: the samples are ISO 8859-1).
@@ -179,7 +176,6 @@ impl Partners {
             counter: AtomicU64::new(0),
             inbox,
             template,
-            paused: AtomicBool::new(false),
         })
     }
 
@@ -319,9 +315,6 @@ impl Partners {
     }
 
     fn next(&self, transport: Transport) -> Option<Delivery> {
-        if self.paused.load(Ordering::SeqCst) {
-            return None;
-        }
         let next = self.queue(transport).lock().unwrap().pop_front();
         if next.is_some() {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
