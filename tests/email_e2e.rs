@@ -306,7 +306,15 @@ async fn an_order_goes_out_by_mail_and_the_mailed_answer_is_mapped_bad_mail_is_q
     );
 
     // 2. openssl cms decrypts and verifies the mail as the partner received it.
-    let (outcome, raw) = journaled_mails(&theirs.store).await.remove(0);
+    // The mail's record is marked once its interchange is journaled: wait for it, not race it.
+    let (outcome, raw) = theirs
+        .wait("the partner's mail marked journaled", || async {
+            journaled_mails(&theirs.store)
+                .await
+                .into_iter()
+                .find(|(outcome, _)| outcome == "journaled")
+        })
+        .await;
     assert_eq!(outcome, "journaled");
     let work = tempfile::tempdir().unwrap();
     let mail_file = put(work.path(), "orders.eml", &raw);
