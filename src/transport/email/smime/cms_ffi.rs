@@ -27,7 +27,7 @@
 //!
 //! And one call that the safe crate does wrap, but cannot be trusted with hostile input:
 //! `SMIME_read_CMS` puts parts of the MIME headers it reads into OpenSSL's error queue (for a
-//! signature part of another type: "type: <its Content-Type>"), and the safe crate's
+//! signature part of another type: `type: <its Content-Type>`), and the safe crate's
 //! `openssl::error::Error::get` (0.10.82, `error.rs` line 133) unwraps that text as UTF-8: a
 //! header with other bytes panicked the mail reader (found by the `smime_read` fuzz target).
 //! [`smime_read`] reads the queue itself ([`drain_errors`], text decoded lossily).
