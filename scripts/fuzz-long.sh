@@ -116,6 +116,12 @@ for target in "${TARGETS[@]}"; do
     smime_read) seed_smime "$corpus" ;;
     as4_inbound) seed_as4 "$corpus" ;;
   esac
+  # A target that does not build is a failure of its own, said so (not a run with no figures).
+  if ! (cd fuzz && cargo fuzz build -O "$target" >"$ROOT/fuzz/runs/$stamp-$target-build.log" 2>&1); then
+    echo "fuzz-long: $target does not build; fuzz/runs/$stamp-$target-build.log:" >&2
+    grep -E '^(error|warning: unused)' -A 6 "fuzz/runs/$stamp-$target-build.log" | head -40 >&2
+    exit 2
+  fi
   before=$(find "$artifacts" -type f | wc -l)
   log=fuzz/runs/$stamp-$target.log
   echo "fuzz-long: $target for $SECONDS_EACH s (corpus $(find "$corpus" -type f | wc -l) files)"
@@ -130,14 +136,19 @@ for target in "${TARGETS[@]}"; do
     cat fuzz/fuzz-*.log >>"$log" 2>/dev/null || true
     rm -f fuzz/fuzz-*.log
   fi
-  stat() { grep -h "^stat::$1:" "$log" | awk '{s += $2} END {print s + 0}'; }
+  stat() { { grep -h "^stat::$1:" "$log" || true; } | awk '{s += $2} END {print s + 0}'; }
   execs=$(stat number_of_executed_units)
   speed=$(stat average_exec_per_sec)
   units=$(stat new_units_added)
-  rss=$(grep -h "^stat::peak_rss_mb:" "$log" | awk '{if ($2 > m) m = $2} END {print m + 0}')
+  rss=$({ grep -h "^stat::peak_rss_mb:" "$log" || true; } | awk '{if ($2 > m) m = $2} END {print m + 0}')
   after=$(find "$artifacts" -type f | wc -l)
   findings=$((after - before))
   [ "$findings" -gt 0 ] && found=1
+  if [ "$execs" = 0 ]; then
+    echo "fuzz-long: $target ran no input; see $log" >&2
+    tail -20 "$log" >&2
+    found=1
+  fi
   size=$(find "$corpus" -type f | wc -l)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$SECONDS_EACH" "$execs" "$speed" "$units" \
     "$size" "$rss" "$findings" >>"$record"

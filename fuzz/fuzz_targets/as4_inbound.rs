@@ -167,7 +167,7 @@ fn world() -> &'static World {
             pair(include_bytes!("../keys/ours-enc.pem"), include_bytes!("../keys/ours-enc.key")),
             As4Partner {
                 id: PARTNER.parse().unwrap(),
-                url: "https://127.0.0.1:1/as4".into(),
+                url: Some("https://127.0.0.1:1/as4".into()),
                 signing_cert: cert(include_bytes!("../keys/partner-sig.pem")),
                 encryption_cert: cert(include_bytes!("../keys/partner-enc.pem")),
             },
@@ -205,7 +205,7 @@ fn write_seeds(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) {
             crl_signer: None,
             partners: vec![As4Partner {
                 id: OWN.parse().unwrap(),
-                url: "https://127.0.0.1:1/as4".into(),
+                url: Some("https://127.0.0.1:1/as4".into()),
                 signing_cert: cert(include_bytes!("../keys/ours-sig.pem")),
                 encryption_cert: cert(include_bytes!("../keys/ours-enc.pem")),
             }],
