@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{get, ms, page_rows, time, value_rows};
+use super::sql::{get, ms, page_rows, time, value_rows, ROWS_PER_STATEMENT};
 use super::types::*;
 use super::{Connection, Session, StoreError};
 use crate::plan::records::NewClearing;
@@ -24,8 +24,21 @@ impl<C: Connection> Session<C> {
         Ok(ids.into_iter().next().expect("one id per item"))
     }
 
-    /// Keeps several inbound messages for clearing (one statement); returns their ids.
+    /// Keeps several inbound messages for clearing (one statement per
+    /// [`ROWS_PER_STATEMENT`]); returns their ids.
     pub async fn add_clearing_items(
+        &mut self,
+        items: &[&NewClearing],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::with_capacity(items.len());
+        for chunk in items.chunks(ROWS_PER_STATEMENT) {
+            ids.extend(self.add_clearing_rows(chunk, now).await?);
+        }
+        Ok(ids)
+    }
+
+    async fn add_clearing_rows(
         &mut self,
         items: &[&NewClearing],
         now: DateTime<Utc>,

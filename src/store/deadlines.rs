@@ -14,8 +14,8 @@ use crate::plan::records::WebhookEvent;
 const COLUMNS: &str = "id, awaiting, order_kind, order_id, partner, reference, interchange_ref, \
     due_at, met_at, overdue_at, created_at";
 
-/// Rows per INSERT (11 parameters each).
-const ROWS_PER_INSERT: usize = 500;
+/// Rows per INSERT: the store's one limit (18 and 11 parameters per row here).
+use super::sql::ROWS_PER_STATEMENT as ROWS_PER_INSERT;
 
 /// An answer we wait for, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

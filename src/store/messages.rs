@@ -13,8 +13,8 @@ use super::types::{Page, PageRequest};
 use super::{Connection, Session, StoreError};
 use crate::plan::inbound::NewReceivedMessage;
 
-/// Rows per INSERT: 18 parameters each stay far below SQLite's 32,766.
-const ROWS_PER_INSERT: usize = 500;
+/// Rows per INSERT: the store's one limit (18 and 11 parameters per row here).
+use super::sql::ROWS_PER_STATEMENT as ROWS_PER_INSERT;
 
 const COLUMNS: &str = "id, direction, journal_id, position, partner, message_type, version, pid, \
     message_ref, document_number, route, state, checked, findings, aperak, aperak_due, answer, \

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::sql::{
     corrupt, get, ms, page_rows, placeholders, read_date, select_rows, time, value_rows,
+    ROWS_PER_STATEMENT,
 };
 use super::types::*;
 use super::{Backend, Connection, Session, StoreError};
@@ -520,6 +521,25 @@ impl<C: Connection> Session<C> {
         columns: &'static str,
         conditions: &[(&'static str, &[String])],
     ) -> Result<Vec<AnyRow>, StoreError> {
+        let total: usize = conditions.iter().map(|(_, v)| v.len()).sum();
+        if total > ROWS_PER_STATEMENT {
+            // A long list (an interchange of many answers): one statement per column and
+            // ROWS_PER_STATEMENT values, rows found twice kept once, in id order.
+            let mut rows: Vec<(String, AnyRow)> = Vec::new();
+            for (column, values) in conditions {
+                for chunk in values.chunks(ROWS_PER_STATEMENT) {
+                    for row in
+                        Box::pin(self.rows_matching(operation, table, columns, &[(column, chunk)]))
+                            .await?
+                    {
+                        rows.push((get(&row, "id")?, row));
+                    }
+                }
+            }
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            rows.dedup_by(|a, b| a.0 == b.0);
+            return Ok(rows.into_iter().map(|(_, row)| row).collect());
+        }
         let mut args: Vec<&str> = Vec::new();
         let mut parts = Vec::new();
         for (column, values) in conditions {
@@ -573,7 +593,7 @@ impl<C: Connection> Session<C> {
                 ChangedOrder::GridFee(_) => None,
             })
             .collect();
-        if !grid.is_empty() {
+        for grid in grid.chunks(ROWS_PER_STATEMENT) {
             // VALUES columns are named column1, column2, … in both SQLite and PostgreSQL.
             let statement = format!(
                 "UPDATE grid_fee_reductions SET status = v.column2, order_document = v.column3, \
@@ -583,7 +603,7 @@ impl<C: Connection> Session<C> {
                 value_rows(grid.len(), 6)
             );
             let mut query = sqlx::query(&statement);
-            for (order, expected) in &grid {
+            for (order, expected) in grid {
                 query = query
                     .bind(order.id.clone())
                     .bind(serde_text(&order.status))
@@ -597,10 +617,10 @@ impl<C: Connection> Session<C> {
                 .await
                 .map_err(StoreError::query("saving grid-fee reductions"))?;
             if done.rows_affected() != grid.len() as u64 {
-                return Err(conflict("grid_fee_reduction", &grid));
+                return Err(conflict("grid_fee_reduction", grid));
             }
         }
-        if !meters.is_empty() {
+        for meters in meters.chunks(ROWS_PER_STATEMENT) {
             let statement = format!(
                 "UPDATE meter_orders SET status = v.column2, metering_location = v.column3, \
                  order_document = v.column4, body = v.column5, version = version + 1, \
@@ -609,7 +629,7 @@ impl<C: Connection> Session<C> {
                 value_rows(meters.len(), 7)
             );
             let mut query = sqlx::query(&statement);
-            for (order, expected) in &meters {
+            for (order, expected) in meters {
                 query = query
                     .bind(order.id.clone())
                     .bind(serde_text(&order.status))
@@ -624,14 +644,26 @@ impl<C: Connection> Session<C> {
                 .await
                 .map_err(StoreError::query("saving meter orders"))?;
             if done.rows_affected() != meters.len() as u64 {
-                return Err(conflict("meter_order", &meters));
+                return Err(conflict("meter_order", meters));
             }
         }
         Ok(())
     }
 
-    /// Records status transitions (one statement); returns their ids.
+    /// Records status transitions (one statement per [`ROWS_PER_STATEMENT`]); returns their
+    /// ids.
     pub async fn add_history_rows(
+        &mut self,
+        entries: &[&HistoryEntry],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::with_capacity(entries.len());
+        for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+            ids.extend(self.add_history_chunk(chunk).await?);
+        }
+        Ok(ids)
+    }
+
+    async fn add_history_chunk(
         &mut self,
         entries: &[&HistoryEntry],
     ) -> Result<Vec<String>, StoreError> {

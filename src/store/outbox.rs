@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::sql::{
     claim_next, corrupt, finish_work, get, lease_kept, ms, page_rows, select_rows, time, Queue,
+    ROWS_PER_STATEMENT,
 };
 use super::types::*;
 use super::{Connection, Session, StoreError};
@@ -78,6 +79,22 @@ impl<C: Connection> Session<C> {
     /// [`Session::add_outbox_items`] with, per item, when it must have left (our deadline for
     /// an acknowledgement or answer; `dues` shorter than `items` means no deadline for the rest).
     pub async fn add_outbox_items_due(
+        &mut self,
+        items: &[NewOutboxItem],
+        dues: &[Option<DateTime<Utc>>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        // One statement per ROWS_PER_STATEMENT items, each with its share of `dues`.
+        let mut ids = Vec::with_capacity(items.len());
+        for (n, chunk) in items.chunks(ROWS_PER_STATEMENT).enumerate() {
+            let from = (n * ROWS_PER_STATEMENT).min(dues.len());
+            let to = (from + chunk.len()).min(dues.len());
+            ids.extend(self.add_outbox_rows(chunk, &dues[from..to], now).await?);
+        }
+        Ok(ids)
+    }
+
+    async fn add_outbox_rows(
         &mut self,
         items: &[NewOutboxItem],
         dues: &[Option<DateTime<Utc>>],

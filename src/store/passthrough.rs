@@ -268,59 +268,67 @@ impl<C: Connection> Session<C> {
         .map_err(StoreError::query("journaling a pass-through interchange"))?;
         let outbox_id = self.add_outbox(&queued.outbox, now).await?;
         const PER_ROW: usize = 13;
-        let statement = format!(
-            "INSERT INTO messages (id, direction, journal_id, position, partner, message_type, \
-             version, pid, message_ref, document_number, route, state, checked, findings, \
-             aperak, outbox_id, created_at, updated_at) VALUES {}",
-            (0..checked.messages.len())
-                .map(|r| {
-                    let p = |i: usize| format!("${}", 1 + r * PER_ROW + i);
-                    format!(
-                        "({}, 'out', {}, {}, {}, {}, {}, {}, {}, {}, '{ROUTE}', '{}', {}, {}, \
-                         'none', {}, {}, {})",
-                        p(0),
-                        p(1),
-                        p(2),
-                        p(3),
-                        p(4),
-                        p(5),
-                        p(6),
-                        p(7),
-                        p(8),
-                        state::QUEUED,
-                        p(9),
-                        p(10),
-                        p(11),
-                        p(12),
-                        p(12)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut query = sqlx::query(&statement);
-        for (position, (id, m)) in queued.message_ids.iter().zip(&checked.messages).enumerate() {
-            let findings = serde_json::to_string(&m.findings)
-                .map_err(|e| corrupt("pass-through message", id, "findings", e.to_string()))?;
-            query = query
-                .bind(id.clone())
-                .bind(queued.journal_id.clone())
-                .bind(i64::try_from(position).unwrap_or(i64::MAX))
-                .bind(checked.partner.clone())
-                .bind(m.message_type.clone())
-                .bind(m.version.clone())
-                .bind(m.pid.map(i64::from))
-                .bind(m.message_ref.clone())
-                .bind(m.document_number.clone())
-                .bind(if m.checked { "checked" } else { "unchecked" })
-                .bind(findings)
-                .bind(outbox_id.clone())
-                .bind(ms(now));
+        let rows: Vec<(usize, (&String, &crate::plan::passthrough::CheckedMessage))> = queued
+            .message_ids
+            .iter()
+            .zip(&checked.messages)
+            .enumerate()
+            .collect();
+        for chunk in rows.chunks(super::sql::ROWS_PER_STATEMENT) {
+            let statement = format!(
+                "INSERT INTO messages (id, direction, journal_id, position, partner, message_type, \
+                 version, pid, message_ref, document_number, route, state, checked, findings, \
+                 aperak, outbox_id, created_at, updated_at) VALUES {}",
+                (0..chunk.len())
+                    .map(|r| {
+                        let p = |i: usize| format!("${}", 1 + r * PER_ROW + i);
+                        format!(
+                            "({}, 'out', {}, {}, {}, {}, {}, {}, {}, {}, '{ROUTE}', '{}', {}, {}, \
+                             'none', {}, {}, {})",
+                            p(0),
+                            p(1),
+                            p(2),
+                            p(3),
+                            p(4),
+                            p(5),
+                            p(6),
+                            p(7),
+                            p(8),
+                            state::QUEUED,
+                            p(9),
+                            p(10),
+                            p(11),
+                            p(12),
+                            p(12)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut query = sqlx::query(&statement);
+            for &(position, (id, m)) in chunk {
+                let findings = serde_json::to_string(&m.findings)
+                    .map_err(|e| corrupt("pass-through message", id, "findings", e.to_string()))?;
+                query = query
+                    .bind(id.clone())
+                    .bind(queued.journal_id.clone())
+                    .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                    .bind(checked.partner.clone())
+                    .bind(m.message_type.clone())
+                    .bind(m.version.clone())
+                    .bind(m.pid.map(i64::from))
+                    .bind(m.message_ref.clone())
+                    .bind(m.document_number.clone())
+                    .bind(if m.checked { "checked" } else { "unchecked" })
+                    .bind(findings)
+                    .bind(outbox_id.clone())
+                    .bind(ms(now));
+            }
+            query
+                .execute(self.conn())
+                .await
+                .map_err(StoreError::query("adding pass-through messages"))?;
         }
-        query
-            .execute(self.conn())
-            .await
-            .map_err(StoreError::query("adding pass-through messages"))?;
         Ok(())
     }
 
@@ -471,21 +479,23 @@ impl<C: Connection> Session<C> {
                 .filter(|(_, d)| *d == due)
                 .map(|(id, _)| id.as_str())
                 .collect();
-            let statement = format!(
+            for ids in ids.chunks(super::sql::ROWS_PER_STATEMENT) {
+                let statement = format!(
                 "UPDATE messages SET state = CASE WHEN state = '{queued}' THEN '{sent}' ELSE state END, \
                  aperak_due = $1, updated_at = $2 WHERE id IN ({})",
                 placeholders(3, ids.len()),
                 queued = state::QUEUED,
                 sent = state::SENT,
             );
-            let mut query = sqlx::query(&statement).bind(due.map(ms)).bind(ms(now));
-            for id in ids {
-                query = query.bind(id);
+                let mut query = sqlx::query(&statement).bind(due.map(ms)).bind(ms(now));
+                for id in ids {
+                    query = query.bind(id);
+                }
+                query
+                    .execute(self.conn())
+                    .await
+                    .map_err(StoreError::query("marking pass-through messages sent"))?;
             }
-            query
-                .execute(self.conn())
-                .await
-                .map_err(StoreError::query("marking pass-through messages sent"))?;
         }
         Ok(())
     }
@@ -562,21 +572,23 @@ impl<C: Connection> Session<C> {
             } else {
                 ""
             };
-            let statement = format!(
-                "UPDATE messages SET state = {to}, answer = $1, updated_at = $2 \
+            for ids in ids.chunks(super::sql::ROWS_PER_STATEMENT) {
+                let statement = format!(
+                    "UPDATE messages SET state = {to}, answer = $1, updated_at = $2 \
                  WHERE direction = 'out' AND route = '{ROUTE}' AND state IN ({from}){first} \
                  AND id IN ({})",
-                placeholders(3, ids.len())
-            );
-            let mut query = sqlx::query(&statement)
-                .bind(shown.to_string())
-                .bind(ms(now));
-            for id in ids.iter() {
-                query = query.bind(id.clone());
+                    placeholders(3, ids.len())
+                );
+                let mut query = sqlx::query(&statement)
+                    .bind(shown.to_string())
+                    .bind(ms(now));
+                for id in ids.iter() {
+                    query = query.bind(id.clone());
+                }
+                query.execute(self.conn()).await.map_err(StoreError::query(
+                    "recording answers to pass-through messages",
+                ))?;
             }
-            query.execute(self.conn()).await.map_err(StoreError::query(
-                "recording answers to pass-through messages",
-            ))?;
         }
         Ok(())
     }

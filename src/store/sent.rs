@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 
-use super::sql::{get, ms, placeholders, select_rows, value_rows};
+use super::sql::{get, ms, placeholders, select_rows, value_rows, ROWS_PER_STATEMENT};
 use super::types::*;
 use super::{Connection, Session, StoreError};
 use crate::acks::SentMessage;
@@ -48,8 +48,21 @@ impl<C: Connection> Session<C> {
         Ok(ids.into_iter().next().expect("one id per row"))
     }
 
-    /// Records several messages we sent (one statement); returns their ids.
+    /// Records several messages we sent (one statement per [`ROWS_PER_STATEMENT`]); returns
+    /// their ids.
     pub async fn record_sent_rows(
+        &mut self,
+        rows: &[SentRecord],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            ids.extend(self.record_sent_chunk(chunk, now).await?);
+        }
+        Ok(ids)
+    }
+
+    async fn record_sent_chunk(
         &mut self,
         rows: &[SentRecord],
         now: DateTime<Utc>,
@@ -138,7 +151,8 @@ impl<C: Connection> Session<C> {
     }
 
     /// What we sent to any of `partners` under any of these interchange references or
-    /// document numbers, with the partner, in id order (one statement).
+    /// document numbers, with the partner, in id order (one statement per
+    /// [`ROWS_PER_STATEMENT`] references and numbers).
     pub async fn sent_matching(
         &mut self,
         partners: &[String],
@@ -146,6 +160,36 @@ impl<C: Connection> Session<C> {
         document_numbers: &[String],
     ) -> Result<Vec<LoadedSent>, StoreError> {
         if partners.is_empty() || (interchange_refs.is_empty() && document_numbers.is_empty()) {
+            return Ok(Vec::new());
+        }
+        if interchange_refs.len() + document_numbers.len() <= ROWS_PER_STATEMENT {
+            let rows = self
+                .sent_matching_rows(partners, interchange_refs, document_numbers)
+                .await?;
+            return Ok(rows.into_iter().map(|(_, sent)| sent).collect());
+        }
+        // A long list (an interchange of many answers): ROWS_PER_STATEMENT values per
+        // statement, rows found twice kept once, in id order.
+        let mut found: Vec<(String, LoadedSent)> = Vec::new();
+        for chunk in interchange_refs.chunks(ROWS_PER_STATEMENT) {
+            found.extend(self.sent_matching_rows(partners, chunk, &[]).await?);
+        }
+        for chunk in document_numbers.chunks(ROWS_PER_STATEMENT) {
+            found.extend(self.sent_matching_rows(partners, &[], chunk).await?);
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.dedup_by(|a, b| a.0 == b.0);
+        Ok(found.into_iter().map(|(_, sent)| sent).collect())
+    }
+
+    /// [`Session::sent_matching`] in one statement, with each row's id.
+    async fn sent_matching_rows(
+        &mut self,
+        partners: &[String],
+        interchange_refs: &[String],
+        document_numbers: &[String],
+    ) -> Result<Vec<(String, LoadedSent)>, StoreError> {
+        if interchange_refs.is_empty() && document_numbers.is_empty() {
             return Ok(Vec::new());
         }
         let mut args: Vec<&str> = partners.iter().map(String::as_str).collect();
@@ -163,7 +207,7 @@ impl<C: Connection> Session<C> {
             }
         }
         let sql = format!(
-            "SELECT partner, {SENT_COLUMNS} \
+            "SELECT id, partner, {SENT_COLUMNS} \
              FROM sent_messages WHERE partner IN ({}) AND ({}) ORDER BY id",
             placeholders(1, partners.len()),
             any.join(" OR ")
@@ -172,10 +216,13 @@ impl<C: Connection> Session<C> {
             .await?
             .iter()
             .map(|row| {
-                Ok(LoadedSent {
-                    partner: get(row, "partner")?,
-                    message: sent_from_row(row)?,
-                })
+                Ok((
+                    get(row, "id")?,
+                    LoadedSent {
+                        partner: get(row, "partner")?,
+                        message: sent_from_row(row)?,
+                    },
+                ))
             })
             .collect()
     }

@@ -67,6 +67,14 @@ pub(crate) fn read_date(
     .transpose()
 }
 
+/// Rows per multi-row statement (and values per `IN` list): 500 rows of up to 18 columns are
+/// 9,000 bound values, under SQLite's limit of 32,766 variables per statement
+/// (`SQLITE_MAX_VARIABLE_NUMBER` since 3.32) and PostgreSQL's 65,535 parameters. A larger list
+/// is written in several statements of one transaction: one interchange of 27,205 MSCONS
+/// messages once made a single `INSERT` of its webhook events fail with "too many SQL
+/// variables", and the interchange was retried for ever.
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+
 /// `$first, $first+1, …`: `count` placeholders (an `IN (…)` list, one row of `VALUES`).
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{claim_next, corrupt, finish_work, get, ms, page_rows, time, Queue};
+use super::sql::{
+    claim_next, corrupt, finish_work, get, ms, page_rows, time, Queue, ROWS_PER_STATEMENT,
+};
 use super::types::*;
 use super::{Connection, Session, StoreError};
 
@@ -46,8 +48,19 @@ impl<C: Connection> Session<C> {
         self.add_webhooks(std::slice::from_ref(event), now).await
     }
 
-    /// Queues several events in one statement.
+    /// Queues several events (one statement per [`ROWS_PER_STATEMENT`]).
     pub async fn add_webhooks(
+        &mut self,
+        events: &[WebhookEvent],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            self.add_webhook_rows(chunk, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_webhook_rows(
         &mut self,
         events: &[WebhookEvent],
         now: DateTime<Utc>,
