@@ -81,7 +81,9 @@ pub(crate) fn build_aperak_owned(
         if NOT_ANSWERED.contains(&message_type.as_ref()) {
             continue;
         }
-        let Some(report) = reports.iter().find(|r| r.reference == message.reference()) else {
+        let Some(report) =
+            super::report_index(reports, position, &message.reference()).map(|at| &reports[at])
+        else {
             continue;
         };
         // A message with syntax errors is answered by the CONTRL only (APERAK AHB 1.1 §2.5).

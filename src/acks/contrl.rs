@@ -98,7 +98,7 @@ pub fn build_contrl(
     // Message-level errors, by message reference.
     let mut per_message: Vec<(String, Vec<String>, Vec<Placed>)> = Vec::new();
     if let Some(ic) = interchange {
-        for m in ic.messages() {
+        for (index, m) in ic.messages().enumerate() {
             let (from, to) = (m.unh().offset(), m.unt().offset() + m.unt().raw().len());
             let mut placed: Vec<Placed> = syntax_errors
                 .iter()
@@ -111,7 +111,9 @@ pub fn build_contrl(
                     code: e.kind.contrl_code(),
                 })
                 .collect();
-            if let Some(report) = reports.iter().find(|r| r.reference == m.reference()) {
+            if let Some(report) =
+                super::report_index(reports, index, &m.reference()).map(|at| &reports[at])
+            {
                 placed.extend(
                     report
                         .findings
