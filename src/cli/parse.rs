@@ -6,6 +6,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use std::borrow::Cow;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value as Json};
 
 use super::{display_name, read_input, ParseFormat, EXIT_INVALID_INPUT, EXIT_USAGE};
@@ -42,7 +46,7 @@ pub(super) fn run(path: &Path, format: ParseFormat) -> ExitCode {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let written = match format {
         ParseFormat::Text => out.write_all(render_text(&document).as_bytes()),
-        ParseFormat::Json => writeln!(out, "{}", summary_json(&document)),
+        ParseFormat::Json => write_summary_json(&document, &mut out).and_then(|()| writeln!(out)),
         ParseFormat::Edifact => out.write_all(&write_document(&document)),
         ParseFormat::Stats => writeln!(out, "{}", stats_json(&document, elapsed)),
     };
@@ -81,39 +85,98 @@ pub fn error_json(error: &SyntaxError) -> Json {
     json!({ "error": e })
 }
 
-/// The JSON summary of `parse --format json`.
+/// The JSON summary of `parse --format json`, as a value (the same text as
+/// [`write_summary_json`] writes).
 pub fn summary_json(document: &Document<'_>) -> Json {
-    let interchanges: Vec<Json> = document
-        .interchanges()
-        .map(|ic| {
-            let sender = ic.sender();
-            let recipient = ic.recipient();
-            let messages: Vec<Json> = ic
-                .messages()
-                .map(|m| {
-                    json!({
-                        "ref": m.reference(),
-                        "type": m.message_type(),
-                        "version": m.version(),
-                        "segments": m.segment_count(),
-                    })
-                })
-                .collect();
-            let mut obj = json!({
-                "syntax": ic.syntax().to_string(),
-                "sender": {"id": sender.id, "qualifier": sender.qualifier},
-                "recipient": {"id": recipient.id, "qualifier": recipient.qualifier},
-                "control_ref": ic.control_reference(),
-                "messages": messages,
-                "segments": ic.segment_count(),
-            });
-            if ic.group_count() > 0 {
-                obj["groups"] = json!(ic.group_count());
-            }
-            obj
-        })
-        .collect();
-    json!({ "interchanges": interchanges })
+    serde_json::to_value(Summary(document)).unwrap_or(Json::Null)
+}
+
+/// Writes the JSON summary of `parse --format json` to `out` as it goes: no value tree is built
+/// for an interchange of many messages.
+pub fn write_summary_json(
+    document: &Document<'_>,
+    out: impl std::io::Write,
+) -> std::io::Result<()> {
+    serde_json::to_writer(out, &Summary(document)).map_err(std::io::Error::from)
+}
+
+/// The summary's shape: `{"interchanges": [...]}`.
+struct Summary<'d, 'a>(&'d Document<'a>);
+
+impl Serialize for Summary<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("interchanges", &Interchanges(self.0))?;
+        map.end()
+    }
+}
+
+struct Interchanges<'d, 'a>(&'d Document<'a>);
+
+impl Serialize for Interchanges<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.interchanges().map(InterchangeSummary))
+    }
+}
+
+struct InterchangeSummary<'d, 'a>(crate::edifact::Interchange<'d, 'a>);
+
+impl Serialize for InterchangeSummary<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Party<'p> {
+            id: &'p str,
+            qualifier: &'p str,
+        }
+        let ic = &self.0;
+        let (sender, recipient) = (ic.sender(), ic.recipient());
+        let groups = ic.group_count();
+        let mut map = serializer.serialize_map(Some(if groups > 0 { 7 } else { 6 }))?;
+        map.serialize_entry("syntax", &ic.syntax().to_string())?;
+        map.serialize_entry(
+            "sender",
+            &Party {
+                id: &sender.id,
+                qualifier: &sender.qualifier,
+            },
+        )?;
+        map.serialize_entry(
+            "recipient",
+            &Party {
+                id: &recipient.id,
+                qualifier: &recipient.qualifier,
+            },
+        )?;
+        map.serialize_entry("control_ref", &ic.control_reference())?;
+        map.serialize_entry("messages", &MessageSummaries(ic))?;
+        map.serialize_entry("segments", &ic.segment_count())?;
+        if groups > 0 {
+            map.serialize_entry("groups", &groups)?;
+        }
+        map.end()
+    }
+}
+
+struct MessageSummaries<'i, 'd, 'a>(&'i crate::edifact::Interchange<'d, 'a>);
+
+impl Serialize for MessageSummaries<'_, '_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct MessageSummary<'m> {
+            #[serde(rename = "ref")]
+            reference: Cow<'m, str>,
+            #[serde(rename = "type")]
+            message_type: Cow<'m, str>,
+            version: String,
+            segments: usize,
+        }
+        serializer.collect_seq(self.0.messages().map(|m| MessageSummary {
+            reference: m.reference(),
+            message_type: m.message_type(),
+            version: m.version(),
+            segments: m.segment_count(),
+        }))
+    }
 }
 
 fn stats_json(document: &Document<'_>, seconds: f64) -> Json {
