@@ -124,7 +124,7 @@ max_file_bytes = {max}
     // peak until it is processed (read back, parsed, validated, planned, committed).
     let mut journaled: Option<(Duration, u64)> = None;
     let done = wait_for(Duration::from_secs(1800), || {
-        let body = http_get(&base, "/journal?filter[direction][eq]=inbound")?;
+        let body = http_get(&base, "/journal?filter[direction][eq]=in")?;
         if body.contains("\"failed\"") {
             fail(&dir, &format!("the interchange failed: {body}"));
         }
@@ -211,7 +211,13 @@ fn http_get(authority: &str, path: &str) -> Option<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    (head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")).then(|| body.to_string())
+    let status = head.split_whitespace().nth(1)?;
+    if status.starts_with('4') {
+        // A request of ours the gateway refuses: waiting longer would not help.
+        println!("FAIL GET {path}: {status} {body}");
+        std::process::exit(1);
+    }
+    (status == "200").then(|| body.to_string())
 }
 
 fn free_port() -> u16 {
