@@ -263,12 +263,15 @@ pub fn raw_view(raw: &[u8], marks: &[Mark]) -> Markup {
     }
 }
 
+/// A segment's tag and its data elements split into components.
+type Row = (String, Vec<Vec<String>>);
+
 /// The messages of an interchange as a tree: the envelope, then per message (UNH to UNT)
 /// its segments with the MIG's name and their data elements.
 pub fn segment_tree(raw: &[u8], registry: &Registry) -> Markup {
     let d = Delimiters::of(raw);
-    let mut envelope: Vec<(String, Vec<Vec<String>>)> = Vec::new();
-    let mut messages: Vec<(Option<&Mig>, String, Vec<(String, Vec<Vec<String>>)>)> = Vec::new();
+    let mut envelope: Vec<Row> = Vec::new();
+    let mut messages: Vec<(Option<&Mig>, String, Vec<Row>)> = Vec::new();
     let mut in_message = false;
     for span in segments(raw, d) {
         if raw[span.start..].starts_with(b"UNA") {

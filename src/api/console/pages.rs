@@ -377,11 +377,14 @@ pub fn health(
 }
 
 fn next_link(next: &Option<String>, base: &str, filters: &[(&str, &str)]) -> Markup {
+    let href = next.as_deref().map(|c| {
+        let mut pairs = filters.to_vec();
+        pairs.push(("cursor", c));
+        format!("{base}{}", query(&pairs))
+    });
     html! {
-        @if let Some(c) = next {
-            @let mut pairs = filters.to_vec();
-            @let _ = pairs.push(("cursor", c.as_str()));
-            p class="pager" { a href={(base) (query(&pairs))} rel="next" { "Next page →" } }
+        @if let Some(h) = href {
+            p class="pager" { a href=(h) rel="next" { "Next page →" } }
         }
     }
 }
