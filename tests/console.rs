@@ -10,7 +10,7 @@ mod console;
 mod gateway;
 mod support;
 
-use console::{World, CONTACT, HOSTILE, PARKED, PARKED_BECAUSE};
+use console::{World, CONSOLE_TOKEN, CONTACT, HOSTILE, PARKED, PARKED_BECAUSE};
 use gateway::TOKEN;
 use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
 use reqwest::{Client, StatusCode};
@@ -212,6 +212,21 @@ async fn login_session_and_headers(w: &World) {
         .to_str()
         .unwrap()
         .ends_with("; Secure"));
+    // The console's own token opens the console, not the API.
+    let r = anonymous
+        .post(format!("{base}/ui/login"))
+        .form(&[("name", "Erika"), ("token", CONSOLE_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = anonymous
+        .get(format!("{base}/grid-fee-reductions"))
+        .bearer_auth(CONSOLE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Logout ends the session (with its CSRF token).
     let op = Operator::login(base, "Erika").await;
     let csrf = op.csrf("/ui").await;

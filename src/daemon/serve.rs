@@ -183,7 +183,8 @@ pub async fn serve(
             .with_clock(clock.clone())
             .with_own_id(config.own_id.clone())
             .with_transport_health(health.clone(), config.inbox_dir())
-            .with_certificates(watched_certificates(&config)),
+            .with_certificates(watched_certificates(&config))
+            .with_console(config.console.token.clone(), config.console.secure_cookie),
     );
     let mut api_stop = stop_rx.clone();
     let limits = config.api.limits;

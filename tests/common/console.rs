@@ -20,6 +20,8 @@ pub const MALO: &str = "51238696781";
 pub const MALO_2: &str = "55123678945";
 pub const VNB: &str = "9904292000003";
 /// The parked outbox item's id and the partner's answer that parked it.
+/// The console's own token (`[console] token`): a login, not an API token.
+pub const CONSOLE_TOKEN: &str = "console-only-token-0123456789";
 pub const PARKED: &str = "obx_console_parked_1";
 pub const PARKED_BECAUSE: &str = "550 5.1.1 <vnb@example.org>: mailbox unavailable";
 
@@ -44,7 +46,8 @@ fn config(dir: &Path, database_url: Option<&str>) -> Config {
         "data_dir = {dir:?}\n[api]\naddr = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\
          [workers]\nlease = \"5s\"\n[shutdown]\ngrace_seconds = 1\n\
          [poll]\nfile_drop = \"50ms\"\ninbound = \"50ms\"\noutbound = \"50ms\"\nwebhooks = \"1s\"\n\
-         [retry]\nbase = \"200ms\"\nmax = \"500ms\"\n{database}",
+         [retry]\nbase = \"200ms\"\nmax = \"500ms\"\n\
+         [console]\ntoken = \"{CONSOLE_TOKEN}\"\n{database}",
         dir = dir.display().to_string(),
     );
     Config::load(Some(&text), &|_| None).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
