@@ -450,6 +450,27 @@ async fn pages_and_actions(w: &World) {
         .await;
     assert!(rejected_page.contains("Operator actions"));
 
+    // A meter order: its page shows its dates and lifecycle in both languages.
+    let meter = d
+        .post(
+            "/meter-orders",
+            serde_json::json!({"subscription": "sub-meter", "market_location": console::MALO,
+                   "metering_operator": "9903829000006",
+                   "metering_location": "DE0032106765712000000000000000037"}),
+        )
+        .await;
+    let meter_id = meter["id"].as_str().unwrap();
+    let page = op.page(&format!("/ui/meter-orders/{meter_id}")).await;
+    for text in [
+        "Metering location",
+        "Messlokation",
+        "Wunschtermin",
+        "(new) → created",
+    ] {
+        assert!(page.contains(text), "{text} missing in {page}");
+    }
+    assert!(op.page("/ui/meter-orders").await.contains(meter_id));
+
     // The remaining pages answer with their content.
     for (path, text) in [
         ("/ui/meter-orders", "Meter orders"),

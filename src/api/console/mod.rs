@@ -5,7 +5,7 @@
 //! - Login with the API token or the console token into a session ([`session`]): a random id
 //!   in a cookie `HttpOnly; SameSite=Strict; Path=/ui` (`Secure` behind TLS), sessions in
 //!   memory with an expiry; the session's CSRF token is checked on every POST before any
-//!   handler runs ([`require_session`]).
+//!   handler runs (`require_session`).
 //! - Every response carries a `Content-Security-Policy` without inline script or style; the
 //!   one script (`static/console.js`, auto-refresh of the overview) and the stylesheet are
 //!   files compiled into the binary. Everything works with JavaScript off.
@@ -209,7 +209,7 @@ fn page(markup: Markup) -> PageResult {
     Ok(Html(markup.into_string()))
 }
 
-/// The form fields of a POST, read (and its CSRF token checked) by [`require_session`].
+/// The form fields of a POST, read (and its CSRF token checked) by `require_session`.
 #[derive(Debug, Clone, Default)]
 pub struct FormFields(Vec<(String, String)>);
 
