@@ -489,3 +489,107 @@ async fn pages_and_actions(w: &World) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let _ = HOSTILE;
 }
+
+on_both! {
+    a_parked_pass_through_retried_by_an_operator_is_queued_again => retried_pass_through;
+}
+
+/// A pass-through parked by the outbound worker (its messages and journal entry `failed`) and
+/// retried through the console's action: everything `queued` again, as a new pass-through.
+async fn retried_pass_through(stores: Vec<mako_gateway::store::Store>) {
+    use mako_gateway::api::{actions, router, AppState};
+    use mako_gateway::store::{OutboxState, PageRequest};
+    let store = stores[0].clone();
+    let state = AppState::new(store.clone(), vec![TOKEN.to_string()]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let taken = client()
+        .post(format!("{base}/interchanges"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"partner": console::VNB, "message": gateway::core_utilmd()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), StatusCode::ACCEPTED);
+    let taken: serde_json::Value = taken.json().await.unwrap();
+    let id = taken["data"][0]["id"].as_str().unwrap().to_string();
+    // What the outbound worker does with a permanent error.
+    let now = mako_gateway::clock::Clock::system().now();
+    let item = store
+        .conn()
+        .await
+        .unwrap()
+        .claim_outbox("w", now, std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("the pass-through's outbox item");
+    let mut tx = store.begin().await.unwrap();
+    tx.park_outbox(&item.id, "w", "550 refused").await.unwrap();
+    tx.fail_pass_through(&item.id, item.journal_id.as_deref(), "550 refused", now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let states = |v: &serde_json::Value| vec![v["state"].clone()];
+    let get = || async {
+        client()
+            .get(format!("{base}/interchanges/{id}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let failed = get().await;
+    assert!(states(&failed).iter().all(|s| s == "failed"), "{failed}");
+
+    actions::retry_outbox(&state, &item.id, Some("partner fixed its mailbox"), "Erika")
+        .await
+        .unwrap();
+    let queued = get().await;
+    assert!(states(&queued).iter().all(|s| s == "queued"), "{queued}");
+    let journal = store
+        .conn()
+        .await
+        .unwrap()
+        .journal_item(item.journal_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(journal.state.as_str(), "queued");
+    let pending = store
+        .conn()
+        .await
+        .unwrap()
+        .list_outbox(
+            Some(OutboxState::Pending),
+            &PageRequest {
+                cursor: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(pending.items.len(), 1);
+    assert_eq!(pending.items[0].attempts, 0);
+    let audit = store
+        .conn()
+        .await
+        .unwrap()
+        .list_audit(
+            Some(&item.id),
+            &PageRequest {
+                cursor: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        audit.items[0].note.as_deref(),
+        Some("partner fixed its mailbox (parked: 550 refused)")
+    );
+}

@@ -488,6 +488,7 @@ mod tests {
             ("MAKO_DATABASE_URL", "postgresql://mako@db:5432/mako"),
             ("MAKO_API_ADDR", "[::]:9000"),
             ("MAKO_API_TOKEN", "env-token-0123456789"),
+            ("MAKO_CONSOLE_TOKEN", "console-token-0123456789"),
             ("MAKO_WEBHOOK_URL", "https://core.example/events"),
             ("MAKO_WEBHOOK_SECRET", "env-secret-0123456789"),
             ("MAKO_LOG_FORMAT", "json"),
@@ -500,6 +501,8 @@ mod tests {
         assert_eq!(c.database.kind, DatabaseKind::Postgres);
         assert_eq!(c.api.addr, "[::]:9000".parse().unwrap());
         assert_eq!(c.api.token.as_deref(), Some("env-token-0123456789"));
+        assert_eq!(c.console.token.as_deref(), Some("console-token-0123456789"));
+        assert!(!c.console.secure_cookie);
         let webhook = c.webhook.unwrap();
         assert_eq!(webhook.url, "https://core.example/events");
         assert_eq!(webhook.secret, "env-secret-0123456789");
@@ -514,6 +517,23 @@ mod tests {
             }
             assert!(env(var).is_some(), "{var} not exercised");
         }
+    }
+
+    #[test]
+    fn the_console_section_takes_a_token_and_the_cookie_setting() {
+        let c = load("[console]\ntoken = \"console-token-0123456789\"\nsecure_cookie = true\n")
+            .unwrap();
+        assert_eq!(c.console.token.as_deref(), Some("console-token-0123456789"));
+        assert!(c.console.secure_cookie);
+        assert!(!format!("{:?}", c.console).contains("console-token"));
+        let errors = load("[console]\ntoken = \"short\"\nsecure_cookie = \"yes\"\ncolour = 1\n")
+            .unwrap_err();
+        let keys: Vec<String> = errors.iter().map(|e| e.key.to_string()).collect();
+        assert_eq!(
+            keys,
+            ["console.token", "console.secure_cookie", "console.colour"],
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -574,7 +594,7 @@ max = "1m"
             "poll.file_drop = 1: expected a duration string such as \"500ms\", \"5s\", \"10m\" or \"1h\", found integer",
             "poll.inbound = \"0ms\": must be between 10ms and 3600s",
             "retry.max = \"1m\": must not be shorter than retry.base (600s)",
-            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, file_drop, email, as4, partners, routing)",
+            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, console, webhook, workers, shutdown, log, poll, retry, file_drop, email, as4, partners, routing)",
         ];
         assert_eq!(got, expected);
     }

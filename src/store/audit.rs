@@ -172,13 +172,15 @@ impl<C: Connection> Session<C> {
 
     /// An operator sends a parked item again: pending at once, with a fresh attempt budget
     /// (the worker parks it after `retry.max_attempts` counted from here). Kept bytes are
-    /// sent as they are (the same interchange); an item given up is taken back. Not found:
-    /// no such item, or it is not parked.
+    /// sent as they are (the same interchange); an item given up is taken back; a
+    /// pass-through's messages and journal entry, `failed` when it was parked, are `queued`
+    /// again. Not found: no such item, or it is not parked.
     pub async fn retry_parked_outbox(
         &mut self,
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let item = self.outbox_item(id).await?;
         let done = sqlx::query(
             "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, \
              given_up_at = NULL, locked_by = NULL, locked_until = NULL \
@@ -194,6 +196,10 @@ impl<C: Connection> Session<C> {
                 what: "parked outbox item",
                 id: id.to_string(),
             });
+        }
+        if let Some(p) = item.filter(|p| p.item.kind == OutboxKind::PassThrough) {
+            self.requeue_pass_through(id, p.item.journal_id.as_deref(), now)
+                .await?;
         }
         Ok(())
     }
