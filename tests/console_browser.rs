@@ -268,13 +268,29 @@ async fn run(
     // Re-order the rejected reduction in one click.
     c.goto(&format!("{base}/ui/grid-fee-reductions/{}", w.rejected))
         .await?;
+    let rejected_page = format!("/ui/grid-fee-reductions/{}", w.rejected);
     c.find(Locator::Css("section[aria-labelledby='reorder'] button"))
         .await?
         .click()
         .await?;
+    // The old page has a timeline too: wait for the new order's address.
+    let started = Instant::now();
+    let new_order = loop {
+        let path = c.current_url().await?.path().to_string();
+        if path != rejected_page {
+            break path;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no new order page"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        new_order.starts_with("/ui/grid-fee-reductions/gfr_"),
+        "{new_order}"
+    );
     c.wait().for_element(Locator::Id("timeline")).await?;
-    let new_order = c.current_url().await?.path().to_string();
-    assert_ne!(new_order, format!("/ui/grid-fee-reductions/{}", w.rejected));
     shot(c, "07-reordered").await;
 
     // The other pages, for the record.
