@@ -35,8 +35,10 @@ impl Drop for Driver {
 }
 
 fn find_chromedriver() -> Option<PathBuf> {
+    // Named explicitly: that one or none (so a wrong name is noticed, not replaced).
     if let Some(p) = std::env::var_os("CHROMEDRIVER") {
-        return Some(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        return p.is_file().then_some(p);
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
