@@ -295,6 +295,31 @@ async fn run(
     c.wait().for_element(Locator::Id("timeline")).await?;
     shot(c, "07-reordered").await;
 
+    // The journal's filters apply without a page load (the script), and the address follows.
+    c.goto(&format!("{base}/ui/journal")).await?;
+    c.execute("window.consoleMarker = 'still here';", vec![])
+        .await?;
+    c.find(Locator::Id("message_type"))
+        .await?
+        .send_keys("CONTRL")
+        .await?;
+    c.find(Locator::Css("form.filters button"))
+        .await?
+        .click()
+        .await?;
+    let started = Instant::now();
+    while !c.current_url().await?.as_str().contains("CONTRL") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the filter did not apply"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let marker = c.execute("return window.consoleMarker;", vec![]).await?;
+    assert_eq!(marker, json!("still here"), "the page was not reloaded");
+    let rows = text_of(c, "main table").await;
+    assert!(!rows.contains("ORDRSP"), "only CONTRL listed: {rows}");
+
     // The other pages, for the record.
     for (path, name) in [
         ("/ui/journal", "08-journal"),

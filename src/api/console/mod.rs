@@ -7,8 +7,9 @@
 //!   memory with an expiry; the session's CSRF token is checked on every POST before any
 //!   handler runs (`require_session`).
 //! - Every response carries a `Content-Security-Policy` without inline script or style; the
-//!   one script (`static/console.js`, auto-refresh of the overview) and the stylesheet are
-//!   files compiled into the binary. Everything works with JavaScript off.
+//!   one script (`static/console.js`: auto-refresh of the overview, list filters without a
+//!   page load) and the stylesheet are files compiled into the binary. Everything works with
+//!   JavaScript off.
 //! - Every value shown is escaped (maud); partner texts are treated as hostile.
 //! - Every action (resolve a clearing entry, retry or give up a parked outbox item, re-order
 //!   a rejected reduction) calls [`super::actions`], which the JSON routes call too, and is
