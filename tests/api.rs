@@ -596,6 +596,29 @@ async fn lists(stores: Vec<mako_gateway::store::Store>) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, page) = api.get("/clearing").await;
     assert_eq!(page["data"], json!([]));
+    // Recorded in the audit trail (issue 17), as the console's resolve is.
+    let audit = api
+        .store
+        .conn()
+        .await
+        .unwrap()
+        .list_audit(
+            Some(&clearing_id),
+            &PageRequest {
+                cursor: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.items.len(), 1);
+    assert_eq!(
+        (
+            audit.items[0].actor.as_str(),
+            audit.items[0].action.as_str()
+        ),
+        ("api", "clearing.resolve")
+    );
     let (status, _) = api
         .post(&format!("/clearing/{clearing_id}/resolve"), json!({}))
         .await;

@@ -1,4 +1,4 @@
-//! The `parse` command as a user runs it: formats, exit codes and error output.
+//! The commands as a user runs them: `parse` (formats, exit codes, error output) and `answer`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -331,4 +331,57 @@ host = "127.0.0.1"
         !db.exists() && !db.parent().unwrap().exists(),
         "the store was touched"
     );
+}
+
+/// `answer` as the README's tour runs it: a sample templated to a sent ORDERS, written into a
+/// folder under a temporary name first, the final name printed; it validates, and a sent file
+/// that is no interchange is refused with exit 1.
+#[test]
+fn answer_writes_a_partners_answer_to_a_sent_orders_into_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = dir.path().join("9904292000003_MG00000003.edi");
+    std::fs::write(
+        &sent,
+        "UNA:+.? 'UNB+UNOC:3+9900000000003:500+9904292000003:500+261207:0730+MG00000003'\
+         UNH+MG00000002+ORDERS:D:09B:UN:1.4c'BGM+Z91+MG00000001'UNT+3+MG00000002'UNZ+1+MG00000003'",
+    )
+    .unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/inbound");
+    let out = binary()
+        .arg("answer")
+        .arg(samples.join("ordrsp_19133_a99_rejected.edi"))
+        .arg("--to")
+        .arg(&sent)
+        .arg("--out")
+        .arg(&inbox)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let written = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert_eq!(written.parent(), Some(inbox.as_path()));
+    let names: Vec<String> = std::fs::read_dir(&inbox)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+    let text = String::from_utf8_lossy(&std::fs::read(&written).unwrap()).into_owned();
+    assert!(
+        text.contains("UNB+UNOC:3+9904292000003:500+9900000000003:500+"),
+        "{text}"
+    );
+    assert!(text.contains("RFF+ON:MG00000001'"), "{text}");
+    let valid = binary().arg("validate").arg(&written).output().unwrap();
+    assert_eq!(valid.status.code(), Some(0), "{valid:?}");
+
+    std::fs::write(&sent, "not EDIFACT").unwrap();
+    let out = binary()
+        .arg("answer")
+        .arg(samples.join("ordrsp_19133_a99_rejected.edi"))
+        .arg("--to")
+        .arg(&sent)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
 }

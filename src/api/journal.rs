@@ -136,6 +136,13 @@ fn journal_filter(query: &ListQuery) -> Result<JournalFilter, ApiError> {
     }
 }
 
+/// The journal filters of the console's search: the same names and checks as
+/// `GET /journal` (pairs with empty values left out by the caller).
+pub(super) fn console_filter(pairs: &[(String, String)]) -> Result<JournalFilter, ApiError> {
+    let query = ListQuery::parse_with_operators(pairs, JOURNAL_FILTERS)?;
+    journal_filter(&query)
+}
+
 /// `object: "journal_entry"`.
 fn journal_entry(e: &JournalEntry) -> Value {
     json!({

@@ -12,6 +12,8 @@
 //! Authentication: `Authorization: Bearer <token>` on every route except `/health`,
 //! `/metrics` and `/openapi.json`.
 
+pub mod actions;
+pub mod console;
 mod error;
 mod input;
 mod journal;
@@ -62,6 +64,8 @@ pub struct AppState {
     health: Health,
     /// The file drop's inbox, whose `failed/` folder `GET /inbox/failed` lists.
     file_drop_inbox: Option<PathBuf>,
+    /// The operator console's sessions and settings.
+    console: console::ConsoleState,
 }
 
 impl std::fmt::Debug for AppState {
@@ -84,7 +88,22 @@ impl AppState {
             own_id: default_own_id(),
             health: Health::default(),
             file_drop_inbox: None,
+            console: console::ConsoleState::default(),
         }
+    }
+
+    /// The same state with the console's own token (accepted at its login beside the API
+    /// tokens) and whether its cookie is always `Secure` (behind a TLS proxy).
+    pub fn with_console(mut self, token: Option<String>, secure_cookie: bool) -> AppState {
+        self.console.token = token.filter(|t| !t.is_empty());
+        self.console.secure_cookie = secure_cookie;
+        self
+    }
+
+    /// The same state with the certificates whose expiry the console's health page watches.
+    pub fn with_certificates(mut self, certificates: Vec<console::pages::Certificate>) -> AppState {
+        self.console.certificates = Arc::new(certificates);
+        self
     }
 
     /// The same state reading the transports' `health` registry and the file drop's `inbox`.
@@ -205,8 +224,11 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .merge(protected)
         .fallback(not_found)
-        .layer(middleware::from_fn(refuse_unsafe_targets))
         .layer(middleware::from_fn(errors_in_our_shape))
+        // The console answers in HTML: merged after the JSON error shape, so that its pages
+        // and refusals stay pages. Not in ROUTES nor in /openapi.json.
+        .merge(console::routes(state.clone()))
+        .layer(middleware::from_fn(refuse_unsafe_targets))
         .with_state(state)
 }
 

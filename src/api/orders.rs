@@ -7,19 +7,20 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::actions::{self, not_sendable, rule_error};
 use super::error::{ApiError, FieldError};
 use super::input::{Body, ListQuery};
 use super::resources;
 use super::AppState;
 use crate::ids::{MarketLocationId, MarketPartnerId, MeteringLocationId};
 use crate::orders::{
-    BuildError, CancelReason, ContactFields, CustomerContact, GridFeeStatus, MeterStatus,
-    MeterType, ReductionType, RuleViolation,
+    CancelReason, ContactFields, CustomerContact, GridFeeStatus, MeterStatus, MeterType,
+    ReductionType,
 };
 use crate::plan::records::ChangedOrder;
 use crate::plan::requests::{
-    cancellation, check_sendable_meter_order, check_sendable_reductions, confirmation,
-    new_meter_order, new_reductions, NewMeterOrder, NewReductions,
+    cancellation, check_sendable_meter_order, confirmation, new_meter_order, NewMeterOrder,
+    NewReductions,
 };
 use crate::store::{serde_text, NewOutboxItem, OrderFilter, OrderKind, OutboxState};
 
@@ -27,26 +28,6 @@ const TYPES: &str = "one of enwg-14a-module-1, enwg-14a-module-2, enwg-14a-modul
 
 fn created(value: Value) -> Response {
     (StatusCode::CREATED, Json(value)).into_response()
-}
-
-/// The field a broken rule is about, and its code.
-/// A request whose message would fail our own grammars (issue 15 defect 6): 400, nothing queued.
-fn not_sendable(invalid: BuildError) -> ApiError {
-    ApiError::invalid(vec![FieldError::new(
-        "",
-        "not_sendable",
-        invalid.to_string(),
-    )])
-}
-
-fn rule_error(rule: RuleViolation) -> FieldError {
-    let field = match rule {
-        RuleViolation::Module3WithoutSmartMeter => "meter_type",
-        RuleViolation::SecondMeterOrder => "subscription",
-        _ => "type",
-    };
-    let code = serde_text(&rule);
-    FieldError::new(field, &code, rule.to_string())
 }
 
 /// `POST /grid-fee-reductions`: one reduction (`type`) or several at once (`types`, e.g.
@@ -130,25 +111,7 @@ pub async fn create_grid_fee(
         grid_operator,
         meter_type,
     };
-    let mut tx = state.store.begin().await?;
-    tx.lock_subscription(&request.subscription).await?;
-    let so_far = tx.grid_fees_of_subscription(&request.subscription).await?;
-    let confirmed = tx
-        .subscription_confirmed(&request.subscription)
-        .await?
-        .is_some();
-    let new = new_reductions(&request, &so_far, confirmed, now)
-        .map_err(|broken| ApiError::invalid(broken.into_iter().map(rule_error).collect()))?;
-    check_sendable_reductions(&new.orders, &so_far, effective_date, &state.own_id, now)
-        .map_err(not_sendable)?;
-    let mut records = Vec::new();
-    for order in &new.orders {
-        records.push(tx.insert_grid_fee(order, effective_date, now).await?);
-    }
-    tx.add_history_rows(&new.history.iter().collect::<Vec<_>>())
-        .await?;
-    tx.add_outbox_items(&new.outbox, now).await?;
-    tx.commit().await?;
+    let records = actions::place_reductions(&state, &request, effective_date, now).await?;
     if several {
         Ok(created(json!({
             "object": "list",
@@ -577,13 +540,12 @@ pub async fn list_clearing(
 }
 
 /// `POST /clearing/{id}/resolve`: an operator has dealt with an unmatched message (it stays
-/// in the journal; the clearing list stops showing it).
+/// in the journal; the clearing list stops showing it); recorded in the audit trail.
 pub async fn resolve_clearing(
     State(state): State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let now = state.clock.now();
-    state.store.conn().await?.resolve_clearing(&id, now).await?;
+    let now = actions::resolve_clearing(&state, &id, None, actions::API_ACTOR).await?;
     Ok(Json(json!({
         "object": "clearing_item",
         "id": id,

@@ -3,11 +3,13 @@
 //! Exit codes (documented in the README): 0 success, 1 the input is invalid, 2 usage or I/O
 //! error.
 
+mod answer;
 mod daemon;
 mod parse;
 mod render;
 mod validate;
 
+pub use answer::template_answer;
 pub use parse::{error_json, render_text, summary_json};
 pub use render::render_order;
 pub use validate::{render_findings, render_plan};
@@ -76,6 +78,21 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Write a partner's answer to an interchange the gateway sent, from one of
+    /// samples/inbound/ (for trying the gateway out: drop it into the file drop's inbox).
+    Answer {
+        /// The sample answer (e.g. samples/inbound/ordrsp_19133_a99_rejected.edi).
+        sample: PathBuf,
+        /// The interchange it answers (e.g. the ORDERS in data/outbox/).
+        #[arg(long)]
+        to: PathBuf,
+        /// Where to write it: a file, or a folder (e.g. data/inbox); default: standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The free text of its FTX segments.
+        #[arg(long)]
+        text: Option<String>,
+    },
     /// Feed saved inbound interchanges through the inbound path as if received, and print
     /// what each matched, changed and would send back. Exit 1 if any matched nothing.
     Replay {
@@ -134,6 +151,18 @@ pub fn main() -> ExitCode {
         Command::Ack { file, now, gas } => validate::run_ack(&file, now, gas),
         Command::Render { file } => render::run(&file),
         Command::Serve { config } => daemon::run_serve(config.as_deref()),
+        Command::Answer {
+            sample,
+            to,
+            out,
+            text,
+        } => answer::run(
+            &sample,
+            &to,
+            out.as_deref(),
+            text.as_deref(),
+            crate::clock::Clock::system().now().naive_utc(),
+        ),
         Command::Replay {
             paths,
             db,

@@ -140,6 +140,26 @@ impl fmt::Debug for ApiConfig {
     }
 }
 
+/// `[console]`: the operator console at `/ui` (issue 17).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// `console.token`, `MAKO_CONSOLE_TOKEN`: a token accepted at the console's login only,
+    /// beside the API token (so operators need not hold the core's API token).
+    pub token: Option<String>,
+    /// `console.secure_cookie`: always mark the session cookie `Secure`, for a TLS proxy in
+    /// front that does not send `X-Forwarded-Proto: https`.
+    pub secure_cookie: bool,
+}
+
+impl fmt::Debug for ConsoleConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsoleConfig")
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("secure_cookie", &self.secure_cookie)
+            .finish()
+    }
+}
+
 /// `[webhook]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
@@ -277,6 +297,31 @@ impl Reader<'_> {
             ],
         );
         api
+    }
+
+    /// `[console]`.
+    pub(super) fn console(&mut self, root: &mut Table) -> ConsoleConfig {
+        let mut t = self.table(root, "", "console");
+        let token = self.setting(
+            &mut t,
+            "console",
+            "token",
+            "MAKO_CONSOLE_TOKEN",
+            parse_secret,
+        );
+        let secure_cookie = match t.remove("secure_cookie") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => b,
+            Some(other) => {
+                self.wrong_type("console.secure_cookie".into(), &other, "true or false");
+                false
+            }
+        };
+        self.unknown_keys(t, "console", &["token", "secure_cookie"]);
+        ConsoleConfig {
+            token,
+            secure_cookie,
+        }
     }
 
     /// The keys of [`HttpLimits`] in table `prefix`, each defaulted.

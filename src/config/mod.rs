@@ -52,11 +52,11 @@ use crate::ids::MarketPartnerId;
 
 pub use as4::{As4Config, PartnerAs4};
 pub use basics::{
-    ApiConfig, DatabaseConfig, DatabaseKind, FileDropConfig, HttpLimits, LogConfig, LogFormat,
-    PollConfig, RetryConfig, ShutdownConfig, WebhookConfig, WorkersConfig, DEFAULT_API_ADDR,
-    DEFAULT_GRACE_SECONDS, DEFAULT_INBOUND_WORKERS, DEFAULT_LEASE, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_FILE_BYTES, DEFAULT_OUTBOUND_WORKERS, DEFAULT_RETRY_BASE, DEFAULT_RETRY_MAX,
-    DEFAULT_RETRY_MAX_ATTEMPTS, DEFAULT_SQLITE_FILE, DEFAULT_WEBHOOK_TIMEOUT,
+    ApiConfig, ConsoleConfig, DatabaseConfig, DatabaseKind, FileDropConfig, HttpLimits, LogConfig,
+    LogFormat, PollConfig, RetryConfig, ShutdownConfig, WebhookConfig, WorkersConfig,
+    DEFAULT_API_ADDR, DEFAULT_GRACE_SECONDS, DEFAULT_INBOUND_WORKERS, DEFAULT_LEASE,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FILE_BYTES, DEFAULT_OUTBOUND_WORKERS, DEFAULT_RETRY_BASE,
+    DEFAULT_RETRY_MAX, DEFAULT_RETRY_MAX_ATTEMPTS, DEFAULT_SQLITE_FILE, DEFAULT_WEBHOOK_TIMEOUT,
     DEFAULT_WEBHOOK_WORKERS, MAX_GRACE_SECONDS, MAX_MAX_FILE_BYTES, MAX_WORKERS, MIN_SECRET_LEN,
 };
 pub use email::{
@@ -86,10 +86,11 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The environment variables that override the file, with the option each one sets.
-pub const ENV_OVERRIDES: [(&str, &str); 11] = [
+pub const ENV_OVERRIDES: [(&str, &str); 12] = [
     ("MAKO_DATABASE_URL", "database.url"),
     ("MAKO_API_ADDR", "api.addr"),
     ("MAKO_API_TOKEN", "api.token"),
+    ("MAKO_CONSOLE_TOKEN", "console.token"),
     ("MAKO_OWN_ID", "own_id"),
     ("MAKO_DATA_DIR", "data_dir"),
     ("MAKO_WEBHOOK_URL", "webhook.url"),
@@ -102,13 +103,15 @@ pub const ENV_OVERRIDES: [(&str, &str); 11] = [
 
 /// Every option of the file, as TOML paths (`partners[].id` for the keys of each array entry).
 /// The example file documents each one (checked by `tests/config.rs`).
-pub const OPTIONS: [&str; 75] = [
+pub const OPTIONS: [&str; 77] = [
     "own_id",
     "data_dir",
     "database.url",
     "database.max_connections",
     "api.addr",
     "api.token",
+    "console.token",
+    "console.secure_cookie",
     "webhook.url",
     "webhook.secret",
     "webhook.timeout",
@@ -192,6 +195,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// `[api]`.
     pub api: ApiConfig,
+    /// `[console]`: the operator console's own token and cookie setting.
+    pub console: ConsoleConfig,
     /// `[webhook]`: where status change events go; `None` when no URL is configured (events
     /// are then kept in the store only).
     pub webhook: Option<WebhookConfig>,
@@ -260,6 +265,7 @@ impl Config {
             "data_dir",
             "database",
             "api",
+            "console",
             "webhook",
             "workers",
             "shutdown",
@@ -300,6 +306,7 @@ impl Config {
         // order too.
         let database = r.database(&mut root, &data_dir);
         let api = r.api(&mut root);
+        let console = r.console(&mut root);
         let webhook = r.webhook(&mut root);
         let workers = r.workers(&mut root);
         let shutdown = r.shutdown(&mut root);
@@ -345,6 +352,7 @@ impl Config {
                 data_dir,
                 database,
                 api,
+                console,
                 webhook,
                 workers,
                 shutdown,
@@ -480,6 +488,7 @@ mod tests {
             ("MAKO_DATABASE_URL", "postgresql://mako@db:5432/mako"),
             ("MAKO_API_ADDR", "[::]:9000"),
             ("MAKO_API_TOKEN", "env-token-0123456789"),
+            ("MAKO_CONSOLE_TOKEN", "console-token-0123456789"),
             ("MAKO_WEBHOOK_URL", "https://core.example/events"),
             ("MAKO_WEBHOOK_SECRET", "env-secret-0123456789"),
             ("MAKO_LOG_FORMAT", "json"),
@@ -492,6 +501,8 @@ mod tests {
         assert_eq!(c.database.kind, DatabaseKind::Postgres);
         assert_eq!(c.api.addr, "[::]:9000".parse().unwrap());
         assert_eq!(c.api.token.as_deref(), Some("env-token-0123456789"));
+        assert_eq!(c.console.token.as_deref(), Some("console-token-0123456789"));
+        assert!(!c.console.secure_cookie);
         let webhook = c.webhook.unwrap();
         assert_eq!(webhook.url, "https://core.example/events");
         assert_eq!(webhook.secret, "env-secret-0123456789");
@@ -506,6 +517,23 @@ mod tests {
             }
             assert!(env(var).is_some(), "{var} not exercised");
         }
+    }
+
+    #[test]
+    fn the_console_section_takes_a_token_and_the_cookie_setting() {
+        let c = load("[console]\ntoken = \"console-token-0123456789\"\nsecure_cookie = true\n")
+            .unwrap();
+        assert_eq!(c.console.token.as_deref(), Some("console-token-0123456789"));
+        assert!(c.console.secure_cookie);
+        assert!(!format!("{:?}", c.console).contains("console-token"));
+        let errors = load("[console]\ntoken = \"short\"\nsecure_cookie = \"yes\"\ncolour = 1\n")
+            .unwrap_err();
+        let keys: Vec<String> = errors.iter().map(|e| e.key.to_string()).collect();
+        assert_eq!(
+            keys,
+            ["console.token", "console.secure_cookie", "console.colour"],
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -566,7 +594,7 @@ max = "1m"
             "poll.file_drop = 1: expected a duration string such as \"500ms\", \"5s\", \"10m\" or \"1h\", found integer",
             "poll.inbound = \"0ms\": must be between 10ms and 3600s",
             "retry.max = \"1m\": must not be shorter than retry.base (600s)",
-            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, file_drop, email, as4, partners, routing)",
+            "colour = \"blue\": unknown key (known here: own_id, data_dir, database, api, console, webhook, workers, shutdown, log, poll, retry, file_drop, email, as4, partners, routing)",
         ];
         assert_eq!(got, expected);
     }

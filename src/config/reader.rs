@@ -315,7 +315,7 @@ mod tests {
                 "api.port = 8080: unknown key (known here: addr, token, max_connections, header_read_timeout, request_timeout, idle_timeout)",
                 "partners[0].statuses[0].colour = 1: unknown key (known here: message, pid, code, status)",
                 "partners[0].nmae = \"x\": unknown key (known here: id, transport, statuses, email, signing_cert, encryption_cert, as4_url)",
-                "\"odd key\" = {…}: unknown key (known here: own_id, data_dir, database, api, webhook, workers, shutdown, log, poll, retry, file_drop, email, as4, partners, routing)",
+                "\"odd key\" = {…}: unknown key (known here: own_id, data_dir, database, api, console, webhook, workers, shutdown, log, poll, retry, file_drop, email, as4, partners, routing)",
             ]
         );
     }

@@ -182,7 +182,9 @@ pub async fn serve(
         crate::api::AppState::new(store.clone(), vec![token])
             .with_clock(clock.clone())
             .with_own_id(config.own_id.clone())
-            .with_transport_health(health.clone(), config.inbox_dir()),
+            .with_transport_health(health.clone(), config.inbox_dir())
+            .with_certificates(watched_certificates(&config))
+            .with_console(config.console.token.clone(), config.console.secure_cookie),
     );
     let mut api_stop = stop_rx.clone();
     let limits = config.api.limits;
@@ -520,5 +522,101 @@ mod tests {
         }
         std::fs::write(data.join(TOKEN_FILE), "short").unwrap();
         assert!(kept_token(&data).is_err());
+    }
+}
+
+/// The certificates of the configuration whose expiry the console's health page watches: our
+/// e-mail and AS4 certificates and every partner's. Read after [`Setup::load`] checked them; a
+/// file that cannot be read here is left out (setup would have refused it).
+fn watched_certificates(config: &Config) -> Vec<crate::api::console::pages::Certificate> {
+    let mut files: Vec<(String, &std::path::Path)> = Vec::new();
+    if let Some(e) = &config.email {
+        files.push(("own e-mail signing".into(), &e.signing_cert));
+        if e.decryption_cert != e.signing_cert {
+            files.push(("own e-mail decryption".into(), &e.decryption_cert));
+        }
+    }
+    if let Some(a) = &config.as4 {
+        files.push(("own AS4 signing".into(), &a.signing_cert));
+        files.push(("own AS4 encryption".into(), &a.encryption_cert));
+        files.push(("own AS4 TLS".into(), &a.tls_cert));
+    }
+    for p in &config.partners {
+        let id = p.id.as_str();
+        if let Some(e) = &p.email {
+            files.push((format!("partner {id} e-mail signing"), &e.signing_cert));
+            files.push((
+                format!("partner {id} e-mail encryption"),
+                &e.encryption_cert,
+            ));
+        }
+        if let Some(a) = &p.as4 {
+            files.push((format!("partner {id} AS4 signing"), &a.signing_cert));
+            files.push((format!("partner {id} AS4 encryption"), &a.encryption_cert));
+        }
+    }
+    files
+        .into_iter()
+        .filter_map(|(owner, path)| certificate_in(owner, path))
+        .collect()
+}
+
+/// The first certificate of a PEM file: its subject and expiry, for the console.
+fn certificate_in(
+    owner: String,
+    path: &std::path::Path,
+) -> Option<crate::api::console::pages::Certificate> {
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let pem = std::fs::read(path).ok()?;
+    let cert = openssl::x509::X509::from_pem(&pem).ok()?;
+    let diff = epoch.diff(cert.not_after()).ok()?;
+    let seconds = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
+    let subject = cert
+        .subject_name()
+        .entries()
+        .map(|e| {
+            let key = e.object().nid().short_name().unwrap_or("?");
+            let value = e.data().to_string().unwrap_or_default();
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(crate::api::console::pages::Certificate {
+        owner,
+        subject,
+        not_after: chrono::DateTime::from_timestamp(seconds, 0)?,
+    })
+}
+
+#[cfg(test)]
+mod certificate_tests {
+    use super::certificate_in;
+
+    #[test]
+    fn reads_the_subject_and_expiry_of_a_pem_certificate() {
+        use openssl::asn1::Asn1Time;
+        use openssl::pkey::PKey;
+        use openssl::x509::{X509NameBuilder, X509};
+        let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "vnb.example").unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::from_unix(1_700_000_000).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::from_unix(1_800_000_000).unwrap())
+            .unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pem");
+        std::fs::write(&path, b.build().to_pem().unwrap()).unwrap();
+        let c = certificate_in("partner".into(), &path).unwrap();
+        assert_eq!(c.subject, "CN=vnb.example");
+        assert_eq!(c.not_after.timestamp(), 1_800_000_000);
+        assert!(certificate_in("x".into(), &dir.path().join("missing.pem")).is_none());
     }
 }

@@ -311,6 +311,16 @@ impl<C: Connection> Session<C> {
                 until,
             ));
         }
+        let by_reference = filter.reference.as_deref().map(|_| {
+            format!(
+                "(interchange_ref = $? OR {} OR {})",
+                backend.json_list_has("journal.message_refs"),
+                backend.json_list_has("journal.document_numbers")
+            )
+        });
+        if let (Some(condition), Some(reference)) = (&by_reference, &filter.reference) {
+            filters.push(text(condition, reference));
+        }
         let (rows, next_cursor) = page_rows_where(
             self.conn(),
             "listing the journal",

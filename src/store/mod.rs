@@ -23,6 +23,7 @@
 //! Times are passed in by the caller (no clock in here) and kept as unix milliseconds UTC.
 
 mod as4;
+mod audit;
 mod clearing;
 mod deadlines;
 mod error;
@@ -49,9 +50,11 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 
 pub use as4::{As4Answer, As4Outbound, As4Request, As4RequestRaw, DedupClaim};
+pub use audit::{AuditEntry, ConsoleCounts, NewAudit, ParkedItem};
 pub use deadlines::{overdue_topic, StoredDeadline};
 pub use error::StoreError;
 pub use messages::{MessageFilter, StoredMessage};
+pub use outbox::names_value;
 pub use passthrough::{PassThroughFilter, PassThroughOutbox, PassThroughRecord, OVERDUE};
 pub use types::*;
 

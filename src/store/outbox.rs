@@ -332,8 +332,9 @@ impl<C: Connection> Session<C> {
 }
 
 /// Whether `value` stands as a whole element or component value in `interchange` (written by
-/// us, with the standard delimiters).
-fn names_value(interchange: &[u8], value: &str) -> bool {
+/// us, with the standard delimiters). The console uses it to find the CONTRL/APERAK that name
+/// an interchange.
+pub fn names_value(interchange: &[u8], value: &str) -> bool {
     let value = value.as_bytes();
     if value.is_empty() {
         return false;

@@ -536,6 +536,41 @@ impl<C: Connection> Session<C> {
         Ok(())
     }
 
+    /// An operator retries a parked pass-through (`Session::retry_parked_outbox`): what
+    /// [`Session::fail_pass_through`] marked `failed` is `queued` again, so that the sending
+    /// completes it as it completes any pass-through.
+    pub(crate) async fn requeue_pass_through(
+        &mut self,
+        outbox_id: &str,
+        journal_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "UPDATE messages SET state = '{}', updated_at = $1 \
+             WHERE outbox_id = $2 AND direction = 'out' AND state = '{}'",
+            state::QUEUED,
+            state::FAILED
+        ))
+        .bind(ms(now))
+        .bind(outbox_id)
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("queueing retried pass-through messages"))?;
+        if let Some(journal_id) = journal_id {
+            sqlx::query(
+                "UPDATE journal SET state = 'queued', outcome = NULL \
+                 WHERE id = $1 AND direction = 'out' AND state = 'failed'",
+            )
+            .bind(journal_id)
+            .execute(self.conn())
+            .await
+            .map_err(StoreError::query(
+                "queueing a retried pass-through's journal entry",
+            ))?;
+        }
+        Ok(())
+    }
+
     /// The partners' answers to pass-through messages, in message order: each changes the
     /// records it names as [`AnswerOutcome::effect`] says (one guarded statement per answer;
     /// a batch rarely holds one), the answer kept with `journal_id`, the entry that carried

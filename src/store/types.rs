@@ -156,6 +156,9 @@ pub struct JournalFilter {
     pub from: Option<DateTime<Utc>>,
     /// Only received (in) or sent (out) before this time.
     pub until: Option<DateTime<Utc>>,
+    /// Only interchanges whose UNB reference, a message reference (UNH) or a document
+    /// number (BGM) is exactly this (the console's search; the API does not offer it).
+    pub reference: Option<String>,
 }
 
 /// Filters of an order list.
