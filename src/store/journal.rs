@@ -124,7 +124,7 @@ impl<C: Connection> Session<C> {
         .bind(json_list(&record.pids))
         .bind(json_list(&record.message_types))
         .bind(json_list(&record.document_numbers))
-        .bind(record.raw.clone())
+        .bind(&record.raw[..])
         .bind(ms(record.received_at))
         .execute(self.conn())
         .await
@@ -198,7 +198,7 @@ impl<C: Connection> Session<C> {
                 .bind(json_list(&record.pids))
                 .bind(json_list(&record.message_types))
                 .bind(json_list(&record.document_numbers))
-                .bind(record.raw.clone())
+                .bind(&record.raw[..])
                 .bind(ms(record.received_at));
         }
         let returned = query
@@ -255,7 +255,7 @@ impl<C: Connection> Session<C> {
         .bind(json_list(&record.pids))
         .bind(json_list(&record.message_types))
         .bind(json_list(&record.document_numbers))
-        .bind(record.raw.clone())
+        .bind(&record.raw[..])
         .bind(ms(record.sent_at))
         .execute(self.conn())
         .await
@@ -388,9 +388,10 @@ impl<C: Connection> Session<C> {
             .fetch_all(self.conn())
             .await
             .map_err(StoreError::query("claiming inbound journal items"))?;
+        // Each row dropped once its item is read: a large interchange is not held twice.
         let mut items = rows
-            .iter()
-            .map(journal_from_row)
+            .into_iter()
+            .map(|row| journal_from_row(&row))
             .collect::<Result<Vec<_>, _>>()?;
         items.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(items)

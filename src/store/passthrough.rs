@@ -262,7 +262,7 @@ impl<C: Connection> Session<C> {
         }))
         .bind(list(&|m| m.message_type.clone()))
         .bind(list(&|m| m.document_number.clone().unwrap_or_default()))
-        .bind(checked.bytes.clone())
+        .bind(&checked.bytes[..])
         .execute(self.conn())
         .await
         .map_err(StoreError::query("journaling a pass-through interchange"))?;
