@@ -254,7 +254,7 @@ pub struct ReceivedMessage {
 
 /// One reference of a message's signature, as asx-rs's audit record keeps it (the stored-data
 /// contract of `asx::AuditRecord`: `uri`, `digest_algorithm`, the digest in base64).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct SignedPart {
     /// `#as4-messaging`, `#as4-body`, `cid:…`.
     pub uri: String,
