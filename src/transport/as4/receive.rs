@@ -199,6 +199,25 @@ fn ebms_response(
     response
 }
 
+/// A turn on one of the cores for our own CPU work on a request (the gzip-bomb guard's
+/// decryption and counted inflation), which runs on tokio's blocking pool: as many at once as
+/// the machine has cores, so that a burst of large requests queues here instead of starting
+/// hundreds of blocking threads. asx-rs's verification, decryption and decompression run on
+/// the blocking pool too, behind its own process-wide limit (twice the cores, at least 4);
+/// its receipt signature (one ECDSA sign, about 0.5 ms) runs inline.
+async fn cpu_permit() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    static CORES: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    CORES
+        .get_or_init(|| {
+            tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )
+        })
+        .acquire()
+        .await
+        .ok()
+}
+
 /// Why a request body was not read.
 #[derive(Debug, thiserror::Error)]
 enum BodyError {
@@ -488,6 +507,7 @@ where
     let max_payload = endpoint.max_payload_bytes();
     let verdict = {
         let (raw, content_type) = (raw.clone(), content_type.clone());
+        let _core = cpu_permit().await;
         tokio::task::spawn_blocking(move || {
             size_guard::check(&raw, &content_type, &decryption, max_payload)
         })
