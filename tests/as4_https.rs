@@ -822,6 +822,65 @@ async fn a_kept_connection_is_never_used_for_another_partner() {
     second.shut_down().await;
 }
 
+#[tokio::test]
+async fn a_new_connection_resumes_the_tls_session_and_both_sides_still_know_who_is_there() {
+    let f = fixture();
+    let (server, accepted) = start_counting_server(&f.server, Duration::from_millis(300)).await;
+    let client = client(&f.client, &[(server.addr, SERVER_MP)]);
+    client.exchange(post(server.addr, "/as4")).await.unwrap();
+    assert_eq!(client.sessions_resumed(), 0);
+    // The server closes the idle connection; the next one resumes the session.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let response = client.exchange(post(server.addr, "/as4")).await.unwrap();
+    assert_eq!(accepted.load(AtomicOrdering::SeqCst), 2);
+    assert_eq!(client.sessions_resumed(), 1);
+    // The server named the client from the certificate the session holds.
+    assert_eq!(response.body(), &format!("{CLIENT_MP} {CLIENT_MP}"));
+    server.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_resumed_session_of_a_server_revoked_since_is_refused() {
+    let f = fixture();
+    let (server, _accepted) = start_counting_server(&f.server, Duration::from_millis(300)).await;
+    let crl = Arc::new(SwappableCrl(Mutex::new(
+        std::fs::read(f.pki.crl_valid_for(&[], 1)).unwrap(),
+    )));
+    let days_on = Arc::new(AtomicUsize::new(0));
+    let clock = {
+        let days_on = days_on.clone();
+        let start = Clock::system().now();
+        Clock::from_fn(move || {
+            start + chrono::Duration::days(days_on.load(AtomicOrdering::SeqCst) as i64)
+        })
+    };
+    let anchors = vec![openssl::x509::X509::from_pem(&std::fs::read(f.pki.ca()).unwrap()).unwrap()];
+    let cache = Arc::new(CrlCache::new(anchors, crl.clone(), clock));
+    let client = client_with_crl(&f.client, &[(server.addr, SERVER_MP)], cache);
+    client.exchange(post(server.addr, "/as4")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    *crl.0.lock().unwrap() = std::fs::read(f.pki.crl_valid_for(&[&f.server], 7)).unwrap();
+    days_on.store(2, AtomicOrdering::SeqCst);
+    let error = client
+        .exchange(post(server.addr, "/as4"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            HttpsError::Tls {
+                source: TlsError::Revoked { .. },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // The handshake itself was abbreviated: the refusal came from the check after it.
+    assert_eq!(client.sessions_resumed(), 1);
+    assert_eq!(client.connections_opened(), 1);
+    server.shut_down().await;
+}
+
 /// A CRL source whose answer the test changes.
 #[derive(Debug)]
 struct SwappableCrl(Mutex<Vec<u8>>);

@@ -26,8 +26,12 @@
 //! revocation status was asked again (the [`CrlCache`] answers from its cache until the CRL's
 //! `nextUpdate`, so a revocation reaches kept connections as soon as it reaches new ones).
 //!
-//! Not here: TLS session resumption (kept connections make it rare that a new handshake is
-//! needed at all), proxies, HTTP/2.
+//! A new connection offers the TLS session saved for its endpoint and expected partner (saved
+//! only after a full handshake passed every check); the server resumes sessions it issued.
+//! After a resumed handshake each side runs the naming and revocation checks again on the
+//! peer certificate the session holds (`tls_session` says why that is enough).
+//!
+//! Not here: proxies, HTTP/2.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -60,6 +64,7 @@ use tokio::task::JoinSet;
 use tokio_openssl::SslStream;
 use tower_service::Service;
 
+use super::tls_session::{SessionKey, Sessions};
 use crate::ids::MarketPartnerId;
 use crate::transport::smpki::{
     check_sm_pki_naming, BoxError, BoxFuture, CrlCache, CrlFetcher, CrlUnavailable, PeerIdentity,
@@ -69,6 +74,9 @@ use crate::transport::smpki::{
 /// The groups both sides must offer for brainpool TLS 1.2 on OpenSSL 3.0 (`transport.md` §1.8);
 /// `prime256v1` for peers that only do NIST curves for the key exchange.
 pub const DEFAULT_GROUPS: &str = "brainpoolP256r1:prime256v1";
+
+/// Names our server's TLS sessions: a session is resumed only by a server of this context.
+const SESSION_ID_CONTEXT: &[u8] = b"mako-gateway/as4";
 
 /// TLS 1.2 suites for ECDSA certificates: ECDHE and AEAD first, then the CBC-SHA2 suites that
 /// BSI TR-02102-2 (which the BDEW refers to) still allows.
@@ -302,6 +310,12 @@ impl TlsSettings {
             .map_err(openssl("server context"))?;
         self.configure(&mut builder)?;
         builder.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        // Sessions may be resumed (with a client certificate OpenSSL requires a session id
+        // context for that); a resumed client's certificate, kept in the session, gets the
+        // naming and revocation checks again in `accept_peer`.
+        builder
+            .set_session_id_context(SESSION_ID_CONTEXT)
+            .map_err(openssl("the session id context"))?;
         for anchor in &self.anchors {
             builder
                 .add_client_ca(anchor)
@@ -710,7 +724,7 @@ impl Target {
 /// meanwhile is noticed before anything is sent on it, and the exchange goes to a new
 /// connection; a request that was sent is never sent again here (asx decides about retries).
 pub struct HttpsClient {
-    connector: SslConnector,
+    sessions: Sessions,
     crl: Arc<CrlCache>,
     expected: HashMap<String, MarketPartnerId>,
     connect_timeout: Duration,
@@ -743,7 +757,7 @@ impl HttpsClient {
         expected_partners: HashMap<String, MarketPartnerId>,
     ) -> Result<HttpsClient, TlsConfigError> {
         Ok(HttpsClient {
-            connector: settings.connector()?,
+            sessions: Sessions::new(settings.connector()?),
             crl,
             expected: expected_partners
                 .into_iter()
@@ -757,6 +771,7 @@ impl HttpsClient {
                 max_idle: DEFAULT_MAX_IDLE_PER_ENDPOINT,
                 expiry: DEFAULT_IDLE_EXPIRY,
                 opened: AtomicU64::new(0),
+                resumed: AtomicU64::new(0),
             },
         })
     }
@@ -786,6 +801,12 @@ impl HttpsClient {
     /// How many HTTPS connections (TLS handshakes) this client has made so far.
     pub fn connections_opened(&self) -> u64 {
         self.pool.opened.load(Ordering::Relaxed)
+    }
+
+    /// How many handshakes resumed a TLS session (an abbreviated handshake), whether the
+    /// server then passed the checks or not.
+    pub fn sessions_resumed(&self) -> u64 {
+        self.pool.resumed.load(Ordering::Relaxed)
     }
 
     /// One exchange, on a kept connection to the same endpoint and partner if there is one,
@@ -838,7 +859,7 @@ impl HttpsClient {
                 }
             }
         }
-        let connection = self.connect(&target, expected.as_ref()).await?;
+        let connection = self.connect(&target, &key).await?;
         match self.send(connection, request, &authority).await {
             Attempt::Answered(response, connection) => {
                 self.pool.keep(key, connection, &response, Instant::now());
@@ -853,21 +874,21 @@ impl HttpsClient {
     }
 
     /// A new connection: TCP, the TLS handshake with every check of the server, HTTP/1.1.
-    async fn connect(
-        &self,
-        target: &Target,
-        expected: Option<&MarketPartnerId>,
-    ) -> Result<Connection, HttpsError> {
+    /// The session saved for `key` is offered; when the server resumes it, the naming and
+    /// revocation checks run again on the certificate the session holds.
+    async fn connect(&self, target: &Target, key: &PoolKey) -> Result<Connection, HttpsError> {
         let authority = target.authority();
+        let expected = key.1.as_ref();
         let tls = |source| HttpsError::Tls {
             authority: authority.clone(),
             source,
         };
         let tcp = connect(target, self.connect_timeout).await?;
         let slot = NamingSlot::default();
-        let ssl = {
+        let mut ssl = {
             let mut config = self
-                .connector
+                .sessions
+                .connector()
                 .configure()
                 .map_err(|e| tls(TlsError::Setup(e)))?;
             let ip = target.bare_host().parse::<IpAddr>().is_ok();
@@ -881,18 +902,27 @@ impl HttpsClient {
                 .into_ssl(target.bare_host())
                 .map_err(|e| tls(TlsError::Setup(e)))?
         };
+        self.sessions.offer(key, &mut ssl);
         let stream = handshake(ssl, tcp, false, self.connect_timeout, &slot)
             .await
             .map_err(tls)?;
-        let peer = verify_peer(stream.ssl(), expected, &self.crl)
-            .await
-            .map_err(tls)?;
+        if stream.ssl().session_reused() {
+            self.pool.resumed.fetch_add(1, Ordering::Relaxed);
+        }
+        let peer = match verify_peer(stream.ssl(), expected, &self.crl).await {
+            Ok(peer) => peer,
+            Err(refused) => {
+                self.sessions.forget(key);
+                return Err(tls(refused));
+            }
+        };
         let cert = stream
             .ssl()
             .peer_certificate()
             .ok_or(TlsError::NoCertificate)
             .map_err(tls)?;
-        tracing::debug!(%authority, partner = %peer.market_partner_id, "TLS server verified");
+        self.sessions.save(key.clone(), stream.ssl());
+        tracing::debug!(%authority, partner = %peer.market_partner_id, resumed = stream.ssl().session_reused(), "TLS server verified");
         let (sender, driver) = open_http1(stream, &authority).await?;
         self.pool.opened.fetch_add(1, Ordering::Relaxed);
         Ok(Connection {
@@ -950,7 +980,7 @@ impl asx::HttpClient for HttpsClient {
 
 /// Kept connections are keyed by the endpoint (`host:port`) and the market partner expected
 /// there: a connection is used again only for the pair it was verified for.
-type PoolKey = (String, Option<MarketPartnerId>);
+type PoolKey = SessionKey;
 
 /// An HTTP/1.1 connection to a verified server.
 struct Connection {
@@ -978,6 +1008,8 @@ struct Pool {
     expiry: Duration,
     /// Connections made, for [`HttpsClient::connections_opened`].
     opened: AtomicU64,
+    /// Of them, resumed TLS sessions, for [`HttpsClient::sessions_resumed`].
+    resumed: AtomicU64,
 }
 
 struct Idle {

@@ -25,6 +25,7 @@ pub mod receive;
 pub mod setup;
 pub mod signal;
 pub mod size_guard;
+mod tls_session;
 
 use std::collections::BTreeMap;
 use std::future::Future;
