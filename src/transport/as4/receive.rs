@@ -51,6 +51,8 @@ struct RequestSink {
     /// The message id and the journal item of the delivered interchange, once the request is
     /// recorded with them.
     delivered: std::sync::Mutex<Option<(String, String)>>,
+    /// Set when another delivery (another instance) accepted the key first.
+    key_taken: std::sync::atomic::AtomicBool,
 }
 
 impl MessageSink for RequestSink {
@@ -102,10 +104,12 @@ impl MessageSink for RequestSink {
             let inserted = match arrived {
                 Arrived::Journaled(inserted) => inserted,
                 Arrived::KeyTaken => {
+                    self.key_taken
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                     return Err(Refusal::Retry(format!(
                         "message {} was accepted on another connection meanwhile",
                         message.message_id
-                    )))
+                    )));
                 }
             };
             if let Inserted::Duplicate(id) = &inserted {
@@ -619,6 +623,7 @@ async fn verify_and_deliver(
         duplicate: duplicate.clone(),
         refusal: std::sync::Mutex::new(None),
         delivered: std::sync::Mutex::new(None),
+        key_taken: std::sync::atomic::AtomicBool::new(false),
     });
     let service = endpoint.inbound(
         Dedup::new(store.clone(), DEDUP_LEASE, clock.clone())
@@ -660,7 +665,21 @@ async fn verify_and_deliver(
             };
             (response, answer, recorded)
         }
-        Some(refused) => {
+        Some(mut refused) => {
+            if sink.key_taken.load(std::sync::atomic::Ordering::SeqCst) {
+                // As asx-rs's own "in flight" answer: the sender's retry is a duplicate.
+                let named = claimed.unwrap_or("this message");
+                refused = Refused {
+                    error: EbmsError::retry_later(
+                        format!(
+                            "{named} is being received on another connection; send it again later"
+                        ),
+                        refused.error.ref_to.clone(),
+                    ),
+                    outcome: "busy",
+                    reason: "the same message was accepted on another connection meanwhile".into(),
+                };
+            }
             let response = ebms_response(endpoint, &refused.error, clock.now());
             let mut answer = refused.answer(response.status());
             answer.delivered = delivered;
