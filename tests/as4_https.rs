@@ -881,6 +881,58 @@ async fn a_resumed_session_of_a_server_revoked_since_is_refused() {
     server.shut_down().await;
 }
 
+#[tokio::test]
+async fn our_server_refuses_a_resumed_session_of_a_client_revoked_since() {
+    let f = fixture();
+    // The server's CRL cache: a CRL valid for one day without the client, then one that
+    // revokes it, fetched once the first has expired.
+    let crl = Arc::new(SwappableCrl(Mutex::new(
+        std::fs::read(f.pki.crl_valid_for(&[], 1)).unwrap(),
+    )));
+    let days_on = Arc::new(AtomicUsize::new(0));
+    let clock = {
+        let days_on = days_on.clone();
+        let start = Clock::system().now();
+        Clock::from_fn(move || {
+            start + chrono::Duration::days(days_on.load(AtomicOrdering::SeqCst) as i64)
+        })
+    };
+    let anchors = vec![openssl::x509::X509::from_pem(&std::fs::read(f.pki.ca()).unwrap()).unwrap()];
+    let server_crl = Arc::new(CrlCache::new(anchors, crl.clone(), clock));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = settings(&f.server, &f.pki.ca())
+        .acceptor()
+        .unwrap()
+        .with_limits(16, Duration::from_secs(10), Duration::from_millis(300));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve_https(
+        listener,
+        Arc::new(acceptor),
+        server_crl,
+        move |peer| {
+            counter.fetch_add(1, AtomicOrdering::SeqCst);
+            WhoAmI { peer }
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = client(&f.client, &[(addr, SERVER_MP)]);
+    client.exchange(post(addr, "/as4")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    *crl.0.lock().unwrap() = std::fs::read(f.pki.crl_valid_for(&[&f.client], 7)).unwrap();
+    days_on.store(2, AtomicOrdering::SeqCst);
+    // The client resumes its session; the server checks the certificate the session holds
+    // and closes the connection.
+    let error = client.exchange(post(addr, "/as4")).await.unwrap_err();
+    assert_eq!(client.sessions_resumed(), 1, "{error}");
+    assert_eq!(accepted.load(AtomicOrdering::SeqCst), 1, "{error}");
+    Server { addr, stop, task }.shut_down().await;
+}
+
 /// A CRL source whose answer the test changes.
 #[derive(Debug)]
 struct SwappableCrl(Mutex<Vec<u8>>);
