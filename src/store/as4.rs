@@ -555,7 +555,7 @@ pub struct As4Arrival {
 /// What became of an [`As4Arrival`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arrived {
-    /// The interchange is journaled (or was, [`Inserted::Duplicate`]), the key accepted and
+    /// The interchange is journaled (or was, [`super::Inserted::Duplicate`]), the key accepted and
     /// the request recorded as receipted.
     Journaled(super::Inserted),
     /// The key was accepted, or claimed by another delivery, meanwhile: nothing was written.
