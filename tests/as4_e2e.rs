@@ -1170,6 +1170,49 @@ async fn a_message_id_sent_again_with_other_content_gets_an_ebms_error_not_a_rec
     ours.stop().await;
 }
 
+/// Issue 16: a received message is journaled with its request and dedup key in one commit,
+/// and the evidence of its receipt in a later one. Should the process stop between the two,
+/// no receipt went out and the sender retries: the retry is recognised by what the sender
+/// signed (kept with the request) and receipted, journaled once; other content under the id
+/// is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_is_receipted_again_when_the_first_receipts_evidence_was_never_written() {
+    let w = world();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = w.pki.ca();
+    let ours = Daemon::start(config(
+        dir.path(),
+        &w.ours,
+        port,
+        &ca,
+        &[(&w.vnb, Some(free_port()))],
+        "",
+    ))
+    .await;
+    let v = &w.vnb;
+    let s = sender(&w, VNB, &v.sig, &v.enc, &v.tls, &w.ours, port, unchanged);
+    let id = "lost-evidence-1@9900000000011";
+    let at = now();
+    s.send_at(OWN, interchange("LOST1"), id, at).await.unwrap();
+    // As if the process had stopped before the evidence commit.
+    sqlx::query("DELETE FROM as4_evidence WHERE message_id = $1")
+        .bind(id)
+        .execute(ours.store.pool())
+        .await
+        .unwrap();
+    s.send_at(OWN, interchange("LOST1"), id, at).await.unwrap();
+    assert!(is_receipt(&s.last().response));
+    assert_eq!(journal_count(&ours.store, "in").await, 1);
+    let e = s
+        .send_at(OWN, interchange("LOST2"), id, at)
+        .await
+        .expect_err("other content under a received id is refused");
+    assert_eq!(e.ebms_code.as_deref(), Some("EBMS:0004"), "{e}");
+    assert_eq!(journal_count(&ours.store, "in").await, 1);
+    ours.stop().await;
+}
+
 /// Issue 15 (AS4) findings 2 and 3: asx-rs's refusals came back as HTTP 400, ours as HTTP 200,
 /// neither with a SOAP Fault, and ours said only "refused permanently". Now every refusal has
 /// one shape, phase4's: HTTP 200, `application/soap+xml`, an unsigned `eb:SignalMessage` with

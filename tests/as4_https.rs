@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -26,7 +27,9 @@ use mako_gateway::transport::as4::https::{
     accept_peer, serve_https, FailureKind, HttpsClient, HttpsError, PlainHttpFetcher, TlsError,
     TlsSettings,
 };
-use mako_gateway::transport::smpki::{Clock, CrlCache, CrlUnavailable, PeerIdentity, SmPkiError};
+use mako_gateway::transport::smpki::{
+    Clock, CrlCache, CrlFetcher, CrlUnavailable, PeerIdentity, SmPkiError,
+};
 use openssl::ssl::{SslConnector, SslMethod, SslVersion};
 use pki::{Party, Pki, SmPkiRole};
 use tokio::io::AsyncReadExt;
@@ -116,11 +119,19 @@ fn crl_cache() -> Arc<CrlCache> {
 }
 
 fn client(party: &Party, expected: &[(SocketAddr, &str)]) -> HttpsClient {
+    client_with_crl(party, expected, crl_cache())
+}
+
+fn client_with_crl(
+    party: &Party,
+    expected: &[(SocketAddr, &str)],
+    crl: Arc<CrlCache>,
+) -> HttpsClient {
     let expected = expected
         .iter()
         .map(|(addr, mp)| (addr.to_string(), mp.parse().unwrap()))
         .collect();
-    HttpsClient::new(&settings(party, &fixture().pki.ca()), crl_cache(), expected)
+    HttpsClient::new(&settings(party, &fixture().pki.ca()), crl, expected)
         .expect("client")
         .with_timeouts(Duration::from_secs(5), Duration::from_secs(10))
 }
@@ -709,6 +720,279 @@ async fn shutdown_stops_accepting_and_lets_a_running_exchange_finish() {
         .unwrap();
     let error = client.exchange(post(addr, "/")).await.unwrap_err();
     assert_eq!(error.kind(), FailureKind::Connection, "{error}");
+}
+
+/// A server that counts the TLS connections it accepted (each gets its own service) and
+/// closes connections idle for `idle`.
+async fn start_counting_server(party: &Party, idle: Duration) -> (Server, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = settings(party, &fixture().pki.ca())
+        .acceptor()
+        .unwrap()
+        .with_limits(16, Duration::from_secs(10), idle);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve_https(
+        listener,
+        Arc::new(acceptor),
+        crl_cache(),
+        move |peer| {
+            counter.fetch_add(1, AtomicOrdering::SeqCst);
+            WhoAmI { peer }
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (Server { addr, stop, task }, accepted)
+}
+
+#[tokio::test]
+async fn two_exchanges_to_one_server_use_one_connection() {
+    let f = fixture();
+    let (server, accepted) = start_counting_server(&f.server, Duration::from_secs(30)).await;
+    let client = client(&f.client, &[(server.addr, SERVER_MP)]);
+    for _ in 0..3 {
+        let response = client.exchange(post(server.addr, "/as4")).await.unwrap();
+        assert_eq!(response.body(), &format!("{CLIENT_MP} {CLIENT_MP}"));
+    }
+    assert_eq!(accepted.load(AtomicOrdering::SeqCst), 1);
+    assert_eq!(client.connections_opened(), 1);
+    // Four at once need four connections; afterwards all four are kept and used again.
+    let exchanges = (0..4).map(|_| client.exchange(post(server.addr, "/as4")));
+    for response in futures_util::future::join_all(exchanges).await {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    let exchanges = (0..4).map(|_| client.exchange(post(server.addr, "/as4")));
+    for response in futures_util::future::join_all(exchanges).await {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    assert_eq!(accepted.load(AtomicOrdering::SeqCst), 4);
+    server.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_server_closed_is_replaced_without_an_error() {
+    let f = fixture();
+    let (server, accepted) = start_counting_server(&f.server, Duration::from_millis(300)).await;
+    let client = client(&f.client, &[(server.addr, SERVER_MP)]);
+    client.exchange(post(server.addr, "/as4")).await.unwrap();
+    // The server closes the idle connection; the client still holds it.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let response = client.exchange(post(server.addr, "/as4")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(accepted.load(AtomicOrdering::SeqCst), 2);
+    assert_eq!(client.connections_opened(), 2);
+    server.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_client_without_keep_alive_opens_a_connection_per_exchange() {
+    let f = fixture();
+    let (server, accepted) = start_counting_server(&f.server, Duration::from_secs(30)).await;
+    let client =
+        client(&f.client, &[(server.addr, SERVER_MP)]).with_keep_alive(0, Duration::from_secs(60));
+    for _ in 0..2 {
+        client.exchange(post(server.addr, "/as4")).await.unwrap();
+    }
+    assert_eq!(accepted.load(AtomicOrdering::SeqCst), 2);
+    server.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_kept_connection_is_never_used_for_another_partner() {
+    let f = fixture();
+    // Two partners' servers; the client's own certificate serves as the second one's.
+    let (first, first_accepted) = start_counting_server(&f.server, Duration::from_secs(30)).await;
+    let (second, second_accepted) = start_counting_server(&f.client, Duration::from_secs(30)).await;
+    let client = client(
+        &f.client,
+        &[(first.addr, SERVER_MP), (second.addr, CLIENT_MP)],
+    );
+    for _ in 0..2 {
+        client.exchange(post(first.addr, "/as4")).await.unwrap();
+        client.exchange(post(second.addr, "/as4")).await.unwrap();
+    }
+    assert_eq!(first_accepted.load(AtomicOrdering::SeqCst), 1);
+    assert_eq!(second_accepted.load(AtomicOrdering::SeqCst), 1);
+    assert_eq!(client.connections_opened(), 2);
+    first.shut_down().await;
+    second.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_new_connection_resumes_the_tls_session_and_both_sides_still_know_who_is_there() {
+    let f = fixture();
+    let (server, accepted) = start_counting_server(&f.server, Duration::from_millis(300)).await;
+    let client = client(&f.client, &[(server.addr, SERVER_MP)]);
+    client.exchange(post(server.addr, "/as4")).await.unwrap();
+    assert_eq!(client.sessions_resumed(), 0);
+    // The server closes the idle connection; the next one resumes the session.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let response = client.exchange(post(server.addr, "/as4")).await.unwrap();
+    assert_eq!(accepted.load(AtomicOrdering::SeqCst), 2);
+    assert_eq!(client.sessions_resumed(), 1);
+    // The server named the client from the certificate the session holds.
+    assert_eq!(response.body(), &format!("{CLIENT_MP} {CLIENT_MP}"));
+    server.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_resumed_session_of_a_server_revoked_since_is_refused() {
+    let f = fixture();
+    let (server, _accepted) = start_counting_server(&f.server, Duration::from_millis(300)).await;
+    let crl = Arc::new(SwappableCrl(Mutex::new(
+        std::fs::read(f.pki.crl_valid_for(&[], 1)).unwrap(),
+    )));
+    let days_on = Arc::new(AtomicUsize::new(0));
+    let clock = {
+        let days_on = days_on.clone();
+        let start = Clock::system().now();
+        Clock::from_fn(move || {
+            start + chrono::Duration::days(days_on.load(AtomicOrdering::SeqCst) as i64)
+        })
+    };
+    let anchors = vec![openssl::x509::X509::from_pem(&std::fs::read(f.pki.ca()).unwrap()).unwrap()];
+    let cache = Arc::new(CrlCache::new(anchors, crl.clone(), clock));
+    let client = client_with_crl(&f.client, &[(server.addr, SERVER_MP)], cache);
+    client.exchange(post(server.addr, "/as4")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    *crl.0.lock().unwrap() = std::fs::read(f.pki.crl_valid_for(&[&f.server], 7)).unwrap();
+    days_on.store(2, AtomicOrdering::SeqCst);
+    let error = client
+        .exchange(post(server.addr, "/as4"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            HttpsError::Tls {
+                source: TlsError::Revoked { .. },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // The handshake itself was abbreviated: the refusal came from the check after it.
+    assert_eq!(client.sessions_resumed(), 1);
+    assert_eq!(client.connections_opened(), 1);
+    server.shut_down().await;
+}
+
+#[tokio::test]
+async fn our_server_refuses_a_resumed_session_of_a_client_revoked_since() {
+    let f = fixture();
+    // The server's CRL cache: a CRL valid for one day without the client, then one that
+    // revokes it, fetched once the first has expired.
+    let crl = Arc::new(SwappableCrl(Mutex::new(
+        std::fs::read(f.pki.crl_valid_for(&[], 1)).unwrap(),
+    )));
+    let days_on = Arc::new(AtomicUsize::new(0));
+    let clock = {
+        let days_on = days_on.clone();
+        let start = Clock::system().now();
+        Clock::from_fn(move || {
+            start + chrono::Duration::days(days_on.load(AtomicOrdering::SeqCst) as i64)
+        })
+    };
+    let anchors = vec![openssl::x509::X509::from_pem(&std::fs::read(f.pki.ca()).unwrap()).unwrap()];
+    let server_crl = Arc::new(CrlCache::new(anchors, crl.clone(), clock));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = settings(&f.server, &f.pki.ca())
+        .acceptor()
+        .unwrap()
+        .with_limits(16, Duration::from_secs(10), Duration::from_millis(300));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve_https(
+        listener,
+        Arc::new(acceptor),
+        server_crl,
+        move |peer| {
+            counter.fetch_add(1, AtomicOrdering::SeqCst);
+            WhoAmI { peer }
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = client(&f.client, &[(addr, SERVER_MP)]);
+    client.exchange(post(addr, "/as4")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    *crl.0.lock().unwrap() = std::fs::read(f.pki.crl_valid_for(&[&f.client], 7)).unwrap();
+    days_on.store(2, AtomicOrdering::SeqCst);
+    // The client resumes its session; the server checks the certificate the session holds
+    // and closes the connection.
+    let error = client.exchange(post(addr, "/as4")).await.unwrap_err();
+    assert_eq!(client.sessions_resumed(), 1, "{error}");
+    assert_eq!(accepted.load(AtomicOrdering::SeqCst), 1, "{error}");
+    Server { addr, stop, task }.shut_down().await;
+}
+
+/// A CRL source whose answer the test changes.
+#[derive(Debug)]
+struct SwappableCrl(Mutex<Vec<u8>>);
+
+impl CrlFetcher for SwappableCrl {
+    fn fetch<'a>(
+        &'a self,
+        _url: &'a str,
+    ) -> mako_gateway::transport::smpki::BoxFuture<
+        'a,
+        Result<Bytes, mako_gateway::transport::smpki::BoxError>,
+    > {
+        let crl = Bytes::from(self.0.lock().unwrap().clone());
+        Box::pin(async move { Ok(crl) })
+    }
+}
+
+#[tokio::test]
+async fn a_kept_connection_is_checked_against_the_crl_again_before_it_is_used() {
+    let f = fixture();
+    let (server, accepted) = start_counting_server(&f.server, Duration::from_secs(30)).await;
+    // The client's CRL cache: a CRL valid for one day without the server, then one that
+    // revokes it, fetched once the first has expired (the clock moved two days on).
+    let crl = Arc::new(SwappableCrl(Mutex::new(
+        std::fs::read(f.pki.crl_valid_for(&[], 1)).unwrap(),
+    )));
+    let days_on = Arc::new(AtomicUsize::new(0));
+    let clock = {
+        let days_on = days_on.clone();
+        let start = Clock::system().now();
+        Clock::from_fn(move || {
+            start + chrono::Duration::days(days_on.load(AtomicOrdering::SeqCst) as i64)
+        })
+    };
+    let anchors = vec![openssl::x509::X509::from_pem(&std::fs::read(f.pki.ca()).unwrap()).unwrap()];
+    let cache = Arc::new(CrlCache::new(anchors, crl.clone(), clock));
+    let client = client_with_crl(&f.client, &[(server.addr, SERVER_MP)], cache);
+    client.exchange(post(server.addr, "/as4")).await.unwrap();
+    *crl.0.lock().unwrap() = std::fs::read(f.pki.crl_valid_for(&[&f.server], 7)).unwrap();
+    // Within the first CRL's validity the kept connection is used.
+    client.exchange(post(server.addr, "/as4")).await.unwrap();
+    days_on.store(2, AtomicOrdering::SeqCst);
+    let error = client
+        .exchange(post(server.addr, "/as4"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            HttpsError::Tls {
+                source: TlsError::Revoked { .. },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // Refused on the kept connection, without a new handshake.
+    assert_eq!(client.connections_opened(), 1);
+    assert_eq!(accepted.load(AtomicOrdering::SeqCst), 1);
+    server.shut_down().await;
 }
 
 /// `asx::Inbound` plugs into `serve_https` as it is (checked by the compiler; never run).

@@ -438,6 +438,136 @@ async fn duplicates_are_handed_to_the_handler_and_settling_them_changes_nothing(
     assert!(!seen.is_set());
 }
 
+/// Issue 16, the one-commit path: a delivery claims a key in its process only; the journal's
+/// transaction settles it as accepted together with the interchange and the raw request. Of
+/// two instances delivering the same message, exactly one journals it (the other finds the
+/// key taken and writes nothing); in one instance a second delivery finds it in flight; a
+/// live two-phase claim row keeps the key in flight; a claim ends with its delivery.
+async fn in_process_claims_are_settled_once_by_the_journal_commit(stores: Vec<Store>) {
+    use asx::{Claim, DedupStore};
+    use mako_gateway::store::{Arrived, As4Arrival, As4IncomingRequest, Inserted};
+    use mako_gateway::transport::as4::persist::{HeldKey, InFlightKeys};
+    use mako_gateway::worker::receive::Journal;
+    use std::sync::Arc;
+    let clock = mako_gateway::clock::Clock::system();
+    let namespace = format!("{}/", mako_gateway::ids::new_id("one", clock.now()));
+    let (keys_a, keys_b) = (
+        Arc::new(InFlightKeys::default()),
+        Arc::new(InFlightKeys::default()),
+    );
+    let dedup = |store: &Store, held: &Arc<HeldKey>| {
+        Dedup::new(store.clone(), Duration::from_secs(60), clock.clone())
+            .with_namespace(namespace.clone())
+            .claiming_in_process(held.clone())
+    };
+    let key = "BDEW/9900000000011/one-1";
+    let held_a = Arc::new(HeldKey::new(keys_a.clone()));
+    assert!(matches!(
+        dedup(&stores[0], &held_a).claim(key).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    // The same key again in the same instance: in flight; in another instance: claimed too.
+    let held_a2 = Arc::new(HeldKey::new(keys_a.clone()));
+    assert!(matches!(
+        dedup(&stores[0], &held_a2).claim(key).await.unwrap(),
+        Claim::InFlight
+    ));
+    let held_b = Arc::new(HeldKey::new(keys_b.clone()));
+    assert!(matches!(
+        dedup(&stores[1], &held_b).claim(key).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+
+    let reference = "ONE1";
+    let raw = format!(
+        "UNA:+.? 'UNB+UNOC:3+9900000000011:500+9900000000003:500+260512:0930+{reference}'\
+         UNH+1+ORDRSP:D:10A:UN:1.4b'BGM+Z91+{reference}'UNT+3+1'UNZ+1+{reference}'"
+    )
+    .into_bytes();
+    let arrival = |held: &HeldKey, id: &str| As4Arrival {
+        request: As4IncomingRequest {
+            id: id.to_string(),
+            peer: "9900000000011 (test)".into(),
+            content_type: "multipart/related".into(),
+            raw: bytes::Bytes::from_static(b"--request--"),
+            received_at: clock.now(),
+        },
+        dedup_key: held.key().expect("claimed"),
+        message_id: "one-1".into(),
+        sender: "9900000000011".into(),
+        signed: "[]".into(),
+    };
+    let id_a = mako_gateway::ids::new_id("as4in", clock.now());
+    let id_b = mako_gateway::ids::new_id("as4in", clock.now());
+    let a = Journal::new(stores[0].clone())
+        .receive_as4(raw.clone(), arrival(&held_a, &id_a), clock.now())
+        .await
+        .unwrap();
+    assert!(matches!(a, Arrived::Journaled(Inserted::New(_))), "{a:?}");
+    let b = Journal::new(stores[1].clone())
+        .receive_as4(raw.clone(), arrival(&held_b, &id_b), clock.now())
+        .await
+        .unwrap();
+    assert_eq!(b, Arrived::KeyTaken);
+    let mut conn = stores[1].conn().await.unwrap();
+    let journaled: i64 = sqlx::query("SELECT COUNT(*) FROM journal WHERE interchange_ref = $1")
+        .bind(reference)
+        .fetch_one(stores[1].pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(journaled, 1);
+    let recorded = conn.as4_request_raw(&id_a).await.unwrap().unwrap();
+    assert_eq!(recorded.raw, b"--request--");
+    assert!(conn.as4_request_raw(&id_b).await.unwrap().is_none());
+    assert_eq!(
+        conn.as4_signed("one-1", "9900000000011")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("[]")
+    );
+    // Accepted now: a duplicate for everyone.
+    let held = Arc::new(HeldKey::new(keys_a.clone()));
+    assert!(matches!(
+        dedup(&stores[1], &held).claim(key).await.unwrap(),
+        Claim::Duplicate
+    ));
+
+    // A live two-phase claim row (an instance on the old path) keeps the key in flight.
+    let plain = Dedup::new(stores[0].clone(), Duration::from_secs(60), clock.clone())
+        .with_namespace(namespace.clone());
+    let other = "BDEW/9900000000011/one-2";
+    assert!(matches!(
+        plain.claim(other).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    let held = Arc::new(HeldKey::new(keys_a.clone()));
+    assert!(matches!(
+        dedup(&stores[0], &held).claim(other).await.unwrap(),
+        Claim::InFlight
+    ));
+    assert!(!conn
+        .as4_accept_unclaimed(&format!("{namespace}{other}"), clock.now())
+        .await
+        .unwrap());
+
+    // A claim ends with its delivery (its HeldKey dropped, whatever the outcome).
+    let third = "BDEW/9900000000011/one-3";
+    let held = Arc::new(HeldKey::new(keys_a.clone()));
+    assert!(matches!(
+        dedup(&stores[0], &held).claim(third).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    drop(held);
+    let held = Arc::new(HeldKey::new(keys_a.clone()));
+    assert!(matches!(
+        dedup(&stores[0], &held).claim(third).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    drop((held_a, held_a2, held_b));
+}
+
 on_both! {
     received_requests => received_requests_are_kept_with_their_answers;
     duplicates_handed_to_the_handler => duplicates_are_handed_to_the_handler_and_settling_them_changes_nothing;
@@ -446,4 +576,5 @@ on_both! {
     two_instances_claim_each_message_once => two_instances_claim_each_key_once;
     retention => retention_purges_only_old_accepted_keys;
     outbound_message_id => outbound_message_id_is_fixed_once;
+    in_process_claims => in_process_claims_are_settled_once_by_the_journal_commit;
 }

@@ -254,6 +254,137 @@ impl<C: Connection> Session<C> {
         Ok(id)
     }
 
+    /// Settles `key` as accepted for a delivery that holds no claim row (the one-commit path
+    /// of issue 16): a new key, or one whose earlier claim's lease ran out. `false` when the
+    /// key is accepted already or another delivery holds a live claim on it; the caller then
+    /// writes nothing else (its transaction decides, so of two deliveries exactly one gets
+    /// `true`, in one instance or several).
+    pub async fn as4_accept_unclaimed(
+        &mut self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO as4_dedup (message_key, state, token, lease_until, claimed_at, \
+             accepted_at) VALUES ($1, 'accepted', NULL, $2, $2, $2) \
+             ON CONFLICT (message_key) DO UPDATE SET state = 'accepted', token = NULL, \
+             accepted_at = $2 \
+             WHERE as4_dedup.state = 'in_flight' AND as4_dedup.lease_until <= $2",
+        )
+        .bind(key)
+        .bind(ms(now))
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("accepting an AS4 message key"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// What the dedup store holds for `key` now, read without claiming anything:
+    /// [`DedupClaim::Duplicate`] (accepted), [`DedupClaim::InFlight`] (a live claim) or
+    /// [`DedupClaim::Claimed`] with an empty token (free: new, or its claim's lease ran out).
+    pub async fn as4_key_state(
+        &mut self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DedupClaim, StoreError> {
+        let row = sqlx::query("SELECT state, lease_until FROM as4_dedup WHERE message_key = $1")
+            .bind(key)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(StoreError::query("reading an AS4 message key"))?;
+        let Some(row) = row else {
+            return Ok(DedupClaim::Claimed(String::new()));
+        };
+        let state: String = get(&row, "state")?;
+        let lease_until: i64 = get(&row, "lease_until")?;
+        Ok(if state == "accepted" {
+            DedupClaim::Duplicate
+        } else if lease_until > ms(now) {
+            DedupClaim::InFlight
+        } else {
+            DedupClaim::Claimed(String::new())
+        })
+    }
+
+    /// Records a received request that was journaled as `journal_id`, with its receipt as
+    /// the answer (in the transaction that journals it).
+    pub async fn insert_as4_arrival(
+        &mut self,
+        arrival: &As4Arrival,
+        journal_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO as4_inbox (id, peer, content_type, raw, received_at, outcome, \
+             http_status, answered_at, message_id, journal_id, sender, signed) \
+             VALUES ($1, $2, $3, $4, $5, 'receipted', 200, $6, $7, $8, $9, $10)",
+        )
+        .bind(&arrival.request.id)
+        .bind(&arrival.request.peer)
+        .bind(&arrival.request.content_type)
+        .bind(arrival.request.raw.to_vec())
+        .bind(ms(arrival.request.received_at))
+        .bind(ms(now))
+        .bind(&arrival.message_id)
+        .bind(journal_id)
+        .bind(&arrival.sender)
+        .bind(&arrival.signed)
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("journaling a received AS4 request"))?;
+        Ok(())
+    }
+
+    /// Records a received request with how it was answered, in one statement (a request
+    /// that did not deliver an interchange).
+    pub async fn insert_as4_request_answered(
+        &mut self,
+        request: &As4IncomingRequest,
+        answer: &As4Answer,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO as4_inbox (id, peer, content_type, raw, received_at, outcome, \
+             http_status, ebms_code, reason, answered_at, message_id, journal_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&request.id)
+        .bind(&request.peer)
+        .bind(&request.content_type)
+        .bind(request.raw.to_vec())
+        .bind(ms(request.received_at))
+        .bind(answer.outcome)
+        .bind(i32::from(answer.http_status))
+        .bind(answer.ebms_code.clone())
+        .bind(answer.reason.clone())
+        .bind(ms(now))
+        .bind(answer.delivered.as_ref().map(|d| d.0.clone()))
+        .bind(answer.delivered.as_ref().map(|d| d.1.clone()))
+        .execute(self.conn())
+        .await
+        .map_err(StoreError::query("journaling a received AS4 request"))?;
+        Ok(())
+    }
+
+    /// What `sender` signed in message `message_id` as we receipted it (the JSON kept with
+    /// the request), if a request of it was receipted.
+    pub async fn as4_signed(
+        &mut self,
+        message_id: &str,
+        sender: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT signed FROM as4_inbox WHERE message_id = $1 AND sender = $2 \
+             AND signed IS NOT NULL ORDER BY id LIMIT 1",
+        )
+        .bind(message_id)
+        .bind(sender)
+        .fetch_optional(self.conn())
+        .await
+        .map_err(StoreError::query("reading what an AS4 message signed"))?;
+        row.map(|r| get(&r, "signed")).transpose()
+    }
+
     /// Records how a received AS4 request was answered.
     pub async fn finish_as4_request(
         &mut self,
@@ -387,4 +518,46 @@ pub struct As4RequestRaw {
     pub content_type: String,
     /// The request body as received.
     pub raw: Vec<u8>,
+}
+
+/// A received AS4 request: its row id (made when it arrived, so that rows sort by arrival),
+/// the TLS peer, its Content-Type and body as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct As4IncomingRequest {
+    /// Row id (`as4in_…`).
+    pub id: String,
+    /// The TLS peer (its market partner ID) and address.
+    pub peer: String,
+    /// The request's Content-Type.
+    pub content_type: String,
+    /// The body.
+    pub raw: bytes::Bytes,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+}
+
+/// What the one commit of a received AS4 message holds besides its interchange (issue 16):
+/// the request as received, and the message's dedup key settled as accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct As4Arrival {
+    /// The request.
+    pub request: As4IncomingRequest,
+    /// The key asx-rs deduplicates the message by.
+    pub dedup_key: String,
+    /// `eb:MessageId`.
+    pub message_id: String,
+    /// `eb:From` (the sender's market partner ID).
+    pub sender: String,
+    /// What the sender signed (JSON), to recognise its retry.
+    pub signed: String,
+}
+
+/// What became of an [`As4Arrival`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arrived {
+    /// The interchange is journaled (or was, [`super::Inserted::Duplicate`]), the key accepted and
+    /// the request recorded as receipted.
+    Journaled(super::Inserted),
+    /// The key was accepted, or claimed by another delivery, meanwhile: nothing was written.
+    KeyTaken,
 }

@@ -49,7 +49,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 
-pub use as4::{As4Answer, As4Outbound, As4Request, As4RequestRaw, DedupClaim};
+pub use as4::{
+    Arrived, As4Answer, As4Arrival, As4IncomingRequest, As4Outbound, As4Request, As4RequestRaw,
+    DedupClaim,
+};
 pub use audit::{AuditEntry, ConsoleCounts, NewAudit, ParkedItem};
 pub use deadlines::{overdue_topic, StoredDeadline};
 pub use error::StoreError;

@@ -35,7 +35,7 @@ use chrono::{DateTime, Utc};
 use super::{BoxFuture, InboundSink};
 use crate::clock::Clock;
 use crate::ids::MarketPartnerId;
-use crate::store::{Inserted, StoreError, Transport};
+use crate::store::{Arrived, As4Arrival, Inserted, StoreError, Transport};
 
 /// Most partners tracked: far more than a supplier exchanges with, few enough to bound the
 /// memory and the metric series a flood of made-up (but valid) sender IDs could cause.
@@ -425,6 +425,30 @@ impl InboundSink for RecordingSink {
                         now,
                     ),
                 }
+            }
+            result
+        })
+    }
+
+    fn receive_as4(
+        &self,
+        raw: Vec<u8>,
+        arrival: As4Arrival,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Arrived, StoreError>> {
+        Box::pin(async move {
+            let sender = arrival.sender.clone();
+            let result = self.sink.receive_as4(raw, arrival, now).await;
+            match &result {
+                Ok(_) => self
+                    .health
+                    .succeeded(Part::As4Receiver, Some(sender.as_str()), now),
+                Err(e) => self.health.failed(
+                    Part::As4Receiver,
+                    None,
+                    &format_args!("a received interchange cannot be journaled: {e}"),
+                    now,
+                ),
             }
             result
         })

@@ -25,7 +25,7 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{Inserted, StoreError, Transport};
+use crate::store::{Arrived, As4Arrival, Inserted, StoreError, Transport};
 
 /// A boxed, sendable future (the seams are object safe: the worker holds `dyn Outbound`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -41,6 +41,18 @@ pub trait InboundSink: Send + Sync {
         transport: Transport,
         now: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<Inserted, StoreError>>;
+
+    /// Journals `raw`, received in an AS4 message at `now`, as [`InboundSink::receive`]
+    /// does, and in the same commit settles the message's dedup key as accepted and records
+    /// its request as receipted ([`As4Arrival`]): one commit per received message (issue 16).
+    /// [`Arrived::KeyTaken`] when another delivery accepted or claimed the key meanwhile;
+    /// nothing is written then.
+    fn receive_as4(
+        &self,
+        raw: Vec<u8>,
+        arrival: As4Arrival,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Arrived, StoreError>>;
 }
 
 /// One interchange to send.

@@ -10,6 +10,12 @@
 //! record, so acknowledging after `receive` returns stays safe. When a group's transaction
 //! fails, each of its records is journaled on its own, so one bad interchange (too big for
 //! the database, say) fails alone.
+//!
+//! **AS4 in the same commit** ([`Journal::receive_as4`], issue 16): a record may bring its AS4
+//! request and dedup key along; the group's transaction then also settles the key as accepted
+//! and records the request as receipted, so that a received AS4 message costs one (shared)
+//! commit instead of four. A key that another delivery accepted or holds meanwhile leaves that
+//! record unwritten ([`Arrived::KeyTaken`]); the rest of the group goes on.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -17,7 +23,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use crate::plan::inbound::journal_facts;
-use crate::store::{InboundRecord, Inserted, Store, StoreError, Transport};
+use crate::store::{Arrived, As4Arrival, InboundRecord, Inserted, Store, StoreError, Transport};
 use crate::transport::{BoxFuture, InboundSink};
 
 /// Most interchanges journaled in one transaction.
@@ -26,7 +32,9 @@ pub const MAX_GROUP: usize = 256;
 /// A record waiting for the writer, and where its result goes.
 struct Waiting {
     record: InboundRecord,
-    reply: oneshot::Sender<Result<Inserted, StoreError>>,
+    /// The AS4 request and dedup key written with it, if it came over AS4 (issue 16).
+    as4: Option<As4Arrival>,
+    reply: oneshot::Sender<Result<Arrived, StoreError>>,
 }
 
 /// Journals received interchanges.
@@ -66,14 +74,36 @@ impl Journal {
         transport: Transport,
         now: DateTime<Utc>,
     ) -> Result<Inserted, StoreError> {
+        match self.enqueue(record_of(raw, transport, now), None).await? {
+            Arrived::Journaled(inserted) => Ok(inserted),
+            // Only a record with an AS4 key can find it taken.
+            Arrived::KeyTaken => Err(abandoned()),
+        }
+    }
+
+    /// Journals an interchange received in an AS4 message, and in the same commit settles
+    /// the message's dedup key as accepted and records the request as receipted
+    /// ([`crate::transport::InboundSink::receive_as4`]).
+    pub async fn receive_as4(
+        &self,
+        raw: Vec<u8>,
+        arrival: As4Arrival,
+        now: DateTime<Utc>,
+    ) -> Result<Arrived, StoreError> {
+        self.enqueue(record_of(raw, Transport::As4, now), Some(arrival))
+            .await
+    }
+
+    async fn enqueue(
+        &self,
+        record: InboundRecord,
+        as4: Option<As4Arrival>,
+    ) -> Result<Arrived, StoreError> {
         let (reply, mut result) = oneshot::channel();
         self.queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Waiting {
-                record: record_of(raw, transport, now),
-                reply,
-            });
+            .push(Waiting { record, as4, reply });
         loop {
             // Answered by a writer, or our turn to write what is queued.
             let turn = tokio::select! {
@@ -110,7 +140,7 @@ impl Journal {
         if group.is_empty() {
             return;
         }
-        if group.len() > 1 {
+        if group.len() > 1 || group[0].as4.is_some() {
             match self.write_together(&group).await {
                 Ok(results) => {
                     for (waiting, result) in group.into_iter().zip(results) {
@@ -118,28 +148,66 @@ impl Journal {
                     }
                     return;
                 }
-                Err(e) => {
+                Err(e) if group.len() > 1 => {
                     tracing::warn!(
                         error = %e,
                         records = group.len(),
                         "journaling a group failed; journaling its records one by one"
                     );
                 }
+                Err(e) => {
+                    let _ = group.into_iter().next().map(|w| w.reply.send(Err(e)));
+                    return;
+                }
             }
         }
         for waiting in group {
-            let result = match self.store.conn().await {
-                Ok(mut conn) => conn.insert_inbound(&waiting.record).await,
-                Err(e) => Err(e),
+            let result = if waiting.as4.is_some() {
+                self.write_together(std::slice::from_ref(&waiting))
+                    .await
+                    .map(|mut r| r.remove(0))
+            } else {
+                match self.store.conn().await {
+                    Ok(mut conn) => conn
+                        .insert_inbound(&waiting.record)
+                        .await
+                        .map(Arrived::Journaled),
+                    Err(e) => Err(e),
+                }
             };
             let _ = waiting.reply.send(result);
         }
     }
 
-    async fn write_together(&self, group: &[Waiting]) -> Result<Vec<Inserted>, StoreError> {
-        let records: Vec<&InboundRecord> = group.iter().map(|w| &w.record).collect();
+    /// One transaction: the AS4 keys settled first (a taken key leaves its record out), then
+    /// the records journaled in one statement, then the AS4 requests recorded with their
+    /// journal ids.
+    async fn write_together(&self, group: &[Waiting]) -> Result<Vec<Arrived>, StoreError> {
         let mut tx = self.store.begin().await?;
-        let results = tx.insert_inbound_many(&records).await?;
+        let mut results = vec![Arrived::KeyTaken; group.len()];
+        let mut journaled = Vec::with_capacity(group.len());
+        for (i, waiting) in group.iter().enumerate() {
+            match &waiting.as4 {
+                Some(as4) => {
+                    if tx
+                        .as4_accept_unclaimed(&as4.dedup_key, waiting.record.received_at)
+                        .await?
+                    {
+                        journaled.push(i);
+                    }
+                }
+                None => journaled.push(i),
+            }
+        }
+        let records: Vec<&InboundRecord> = journaled.iter().map(|&i| &group[i].record).collect();
+        let inserted = tx.insert_inbound_many(&records).await?;
+        for (&i, inserted) in journaled.iter().zip(inserted) {
+            if let Some(as4) = &group[i].as4 {
+                tx.insert_as4_arrival(as4, inserted.journal_id(), group[i].record.received_at)
+                    .await?;
+            }
+            results[i] = Arrived::Journaled(inserted);
+        }
         tx.commit().await?;
         Ok(results)
     }
@@ -175,5 +243,14 @@ impl InboundSink for Journal {
         now: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<Inserted, StoreError>> {
         Box::pin(Journal::receive(self, raw, transport, now))
+    }
+
+    fn receive_as4(
+        &self,
+        raw: Vec<u8>,
+        arrival: As4Arrival,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Arrived, StoreError>> {
+        Box::pin(Journal::receive_as4(self, raw, arrival, now))
     }
 }

@@ -257,6 +257,11 @@ impl Pki {
     /// A CRL signed by the CA that lists `revoked`, valid for 7 days; returns the DER file
     /// (the PEM one is beside it, `.pem` instead of `.der`).
     pub fn crl(&self, revoked: &[&Party]) -> PathBuf {
+        self.crl_valid_for(revoked, 7)
+    }
+
+    /// A CRL as [`Pki::crl`] makes it, valid for `days` days.
+    pub fn crl_valid_for(&self, revoked: &[&Party], days: u32) -> PathBuf {
         let n = self.crls.fetch_add(1, Ordering::SeqCst);
         let config = format!("crl-{n}.cnf");
         std::fs::write(self.path(&format!("crl-{n}.index")), "").expect("write CRL index");
@@ -267,7 +272,7 @@ impl Pki {
                 "[ca]\ndefault_ca = test_ca\n\
                  [test_ca]\ndatabase = crl-{n}.index\ncrlnumber = crl-{n}.number\n\
                  certificate = ca.pem\nprivate_key = ca.key\ndefault_md = sha256\n\
-                 default_crl_days = 7\n"
+                 default_crl_days = {days}\n"
             ),
         )
         .expect("write CRL config");

@@ -19,8 +19,19 @@
 //! [`HttpsError::kind`] tells a connection failure (retry) from a TLS or certificate failure
 //! (park until someone fixes certificates or configuration).
 //!
-//! Not here: connection pooling (one connection per exchange: AS4 exchanges are few and large),
-//! proxies, HTTP/2.
+//! Connections are kept (HTTP/1.1 keep-alive, [`HttpsClient`]): per endpoint and expected
+//! partner up to [`DEFAULT_MAX_IDLE_PER_ENDPOINT`] idle connections for
+//! [`DEFAULT_IDLE_EXPIRY`], each with the identity verified when it was made; a kept connection
+//! is used again only for the same endpoint and expected partner, and only after its peer's
+//! revocation status was asked again (the [`CrlCache`] answers from its cache until the CRL's
+//! `nextUpdate`, so a revocation reaches kept connections as soon as it reaches new ones).
+//!
+//! A new connection offers the TLS session saved for its endpoint and expected partner (saved
+//! only after a full handshake passed every check); the server resumes sessions it issued.
+//! After a resumed handshake each side runs the naming and revocation checks again on the
+//! peer certificate the session holds (`tls_session` says why that is enough).
+//!
+//! Not here: proxies, HTTP/2.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,14 +39,16 @@ use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private};
@@ -43,7 +56,7 @@ use openssl::ssl::{
     Ssl, SslAcceptor, SslConnector, SslContextBuilder, SslMethod, SslRef, SslVerifyMode, SslVersion,
 };
 use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::{X509StoreContextRef, X509VerifyResult, X509};
+use openssl::x509::{X509Ref, X509StoreContextRef, X509VerifyResult, X509};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -51,6 +64,7 @@ use tokio::task::JoinSet;
 use tokio_openssl::SslStream;
 use tower_service::Service;
 
+use super::tls_session::{SessionKey, Sessions};
 use crate::ids::MarketPartnerId;
 use crate::transport::smpki::{
     check_sm_pki_naming, BoxError, BoxFuture, CrlCache, CrlFetcher, CrlUnavailable, PeerIdentity,
@@ -60,6 +74,9 @@ use crate::transport::smpki::{
 /// The groups both sides must offer for brainpool TLS 1.2 on OpenSSL 3.0 (`transport.md` §1.8);
 /// `prime256v1` for peers that only do NIST curves for the key exchange.
 pub const DEFAULT_GROUPS: &str = "brainpoolP256r1:prime256v1";
+
+/// Names our server's TLS sessions: a session is resumed only by a server of this context.
+const SESSION_ID_CONTEXT: &[u8] = b"mako-gateway/as4";
 
 /// TLS 1.2 suites for ECDSA certificates: ECDHE and AEAD first, then the CBC-SHA2 suites that
 /// BSI TR-02102-2 (which the BDEW refers to) still allows.
@@ -76,6 +93,15 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(100);
 /// The largest response body the client reads: a signed receipt or an ebMS error, never a
 /// payload; and a CRL (asx caps CRLs at 10 MiB).
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Idle connections the client keeps per endpoint (and expected partner): as many as
+/// exchanges to one partner usually run at once; more are closed when they become idle.
+pub const DEFAULT_MAX_IDLE_PER_ENDPOINT: usize = 8;
+
+/// How long the client keeps an idle connection: half the [`DEFAULT_IDLE_TIMEOUT`] after which
+/// our own server closes one (and well under what common servers allow), so that a kept
+/// connection is rarely closed by the server while we start to send on it.
+pub const DEFAULT_IDLE_EXPIRY: Duration = Duration::from_secs(60);
 
 /// The largest CRL [`PlainHttpFetcher`] reads (the cap asx applies to CRLs).
 pub const MAX_CRL_BYTES: usize = 10 * 1024 * 1024;
@@ -284,6 +310,12 @@ impl TlsSettings {
             .map_err(openssl("server context"))?;
         self.configure(&mut builder)?;
         builder.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        // Sessions may be resumed (with a client certificate OpenSSL requires a session id
+        // context for that); a resumed client's certificate, kept in the session, gets the
+        // naming and revocation checks again in `accept_peer`.
+        builder
+            .set_session_id_context(SESSION_ID_CONTEXT)
+            .map_err(openssl("the session id context"))?;
         for anchor in &self.anchors {
             builder
                 .add_client_ca(anchor)
@@ -507,8 +539,14 @@ async fn verify_peer(
 ) -> Result<PeerIdentity, TlsError> {
     let cert = ssl.peer_certificate().ok_or(TlsError::NoCertificate)?;
     let identity = check_sm_pki_naming(&cert, expected).map_err(TlsError::Naming)?;
-    match crl.status(&cert).await {
-        RevocationStatus::Good => Ok(identity),
+    check_revocation(&cert, crl).await?;
+    Ok(identity)
+}
+
+/// `cert`'s revocation status: good, or why not.
+async fn check_revocation(cert: &X509Ref, crl: &CrlCache) -> Result<(), TlsError> {
+    match crl.status(cert).await {
+        RevocationStatus::Good => Ok(()),
         RevocationStatus::Revoked { serial, revoked_at } => {
             Err(TlsError::Revoked { serial, revoked_at })
         }
@@ -676,13 +714,23 @@ impl Target {
 /// to our anchors, be named as the market partner we expect at that endpoint and not be
 /// revoked. Plain `http://` only for `GET` (the CRL downloads asx makes for signature
 /// certificates; CRLs are signed).
+///
+/// Connections are kept and used again (HTTP/1.1 keep-alive): per endpoint and expected
+/// partner up to [`DEFAULT_MAX_IDLE_PER_ENDPOINT`] idle ones, each for at most
+/// [`DEFAULT_IDLE_EXPIRY`]. A new connection gets every check above in its handshake; a kept
+/// one is used only for the endpoint and expected partner it was verified for, and only after
+/// its server certificate's revocation status was asked again (from the CRL cache; a new
+/// download when the CRL's `nextUpdate` has passed). A kept connection the server closed
+/// meanwhile is noticed before anything is sent on it, and the exchange goes to a new
+/// connection; a request that was sent is never sent again here (asx decides about retries).
 pub struct HttpsClient {
-    connector: SslConnector,
+    sessions: Sessions,
     crl: Arc<CrlCache>,
     expected: HashMap<String, MarketPartnerId>,
     connect_timeout: Duration,
     response_timeout: Duration,
     max_response_bytes: usize,
+    pool: Pool,
 }
 
 impl fmt::Debug for HttpsClient {
@@ -692,6 +740,8 @@ impl fmt::Debug for HttpsClient {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_idle", &self.pool.max_idle)
+            .field("idle_expiry", &self.pool.expiry)
             .finish_non_exhaustive()
     }
 }
@@ -707,7 +757,7 @@ impl HttpsClient {
         expected_partners: HashMap<String, MarketPartnerId>,
     ) -> Result<HttpsClient, TlsConfigError> {
         Ok(HttpsClient {
-            connector: settings.connector()?,
+            sessions: Sessions::new(settings.connector()?),
             crl,
             expected: expected_partners
                 .into_iter()
@@ -716,6 +766,13 @@ impl HttpsClient {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            pool: Pool {
+                idle: Mutex::default(),
+                max_idle: DEFAULT_MAX_IDLE_PER_ENDPOINT,
+                expiry: DEFAULT_IDLE_EXPIRY,
+                opened: AtomicU64::new(0),
+                resumed: AtomicU64::new(0),
+            },
         })
     }
 
@@ -733,7 +790,27 @@ impl HttpsClient {
         self
     }
 
-    /// One exchange on a new connection.
+    /// Other limits for kept connections than [`DEFAULT_MAX_IDLE_PER_ENDPOINT`] and
+    /// [`DEFAULT_IDLE_EXPIRY`]; `max_idle` 0 keeps none (one connection per exchange).
+    pub fn with_keep_alive(mut self, max_idle: usize, expiry: Duration) -> HttpsClient {
+        self.pool.max_idle = max_idle;
+        self.pool.expiry = expiry;
+        self
+    }
+
+    /// How many HTTPS connections (TLS handshakes) this client has made so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.pool.opened.load(Ordering::Relaxed)
+    }
+
+    /// How many handshakes resumed a TLS session (an abbreviated handshake), whether the
+    /// server then passed the checks or not.
+    pub fn sessions_resumed(&self) -> u64 {
+        self.pool.resumed.load(Ordering::Relaxed)
+    }
+
+    /// One exchange, on a kept connection to the same endpoint and partner if there is one,
+    /// else on a new one.
     pub async fn exchange(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpsError> {
         let refuse = |problem| HttpsError::Request {
             method: request.method().clone(),
@@ -755,16 +832,63 @@ impl HttpsClient {
             return plain_exchange(&target, request, &limits).await;
         }
         let authority = target.authority();
+        let expected = self.expected.get(&authority).cloned();
+        let key: PoolKey = (authority.clone(), expected.clone());
+        let mut request = origin_form(request).map_err(|source| HttpsError::Http {
+            authority: authority.clone(),
+            source,
+        })?;
+        if let Some(kept) = self.pool.checkout(&key, Instant::now()) {
+            // Revoked since the handshake? Asked again before every use (the CRL cache
+            // answers at once until the CRL's nextUpdate).
+            check_revocation(&kept.cert, &self.crl)
+                .await
+                .map_err(|source| HttpsError::Tls {
+                    authority: authority.clone(),
+                    source,
+                })?;
+            match self.send(kept, request, &authority).await {
+                Attempt::Answered(response, connection) => {
+                    self.pool.keep(key, connection, &response, Instant::now());
+                    return Ok(response);
+                }
+                Attempt::Failed(error) => return Err(error),
+                Attempt::NotSent(back) => {
+                    tracing::debug!(%authority, "kept connection closed by the server; opening a new one");
+                    request = back;
+                }
+            }
+        }
+        let connection = self.connect(&target, &key).await?;
+        match self.send(connection, request, &authority).await {
+            Attempt::Answered(response, connection) => {
+                self.pool.keep(key, connection, &response, Instant::now());
+                Ok(response)
+            }
+            Attempt::Failed(error) => Err(error),
+            Attempt::NotSent(_) => Err(HttpsError::Http {
+                authority,
+                source: "the new connection closed before the request was sent".into(),
+            }),
+        }
+    }
+
+    /// A new connection: TCP, the TLS handshake with every check of the server, HTTP/1.1.
+    /// The session saved for `key` is offered; when the server resumes it, the naming and
+    /// revocation checks run again on the certificate the session holds.
+    async fn connect(&self, target: &Target, key: &PoolKey) -> Result<Connection, HttpsError> {
+        let authority = target.authority();
+        let expected = key.1.as_ref();
         let tls = |source| HttpsError::Tls {
             authority: authority.clone(),
             source,
         };
-        let expected = self.expected.get(&authority);
-        let tcp = connect(&target, self.connect_timeout).await?;
+        let tcp = connect(target, self.connect_timeout).await?;
         let slot = NamingSlot::default();
-        let ssl = {
+        let mut ssl = {
             let mut config = self
-                .connector
+                .sessions
+                .connector()
                 .configure()
                 .map_err(|e| tls(TlsError::Setup(e)))?;
             let ip = target.bare_host().parse::<IpAddr>().is_ok();
@@ -778,21 +902,70 @@ impl HttpsClient {
                 .into_ssl(target.bare_host())
                 .map_err(|e| tls(TlsError::Setup(e)))?
         };
+        self.sessions.offer(key, &mut ssl);
         let stream = handshake(ssl, tcp, false, self.connect_timeout, &slot)
             .await
             .map_err(tls)?;
-        let peer = verify_peer(stream.ssl(), expected, &self.crl)
-            .await
+        if stream.ssl().session_reused() {
+            self.pool.resumed.fetch_add(1, Ordering::Relaxed);
+        }
+        let peer = match verify_peer(stream.ssl(), expected, &self.crl).await {
+            Ok(peer) => peer,
+            Err(refused) => {
+                self.sessions.forget(key);
+                return Err(tls(refused));
+            }
+        };
+        let cert = stream
+            .ssl()
+            .peer_certificate()
+            .ok_or(TlsError::NoCertificate)
             .map_err(tls)?;
-        tracing::debug!(%authority, partner = %peer.market_partner_id, "TLS server verified");
-        send_on(
-            stream,
-            request,
-            &authority,
-            self.response_timeout,
-            self.max_response_bytes,
-        )
-        .await
+        self.sessions.save(key.clone(), stream.ssl());
+        tracing::debug!(%authority, partner = %peer.market_partner_id, resumed = stream.ssl().session_reused(), "TLS server verified");
+        let (sender, driver) = open_http1(stream, &authority).await?;
+        self.pool.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(Connection {
+            sender,
+            cert,
+            _driver: driver,
+        })
+    }
+
+    /// `request` on `connection`, the whole response read within the response timeout.
+    async fn send(
+        &self,
+        mut connection: Connection,
+        request: Request<Full<Bytes>>,
+        authority: &str,
+    ) -> Attempt {
+        let max_bytes = self.max_response_bytes;
+        let exchange = async move {
+            // A connection the server closed fails here, before the request is handed over.
+            if connection.sender.ready().await.is_err() {
+                return Attempt::NotSent(request);
+            }
+            match connection.sender.try_send_request(request).await {
+                Ok(response) => match read_response(response, authority, max_bytes).await {
+                    Ok(response) => Attempt::Answered(response, connection),
+                    Err(error) => Attempt::Failed(error),
+                },
+                Err(mut error) => match error.take_message() {
+                    Some(request) => Attempt::NotSent(request),
+                    None => Attempt::Failed(HttpsError::Http {
+                        authority: authority.to_string(),
+                        source: error.into_error().into(),
+                    }),
+                },
+            }
+        };
+        match tokio::time::timeout(self.response_timeout, exchange).await {
+            Ok(sent) => sent,
+            Err(_) => Attempt::Failed(HttpsError::ResponseTimeout {
+                authority: authority.to_string(),
+                after: self.response_timeout,
+            }),
+        }
     }
 }
 
@@ -802,6 +975,94 @@ impl asx::HttpClient for HttpsClient {
         request: Request<Bytes>,
     ) -> asx::BoxFuture<'_, Result<Response<Bytes>, Box<dyn std::error::Error + Send + Sync>>> {
         Box::pin(async move { self.exchange(request).await.map_err(Into::into) })
+    }
+}
+
+/// Kept connections are keyed by the endpoint (`host:port`) and the market partner expected
+/// there: a connection is used again only for the pair it was verified for.
+type PoolKey = SessionKey;
+
+/// An HTTP/1.1 connection to a verified server.
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    /// The server's certificate, whose revocation status is asked again before each reuse.
+    cert: X509,
+    /// Drives the connection; dropping it closes the connection.
+    _driver: AbortOnDrop,
+}
+
+/// What became of a request on a connection.
+enum Attempt {
+    /// Answered; the connection may be kept.
+    Answered(Response<Bytes>, Connection),
+    /// The connection was closed before the request was handed over: it can go elsewhere.
+    NotSent(Request<Full<Bytes>>),
+    /// Failed after the request was (or may have been) sent.
+    Failed(HttpsError),
+}
+
+/// The idle connections of one client.
+struct Pool {
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    max_idle: usize,
+    expiry: Duration,
+    /// Connections made, for [`HttpsClient::connections_opened`].
+    opened: AtomicU64,
+    /// Of them, resumed TLS sessions, for [`HttpsClient::sessions_resumed`].
+    resumed: AtomicU64,
+}
+
+struct Idle {
+    connection: Connection,
+    since: Instant,
+}
+
+impl Pool {
+    fn usable(&self, idle: &Idle, now: Instant) -> bool {
+        now.saturating_duration_since(idle.since) < self.expiry
+            && !idle.connection.sender.is_closed()
+    }
+
+    /// The most recently used idle connection for `key` (the least likely to be closed by
+    /// the server); expired and closed ones on the way are dropped.
+    fn checkout(&self, key: &PoolKey, now: Instant) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(key)?;
+        while let Some(entry) = list.pop() {
+            if self.usable(&entry, now) {
+                return Some(entry.connection);
+            }
+        }
+        None
+    }
+
+    /// Keeps `connection` after `response`, unless either side said it closes.
+    fn keep(&self, key: PoolKey, connection: Connection, response: &Response<Bytes>, now: Instant) {
+        let closing = response
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
+            });
+        if closing || self.max_idle == 0 || connection.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        // Expired and closed connections go, for every endpoint (a handful of entries).
+        idle.retain(|_, list| {
+            list.retain(|entry| self.usable(entry, now));
+            !list.is_empty()
+        });
+        let list = idle.entry(key).or_default();
+        if list.len() >= self.max_idle {
+            list.remove(0);
+        }
+        list.push(Idle {
+            connection,
+            since: now,
+        });
     }
 }
 
@@ -854,21 +1115,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Sends `request` over `io` with HTTP/1.1 and reads the whole response.
-async fn send_on<IO>(
-    io: IO,
-    request: Request<Bytes>,
-    authority: &str,
-    limit: Duration,
-    max_bytes: usize,
-) -> Result<Response<Bytes>, HttpsError>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let http = |source: BoxError| HttpsError::Http {
-        authority: authority.to_string(),
-        source,
-    };
+/// The request as HTTP/1.1 sends it: with a `Host` header, the path in origin form.
+fn origin_form(request: Request<Bytes>) -> Result<Request<Full<Bytes>>, BoxError> {
     let (parts, body) = request.into_parts();
     let mut request = Request::from_parts(parts, Full::new(body));
     if !request.headers().contains_key(HOST) {
@@ -884,38 +1132,83 @@ where
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".to_string());
-    *request.uri_mut() = path
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| http(e.into()))?;
-    let exchange = async {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| http(e.into()))?;
-        let _connection = AbortOnDrop(tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "HTTP client connection ended with an error");
+    *request.uri_mut() = path.parse()?;
+    Ok(request)
+}
+
+/// HTTP/1.1 over `io`, its connection driven by a task of its own.
+async fn open_http1<IO>(
+    io: IO,
+    authority: &str,
+) -> Result<(SendRequest<Full<Bytes>>, AbortOnDrop), HttpsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| HttpsError::Http {
+            authority: authority.to_string(),
+            source: e.into(),
+        })?;
+    let driver = AbortOnDrop(tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "HTTP client connection ended with an error");
+        }
+    }));
+    Ok((sender, driver))
+}
+
+/// The whole response, its body at most `max_bytes`.
+async fn read_response(
+    response: Response<Incoming>,
+    authority: &str,
+    max_bytes: usize,
+) -> Result<Response<Bytes>, HttpsError> {
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, max_bytes)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                HttpsError::ResponseTooLarge {
+                    authority: authority.to_string(),
+                    max: max_bytes,
+                }
+            } else {
+                HttpsError::Http {
+                    authority: authority.to_string(),
+                    source: e,
+                }
             }
-        }));
+        })?
+        .to_bytes();
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Sends `request` over `io` with HTTP/1.1 and reads the whole response (one exchange, the
+/// connection closed after it).
+async fn send_on<IO>(
+    io: IO,
+    request: Request<Bytes>,
+    authority: &str,
+    limit: Duration,
+    max_bytes: usize,
+) -> Result<Response<Bytes>, HttpsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let http = |source: BoxError| HttpsError::Http {
+        authority: authority.to_string(),
+        source,
+    };
+    let request = origin_form(request).map_err(http)?;
+    let exchange = async {
+        let (mut sender, _connection) = open_http1(io, authority).await?;
         let response = sender
             .send_request(request)
             .await
             .map_err(|e| http(e.into()))?;
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, max_bytes)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<LengthLimitError>() {
-                    HttpsError::ResponseTooLarge {
-                        authority: authority.to_string(),
-                        max: max_bytes,
-                    }
-                } else {
-                    http(e)
-                }
-            })?
-            .to_bytes();
-        Ok(Response::from_parts(parts, body))
+        read_response(response, authority, max_bytes).await
     };
     match tokio::time::timeout(limit, exchange).await {
         Ok(result) => result,

@@ -25,6 +25,7 @@ pub mod receive;
 pub mod setup;
 pub mod signal;
 pub mod size_guard;
+mod tls_session;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -254,7 +255,7 @@ pub struct ReceivedMessage {
 
 /// One reference of a message's signature, as asx-rs's audit record keeps it (the stored-data
 /// contract of `asx::AuditRecord`: `uri`, `digest_algorithm`, the digest in base64).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct SignedPart {
     /// `#as4-messaging`, `#as4-body`, `cid:…`.
     pub uri: String,
@@ -352,9 +353,18 @@ fn check_received(
             )));
         }
     }
-    let signer = msg.signer();
-    let signer_subject = subject_of(signer);
-    if !common_name_of(signer).is_some_and(|cn| cn.contains("EMT.MAK")) {
+    // Parsed once: OpenSSL 3 decodes a certificate's public key on every parse, which costs
+    // about as much as an ECDSA verify for brainpool keys (seen in the AS4 bench's profile).
+    let signer = x509(msg.signer());
+    let signer_subject = signer
+        .as_ref()
+        .map(|c| subject_line(c))
+        .unwrap_or_else(|| "<unreadable certificate>".into());
+    if !signer
+        .as_ref()
+        .and_then(|c| common_name_of(c))
+        .is_some_and(|cn| cn.contains("EMT.MAK"))
+    {
         // SM-PKI certificates for market communication carry EMT.MAK in the CN (phase4
         // `validateInitiatorIdentity`, transport.md §1.7).
         return Err(Refusal::Permanent(format!(
@@ -407,22 +417,23 @@ fn x509(cert: &Certificate) -> Option<openssl::x509::X509> {
 
 fn subject_of(cert: &Certificate) -> String {
     x509(cert)
-        .map(|c| {
-            c.subject_name()
-                .entries()
-                .filter_map(|e| {
-                    let key = e.object().nid().short_name().ok()?;
-                    let value = e.data().to_string().ok()?;
-                    Some(format!("{key}={value}"))
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+        .map(|c| subject_line(&c))
         .unwrap_or_else(|| "<unreadable certificate>".into())
 }
 
-fn common_name_of(cert: &Certificate) -> Option<String> {
-    let c = x509(cert)?;
+fn subject_line(c: &openssl::x509::X509Ref) -> String {
+    c.subject_name()
+        .entries()
+        .filter_map(|e| {
+            let key = e.object().nid().short_name().ok()?;
+            let value = e.data().to_string().ok()?;
+            Some(format!("{key}={value}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn common_name_of(c: &openssl::x509::X509Ref) -> Option<String> {
     let entry = c
         .subject_name()
         .entries_by_nid(openssl::nid::Nid::COMMONNAME)

@@ -1,8 +1,16 @@
-//! The AS4 receiver: the handling of one received request ([`handle_request`]): its raw bytes
-//! journaled and committed first, then the gzip-bomb guard ([`super::size_guard`]), asx-rs's
-//! verification and our checks, then the interchange handed to the gateway's [`InboundSink`]
-//! — only then does the signed receipt go back. Every refusal goes out in one shape, ours
-//! ([`super::signal`]): an ebMS error signal with the reason, HTTP 200 (503: send it again).
+//! The AS4 receiver: the handling of one received request ([`handle_request`]): the gzip-bomb
+//! guard ([`super::size_guard`]), asx-rs's verification and our checks, then the interchange
+//! handed to the gateway's [`InboundSink`] together with the raw request and the message's
+//! dedup key — one commit — and only then does the signed receipt go back. A refused request
+//! is stored raw with its answer before the answer goes out. Every refusal goes out in one
+//! shape, ours ([`super::signal`]): an ebMS error signal with the reason, HTTP 200 (503: send
+//! it again).
+//!
+//! Commits per received message (issue 16): before, six (the raw request, the dedup claim,
+//! the journal, the evidence, the dedup accept, the answer); now one for the raw request,
+//! the dedup key and the journal together (shared with other messages received at the same
+//! moment, [`crate::worker::receive::Journal`]) and one for the evidence of the receipt
+//! (shared likewise, [`super::persist::EvidenceStore`]).
 
 use std::sync::Arc;
 
@@ -11,7 +19,7 @@ use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full};
 
 use super::https::serve_https;
-use super::persist::{Dedup, DuplicateSeen};
+use super::persist::{Dedup, DuplicateSeen, HeldKey, InFlightKeys};
 use super::setup::{As4Runtime, DEDUP_LEASE};
 use super::signal::EbmsError;
 use super::size_guard::{self, DecryptionKey, Verdict};
@@ -21,23 +29,30 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::ids::MarketPartnerId;
-use crate::store::{As4Answer, Inserted, Store, Transport};
+use crate::store::{Arrived, As4Answer, As4Arrival, As4IncomingRequest, Inserted, Store};
 use crate::transport::smpki::PeerIdentity;
 use crate::transport::InboundSink;
 
 /// The AS4 endpoint's sink for one request: the interchange goes to the gateway's
-/// [`InboundSink`] (journaled and committed); the message id and journal item go into the
-/// request's row with the answer. A message whose id was accepted before ([`DuplicateSeen`])
-/// is compared with what was accepted instead.
+/// [`InboundSink`] together with the request and the message's dedup key (one commit); the
+/// message id and journal item are kept for the answer. A message whose id was accepted
+/// before ([`DuplicateSeen`]) is compared with what was accepted instead.
 struct RequestSink {
     journal: Arc<dyn InboundSink>,
     store: Store,
     clock: Clock,
+    /// The request as received, recorded with the interchange.
+    request: As4IncomingRequest,
+    /// The key this delivery claimed (in this process).
+    held: Arc<HeldKey>,
     /// Set by the dedup store when this message's id was accepted before.
     duplicate: Arc<DuplicateSeen>,
     refusal: std::sync::Mutex<Option<Refusal>>,
-    /// The message id and the journal item of the delivered interchange.
+    /// The message id and the journal item of the delivered interchange, once the request is
+    /// recorded with them.
     delivered: std::sync::Mutex<Option<(String, String)>>,
+    /// Set when another delivery (another instance) accepted the key first.
+    key_taken: std::sync::atomic::AtomicBool,
 }
 
 impl MessageSink for RequestSink {
@@ -68,15 +83,38 @@ impl MessageSink for RequestSink {
                     )));
                 }
             }
-            let inserted = self
+            let dedup_key = self
+                .held
+                .key()
+                .ok_or_else(|| Refusal::Retry("the message's key is not claimed".into()))?;
+            let signed = serde_json::to_string(&message.signed)
+                .map_err(|e| Refusal::Retry(format!("the signed parts: {e}")))?;
+            let arrival = As4Arrival {
+                request: self.request.clone(),
+                dedup_key,
+                message_id: message.message_id.clone(),
+                sender: message.from.to_string(),
+                signed,
+            };
+            let arrived = self
                 .journal
-                .receive(message.payload, Transport::As4, self.clock.now())
+                .receive_as4(message.payload, arrival, self.clock.now())
                 .await
                 .map_err(|e| Refusal::Retry(format!("journaling failed: {e}")))?;
+            let inserted = match arrived {
+                Arrived::Journaled(inserted) => inserted,
+                Arrived::KeyTaken => {
+                    self.key_taken
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(Refusal::Retry(format!(
+                        "message {} was accepted on another connection meanwhile",
+                        message.message_id
+                    )));
+                }
+            };
             if let Inserted::Duplicate(id) = &inserted {
                 tracing::info!(journal = %id, message = %message.message_id, "interchange delivered twice: journaled once");
             }
-            // Recorded with the answer (one commit less per message).
             *self
                 .delivered
                 .lock()
@@ -102,12 +140,24 @@ impl RequestSink {
     /// reads. Nothing is journaled either way.
     async fn delivered_again(&self, message: &ReceivedMessage) -> Result<(), Refusal> {
         let id = &message.message_id;
-        let records = async { self.store.conn().await?.as4_evidence(id).await }
-            .await
-            .map_err(|e| Refusal::Retry(format!("reading the evidence of message {id}: {e}")))?;
-        let held = records
-            .iter()
-            .find_map(|r| accepted_from(r, message.from.as_str()));
+        let from = message.from.as_str();
+        let held = async {
+            let mut conn = self.store.conn().await?;
+            let records = conn.as4_evidence(id).await?;
+            if let Some(held) = records.iter().find_map(|r| accepted_from(r, from)) {
+                return Ok(Some(held));
+            }
+            // No evidence: the process stopped after the message was journaled and before
+            // its receipt's evidence was written (so no receipt went out). What the sender
+            // signed is kept with the request.
+            Ok::<_, crate::store::StoreError>(
+                conn.as4_signed(id, from)
+                    .await?
+                    .and_then(|json| serde_json::from_str::<Vec<super::SignedPart>>(&json).ok()),
+            )
+        }
+        .await
+        .map_err(|e| Refusal::Retry(format!("reading the evidence of message {id}: {e}")))?;
         match held {
             Some(held) if !held.is_empty() && held == message.signed => {
                 tracing::info!(message = %id, from = %message.from, "AS4 message received again: receipted again, not journaled");
@@ -151,6 +201,25 @@ fn ebms_response(
         http::HeaderValue::from_static("application/soap+xml"),
     );
     response
+}
+
+/// A turn on one of the cores for our own CPU work on a request (the gzip-bomb guard's
+/// decryption and counted inflation), which runs on tokio's blocking pool: as many at once as
+/// the machine has cores, so that a burst of large requests queues here instead of starting
+/// hundreds of blocking threads. asx-rs's verification, decryption and decompression run on
+/// the blocking pool too, behind its own process-wide limit (twice the cores, at least 4);
+/// its receipt signature (one ECDSA sign, about 0.5 ms) runs inline.
+async fn cpu_permit() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    static CORES: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    CORES
+        .get_or_init(|| {
+            tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )
+        })
+        .acquire()
+        .await
+        .ok()
 }
 
 /// Why a request body was not read.
@@ -219,6 +288,8 @@ pub struct Receiver {
     pub max_message_bytes: u64,
     /// The key partners encrypt to, for [`size_guard::check`].
     pub decryption: DecryptionKey,
+    /// The message keys deliveries in this process hold.
+    pub in_flight: Arc<InFlightKeys>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -364,11 +435,12 @@ fn refusal_of(
 /// Answers one AS4 request that came over a TLS connection whose client certificate names
 /// `peer` (its market partner ID; `peer_label` adds the address for the journal).
 ///
-/// Order: the body is read (at most `[as4] max_message_bytes`) and journaled raw and
-/// committed (else 503: nothing acknowledged); the gzip-bomb guard; asx-rs verifies
-/// (signature, chain, OU, revocation, decryption, timestamp, duplicate); our checks; the
-/// interchange is journaled; then the signed receipt. Every refusal is our error signal
-/// ([`super::signal`]). What was answered is recorded with the raw request.
+/// Order: the body is read (at most `[as4] max_message_bytes`); the gzip-bomb guard; asx-rs
+/// verifies (signature, chain, OU, revocation, decryption, timestamp, duplicate); our checks;
+/// the interchange is journaled with the raw request and the message's dedup key, in one
+/// commit; then the signed receipt (its evidence committed first). A refused request is
+/// stored raw with its answer, and committed, before that answer goes out (else 503: nothing
+/// acknowledged). Every refusal is our error signal ([`super::signal`]).
 pub async fn handle_request<B>(
     receiver: &Receiver,
     peer: Option<MarketPartnerId>,
@@ -388,6 +460,7 @@ where
         endpoint,
         max_message_bytes,
         decryption,
+        in_flight,
     } = receiver.clone();
     let (parts, body) = request.into_parts();
     if parts.method != http::Method::POST {
@@ -425,37 +498,27 @@ where
         .to_string();
     let claimed = claimed_message_id(&raw);
     let now = clock.now();
-    let request_id = match async {
-        store
-            .conn()
-            .await?
-            .insert_as4_request(&peer_label, &content_type, &raw, now)
-            .await
-    }
-    .await
-    {
-        Ok(id) => id,
-        Err(e) => {
-            tracing::error!(error = %e, "AS4 request not journaled: answered 503");
-            let error = EbmsError::retry_later(
-                "the request could not be stored; send it again later",
-                claimed,
-            );
-            return ebms_response(&endpoint, &error, clock.now());
-        }
+    let request = As4IncomingRequest {
+        id: crate::ids::new_id("as4in", now),
+        peer: peer_label.clone(),
+        content_type: content_type.clone(),
+        raw: raw.clone(),
+        received_at: now,
     };
+    let request_id = request.id.clone();
 
     // The gzip-bomb guard, before asx-rs inflates anything (issue 15, AS4 finding 4).
     let max_payload = endpoint.max_payload_bytes();
     let verdict = {
         let (raw, content_type) = (raw.clone(), content_type.clone());
+        let _core = cpu_permit().await;
         tokio::task::spawn_blocking(move || {
             size_guard::check(&raw, &content_type, &decryption, max_payload)
         })
         .await
         .unwrap_or(Verdict::Unread("the guard's task failed"))
     };
-    let (response, answer) = match verdict {
+    let (response, answer, recorded) = match verdict {
         Verdict::TooLarge { content_id } => {
             let refused = Refused::of(EbmsError::refused(
                 "EBMS:0004",
@@ -468,7 +531,7 @@ where
             ));
             let response = ebms_response(&endpoint, &refused.error, clock.now());
             let answer = refused.answer(response.status());
-            (response, answer)
+            (response, answer, false)
         }
         verdict => {
             if let Verdict::Unread(why) = verdict {
@@ -479,9 +542,10 @@ where
                 &store,
                 &clock,
                 journal,
+                &in_flight,
                 peer,
                 parts,
-                raw,
+                request.clone(),
                 claimed.as_deref(),
             )
             .await
@@ -491,45 +555,80 @@ where
         tracing::warn!(peer = %peer_label, request = %request_id, code = ?answer.ebms_code, reason = ?answer.reason, "AS4 request refused");
     }
     let now = clock.now();
-    if let Err(e) = async {
+    if recorded {
+        // Journaled with the request as receipted; only a failure after that (the receipt
+        // or its evidence) changes the answer recorded.
+        if answer.outcome != "receipted" {
+            if let Err(e) = async {
+                store
+                    .conn()
+                    .await?
+                    .finish_as4_request(&request_id, &answer, now)
+                    .await
+            }
+            .await
+            {
+                tracing::warn!(request = %request_id, error = %e, "AS4 answer not recorded");
+            }
+        }
+        return response;
+    }
+    // Not delivered: the raw request is stored with its answer before the answer goes out.
+    match async {
         store
             .conn()
             .await?
-            .finish_as4_request(&request_id, &answer, now)
+            .insert_as4_request_answered(&request, &answer, now)
             .await
     }
     .await
     {
-        tracing::warn!(request = %request_id, error = %e, "AS4 answer not recorded");
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!(request = %request_id, error = %e, "AS4 request not journaled: answered 503");
+            let error = EbmsError::retry_later(
+                "the request could not be stored; send it again later",
+                claimed,
+            );
+            ebms_response(&endpoint, &error, clock.now())
+        }
     }
-    response
 }
 
-/// asx-rs's verification and our checks and delivery for one request already journaled raw:
-/// the response and the answer to record. A receipt goes out as asx-rs made it; anything else
-/// becomes our refusal ([`refusal_of`]).
+/// asx-rs's verification and our checks and delivery for one request: the response, the
+/// answer to record, and whether the request is recorded already (journaled with its
+/// interchange). A receipt goes out as asx-rs made it; anything else becomes our refusal
+/// ([`refusal_of`]).
 #[allow(clippy::too_many_arguments)]
 async fn verify_and_deliver(
     endpoint: &As4Endpoint,
     store: &Store,
     clock: &Clock,
     journal: Arc<dyn InboundSink>,
+    in_flight: &Arc<InFlightKeys>,
     peer: Option<MarketPartnerId>,
     parts: http::request::Parts,
-    raw: Bytes,
+    request: As4IncomingRequest,
     claimed: Option<&str>,
-) -> (http::Response<Full<Bytes>>, As4Answer) {
+) -> (http::Response<Full<Bytes>>, As4Answer, bool) {
     let duplicate = Arc::new(DuplicateSeen::default());
+    let held = Arc::new(HeldKey::new(in_flight.clone()));
+    let raw = request.raw.clone();
     let sink = Arc::new(RequestSink {
         journal,
         store: store.clone(),
         clock: clock.clone(),
+        request,
+        held: held.clone(),
         duplicate: duplicate.clone(),
         refusal: std::sync::Mutex::new(None),
         delivered: std::sync::Mutex::new(None),
+        key_taken: std::sync::atomic::AtomicBool::new(false),
     });
     let service = endpoint.inbound(
-        Dedup::new(store.clone(), DEDUP_LEASE, clock.clone()).handing_duplicates_to(duplicate),
+        Dedup::new(store.clone(), DEDUP_LEASE, clock.clone())
+            .handing_duplicates_to(duplicate)
+            .claiming_in_process(held),
         peer.map(|p| p.as_str().to_string()),
         sink.clone(),
     );
@@ -549,13 +648,14 @@ async fn verify_and_deliver(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
+    let delivered = sink
+        .delivered
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let recorded = delivered.is_some();
     match refusal_of(status, &body, ours.as_ref(), claimed) {
         None => {
-            let delivered = sink
-                .delivered
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
             let answer = As4Answer {
                 outcome: "receipted",
                 http_status: status.as_u16(),
@@ -563,15 +663,31 @@ async fn verify_and_deliver(
                 reason: None,
                 delivered,
             };
-            (response, answer)
+            (response, answer, recorded)
         }
-        Some(refused) => {
+        Some(mut refused) => {
+            if sink.key_taken.load(std::sync::atomic::Ordering::SeqCst) {
+                // As asx-rs's own "in flight" answer: the sender's retry is a duplicate.
+                let named = claimed.unwrap_or("this message");
+                refused = Refused {
+                    error: EbmsError::retry_later(
+                        format!(
+                            "{named} is being received on another connection; send it again later"
+                        ),
+                        refused.error.ref_to.clone(),
+                    ),
+                    outcome: "busy",
+                    reason: "the same message was accepted on another connection meanwhile".into(),
+                };
+            }
             let response = ebms_response(endpoint, &refused.error, clock.now());
-            let answer = refused.answer(response.status());
-            (response, answer)
+            let mut answer = refused.answer(response.status());
+            answer.delivered = delivered;
+            (response, answer, recorded)
         }
     }
 }
+
 impl As4Runtime {
     /// Serves the AS4 receiver on `listener` until `shutdown` completes: mutual TLS (the
     /// client certificate chained to the SM-PKI anchors, named as the SM-PKI names market
@@ -584,6 +700,7 @@ impl As4Runtime {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let runtime = Arc::new(self);
+        let in_flight = Arc::new(InFlightKeys::default());
         let acceptor = runtime.acceptor.clone();
         let crl = runtime.crl.clone();
         serve_https(
@@ -599,6 +716,7 @@ impl As4Runtime {
                     endpoint: runtime.endpoint.clone(),
                     max_message_bytes: runtime.config.max_message_bytes,
                     decryption: runtime.decryption.clone(),
+                    in_flight: in_flight.clone(),
                 },
                 peer,
             },
