@@ -30,7 +30,7 @@
 //!    one history row per answer, and the replies queued; a `FAIL` line and exit 1 if not.
 //!
 //! It prints messages/s for the journal (until the last is journaled) and end to end (first
-//! delivered to last processed), with the targets of issue 5 (≥ 2,000/s on SQLite, ≥ 5,000/s
+//! delivered to last processed), with the targets of issue 16 (≥ 5,000/s on SQLite, ≥ 5,000/s
 //! on PostgreSQL with two workers), and the SQL statements per answer: every statement sqlx
 //! executes is counted (its `sqlx::query` events, which include `BEGIN`/`COMMIT` where the
 //! driver runs them as statements).
@@ -101,8 +101,9 @@ const SETUP_BATCH: usize = 500;
 /// The grid operator of the samples (UNB sender).
 const GRID_OPERATOR: &str = "9900000000011";
 
-/// The targets of issue 5, in messages per second end to end.
-const TARGET_SQLITE: f64 = 2_000.0;
+/// The targets of issue 16 (issue 5 asked 2,000/s on SQLite), in messages per second end to
+/// end.
+const TARGET_SQLITE: f64 = 5_000.0;
 const TARGET_POSTGRES: f64 = 5_000.0;
 
 fn main() {

@@ -18,8 +18,8 @@ pub use ahb::{Ahb, AhbBlock, Rule, RuleKind, Selector, ValueKind};
 pub use mig::{CharClass, ElementDef, Format, GroupDef, Mig, Node, SegmentDef, SimpleDef, Status};
 pub use unverified::{RuleClass, RuleClasses};
 pub use validate::{
-    message_date, message_pid, validate_interchange, validate_message, Finding, GroupInstance,
-    GroupView, Level, MessageReport, Severity, Validated, NO_GRAMMAR,
+    message_date, message_pid, validate_interchange, validate_message, Finding, GroupView, Level,
+    MessageReport, Severity, Validated, NO_GRAMMAR,
 };
 
 mod embedded {

@@ -6,9 +6,10 @@ use std::borrow::Cow;
 
 use super::ahb_engine::Conditions;
 use super::mig_tables::{MigTables, NodeTable};
+use super::report::GroupNode;
 use super::split::Split;
 use super::values::{check_value, elements_ok};
-use super::{Finding, GroupInstance, Level, Severity};
+use super::{Finding, Level, Severity};
 use crate::edifact::tokens::ComponentSpan;
 use crate::edifact::Delimiters;
 use crate::grammar::mig::{GroupDef, Node, SegmentDef, Status};
@@ -22,10 +23,14 @@ pub(super) struct Matcher<'s, 'a> {
     pub(super) placed: &'s mut [u32],
     /// Segments of the group repetitions being matched (see
     /// [`Scratch::segment_stack`](super::Scratch::segment_stack)).
-    pub(super) segment_stack: &'s mut Vec<usize>,
-    /// Finished group repetitions (see
-    /// [`Scratch::instance_stack`](super::Scratch::instance_stack)).
-    pub(super) instance_stack: &'s mut Vec<GroupInstance>,
+    pub(super) segment_stack: &'s mut Vec<u32>,
+    /// Finished group repetitions waiting for their parent to finish, as indices into `nodes`
+    /// (see [`Scratch::instance_stack`](super::Scratch::instance_stack)).
+    pub(super) instance_stack: &'s mut Vec<u32>,
+    /// The message's arena being built: group repetitions, their segments, their children.
+    pub(super) nodes: &'s mut Vec<GroupNode>,
+    pub(super) members: &'s mut Vec<u32>,
+    pub(super) children: &'s mut Vec<u32>,
     /// The conditions of the AHB rules to apply, marked segment by segment.
     pub(super) conditions: Option<Conditions<'s>>,
     pub(super) delimiters: Delimiters,
@@ -51,7 +56,7 @@ impl<'a> Matcher<'_, 'a> {
                     count += 1;
                     if entry.segment {
                         self.segment(&nodes[i], entry, count);
-                        self.segment_stack.push(self.pos);
+                        self.segment_stack.push(self.pos as u32);
                         self.pos += 1;
                         if !root && i == 0 {
                             // The trigger opens this repetition once; its next occurrence
@@ -71,12 +76,7 @@ impl<'a> Matcher<'_, 'a> {
                         let segments_from = self.segment_stack.len();
                         let groups_from = self.instance_stack.len();
                         self.match_level(&g.children, entry.target, false);
-                        // Exact-size vectors: one allocation each, none when empty.
-                        let child = GroupInstance {
-                            id: g.id.clone(),
-                            segments: self.segment_stack.split_off(segments_from),
-                            groups: self.instance_stack.split_off(groups_from),
-                        };
+                        let child = self.finish_group(g.id.clone(), segments_from, groups_from);
                         self.instance_stack.push(child);
                     }
                     continue;
@@ -94,6 +94,28 @@ impl<'a> Matcher<'_, 'a> {
             i += 1;
             count = 0;
         }
+    }
+
+    /// Moves the segments and the finished repetitions above `segments_from` and
+    /// `groups_from` on the stacks into a new node of the arena; returns its index.
+    pub(super) fn finish_group(
+        &mut self,
+        id: std::sync::Arc<str>,
+        segments_from: usize,
+        groups_from: usize,
+    ) -> u32 {
+        let members_from = self.members.len() as u32;
+        self.members
+            .extend(self.segment_stack.drain(segments_from..));
+        let children_from = self.children.len() as u32;
+        self.children
+            .extend(self.instance_stack.drain(groups_from..));
+        self.nodes.push(GroupNode {
+            id,
+            segments: members_from..self.members.len() as u32,
+            groups: children_from..self.children.len() as u32,
+        });
+        (self.nodes.len() - 1) as u32
     }
 
     #[cold]

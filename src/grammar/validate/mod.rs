@@ -38,7 +38,7 @@ use split::Split;
 
 pub(super) use ahb_tables::{ahb_tables, AhbTables};
 pub(super) use mig_tables::{mig_tables, MigTables};
-pub use report::{Finding, GroupInstance, GroupView, Level, MessageReport, Severity, Validated};
+pub use report::{Finding, GroupView, Level, MessageReport, Severity, Validated};
 pub(super) use values::short_key;
 
 /// The PID of a message: the value of the first `RFF+Z13` (BDEW: "Prüfidentifikator").
@@ -118,9 +118,13 @@ struct Scratch {
     /// [`SegmentDef::index`]: crate::grammar::SegmentDef::index
     placed: Vec<u32>,
     /// Segment indices of the group repetitions being matched (innermost last).
-    segment_stack: Vec<usize>,
+    segment_stack: Vec<u32>,
     /// Finished group repetitions whose parent is still being matched.
-    instance_stack: Vec<GroupInstance>,
+    instance_stack: Vec<u32>,
+    /// The arena of the message being matched (copied out, exact size, when it is kept).
+    nodes: Vec<report::GroupNode>,
+    members: Vec<u32>,
+    children: Vec<u32>,
     /// The last message date that was written out, and its text.
     date_text: Option<(NaiveDate, String)>,
     /// The splitter of the last message's delimiters.
@@ -145,6 +149,8 @@ impl Scratch {
 }
 
 thread_local! {
+    /// The id of the message level (empty), shared rather than allocated per message.
+    static ROOT_ID: std::sync::Arc<str> = std::sync::Arc::from("");
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
@@ -172,6 +178,9 @@ fn validate_segments<'a>(
         placed,
         segment_stack,
         instance_stack,
+        nodes,
+        members,
+        children,
         date_text,
         splitter,
         ahb: ahb_scratch,
@@ -363,6 +372,9 @@ fn validate_segments<'a>(
 
     segment_stack.clear();
     instance_stack.clear();
+    nodes.clear();
+    members.clear();
+    children.clear();
     let delimiters = segments[0].delimiters();
     // The matcher adds to the report's findings (one vector, grown once).
     let matcher_from = report.findings.len();
@@ -374,16 +386,15 @@ fn validate_segments<'a>(
         placed: &mut placed[..],
         segment_stack,
         instance_stack,
+        nodes,
+        members,
+        children,
         conditions,
         delimiters,
         utf8: segments[0].charset().is_utf8(),
     };
     matcher.match_level(&mig.root, 0, true);
-    let root = GroupInstance {
-        segments: matcher.segment_stack.split_off(0),
-        groups: matcher.instance_stack.split_off(0),
-        ..GroupInstance::default()
-    };
+    let root = ROOT_ID.with(|id| matcher.finish_group(id.clone(), 0, 0));
     // Findings of rule kinds the MIG declares unverified become warnings before anything
     // else reads them: they reject nothing, and the message is read as far as it matched.
     super::unverified::relax(
@@ -452,7 +463,13 @@ fn validate_segments<'a>(
         }
     }
     if structure_ok {
-        report.validated = Some(Validated { segments, root });
+        report.validated = Some(Validated {
+            segments,
+            nodes: nodes.to_vec(),
+            members: members.to_vec(),
+            children: children.to_vec(),
+            root,
+        });
     }
     report
 }
