@@ -86,7 +86,7 @@ pub fn error_json(error: &SyntaxError) -> Json {
 }
 
 /// The JSON summary of `parse --format json`, as a value (the same text as
-/// [`write_summary_json`] writes).
+/// `write_summary_json` writes).
 pub fn summary_json(document: &Document<'_>) -> Json {
     serde_json::to_value(Summary(document)).unwrap_or(Json::Null)
 }

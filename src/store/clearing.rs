@@ -25,7 +25,7 @@ impl<C: Connection> Session<C> {
     }
 
     /// Keeps several inbound messages for clearing (one statement per
-    /// [`ROWS_PER_STATEMENT`]); returns their ids.
+    /// `ROWS_PER_STATEMENT` (500)); returns their ids.
     pub async fn add_clearing_items(
         &mut self,
         items: &[&NewClearing],

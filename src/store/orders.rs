@@ -650,7 +650,7 @@ impl<C: Connection> Session<C> {
         Ok(())
     }
 
-    /// Records status transitions (one statement per [`ROWS_PER_STATEMENT`]); returns their
+    /// Records status transitions (one statement per `ROWS_PER_STATEMENT` (500)); returns their
     /// ids.
     pub async fn add_history_rows(
         &mut self,

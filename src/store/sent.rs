@@ -48,7 +48,7 @@ impl<C: Connection> Session<C> {
         Ok(ids.into_iter().next().expect("one id per row"))
     }
 
-    /// Records several messages we sent (one statement per [`ROWS_PER_STATEMENT`]); returns
+    /// Records several messages we sent (one statement per `ROWS_PER_STATEMENT` (500)); returns
     /// their ids.
     pub async fn record_sent_rows(
         &mut self,
@@ -152,7 +152,7 @@ impl<C: Connection> Session<C> {
 
     /// What we sent to any of `partners` under any of these interchange references or
     /// document numbers, with the partner, in id order (one statement per
-    /// [`ROWS_PER_STATEMENT`] references and numbers).
+    /// `ROWS_PER_STATEMENT` (500) references and numbers).
     pub async fn sent_matching(
         &mut self,
         partners: &[String],

@@ -48,7 +48,7 @@ impl<C: Connection> Session<C> {
         self.add_webhooks(std::slice::from_ref(event), now).await
     }
 
-    /// Queues several events (one statement per [`ROWS_PER_STATEMENT`]).
+    /// Queues several events (one statement per `ROWS_PER_STATEMENT` (500)).
     pub async fn add_webhooks(
         &mut self,
         events: &[WebhookEvent],
