@@ -88,6 +88,62 @@ on_both! {
     two_instances_claim_every_item_exactly_once => two_workers;
     a_transaction_that_reads_then_writes_is_not_refused_after_another_writer => read_then_write;
     two_instances_never_hand_out_the_same_reference => disjoint_references;
+    unsent_references_are_found_as_whole_values_in_waiting_payloads => unsent_references;
+}
+
+/// Which of our references stand in an interchange still waiting in the outbox for a partner:
+/// whole values only, each reported once in the order asked, other partners' items ignored,
+/// across many payloads (the search made once per reference, not per payload).
+async fn unsent_references(stores: Vec<Store>) {
+    let store = &stores[0];
+    let vnb = "9904292000003";
+    let ack = |partner: &str, body: String| NewOutboxItem {
+        kind: OutboxKind::Ack,
+        order: None,
+        partner: partner.to_string(),
+        payload: Some(body.into_bytes()),
+        journal_id: None,
+    };
+    let mut items: Vec<NewOutboxItem> = (0..200)
+        .map(|i| {
+            ack(
+                vnb,
+                format!(
+                    "UNB+UNOC:3+9900000000003:500+{vnb}:500+261207:0800+AK{i:08}'UNZ+1+AK{i:08}'"
+                ),
+            )
+        })
+        .collect();
+    items.push(ack(
+        vnb,
+        "UNB+UNOC:3+9900000000003:500+9904292000003:500+261207:0800+MG00000077'\
+         BGM+7+DOC42+9'RFF+ON:MGX0001'UNZ+1+MG00000077'"
+            .to_string(),
+    ));
+    items.push(ack(
+        "9900000000011",
+        "UNB+UNOC:3+9900000000003:500+9900000000011:500+261207:0800+MG00000088'UNZ+1+MG00000088'"
+            .to_string(),
+    ));
+    let mut tx = store.begin().await.unwrap();
+    tx.add_outbox_items(&items, t0()).await.unwrap();
+    let found = tx
+        .unsent_references(
+            &[vnb.to_string()],
+            &[
+                "MGX0001",    // a whole component value
+                "MG00000088", // only in another partner's item
+                "DOC4",       // part of a longer value
+                "AK00000150", // in one of many payloads
+                "MG00000077", // twice in its payload, asked twice
+                "MG00000077",
+                "",
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, ["MGX0001", "AK00000150", "MG00000077"]);
+    tx.commit().await.unwrap();
 }
 
 async fn disjoint_references(stores: Vec<Store>) {
