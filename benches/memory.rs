@@ -86,8 +86,18 @@ max_file_bytes = {max}
     )
     .expect("write config");
     let log = std::fs::File::create(dir.join("gateway.log")).expect("log file");
+    // `MEMORY_EXEC_PREFIX=heaptrack` runs the daemon under a profiler to see where the memory
+    // goes (the peak printed is then the wrapper's, not the daemon's).
+    let mut command = match std::env::var("MEMORY_EXEC_PREFIX") {
+        Ok(prefix) if !prefix.is_empty() => {
+            let mut c = Command::new(prefix);
+            c.arg(env!("CARGO_BIN_EXE_mako-gateway"));
+            c
+        }
+        _ => Command::new(env!("CARGO_BIN_EXE_mako-gateway")),
+    };
     let mut daemon = Gateway(
-        Command::new(env!("CARGO_BIN_EXE_mako-gateway"))
+        command
             .args(["serve", "--config"])
             .arg(&config)
             .stdout(log.try_clone().expect("log"))
