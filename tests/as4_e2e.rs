@@ -460,7 +460,7 @@ async fn an_order_goes_out_over_as4_and_the_answer_comes_back_over_as4() {
     let ordered = ours.wait_for_status(&path, "ordered").await;
     let doc = ordered["order_document"].as_str().unwrap().to_string();
     let (transport, orders): (String, Vec<u8>) =
-        sqlx::query("SELECT transport, raw FROM journal WHERE direction = 'out' AND partner = $1")
+        sqlx::query("SELECT transport, (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw FROM journal WHERE direction = 'out' AND partner = $1")
             .bind(VNB)
             .fetch_one(ours.store.pool())
             .await
@@ -662,7 +662,7 @@ async fn a_pass_through_goes_out_over_as4_and_the_partners_aperak_is_matched_bac
         .await;
     assert_eq!(sent["transport"], "as4", "{sent}");
     let reference = sent["interchange_ref"].as_str().unwrap().to_string();
-    let ours_raw: Vec<u8> = sqlx::query("SELECT raw FROM journal WHERE id = $1")
+    let ours_raw: Vec<u8> = sqlx::query("SELECT (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw FROM journal WHERE id = $1")
         .bind(sent["journal_id"].as_str().unwrap())
         .fetch_one(ours.store.pool())
         .await

@@ -1383,7 +1383,7 @@ async fn pass_through(url: String, data_dir: PathBuf) {
     assert_eq!(sent["transport"], "file", "{sent}");
     assert!(sent["aperak_due"].is_string(), "{sent}");
     assert_eq!(sent["overdue"], false);
-    let journaled: Vec<u8> = sqlx::query("SELECT raw FROM journal WHERE id = $1")
+    let journaled: Vec<u8> = sqlx::query("SELECT (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw FROM journal WHERE id = $1")
         .bind(sent["journal_id"].as_str().unwrap())
         .fetch_one(gw.store.pool())
         .await

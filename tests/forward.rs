@@ -483,7 +483,7 @@ async fn feed_across_kills(url: String, data_dir: PathBuf) {
     let started = Instant::now();
     let aperak = loop {
         let sent: Vec<Vec<u8>> =
-            sqlx::query("SELECT raw FROM journal WHERE direction = 'out' AND partner = $1")
+            sqlx::query("SELECT (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw FROM journal WHERE direction = 'out' AND partner = $1")
                 .bind(partner)
                 .fetch_all(store.pool())
                 .await
@@ -541,7 +541,7 @@ async fn feed_across_kills(url: String, data_dir: PathBuf) {
         expected as i64
     );
     // No CONTRL rejected any of them.
-    let contrl_rejections = sqlx::query("SELECT raw FROM journal WHERE direction = 'out'")
+    let contrl_rejections = sqlx::query("SELECT (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw FROM journal WHERE direction = 'out'")
         .fetch_all(store.pool())
         .await
         .unwrap()

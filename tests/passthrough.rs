@@ -168,7 +168,7 @@ async fn message_flow(stores: Vec<Store>) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one, *record);
     let journal: (String, String, Vec<u8>) =
-        sqlx::query("SELECT state, transport, raw FROM journal WHERE id = $1")
+        sqlx::query("SELECT state, transport, (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw FROM journal WHERE id = $1")
             .bind(record["journal_id"].as_str().unwrap())
             .fetch_one(api.store.pool())
             .await
@@ -245,7 +245,7 @@ async fn interchange_flow(stores: Vec<Store>) {
     assert_eq!(record["interchange_ref"], "CORE1");
     assert_eq!(record["message_ref"], "1", "sent as given");
     assert!(!record["findings"].as_array().unwrap().is_empty());
-    let raw: Vec<u8> = sqlx::query("SELECT raw FROM journal WHERE id = $1")
+    let raw: Vec<u8> = sqlx::query("SELECT (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw FROM journal WHERE id = $1")
         .bind(record["journal_id"].as_str().unwrap())
         .fetch_one(api.store.pool())
         .await
@@ -445,7 +445,7 @@ async fn sent_and_answered(stores: Vec<Store>) {
     let report = outbound.send_next(now()).await.unwrap().unwrap();
     assert!(report.outcome.starts_with("sent"), "{report:?}");
     let sent = kept.0.lock().unwrap().clone();
-    let journal: Vec<u8> = sqlx::query("SELECT raw FROM journal WHERE id = $1")
+    let journal: Vec<u8> = sqlx::query("SELECT (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw FROM journal WHERE id = $1")
         .bind(record["journal_id"].as_str().unwrap())
         .fetch_one(store.pool())
         .await

@@ -89,6 +89,50 @@ on_both! {
     a_transaction_that_reads_then_writes_is_not_refused_after_another_writer => read_then_write;
     two_instances_never_hand_out_the_same_reference => disjoint_references;
     unsent_references_are_found_as_whole_values_in_waiting_payloads => unsent_references;
+    the_bytes_of_an_interchange_are_written_once_and_survive_its_state_changes => raw_written_once;
+}
+
+/// The raw bytes live in `journal_raw`, written once: claiming and finishing the item change
+/// its small journal row only (SQLite rewrote a whole record, bytes included, on every state
+/// change while they were in it), and the item, its listing and its download still show them.
+async fn raw_written_once(stores: Vec<Store>) {
+    let store = &stores[0];
+    let record = inbound("9904292000003", Some("RAW0000001"));
+    let mut tx = store.begin().await.unwrap();
+    let Inserted::New(id) = tx.insert_inbound(&record).await.unwrap() else {
+        panic!("new");
+    };
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let claimed = tx
+        .claim_inbound_batch("w1", t0(), Duration::from_secs(30), 8)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].raw, record.raw);
+    tx.finish_inbound(&id, "w1", JournalState::Processed, &json!({"ok": true}))
+        .await
+        .unwrap();
+    assert_eq!(tx.journal_raw(&id).await.unwrap().unwrap(), record.raw);
+    assert_eq!(tx.journal_item(&id).await.unwrap().unwrap().raw, record.raw);
+    tx.commit().await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal_raw WHERE journal_id = $1")
+        .bind(&id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    let size: i64 = sqlx::query_scalar("SELECT size FROM journal WHERE id = $1")
+        .bind(&id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(size, record.raw.len() as i64);
+    // The journal row itself holds no bytes any more.
+    assert!(sqlx::query("SELECT raw FROM journal")
+        .fetch_all(store.pool())
+        .await
+        .is_err());
 }
 
 /// Which of our references stand in an interchange still waiting in the outbox for a partner:

@@ -287,7 +287,7 @@ pub async fn invariants(
     }
 
     // 4. Every answer the partners delivered is journaled once, as delivered, and processed.
-    let inbound = query("SELECT partner, interchange_ref, raw, state, transport FROM journal WHERE direction = 'in'")
+    let inbound = query("SELECT partner, interchange_ref, (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw, state, transport FROM journal WHERE direction = 'in'")
         .fetch_all(pool)
         .await
         .expect("inbound journal");
@@ -403,7 +403,7 @@ pub async fn invariants(
     // 6. What the partners received is what was journaled as sent: every outbound
     // interchange arrived, every copy with the journaled bytes.
     let outbound = query(
-        "SELECT partner, interchange_ref, raw, transport FROM journal WHERE direction = 'out'",
+        "SELECT partner, interchange_ref, (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw, transport FROM journal WHERE direction = 'out'",
     )
     .fetch_all(pool)
     .await

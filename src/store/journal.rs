@@ -11,15 +11,13 @@ use super::sql::{
 use super::types::*;
 use super::{Connection, Session, StoreError};
 
+/// The columns of a journal item; its bytes are in `journal_raw` (see [`Session::with_raw`]).
 pub(crate) const JOURNAL_COLUMNS: &str = "id, direction, partner, transport, interchange_ref, \
-    message_refs, pids, message_types, document_numbers, raw, received_at, sent_at, state, \
-    outcome, attempts";
+    message_refs, pids, message_types, document_numbers, received_at, sent_at, state, \
+    outcome, attempts, size";
 
-/// The columns of a listed entry: not the bytes, only their size (PostgreSQL's `length` of a
-/// `bytea` and SQLite's of a blob both count bytes).
-const ENTRY_COLUMNS: &str = "id, direction, partner, transport, interchange_ref, message_refs, \
-    pids, message_types, document_numbers, received_at, sent_at, state, outcome, attempts, \
-    CAST(LENGTH(raw) AS BIGINT) AS size";
+/// The columns of a listed entry: not the bytes, only their size.
+const ENTRY_COLUMNS: &str = JOURNAL_COLUMNS;
 
 const INBOUND_QUEUE: Queue = Queue {
     operation: "claiming an inbound journal item",
@@ -66,8 +64,7 @@ fn entry_from_row(row: &AnyRow, size: u64) -> Result<JournalEntry, StoreError> {
     })
 }
 
-pub(crate) fn journal_from_row(row: &AnyRow) -> Result<JournalItem, StoreError> {
-    let raw: Vec<u8> = get(row, "raw")?;
+pub(crate) fn journal_from_row(row: &AnyRow, raw: Vec<u8>) -> Result<JournalItem, StoreError> {
     let JournalEntry {
         id,
         direction,
@@ -110,9 +107,13 @@ impl<C: Connection> Session<C> {
     /// first is processed. On a pooled connection it is committed on return.
     pub async fn insert_inbound(&mut self, record: &InboundRecord) -> Result<Inserted, StoreError> {
         let id = new_id("jrn", record.received_at);
+        // The bytes first: on a pooled connection each statement commits on its own, and a
+        // journal row must never be visible (to a worker, or after a crash) without its bytes.
+        // A crash between the two leaves bytes no row names, which nothing reads.
+        self.insert_raw(&[(&id, &record.raw)]).await?;
         let inserted = sqlx::query(
             "INSERT INTO journal (id, direction, partner, transport, interchange_ref, message_refs, \
-             pids, message_types, document_numbers, raw, received_at, state, attempts) \
+             pids, message_types, document_numbers, size, received_at, state, attempts) \
              VALUES ($1, 'in', $2, $3, $4, $5, $6, $7, $8, $9, $10, 'received', 0) \
              ON CONFLICT (direction, partner, interchange_ref) DO NOTHING",
         )
@@ -124,7 +125,7 @@ impl<C: Connection> Session<C> {
         .bind(json_list(&record.pids))
         .bind(json_list(&record.message_types))
         .bind(json_list(&record.document_numbers))
-        .bind(&record.raw[..])
+        .bind(record.raw.len() as i64)
         .bind(ms(record.received_at))
         .execute(self.conn())
         .await
@@ -132,6 +133,12 @@ impl<C: Connection> Session<C> {
         if inserted.rows_affected() == 1 {
             return Ok(Inserted::New(id));
         }
+        // A duplicate: its bytes are the first one's.
+        sqlx::query("DELETE FROM journal_raw WHERE journal_id = $1")
+            .bind(&id)
+            .execute(self.conn())
+            .await
+            .map_err(StoreError::query("dropping the bytes of a duplicate"))?;
         // The conflict can only come from the unique key, so the reference is there.
         let reference = record.interchange_ref.as_deref().unwrap_or_default();
         let rows = select_rows(
@@ -184,7 +191,7 @@ impl<C: Connection> Session<C> {
             .join(", ");
         let sql = format!(
             "INSERT INTO journal (id, direction, partner, transport, interchange_ref, message_refs, \
-             pids, message_types, document_numbers, raw, received_at, state, attempts) \
+             pids, message_types, document_numbers, size, received_at, state, attempts) \
              VALUES {rows} ON CONFLICT (direction, partner, interchange_ref) DO NOTHING RETURNING id"
         );
         let mut query = sqlx::query(&sql);
@@ -198,7 +205,7 @@ impl<C: Connection> Session<C> {
                 .bind(json_list(&record.pids))
                 .bind(json_list(&record.message_types))
                 .bind(json_list(&record.document_numbers))
-                .bind(&record.raw[..])
+                .bind(record.raw.len() as i64)
                 .bind(ms(record.received_at));
         }
         let returned = query
@@ -209,6 +216,13 @@ impl<C: Connection> Session<C> {
             .iter()
             .map(|row| get::<String>(row, "id"))
             .collect::<Result<_, _>>()?;
+        let raws: Vec<(&str, &[u8])> = ids
+            .iter()
+            .zip(records)
+            .filter(|(id, _)| inserted.contains(*id))
+            .map(|(id, record)| (id.as_str(), &record.raw[..]))
+            .collect();
+        self.insert_raw(&raws).await?;
         let mut results = Vec::with_capacity(records.len());
         for (id, record) in ids.into_iter().zip(records) {
             if inserted.contains(&id) {
@@ -242,9 +256,11 @@ impl<C: Connection> Session<C> {
             .id
             .clone()
             .unwrap_or_else(|| new_id("jrn", record.sent_at));
+        // The bytes first, so that no journal row is ever without them.
+        self.insert_raw(&[(&id, &record.raw)]).await?;
         sqlx::query(
             "INSERT INTO journal (id, direction, partner, transport, interchange_ref, message_refs, \
-             pids, message_types, document_numbers, raw, sent_at, state, attempts) \
+             pids, message_types, document_numbers, size, sent_at, state, attempts) \
              VALUES ($1, 'out', $2, $3, $4, $5, $6, $7, $8, $9, $10, 'processed', 0)",
         )
         .bind(&id)
@@ -255,7 +271,7 @@ impl<C: Connection> Session<C> {
         .bind(json_list(&record.pids))
         .bind(json_list(&record.message_types))
         .bind(json_list(&record.document_numbers))
-        .bind(&record.raw[..])
+        .bind(record.raw.len() as i64)
         .bind(ms(record.sent_at))
         .execute(self.conn())
         .await
@@ -267,7 +283,7 @@ impl<C: Connection> Session<C> {
     pub async fn journal_item(&mut self, id: &str) -> Result<Option<JournalItem>, StoreError> {
         let sql = format!("SELECT {JOURNAL_COLUMNS} FROM journal WHERE id = $1");
         let rows = select_rows(self.conn(), "reading a journal item", &sql, &[id]).await?;
-        rows.first().map(journal_from_row).transpose()
+        Ok(self.with_raw(rows).await?.pop())
     }
 
     /// The journal in id order (oldest first), in and out, without the bytes: the entries
@@ -343,12 +359,73 @@ impl<C: Connection> Session<C> {
 
     /// The bytes of a journal item, exactly as received or sent.
     pub async fn journal_raw(&mut self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT raw FROM journal WHERE id = $1")
+        let row = sqlx::query("SELECT raw FROM journal_raw WHERE journal_id = $1")
             .bind(id)
             .fetch_optional(self.conn())
             .await
             .map_err(StoreError::query("reading a journal item's bytes"))?;
         row.map(|r| get(&r, "raw")).transpose()
+    }
+
+    /// Stores the bytes of journal items (written once, never updated: see
+    /// `migrations/0009_journal_raw.sql`), up to `ROWS_PER_STATEMENT` per statement.
+    pub(crate) async fn insert_raw(&mut self, raws: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        for chunk in raws.chunks(super::sql::ROWS_PER_STATEMENT) {
+            let statement = format!(
+                "INSERT INTO journal_raw (journal_id, raw) VALUES {}",
+                super::sql::value_rows(chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&statement);
+            for (id, raw) in chunk {
+                query = query.bind(*id).bind(*raw);
+            }
+            query
+                .execute(self.conn())
+                .await
+                .map_err(StoreError::query("storing the bytes of journal items"))?;
+        }
+        Ok(())
+    }
+
+    /// The journal items of `rows` (read with [`JOURNAL_COLUMNS`]) with their bytes, read with
+    /// one statement per `ROWS_PER_STATEMENT` items; each row and each value dropped once its
+    /// item holds the bytes.
+    pub(crate) async fn with_raw(
+        &mut self,
+        rows: Vec<AnyRow>,
+    ) -> Result<Vec<JournalItem>, StoreError> {
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| get::<String>(r, "id"))
+            .collect::<Result<_, _>>()?;
+        let mut raws: std::collections::HashMap<String, Vec<u8>> =
+            std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(super::sql::ROWS_PER_STATEMENT) {
+            let statement = format!(
+                "SELECT journal_id, raw FROM journal_raw WHERE journal_id IN ({})",
+                super::sql::placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&statement);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            let found = query
+                .fetch_all(self.conn())
+                .await
+                .map_err(StoreError::query("reading the bytes of journal items"))?;
+            for row in found {
+                raws.insert(get(&row, "journal_id")?, get(&row, "raw")?);
+            }
+        }
+        rows.into_iter()
+            .zip(ids)
+            .map(|(row, id)| {
+                let raw = raws.remove(&id).ok_or_else(|| {
+                    corrupt("journal item", &id, "raw", "no bytes in journal_raw".into())
+                })?;
+                journal_from_row(&row, raw)
+            })
+            .collect()
     }
 
     /// Claims the oldest inbound journal item that is `received`, or `processing` with an
@@ -361,7 +438,7 @@ impl<C: Connection> Session<C> {
     ) -> Result<Option<JournalItem>, StoreError> {
         let backend = self.backend;
         let row = claim_next(self.conn(), backend, &INBOUND_QUEUE, worker, now, lease).await?;
-        row.as_ref().map(journal_from_row).transpose()
+        Ok(self.with_raw(row.into_iter().collect()).await?.pop())
     }
 
     /// Claims up to `limit` new inbound journal items at once, oldest first (PostgreSQL skips
@@ -388,11 +465,7 @@ impl<C: Connection> Session<C> {
             .fetch_all(self.conn())
             .await
             .map_err(StoreError::query("claiming inbound journal items"))?;
-        // Each row dropped once its item is read: a large interchange is not held twice.
-        let mut items = rows
-            .into_iter()
-            .map(|row| journal_from_row(&row))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut items = self.with_raw(rows).await?;
         items.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(items)
     }
@@ -420,7 +493,7 @@ impl<C: Connection> Session<C> {
         .fetch_all(self.conn())
         .await
         .map_err(StoreError::query("claiming a journal item"))?;
-        rows.first().map(journal_from_row).transpose()
+        Ok(self.with_raw(rows).await?.pop())
     }
 
     /// Hands a claimed inbound item back unprocessed (a failed attempt, shutdown): claimable

@@ -188,7 +188,7 @@ impl<C: Connection> Session<C> {
                 select_rows(
                     self.conn(),
                     "looking up an outbound interchange by reference",
-                    "SELECT j.id AS id, j.interchange_ref AS interchange_ref, j.raw AS raw, \
+                    "SELECT j.id AS id, j.interchange_ref AS interchange_ref, (SELECT r.raw FROM journal_raw r WHERE r.journal_id = j.id) AS raw, \
                      CAST((SELECT COUNT(*) FROM messages m WHERE m.journal_id = j.id \
                      AND m.route = 'pass_through') AS BIGINT) AS pass_through \
                      FROM journal j WHERE j.direction = 'out' AND j.partner = $1 \
@@ -200,7 +200,7 @@ impl<C: Connection> Session<C> {
         }
         if !document_numbers.is_empty() {
             let sql = format!(
-                "SELECT j.id AS id, j.interchange_ref AS interchange_ref, j.raw AS raw, \
+                "SELECT j.id AS id, j.interchange_ref AS interchange_ref, (SELECT r.raw FROM journal_raw r WHERE r.journal_id = j.id) AS raw, \
                  CAST(1 AS BIGINT) AS pass_through \
                  FROM messages m JOIN journal j ON j.id = m.journal_id \
                  WHERE m.direction = 'out' AND m.route = 'pass_through' AND m.partner = $1 \
@@ -246,9 +246,12 @@ impl<C: Connection> Session<C> {
         let list = |f: &dyn Fn(&crate::plan::passthrough::CheckedMessage) -> String| {
             json_list(&checked.messages.iter().map(f).collect::<Vec<_>>())
         };
+        // The bytes first, so that no journal row is ever without them.
+        self.insert_raw(&[(&queued.journal_id, &checked.bytes)])
+            .await?;
         sqlx::query(
             "INSERT INTO journal (id, direction, partner, transport, interchange_ref, message_refs, \
-             pids, message_types, document_numbers, raw, state, attempts) \
+             pids, message_types, document_numbers, size, state, attempts) \
              VALUES ($1, 'out', $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0)",
         )
         .bind(&queued.journal_id)
@@ -262,10 +265,11 @@ impl<C: Connection> Session<C> {
         }))
         .bind(list(&|m| m.message_type.clone()))
         .bind(list(&|m| m.document_number.clone().unwrap_or_default()))
-        .bind(&checked.bytes[..])
+        .bind(checked.bytes.len() as i64)
         .execute(self.conn())
         .await
         .map_err(StoreError::query("journaling a pass-through interchange"))?;
+
         let outbox_id = self.add_outbox(&queued.outbox, now).await?;
         const PER_ROW: usize = 13;
         let rows: Vec<(usize, (&String, &crate::plan::passthrough::CheckedMessage))> = queued

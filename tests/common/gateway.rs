@@ -134,7 +134,7 @@ impl Daemon {
 /// Inbound journal rows `(transport, pids, raw)` from `partner`.
 pub async fn inbound_from(store: &Store, partner: &str) -> Vec<(String, String, Vec<u8>)> {
     sqlx::query(
-        "SELECT transport, pids, raw FROM journal WHERE direction = 'in' AND partner = $1 ORDER BY id",
+        "SELECT transport, pids, (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw FROM journal WHERE direction = 'in' AND partner = $1 ORDER BY id",
     )
     .bind(partner)
     .fetch_all(store.pool())
