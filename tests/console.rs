@@ -131,7 +131,67 @@ async fn console_case(database_url: Option<&str>) {
     let w = console::world(database_url).await;
     login_session_and_headers(&w).await;
     pages_and_actions(&w).await;
+    api_outbox_actions(&w).await;
     w.daemon.stop().await;
+}
+
+/// The console's outbox actions are the API's too (`POST /outbox/{id}/retry`, `/give-up`): the
+/// same code, audited as `api` with the partner's answer; an item not parked is a 404.
+async fn api_outbox_actions(w: &World) {
+    let d = &w.daemon;
+    let now = mako_gateway::clock::Clock::system()
+        .now()
+        .timestamp_millis();
+    for id in ["obx_api_parked_retry", "obx_api_parked_give_up"] {
+        sqlx::query(
+            "INSERT INTO outbox (id, kind, order_kind, order_id, partner, state, attempts, \
+             next_attempt_at, last_error, created_at) \
+             VALUES ($1, 'order', 'grid_fee_reduction', $2, $3, 'parked', 5, $4, $5, $4)",
+        )
+        .bind(id)
+        .bind(&w.rejected)
+        .bind(console::VNB)
+        .bind(now)
+        .bind(PARKED_BECAUSE)
+        .execute(d.store.pool())
+        .await
+        .unwrap();
+    }
+    let given_up = d
+        .post(
+            "/outbox/obx_api_parked_give_up/give-up",
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(given_up["given_up"], true, "{given_up}");
+    let retried = d
+        .post("/outbox/obx_api_parked_retry/retry", serde_json::json!({}))
+        .await;
+    assert_eq!(retried["state"], "pending", "{retried}");
+    for (id, action) in [
+        ("obx_api_parked_retry", "outbox.retry"),
+        ("obx_api_parked_give_up", "outbox.give_up"),
+    ] {
+        let (actor, note): (String, String) =
+            sqlx::query_as("SELECT actor, note FROM audit WHERE target = $1 AND action = $2")
+                .bind(id)
+                .bind(action)
+                .fetch_one(d.store.pool())
+                .await
+                .unwrap();
+        assert_eq!(actor, "api");
+        assert!(note.contains(PARKED_BECAUSE), "{note}");
+    }
+    // Not parked (never was): 404 in the errors[] shape.
+    let response = client()
+        .post(format!("{}/outbox/obx_nope/retry", d.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["errors"].is_array(), "{body}");
 }
 
 async fn login_session_and_headers(w: &World) {

@@ -153,6 +153,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/clearing"),
     ("post", "/clearing/{id}/resolve"),
     ("get", "/outbox"),
+    ("post", "/outbox/{id}/retry"),
+    ("post", "/outbox/{id}/give-up"),
     ("get", "/journal"),
     ("get", "/journal/{id}/raw"),
     ("get", "/quarantine"),
@@ -200,6 +202,8 @@ pub fn router(state: AppState) -> Router {
         .route("/clearing", get(orders::list_clearing))
         .route("/clearing/{id}/resolve", post(orders::resolve_clearing))
         .route("/outbox", get(orders::list_outbox))
+        .route("/outbox/{id}/retry", post(orders::retry_outbox))
+        .route("/outbox/{id}/give-up", post(orders::give_up_outbox))
         .route("/journal", get(journal::list_journal))
         .route("/journal/{id}/raw", get(journal::journal_raw))
         .route("/quarantine", get(orders::list_quarantine))

@@ -553,6 +553,35 @@ pub async fn resolve_clearing(
     })))
 }
 
+/// `POST /outbox/{id}/retry`: a parked outbox item is sent again (the console's action, audited
+/// as `api`, with the partner's answer that parked it).
+pub async fn retry_outbox(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    actions::retry_outbox(&state, &id, None, actions::API_ACTOR).await?;
+    Ok(Json(json!({
+        "object": "outbox_item",
+        "id": id,
+        "state": "pending",
+    })))
+}
+
+/// `POST /outbox/{id}/give-up`: an operator gives a parked outbox item up (it stays parked and
+/// no longer waits for an operator; audited as `api`).
+pub async fn give_up_outbox(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    actions::give_up_outbox(&state, &id, None, actions::API_ACTOR).await?;
+    Ok(Json(json!({
+        "object": "outbox_item",
+        "id": id,
+        "state": "parked",
+        "given_up": true,
+    })))
+}
+
 /// `GET /outbox`: work to send, e.g. `filter[state][eq]=parked` for what needs an operator.
 pub async fn list_outbox(
     State(state): State<AppState>,
