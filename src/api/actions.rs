@@ -164,26 +164,7 @@ pub async fn retry_outbox(
     note: Option<&str>,
     actor: &str,
 ) -> Result<(), ApiError> {
-    let now = state.now();
-    let mut tx = state.store.begin().await?;
-    let item = tx
-        .outbox_item(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("outbox item", id))?;
-    tx.retry_parked_outbox(id, now).await?;
-    let note = audit_note(note, item.item.last_error.as_deref());
-    tx.add_audit(
-        &NewAudit {
-            actor,
-            action: "outbox.retry",
-            target: id,
-            note: Some(&note),
-        },
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    on_parked_outbox(state, id, note, actor, OutboxAction::Retry).await
 }
 
 /// Gives a parked outbox item up (`Session::give_up_outbox`).
@@ -193,18 +174,45 @@ pub async fn give_up_outbox(
     note: Option<&str>,
     actor: &str,
 ) -> Result<(), ApiError> {
+    on_parked_outbox(state, id, note, actor, OutboxAction::GiveUp).await
+}
+
+/// What an operator does with a parked outbox item.
+#[derive(Clone, Copy)]
+enum OutboxAction {
+    Retry,
+    GiveUp,
+}
+
+/// One transaction: the item read (for the answer that parked it), the action, the audit row.
+async fn on_parked_outbox(
+    state: &AppState,
+    id: &str,
+    note: Option<&str>,
+    actor: &str,
+    action: OutboxAction,
+) -> Result<(), ApiError> {
     let now = state.now();
     let mut tx = state.store.begin().await?;
     let item = tx
         .outbox_item(id)
         .await?
         .ok_or_else(|| ApiError::not_found("outbox item", id))?;
-    tx.give_up_outbox(id, now).await?;
+    let name = match action {
+        OutboxAction::Retry => {
+            tx.retry_parked_outbox(id, now).await?;
+            "outbox.retry"
+        }
+        OutboxAction::GiveUp => {
+            tx.give_up_outbox(id, now).await?;
+            "outbox.give_up"
+        }
+    };
     let note = audit_note(note, item.item.last_error.as_deref());
     tx.add_audit(
         &NewAudit {
             actor,
-            action: "outbox.give_up",
+            action: name,
             target: id,
             note: Some(&note),
         },

@@ -561,6 +561,21 @@ struct Loaded {
     audit: Vec<crate::store::AuditEntry>,
 }
 
+impl Loaded {
+    /// What the detail pages read, at `now`.
+    fn context(&self, now: chrono::DateTime<chrono::Utc>) -> pages::OrderContext<'_> {
+        pages::OrderContext {
+            history: &self.history,
+            exchanged: &self.exchanged,
+            outbox: &self.outbox,
+            awaiting: &self.awaiting,
+            contact: &self.contact,
+            audit: &self.audit,
+            now: Some(now),
+        }
+    }
+}
+
 async fn order_context(
     c: &mut StoreConn,
     order_id: &str,
@@ -632,15 +647,7 @@ async fn grid_fee(
         record.order.rejection.as_ref(),
     )
     .await?;
-    let context = pages::OrderContext {
-        history: &l.history,
-        exchanged: &l.exchanged,
-        outbox: &l.outbox,
-        awaiting: &l.awaiting,
-        contact: &l.contact,
-        audit: &l.audit,
-        now: Some(state.now()),
-    };
+    let context = l.context(state.now());
     page(pages::grid_fee_detail(&frame(&op), &record, &context))
 }
 
@@ -661,15 +668,7 @@ async fn meter_order(
         record.order.blocked_reason.as_ref(),
     )
     .await?;
-    let context = pages::OrderContext {
-        history: &l.history,
-        exchanged: &l.exchanged,
-        outbox: &l.outbox,
-        awaiting: &l.awaiting,
-        contact: &l.contact,
-        audit: &l.audit,
-        now: Some(state.now()),
-    };
+    let context = l.context(state.now());
     page(pages::meter_detail(&frame(&op), &record, &context))
 }
 

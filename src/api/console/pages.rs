@@ -400,6 +400,24 @@ fn status_select(name: &str, selected: Option<&str>, options: &[(String, &str)])
     }
 }
 
+/// The filter form of an order list (status and subscription, as the API filters).
+fn order_filters(
+    action: &str,
+    status: Option<&str>,
+    subscription: Option<&str>,
+    options: &[(String, &str)],
+) -> Markup {
+    html! {
+        form method="get" action=(action) class="filters" {
+            label for="status" { "Status" }
+            (status_select("status", status, options))
+            label for="subscription" { "Subscription" }
+            input id="subscription" name="subscription" type="text" value=[subscription];
+            button type="submit" { "Filter" }
+        }
+    }
+}
+
 /// The list of grid-fee reductions with the API's filters.
 pub fn grid_fee_list(
     frame: &Frame<'_>,
@@ -416,13 +434,7 @@ pub fn grid_fee_list(
         "Grid-fee reductions",
         false,
         html! {
-            form method="get" action="/ui/grid-fee-reductions" class="filters" {
-                label for="status" { "Status" }
-                (status_select("status", status, &options))
-                label for="subscription" { "Subscription" }
-                input id="subscription" name="subscription" type="text" value=[subscription];
-                button type="submit" { "Filter" }
-            }
+            (order_filters("/ui/grid-fee-reductions", status, subscription, &options))
             table {
                 thead { tr {
                     th scope="col" { "Order" } th scope="col" { "Status" } th scope="col" { "Module" }
@@ -468,13 +480,7 @@ pub fn meter_list(
         "Meter orders",
         false,
         html! {
-            form method="get" action="/ui/meter-orders" class="filters" {
-                label for="status" { "Status" }
-                (status_select("status", status, &options))
-                label for="subscription" { "Subscription" }
-                input id="subscription" name="subscription" type="text" value=[subscription];
-                button type="submit" { "Filter" }
-            }
+            (order_filters("/ui/meter-orders", status, subscription, &options))
             table {
                 thead { tr {
                     th scope="col" { "Order" } th scope="col" { "Status" }
