@@ -7,6 +7,7 @@
 //! INBOUND_MESSAGES=200 cargo bench --bench inbound     # smoke run (CI)
 //! INBOUND_DB=postgres INBOUND_WORKERS=4 cargo bench --bench inbound
 //! INBOUND_INSTANCES=1 INBOUND_DB=postgres cargo bench --bench inbound  # one instance
+//! INBOUND_SQL_TIMES=1 INBOUND_DB=sqlite cargo bench --bench inbound  # where the SQL time goes
 //! ```
 //!
 //! On PostgreSQL the run is `INBOUND_INSTANCES` (2) gateway instances on one database, as
@@ -74,11 +75,63 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountStatements {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         if event.metadata().target() == "sqlx::query" {
             STATEMENTS.fetch_add(1, Ordering::Relaxed);
+            if let Some(times) = STATEMENT_TIMES.get() {
+                let mut seen = StatementSeen::default();
+                event.record(&mut seen);
+                let mut times = times.lock().unwrap_or_else(|p| p.into_inner());
+                let entry = times.entry(seen.statement).or_default();
+                entry.0 += 1;
+                entry.1 += seen.seconds;
+            }
         }
     }
 }
 
+/// With `INBOUND_SQL_TIMES=1`: per statement (its first 110 characters), how often it ran and
+/// the time sqlx measured executing it (`elapsed_secs` of its `sqlx::query` event).
+static STATEMENT_TIMES: std::sync::OnceLock<
+    std::sync::Mutex<std::collections::HashMap<String, (u64, f64)>>,
+> = std::sync::OnceLock::new();
+
+#[derive(Default)]
+struct StatementSeen {
+    statement: String,
+    seconds: f64,
+}
+
+impl tracing::field::Visit for StatementSeen {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "db.statement" {
+            let flat: String = value.split_whitespace().collect::<Vec<_>>().join(" ");
+            self.statement = flat.chars().take(110).collect();
+        }
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        if field.name() == "elapsed_secs" {
+            self.seconds = value;
+        }
+    }
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
+
+/// Prints and clears the statement times collected since the last call (`INBOUND_SQL_TIMES`).
+fn print_statement_times() {
+    let Some(times) = STATEMENT_TIMES.get() else {
+        return;
+    };
+    let mut times = times.lock().unwrap_or_else(|p| p.into_inner());
+    let mut rows: Vec<(String, (u64, f64))> = times.drain().collect();
+    rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+    println!("sql time     statement (count, seconds executing, summed over connections)");
+    for (statement, (count, seconds)) in rows.iter().take(12) {
+        println!("  {seconds:>8.3} s {count:>7}  {statement}");
+    }
+}
+
 fn count_statements() {
+    if std::env::var_os("INBOUND_SQL_TIMES").is_some() {
+        let _ = STATEMENT_TIMES.set(Default::default());
+    }
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::Layer;
     let only_queries = tracing_subscriber::filter::Targets::new()
@@ -374,6 +427,9 @@ async fn run(backend: &str, stores: &[Store], n: usize, workers: usize, target: 
     // files or as many AS4 connections) while the workers process what is journaled.
     let in_flight = env_number("INBOUND_IN_FLIGHT", 64).max(1);
     let s0 = statements();
+    if let Some(times) = STATEMENT_TIMES.get() {
+        times.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
     let t0 = Instant::now();
     let journaling = tokio::spawn(journal_all(instances.sinks.clone(), raw, in_flight));
     let phase = process_all(&instances.gateways, workers, n).await;
@@ -403,6 +459,7 @@ async fn run(backend: &str, stores: &[Store], n: usize, workers: usize, target: 
         "statements   {:>8.2} per answer, journal and processing ({total_statements} in all)",
         total_statements as f64 / n as f64,
     );
+    print_statement_times();
     let problems = check(store, &cases, processed).await;
     for p in &problems {
         println!("FAIL {backend}: {p}");

@@ -3,6 +3,9 @@
 //! Migration 0009 moves the journal's raw bytes into `journal_raw` and drops the column: on a
 //! real SQLite file with migrations 0001-0008 applied and journal rows written the old way,
 //! every row keeps its bytes (binary ones too) and gets its size.
+//!
+//! Migration 0010 adds the references of outbox items; items queued before it are indexed when
+//! the store opens.
 
 use sqlx::{Connection, Executor};
 
@@ -69,4 +72,47 @@ async fn the_journal_bytes_move_to_their_own_table_with_the_data_in_place() {
         assert_eq!(size, raw.len() as i64);
     }
     assert!(conn.execute("SELECT raw FROM journal").await.is_err());
+}
+
+#[tokio::test]
+async fn outbox_items_queued_before_their_references_were_recorded_are_indexed_on_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+    let store = mako_gateway::store::Store::connect(&url).await.unwrap();
+    let vnb = "9904292000003";
+    let payload = format!(
+        "UNA:+.? 'UNB+UNOC:3+9900000000003:500+{vnb}:500+261207:0800+MG00000007'\
+         UNH+1+APERAK:D:07B:UN:2.1i'BGM+313+DOC7'UNT+3+1'UNZ+1+MG00000007'"
+    );
+    let item = mako_gateway::store::NewOutboxItem {
+        kind: mako_gateway::store::OutboxKind::Ack,
+        order: None,
+        partner: vnb.to_string(),
+        payload: Some(payload.into_bytes()),
+        journal_id: None,
+    };
+    let now = chrono::DateTime::from_timestamp(1_796_630_400, 0).unwrap();
+    store
+        .conn()
+        .await
+        .unwrap()
+        .add_outbox(&item, now)
+        .await
+        .unwrap();
+    // As a gateway before 0010 left it: the item without its references.
+    sqlx::query("DELETE FROM outbox_reference")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let reopened = mako_gateway::store::Store::connect(&url).await.unwrap();
+    let found = reopened
+        .conn()
+        .await
+        .unwrap()
+        .unsent_references(&[vnb.to_string()], &["DOC7", "MG00000007", "1"])
+        .await
+        .unwrap();
+    assert_eq!(found, ["DOC7", "MG00000007", "1"]);
+    reopened.close().await;
 }

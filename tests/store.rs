@@ -88,7 +88,7 @@ on_both! {
     two_instances_claim_every_item_exactly_once => two_workers;
     a_transaction_that_reads_then_writes_is_not_refused_after_another_writer => read_then_write;
     two_instances_never_hand_out_the_same_reference => disjoint_references;
-    unsent_references_are_found_as_whole_values_in_waiting_payloads => unsent_references;
+    unsent_references_are_found_by_what_the_waiting_interchanges_carry => unsent_references;
     the_bytes_of_an_interchange_are_written_once_and_survive_its_state_changes => raw_written_once;
 }
 
@@ -136,58 +136,134 @@ async fn raw_written_once(stores: Vec<Store>) {
 }
 
 /// Which of our references stand in an interchange still waiting in the outbox for a partner:
-/// whole values only, each reported once in the order asked, other partners' items ignored,
-/// across many payloads (the search made once per reference, not per payload).
+/// its UNB, UNH and BGM references as whole values (not a value elsewhere, not part of a
+/// longer one), each reported once in the order asked, other partners' items and sent items
+/// ignored, across many payloads; the bytes an order item keeps when it is built count too,
+/// and items queued without their references (before migration 0010) are indexed when the
+/// store opens.
 async fn unsent_references(stores: Vec<Store>) {
     let store = &stores[0];
     let vnb = "9904292000003";
-    let ack = |partner: &str, body: String| NewOutboxItem {
+    let ack = |partner: &str, unb: &str, unh: &str, bgm: &str| NewOutboxItem {
         kind: OutboxKind::Ack,
         order: None,
         partner: partner.to_string(),
-        payload: Some(body.into_bytes()),
+        payload: Some(
+            format!(
+                "UNA:+.? 'UNB+UNOC:3+9900000000003:500+{partner}:500+261207:0800+{unb}'\
+                 UNH+{unh}+APERAK:D:07B:UN:2.1i'BGM+313+{bgm}'RFF+ACE:MGX0009'\
+                 UNT+4+{unh}'UNZ+1+{unb}'"
+            )
+            .into_bytes(),
+        ),
         journal_id: None,
     };
     let mut items: Vec<NewOutboxItem> = (0..200)
         .map(|i| {
             ack(
                 vnb,
-                format!(
-                    "UNB+UNOC:3+9900000000003:500+{vnb}:500+261207:0800+AK{i:08}'UNZ+1+AK{i:08}'"
-                ),
+                &format!("AK{i:08}"),
+                &format!("AM{i:08}"),
+                &format!("AD{i:08}"),
             )
         })
         .collect();
-    items.push(ack(
-        vnb,
-        "UNB+UNOC:3+9900000000003:500+9904292000003:500+261207:0800+MG00000077'\
-         BGM+7+DOC42+9'RFF+ON:MGX0001'UNZ+1+MG00000077'"
-            .to_string(),
-    ));
-    items.push(ack(
-        "9900000000011",
-        "UNB+UNOC:3+9900000000003:500+9900000000011:500+261207:0800+MG00000088'UNZ+1+MG00000088'"
-            .to_string(),
-    ));
+    items.push(ack(vnb, "MG00000077", "MG00000077", "DOC42"));
+    items.push(ack("9900000000011", "MG00000088", "1", "DOC88"));
+    items.push(ack(vnb, "MG00000099", "1", "DOC99"));
     let mut tx = store.begin().await.unwrap();
-    tx.add_outbox_items(&items, t0()).await.unwrap();
-    let found = tx
-        .unsent_references(
-            &[vnb.to_string()],
-            &[
-                "MGX0001",    // a whole component value
-                "MG00000088", // only in another partner's item
-                "DOC4",       // part of a longer value
-                "AK00000150", // in one of many payloads
-                "MG00000077", // twice in its payload, asked twice
-                "MG00000077",
-                "",
-            ],
-        )
+    let ids = tx.add_outbox_items(&items, t0()).await.unwrap();
+    tx.commit().await.unwrap();
+    // The last one leaves: what it names is no longer being sent.
+    let sent = ids.last().unwrap();
+    sqlx::query("UPDATE outbox SET state = 'sent' WHERE id = $1")
+        .bind(sent.as_str())
+        .execute(store.pool())
         .await
         .unwrap();
-    assert_eq!(found, ["MGX0001", "AK00000150", "MG00000077"]);
-    tx.commit().await.unwrap();
+    let asked = [
+        "DOC42",      // a BGM document number
+        "MG00000088", // only in another partner's item
+        "DOC4",       // part of a longer value
+        "MGX0009",    // in an RFF: not a reference of ours
+        "AM00000150", // a UNH reference in one of many payloads
+        "AK00000151", // a UNB reference
+        "MG00000077", // UNB and UNH, asked twice
+        "MG00000077",
+        "DOC99", // sent
+        "",
+    ];
+    let expected = ["DOC42", "AM00000150", "AK00000151", "MG00000077"];
+    let found = store
+        .conn()
+        .await
+        .unwrap()
+        .unsent_references(&[vnb.to_string()], &asked)
+        .await
+        .unwrap();
+    assert_eq!(found, expected);
+
+    // An order item gets its bytes when it is built, while claimed.
+    let order = NewOutboxItem {
+        kind: OutboxKind::Order,
+        order: Some((OrderKind::GridFeeReduction, "gfr_x".into())),
+        partner: vnb.to_string(),
+        payload: None,
+        journal_id: None,
+    };
+    store
+        .conn()
+        .await
+        .unwrap()
+        .add_outbox(&order, t0())
+        .await
+        .unwrap();
+    let mut conn = store.conn().await.unwrap();
+    let mut claimed = conn
+        .claim_outbox("w1", t0() + seconds(1), LEASE)
+        .await
+        .unwrap();
+    while claimed.as_ref().is_some_and(|c| c.payload.is_some()) {
+        claimed = conn
+            .claim_outbox("w1", t0() + seconds(1), LEASE)
+            .await
+            .unwrap();
+    }
+    let claimed = claimed.expect("the order item");
+    let built = ack(vnb, "MG00000100", "1", "MG00000101").payload.unwrap();
+    conn.set_outbox_payload(&claimed.id, "w1", &built)
+        .await
+        .unwrap();
+    let found = conn
+        .unsent_references(&[vnb.to_string()], &["MG00000101", "MG00000100"])
+        .await
+        .unwrap();
+    assert_eq!(found, ["MG00000101", "MG00000100"]);
+    drop(conn);
+
+    // Items queued before their references were recorded: indexed when the store opens
+    // (`tests/migrations.rs` opens one), by this.
+    sqlx::query("DELETE FROM outbox_reference")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(store
+        .conn()
+        .await
+        .unwrap()
+        .unsent_references(&[vnb.to_string()], &asked)
+        .await
+        .unwrap()
+        .is_empty());
+    let mut conn = store.conn().await.unwrap();
+    // Every unsent item (the one marked sent is left alone).
+    assert_eq!(conn.index_unindexed_outbox().await.unwrap(), items.len());
+    assert_eq!(conn.index_unindexed_outbox().await.unwrap(), 0);
+    let found = conn
+        .unsent_references(&[vnb.to_string()], &asked)
+        .await
+        .unwrap();
+    assert_eq!(found, expected);
 }
 
 async fn disjoint_references(stores: Vec<Store>) {

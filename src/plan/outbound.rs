@@ -304,6 +304,32 @@ fn written_facts(bytes: &[u8]) -> Option<WrittenFacts> {
     })
 }
 
+/// The references of ours an interchange we wrote carries, as answers name them: its UNB
+/// DE0020, each message's UNH DE0062 and BGM DE1004, each once, non-empty, in that order
+/// (nothing for bytes that are not a readable interchange). The store indexes an outbox item
+/// by them, so that an answer naming one while the item is still being sent is recognised.
+pub fn written_references(bytes: &[u8]) -> Vec<String> {
+    let Ok(doc) = crate::edifact::parse(bytes) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |value: std::borrow::Cow<'_, str>| {
+        if !value.is_empty() && !out.iter().any(|o| *o == value) {
+            out.push(value.into_owned());
+        }
+    };
+    for ic in doc.interchanges() {
+        add(ic.control_reference());
+        for m in ic.messages() {
+            add(m.reference());
+            if let Some(bgm) = m.body().find(|s| s.is(b"BGM")) {
+                add(bgm.value(2, 1));
+            }
+        }
+    }
+    out
+}
+
 /// The facts of an interchange built now (no parse: the builder knows them).
 fn built_facts(built: &BuiltOrder) -> WrittenFacts {
     let header = &built.interchange.header;
@@ -666,5 +692,19 @@ mod tests {
             assert_eq!(record.message_types, types);
             assert_eq!(record.raw, bytes);
         }
+    }
+
+    #[test]
+    fn the_references_of_written_bytes_are_the_interchange_message_and_document_numbers() {
+        let bytes = include_bytes!("../../samples/outbound/orders_17133_modul1_und_3.edi");
+        assert_eq!(
+            written_references(bytes),
+            ["MG00000003", "MG00000002", "MG00000001"]
+        );
+        // Every value once; a message without BGM adds its UNH reference only.
+        let contrl = b"UNA:+.? 'UNB+UNOC:3+1:500+2:500+261123:0815+R1'UNH+R1+CONTRL:D:3:UN:2.0b'\
+UCI+X9+2:500+1:500+7'UNT+3+R1'UNZ+1+R1'";
+        assert_eq!(written_references(contrl), ["R1"]);
+        assert!(written_references(b"not an interchange").is_empty());
     }
 }

@@ -140,6 +140,13 @@ pub struct Store {
     /// References reserved in the database and not handed out yet (shared by the clones of
     /// this store, that is by the loops of one instance).
     references: std::sync::Arc<std::sync::Mutex<references::ReferenceBlock>>,
+    /// SQLite: the turn to write, taken by [`Store::begin`] before `BEGIN IMMEDIATE` and held
+    /// until the transaction ends (shared by the clones of this store). SQLite has one writer;
+    /// waiting for it in SQLite's busy handler means sleeping and polling (1 ms growing to
+    /// 100 ms), so that under load the lock stood free while every waiter slept; queued here,
+    /// the next transaction starts the moment the last one ends. Other processes on the same
+    /// file still meet at SQLite's lock, under the busy timeout. `None` on PostgreSQL.
+    writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// The URL without a password, for messages.
@@ -245,11 +252,15 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { source })?;
-        Ok(Store {
+        let store = Store {
             pool,
             backend,
             references: Default::default(),
-        })
+            writer: (backend == Backend::Sqlite).then(Default::default),
+        };
+        // Outbox items queued before their references were recorded with them.
+        store.conn().await?.index_unindexed_outbox().await?;
+        Ok(store)
     }
 
     /// Which database this is.
@@ -314,6 +325,24 @@ impl Store {
     /// transaction depth", taken for a permanent error: outbox items were parked). A
     /// connection whose transaction state is not known now is closed, never reused.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
+        // The turn first, then the connection: a connection is never held while waiting.
+        let writer = match &self.writer {
+            Some(turn) => Some(
+                tokio::time::timeout(
+                    std::time::Duration::from_millis(u64::from(SQLITE_BUSY_TIMEOUT_MS)),
+                    turn.clone().lock_owned(),
+                )
+                .await
+                .map_err(|_| StoreError::Query {
+                    operation: "starting a transaction",
+                    source: sqlx::Error::Protocol(format!(
+                        "another transaction of this gateway held SQLite's write lock for \
+                         more than the busy timeout ({SQLITE_BUSY_TIMEOUT_MS} ms)"
+                    )),
+                })?,
+            ),
+            None => None,
+        };
         let mut conn = self
             .pool
             .acquire()
@@ -329,7 +358,10 @@ impl Store {
             return Err(StoreError::query("starting a transaction")(e));
         }
         Ok(Session {
-            conn: TxConn { conn: Some(conn) },
+            conn: TxConn {
+                conn: Some(conn),
+                writer,
+            },
             backend: self.backend,
         })
     }
@@ -343,6 +375,8 @@ impl Store {
 #[derive(Debug)]
 pub struct TxConn {
     conn: Option<PoolConnection<Any>>,
+    /// SQLite: this store's turn to write, until the transaction has ended.
+    writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl std::ops::Deref for TxConn {
@@ -366,7 +400,10 @@ impl DerefMut for TxConn {
 impl Drop for TxConn {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            let unsettled = Unsettled(Some(conn));
+            let unsettled = Unsettled {
+                conn: Some(conn),
+                _turn: self.writer.take(),
+            };
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(unsettled.roll_back());
             }
@@ -376,24 +413,29 @@ impl Drop for TxConn {
 }
 
 /// A connection in a transaction whose end is not known yet: closed when dropped, unless
-/// [`Unsettled::roll_back`] brought it to a known state first.
-struct Unsettled(Option<PoolConnection<Any>>);
+/// [`Unsettled::roll_back`] brought it to a known state first; with the turn to write its
+/// transaction holds (given back once the transaction has ended).
+struct Unsettled {
+    conn: Option<PoolConnection<Any>>,
+    /// Held, never read: dropped with the value.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
 
 impl Unsettled {
     /// ROLLBACK: back to the pool when it succeeded, else closed.
     async fn roll_back(mut self) -> Result<(), sqlx::Error> {
-        let Some(conn) = self.0.as_mut() else {
+        let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
         conn.execute("ROLLBACK").await?;
-        drop(self.0.take());
+        drop(self.conn.take());
         Ok(())
     }
 }
 
 impl Drop for Unsettled {
     fn drop(&mut self) {
-        if let Some(mut conn) = self.0.take() {
+        if let Some(mut conn) = self.conn.take() {
             conn.close_on_drop();
         }
     }
@@ -441,7 +483,12 @@ impl StoreTx {
         match conn.execute("COMMIT").await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let _ = Unsettled(Some(conn)).roll_back().await;
+                let _ = Unsettled {
+                    conn: Some(conn),
+                    _turn: None,
+                }
+                .roll_back()
+                .await;
                 Err(StoreError::query("committing a transaction")(e))
             }
         }
@@ -452,10 +499,13 @@ impl StoreTx {
         let Some(conn) = self.conn.conn.take() else {
             return Ok(());
         };
-        Unsettled(Some(conn))
-            .roll_back()
-            .await
-            .map_err(StoreError::query("rolling back a transaction"))
+        Unsettled {
+            conn: Some(conn),
+            _turn: None,
+        }
+        .roll_back()
+        .await
+        .map_err(StoreError::query("rolling back a transaction"))
     }
 }
 

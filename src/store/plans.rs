@@ -12,7 +12,7 @@ use crate::plan::outbound::OutboundPlan;
 
 impl<C: Connection> Session<C> {
     /// The orders and sent messages the items of a batch name, and which of our references it
-    /// names are still being sent (at most six statements, whatever the size of the batch).
+    /// names are still being sent (at most seven statements, whatever the size of the batch).
     pub async fn load_for_inbound(&mut self, keys: &BatchKeys) -> Result<Loaded, StoreError> {
         // What is still being sent is read first: under PostgreSQL's read committed each
         // statement sees the commits made before it, so an outbox item recorded as sent

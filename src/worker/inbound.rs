@@ -110,12 +110,14 @@ impl InboundWorker {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Option<usize>, WorkerError> {
-        let items = self
-            .store
-            .conn()
-            .await?
+        // In a transaction of its own rather than a statement that commits itself: on SQLite a
+        // transaction waits for this instance's turn to write (see `Store::begin`) instead of
+        // polling SQLite's lock in its busy handler.
+        let mut tx = self.store.begin().await?;
+        let items = tx
             .claim_inbound_batch(&self.name, now, self.leases.lease, limit)
             .await?;
+        tx.commit().await?;
         if items.is_empty() {
             return Ok(self.process_next(now).await?.map(|_| 1));
         }
@@ -143,13 +145,10 @@ impl InboundWorker {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Option<InboundReport>, WorkerError> {
-        let Some(item) = self
-            .store
-            .conn()
-            .await?
-            .claim_inbound(&self.name, now, self.leases.lease)
-            .await?
-        else {
+        let mut tx = self.store.begin().await?;
+        let claimed = tx.claim_inbound(&self.name, now, self.leases.lease).await?;
+        tx.commit().await?;
+        let Some(item) = claimed else {
             return Ok(None);
         };
         self.process_claimed(item, now).await.map(Some)
