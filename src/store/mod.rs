@@ -560,6 +560,51 @@ mod tests {
         store.close().await;
     }
 
+    /// SQLite transactions of one store queue for its turn to write: the second begins only
+    /// when the first has ended (committed, rolled back or dropped), at once rather than
+    /// after SQLite's busy handler slept; and a dropped transaction gives the turn back.
+    #[tokio::test]
+    async fn sqlite_transactions_take_turns_and_a_dropped_one_gives_its_turn_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/gateway.db", dir.path().display());
+        let store = Store::connect(&url).await.unwrap();
+        let first = store.begin().await.unwrap();
+        let waiting = tokio::spawn({
+            let store = store.clone();
+            async move { store.begin().await.map(|tx| drop(tx)) }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            !waiting.is_finished(),
+            "began while another transaction wrote"
+        );
+        first.commit().await.unwrap();
+        let started = std::time::Instant::now();
+        waiting.await.unwrap().unwrap();
+        // SQLite's busy handler would have slept up to 100 ms between its tries.
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // Dropped without commit: rolled back in a task of its own, which then gives the turn
+        // back (else the next one would wait for the busy timeout and fail).
+        let mut dropped = store.begin().await.unwrap();
+        dropped
+            .conn()
+            .execute("INSERT INTO subscriptions (id, confirmed_at) VALUES ('s1', 0)")
+            .await
+            .unwrap();
+        drop(dropped);
+        let mut next = store.begin().await.unwrap();
+        next.confirm_subscription("s2", crate::clock::Clock::system().now())
+            .await
+            .unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscriptions WHERE id = 's1'")
+            .fetch_one(next.conn())
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "the dropped transaction was rolled back");
+        next.commit().await.unwrap();
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn regression_a_commit_the_database_refused_leaves_no_connection_in_a_transaction() {
         let dir = tempfile::tempdir().unwrap();
