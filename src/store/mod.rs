@@ -571,7 +571,7 @@ mod tests {
         let first = store.begin().await.unwrap();
         let waiting = tokio::spawn({
             let store = store.clone();
-            async move { store.begin().await.map(|tx| drop(tx)) }
+            async move { store.begin().await.map(drop) }
         });
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert!(
