@@ -133,6 +133,27 @@ fn the_mscons_13017_test_message_is_forwarded_not_rejected_with_uci_4() {
     assert!(!reply_types(&read.replies).contains(&"APERAK".to_string()));
 }
 
+/// The journal outcome is written straight from the report, as the same text the report gave
+/// through a `serde_json::Value` (the form it was stored in before).
+#[test]
+fn the_journal_outcome_text_is_the_report_as_json() {
+    let Some(dir) = corpus_dir() else { return };
+    let raw =
+        std::fs::read(dir.join("maco-edi-testfiles/inbound_v202604_mscons_13017_1.edi")).unwrap();
+    let read = read(&prepared(&raw, None), &RoutingTable::default());
+    let report = mako_gateway::plan::inbound::InboundReport {
+        journal_id: Some("jrn_1".into()),
+        facts: read.facts.clone(),
+        syntax_errors: vec!["at byte 7: \"quoted\" ü".into()],
+        effects: Vec::new(),
+        routed: read.messages.clone(),
+        replies: vec!["CONTRL".into()],
+    };
+    let text = report.outcome_text();
+    assert_eq!(text, serde_json::to_value(&report).unwrap().to_string());
+    assert!(text.contains("\"routed\":[{"), "{text}");
+}
+
 #[test]
 fn a_utilmd_55616_we_do_not_process_is_forwarded_and_not_acknowledged_positively() {
     let Some(dir) = corpus_dir() else { return };

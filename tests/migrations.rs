@@ -4,6 +4,8 @@
 //! real SQLite file with migrations 0001-0008 applied and journal rows written the old way,
 //! every row keeps its bytes (binary ones too) and gets its size.
 //!
+//! Migration 0011 stores the bytes in parts: every row written before becomes its part 0.
+//!
 //! Migration 0010 adds the references of outbox items; items queued before it are indexed when
 //! the store opens.
 
@@ -21,7 +23,7 @@ const BEFORE_0009: [&str; 8] = [
 ];
 
 #[tokio::test]
-async fn the_journal_bytes_move_to_their_own_table_with_the_data_in_place() {
+async fn the_journal_bytes_move_to_their_own_table_then_into_parts_with_the_data_in_place() {
     sqlx::any::install_default_drivers();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.db");
@@ -72,6 +74,22 @@ async fn the_journal_bytes_move_to_their_own_table_with_the_data_in_place() {
         assert_eq!(size, raw.len() as i64);
     }
     assert!(conn.execute("SELECT raw FROM journal").await.is_err());
+    // 0010, then 0011 puts the bytes in parts: each row written before is its part 0.
+    for sql in [
+        include_str!("../migrations/0010_outbox_reference.sql"),
+        include_str!("../migrations/0011_journal_raw_parts.sql"),
+    ] {
+        conn.execute(sqlx::raw_sql(sql)).await.unwrap();
+    }
+    for (id, raw) in interchanges {
+        let parts: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT part, raw FROM journal_raw WHERE journal_id = $1")
+                .bind(id)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(parts, [(0, raw.to_vec())]);
+    }
 }
 
 #[tokio::test]

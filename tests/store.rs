@@ -90,6 +90,64 @@ on_both! {
     two_instances_never_hand_out_the_same_reference => disjoint_references;
     unsent_references_are_found_by_what_the_waiting_interchanges_carry => unsent_references;
     the_bytes_of_an_interchange_are_written_once_and_survive_its_state_changes => raw_written_once;
+    a_large_interchange_is_stored_in_parts_and_read_back_whole => raw_in_parts;
+}
+
+/// An interchange larger than a part (`RAW_PART_BYTES`) is stored as several rows (each a
+/// statement's worth of copies at most) and read back byte for byte by the claim (one among
+/// small ones), by its download and by its item; an empty one keeps one empty part.
+async fn raw_in_parts(stores: Vec<Store>) {
+    let store = &stores[0];
+    let part = mako_gateway::store::RAW_PART_BYTES;
+    let mut large = inbound("9904292000003", Some("BIG0000001"));
+    // Every byte value, so that a part out of order or cut short shows.
+    large.raw = (0..part * 2 + part / 2 + 7)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let small = inbound("9904292000003", Some("SMALL00001"));
+    let mut empty = inbound("9904292000003", Some("EMPTY00001"));
+    empty.raw = Vec::new();
+    let mut tx = store.begin().await.unwrap();
+    let inserted = tx
+        .insert_inbound_many(&[&small, &large, &empty])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let ids: Vec<String> = inserted
+        .into_iter()
+        .map(|i| match i {
+            Inserted::New(id) => id,
+            other => panic!("new, not {other:?}"),
+        })
+        .collect();
+    for (id, parts) in ids.iter().zip([1, 3, 1]) {
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM journal_raw WHERE journal_id = $1",
+        )
+        .bind(id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(stored, parts, "parts of {id}");
+    }
+    let mut tx = store.begin().await.unwrap();
+    let claimed = tx
+        .claim_inbound_batch("w1", t0(), Duration::from_secs(30), 8)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let by_id = |id: &str| claimed.iter().find(|c| c.id == id).unwrap().raw.clone();
+    assert_eq!(by_id(&ids[0]), small.raw);
+    assert!(
+        by_id(&ids[1]) == large.raw,
+        "the large interchange read back differs"
+    );
+    assert!(by_id(&ids[2]).is_empty());
+    let mut conn = store.conn().await.unwrap();
+    assert!(conn.journal_raw(&ids[1]).await.unwrap().unwrap() == large.raw);
+    assert!(conn.journal_item(&ids[1]).await.unwrap().unwrap().raw == large.raw);
+    assert_eq!(conn.journal_raw(&ids[2]).await.unwrap().unwrap(), b"");
+    assert_eq!(conn.journal_raw("jrn_none").await.unwrap(), None);
 }
 
 /// The raw bytes live in `journal_raw`, written once: claiming and finishing the item change

@@ -12,6 +12,13 @@ use super::types::*;
 use super::{Connection, Session, StoreError};
 
 /// The columns of a journal item; its bytes are in `journal_raw` (see [`Session::with_raw`]).
+/// The largest part of a journal item's bytes stored in one row (1 MiB; see
+/// `migrations/0011_journal_raw_parts.sql`).
+pub const RAW_PART_BYTES: usize = 1 << 20;
+
+/// Parts read per statement after the first (at most 4 MiB held by the driver at once).
+const PARTS_PER_READ: i64 = 4;
+
 pub(crate) const JOURNAL_COLUMNS: &str = "id, direction, partner, transport, interchange_ref, \
     message_refs, pids, message_types, document_numbers, received_at, sent_at, state, \
     outcome, attempts, size";
@@ -359,25 +366,96 @@ impl<C: Connection> Session<C> {
 
     /// The bytes of a journal item, exactly as received or sent.
     pub async fn journal_raw(&mut self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT raw FROM journal_raw WHERE journal_id = $1")
+        let first = sqlx::query("SELECT raw FROM journal_raw WHERE journal_id = $1 AND part = 0")
             .bind(id)
             .fetch_optional(self.conn())
             .await
             .map_err(StoreError::query("reading a journal item's bytes"))?;
-        row.map(|r| get(&r, "raw")).transpose()
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        let mut raw: Vec<u8> = get(&first, "raw")?;
+        drop(first);
+        self.read_later_parts(id, &mut raw).await?;
+        Ok(Some(raw))
+    }
+
+    /// Appends the parts after the first of item `id` to `raw`, [`PARTS_PER_READ`] per
+    /// statement, so that a large interchange is never held twice while it is read.
+    async fn read_later_parts(&mut self, id: &str, raw: &mut Vec<u8>) -> Result<(), StoreError> {
+        let mut next: i64 = 1;
+        loop {
+            let rows = sqlx::query(
+                "SELECT part, raw FROM journal_raw WHERE journal_id = $1 AND part >= $2 \
+                 ORDER BY part LIMIT $3",
+            )
+            .bind(id)
+            .bind(next)
+            .bind(PARTS_PER_READ)
+            .fetch_all(self.conn())
+            .await
+            .map_err(StoreError::query("reading a journal item's bytes"))?;
+            let count = rows.len();
+            for row in rows {
+                let part: i64 = get(&row, "part")?;
+                if part != next {
+                    return Err(corrupt(
+                        "journal item",
+                        id,
+                        "raw",
+                        format!("part {next} missing in journal_raw (found {part})"),
+                    ));
+                }
+                raw.extend_from_slice(&get::<Vec<u8>>(&row, "raw")?);
+                next += 1;
+            }
+            if count < PARTS_PER_READ as usize {
+                return Ok(());
+            }
+        }
     }
 
     /// Stores the bytes of journal items (written once, never updated: see
-    /// `migrations/0009_journal_raw.sql`), up to `ROWS_PER_STATEMENT` per statement.
+    /// `migrations/0009_journal_raw.sql`) in parts of [`RAW_PART_BYTES`]
+    /// (`migrations/0011_journal_raw_parts.sql`); a statement holds up to
+    /// `ROWS_PER_STATEMENT` parts and stops after the one that brings it to
+    /// [`RAW_PART_BYTES`], so that the copies made on the way into the database (sqlx's, the
+    /// driver's) are of one part, not of the interchange.
     pub(crate) async fn insert_raw(&mut self, raws: &[(&str, &[u8])]) -> Result<(), StoreError> {
-        for chunk in raws.chunks(super::sql::ROWS_PER_STATEMENT) {
+        let parts: Vec<(&str, i64, &[u8])> = raws
+            .iter()
+            .flat_map(|(id, raw)| {
+                let pieces: Vec<&[u8]> = if raw.is_empty() {
+                    vec![&raw[..]]
+                } else {
+                    raw.chunks(RAW_PART_BYTES).collect()
+                };
+                pieces
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(n, piece)| (*id, n as i64, piece))
+            })
+            .collect();
+        let mut rest = &parts[..];
+        while !rest.is_empty() {
+            let mut take = 0;
+            let mut bytes = 0;
+            while take < rest.len()
+                && take < super::sql::ROWS_PER_STATEMENT
+                && bytes < RAW_PART_BYTES
+            {
+                bytes += rest[take].2.len();
+                take += 1;
+            }
+            let (chunk, after) = rest.split_at(take);
+            rest = after;
             let statement = format!(
-                "INSERT INTO journal_raw (journal_id, raw) VALUES {}",
-                super::sql::value_rows(chunk.len(), 2)
+                "INSERT INTO journal_raw (journal_id, part, raw) VALUES {}",
+                super::sql::value_rows(chunk.len(), 3)
             );
             let mut query = sqlx::query(&statement);
-            for (id, raw) in chunk {
-                query = query.bind(*id).bind(*raw);
+            for (id, part, raw) in chunk {
+                query = query.bind(*id).bind(*part).bind(*raw);
             }
             query
                 .execute(self.conn())
@@ -387,9 +465,10 @@ impl<C: Connection> Session<C> {
         Ok(())
     }
 
-    /// The journal items of `rows` (read with [`JOURNAL_COLUMNS`]) with their bytes, read with
-    /// one statement per `ROWS_PER_STATEMENT` items; each row and each value dropped once its
-    /// item holds the bytes.
+    /// The journal items of `rows` (read with [`JOURNAL_COLUMNS`]) with their bytes: the first
+    /// parts of up to `ROWS_PER_STATEMENT` items per statement, the later parts of a large
+    /// one [`PARTS_PER_READ`] at a time into bytes of its recorded size; each row and each
+    /// value dropped once its item holds the bytes.
     pub(crate) async fn with_raw(
         &mut self,
         rows: Vec<AnyRow>,
@@ -398,11 +477,15 @@ impl<C: Connection> Session<C> {
             .iter()
             .map(|r| get::<String>(r, "id"))
             .collect::<Result<_, _>>()?;
+        let sizes: Vec<i64> = rows
+            .iter()
+            .map(|r| get::<i64>(r, "size"))
+            .collect::<Result<_, _>>()?;
         let mut raws: std::collections::HashMap<String, Vec<u8>> =
             std::collections::HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(super::sql::ROWS_PER_STATEMENT) {
             let statement = format!(
-                "SELECT journal_id, raw FROM journal_raw WHERE journal_id IN ({})",
+                "SELECT journal_id, raw FROM journal_raw WHERE part = 0 AND journal_id IN ({})",
                 super::sql::placeholders(1, chunk.len())
             );
             let mut query = sqlx::query(&statement);
@@ -415,6 +498,17 @@ impl<C: Connection> Session<C> {
                 .map_err(StoreError::query("reading the bytes of journal items"))?;
             for row in found {
                 raws.insert(get(&row, "journal_id")?, get(&row, "raw")?);
+            }
+        }
+        for (id, size) in ids.iter().zip(&sizes) {
+            let size = usize::try_from(*size).unwrap_or(0);
+            if let Some(raw) = raws.get_mut(id) {
+                if raw.len() < size {
+                    let mut whole = Vec::with_capacity(size);
+                    whole.append(raw);
+                    self.read_later_parts(id, &mut whole).await?;
+                    *raw = whole;
+                }
             }
         }
         rows.into_iter()
@@ -569,7 +663,7 @@ impl<C: Connection> Session<C> {
     /// is gone.
     pub async fn finish_inbound_items(
         &mut self,
-        items: &[(&str, serde_json::Value)],
+        items: &[(&str, String)],
         worker: &str,
         state: JournalState,
     ) -> Result<(), StoreError> {
@@ -587,7 +681,7 @@ impl<C: Connection> Session<C> {
         );
         let mut query = sqlx::query(&statement).bind(state.as_str()).bind(worker);
         for (id, outcome) in items {
-            query = query.bind(id.to_string()).bind(outcome.to_string());
+            query = query.bind(*id).bind(outcome.as_str());
         }
         let done = query
             .execute(self.conn())

@@ -56,6 +56,7 @@ pub use as4::{
 pub use audit::{AuditEntry, ConsoleCounts, NewAudit, ParkedItem};
 pub use deadlines::{overdue_topic, StoredDeadline};
 pub use error::StoreError;
+pub use journal::RAW_PART_BYTES;
 pub use messages::{MessageFilter, StoredMessage};
 pub use outbox::names_value;
 pub use passthrough::{PassThroughFilter, PassThroughOutbox, PassThroughRecord, OVERDUE};

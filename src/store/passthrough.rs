@@ -188,7 +188,7 @@ impl<C: Connection> Session<C> {
                 select_rows(
                     self.conn(),
                     "looking up an outbound interchange by reference",
-                    "SELECT j.id AS id, j.interchange_ref AS interchange_ref, (SELECT r.raw FROM journal_raw r WHERE r.journal_id = j.id) AS raw, \
+                    "SELECT j.id AS id, j.interchange_ref AS interchange_ref, \
                      CAST((SELECT COUNT(*) FROM messages m WHERE m.journal_id = j.id \
                      AND m.route = 'pass_through') AS BIGINT) AS pass_through \
                      FROM journal j WHERE j.direction = 'out' AND j.partner = $1 \
@@ -200,7 +200,7 @@ impl<C: Connection> Session<C> {
         }
         if !document_numbers.is_empty() {
             let sql = format!(
-                "SELECT j.id AS id, j.interchange_ref AS interchange_ref, (SELECT r.raw FROM journal_raw r WHERE r.journal_id = j.id) AS raw, \
+                "SELECT j.id AS id, j.interchange_ref AS interchange_ref, \
                  CAST(1 AS BIGINT) AS pass_through \
                  FROM messages m JOIN journal j ON j.id = m.journal_id \
                  WHERE m.direction = 'out' AND m.route = 'pass_through' AND m.partner = $1 \
@@ -224,9 +224,17 @@ impl<C: Connection> Session<C> {
             if earlier.iter().any(|e| e.journal_id == journal_id) {
                 continue;
             }
+            let bytes = self.journal_raw(&journal_id).await?.ok_or_else(|| {
+                super::sql::corrupt(
+                    "journal item",
+                    &journal_id,
+                    "raw",
+                    "no bytes in journal_raw".into(),
+                )
+            })?;
             earlier.push(Earlier {
                 interchange_ref: get::<Option<String>>(row, "interchange_ref")?.unwrap_or_default(),
-                bytes: get(row, "raw")?,
+                bytes,
                 pass_through: get::<i64>(row, "pass_through")? > 0,
                 journal_id,
             });

@@ -117,14 +117,14 @@ impl<C: Connection> Session<C> {
             })
             .collect();
         self.record_pass_through_answers(&answers, now).await?;
-        let finished: Vec<(&str, serde_json::Value)> = plans
+        let finished: Vec<(&str, String)> = plans
             .iter()
             .filter(|p| p.waits_for.is_none())
             .filter_map(|p| {
                 p.report
                     .journal_id
                     .as_deref()
-                    .map(|id| (id, p.report.outcome()))
+                    .map(|id| (id, p.report.outcome_text()))
             })
             .collect();
         self.finish_inbound_items(&finished, worker, JournalState::Processed)

@@ -83,9 +83,12 @@ impl InboundReport {
             .any(|e| matches!(e, Effect::Clearing { .. }))
     }
 
-    /// The journal outcome: the report as JSON.
-    pub fn outcome(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    /// The journal outcome: the report as JSON text, written straight from the report (the
+    /// same text as through a `serde_json::Value`, which keeps the fields' order here, but
+    /// without building that tree first: for an interchange of 27,000 messages the tree was
+    /// the largest thing held while processing it, after its bytes).
+    pub fn outcome_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "null".to_string())
     }
 }
 
