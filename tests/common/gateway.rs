@@ -131,18 +131,30 @@ impl Daemon {
     }
 }
 
-/// Inbound journal rows `(transport, pids, raw)` from `partner`.
+/// Inbound journal rows `(transport, pids, raw)` from `partner` (the bytes joined from their
+/// parts by the store).
 pub async fn inbound_from(store: &Store, partner: &str) -> Vec<(String, String, Vec<u8>)> {
-    sqlx::query(
-        "SELECT transport, pids, (SELECT r.raw FROM journal_raw r WHERE r.journal_id = journal.id) AS raw FROM journal WHERE direction = 'in' AND partner = $1 ORDER BY id",
+    let rows = sqlx::query(
+        "SELECT id, transport, pids FROM journal WHERE direction = 'in' AND partner = $1 ORDER BY id",
     )
     .bind(partner)
     .fetch_all(store.pool())
     .await
-    .unwrap()
-    .iter()
-    .map(|r| (r.get(0), r.get(1), r.get(2)))
-    .collect()
+    .unwrap();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: String = r.get(0);
+        let raw = store
+            .conn()
+            .await
+            .unwrap()
+            .journal_raw(&id)
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        out.push((r.get(1), r.get(2), raw));
+    }
+    out
 }
 
 pub fn sample(name: &str) -> Vec<u8> {
