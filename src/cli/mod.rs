@@ -5,6 +5,7 @@
 
 mod answer;
 mod daemon;
+mod input;
 mod parse;
 mod render;
 mod validate;
@@ -14,7 +15,6 @@ pub use parse::{error_json, render_text, summary_json};
 pub use render::render_order;
 pub use validate::{render_findings, render_plan};
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -172,16 +172,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Reads a file, or standard input for `-`.
-fn read_input(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut buf)?;
-        Ok(buf)
-    } else {
-        std::fs::read(path)
-    }
-}
+use input::read_input;
 
 /// How a path is named in messages.
 fn display_name(path: &std::path::Path) -> String {

@@ -170,11 +170,20 @@ impl Serialize for MessageSummaries<'_, '_, '_> {
             version: String,
             segments: usize,
         }
-        serializer.collect_seq(self.0.messages().map(|m| MessageSummary {
-            reference: m.reference(),
-            message_type: m.message_type(),
-            version: m.version(),
-            segments: m.segment_count(),
+        // UNH read once per message (its elements found once), as the message's own
+        // `reference()`, `message_type()` and `version()` would give them.
+        serializer.collect_seq(self.0.messages().map(|m| {
+            let mut elements = m.unh().elements();
+            let reference = elements.next().map_or(Cow::Borrowed(""), |e| e.value(1));
+            let s009 = elements.next();
+            MessageSummary {
+                reference,
+                message_type: s009.as_ref().map_or(Cow::Borrowed(""), |e| e.value(1)),
+                version: s009
+                    .as_ref()
+                    .map_or_else(String::new, crate::edifact::version_of),
+                segments: m.segment_count(),
+            }
         }))
     }
 }

@@ -34,7 +34,8 @@ pub use envelope::{
 pub use error::{Position, SegmentTag, SyntaxError, SyntaxErrorKind};
 pub use parse::{parse, parse_lenient, ParseOutcome};
 pub use tree::{
-    Document, Element, Group, Interchange, Message, PartyRef, Segment, SyntaxIdentifier, Value,
+    version_of, Document, Element, Group, Interchange, Message, PartyRef, Segment,
+    SyntaxIdentifier, Value,
 };
 pub use write::{
     write_document, InterchangeHeader, IntoOwnedError, LineBreak, MessageIdentifier,

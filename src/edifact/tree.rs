@@ -267,16 +267,9 @@ impl<'d, 'a> Message<'d, 'a> {
     /// Version, release, agency and association code (S009 DE0052:0054:0051:0057), e.g.
     /// `D:09B:UN:1.4b`.
     pub fn version(&self) -> String {
-        let unh = self.unh();
-        let Some(s009) = unh.element(2) else {
-            return String::new();
-        };
-        let parts: Vec<Cow<'_, str>> = s009.components().skip(1).map(|c| c.text()).collect();
-        let mut parts: Vec<&str> = parts.iter().map(|c| c.as_ref()).collect();
-        while parts.last() == Some(&"") {
-            parts.pop();
-        }
-        parts.join(":")
+        self.unh()
+            .element(2)
+            .map_or_else(String::new, |s009| version_of(&s009))
     }
 
     /// Number of segments UNH … UNT inclusive.
@@ -295,6 +288,28 @@ impl<'d, 'a> Message<'d, 'a> {
         let (document, interchange) = (self.document, self.interchange);
         (self.index.unh + 1..self.index.unt).map(move |n| document.segment_at(n, interchange))
     }
+}
+
+/// DE0052:0054:0051:0057 of a UNH S009 (components 2 on, joined with `:` whatever the
+/// delimiters, trailing empty ones dropped), written into one string.
+pub fn version_of(s009: &Element<'_>) -> String {
+    let mut out = String::with_capacity(16);
+    // Empty components are written only once a non-empty one follows them.
+    let mut pending_separators = 0;
+    for (n, component) in s009.components().skip(1).enumerate() {
+        if n > 0 {
+            pending_separators += 1;
+        }
+        let text = component.text();
+        if !text.is_empty() {
+            for _ in 0..pending_separators {
+                out.push(':');
+            }
+            pending_separators = 0;
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// A party of UNB S002/S003: identification (DE0004) and code qualifier (DE0007).
@@ -527,6 +542,34 @@ impl<'a> Value<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_joins_s009_after_the_type_and_drops_trailing_empty_components() {
+        for (unh, version) in [
+            (&b"UNH+1+ORDERS:D:09B:UN:1.4b"[..], "D:09B:UN:1.4b"),
+            (b"UNH+1+ORDERS:D:09B:UN", "D:09B:UN"),
+            (b"UNH+1+ORDERS:D::UN:::", "D::UN"),
+            (b"UNH+1+ORDERS::09B", ":09B"),
+            (b"UNH+1+ORDERS", ""),
+            (b"UNH+1+ORDERS:D:09B:UN:1?:4", "D:09B:UN:1:4"),
+        ] {
+            let unh = Segment::new(unh, 0, 1, Delimiters::LEVEL_A_V3, Charset::Unoc);
+            let text = String::from_utf8_lossy(unh.raw()).into_owned();
+            assert_eq!(version_of(&unh.element(2).unwrap()), version, "{text}");
+        }
+        // A message's version is its UNH's.
+        let input = b"UNA:+.? 'UNB+UNOC:3+1+2+261207:0800+R'UNH+1+ORDERS:D:09B:UN:1.4b'\
+UNT+2+1'UNZ+1+R'";
+        let document = crate::edifact::parse(input).unwrap();
+        let message = document
+            .interchanges()
+            .next()
+            .unwrap()
+            .messages()
+            .next()
+            .unwrap();
+        assert_eq!(message.version(), "D:09B:UN:1.4b");
+    }
 
     #[test]
     fn values_unescape_and_decode() {
