@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use super::sql::{corrupt, get, ms, page_rows, select_rows, time, value_rows};
 use super::types::{Page, PageRequest};
 use super::{Connection, Session, StoreError};
-use crate::plan::inbound::NewReceivedMessage;
+use crate::plan::inbound::{NewReceivedMessage, ReceivedMessage};
 
 /// Rows per INSERT: the store's one limit (18 and 11 parameters per row here).
 use super::sql::ROWS_PER_STATEMENT as ROWS_PER_INSERT;
@@ -116,10 +116,11 @@ fn message_from_row(row: &AnyRow) -> Result<StoredMessage, StoreError> {
 }
 
 impl<C: Connection> Session<C> {
-    /// Writes received messages (a few statements for any number).
+    /// Writes received messages, each with what was read of it (a few statements for any
+    /// number).
     pub async fn add_received_messages(
         &mut self,
-        messages: &[&NewReceivedMessage],
+        messages: &[(&NewReceivedMessage, &ReceivedMessage)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         for chunk in messages.chunks(ROWS_PER_INSERT) {
@@ -130,8 +131,7 @@ impl<C: Connection> Session<C> {
                 value_rows(chunk.len(), 18)
             );
             let mut query = sqlx::query(&statement);
-            for m in chunk {
-                let r = &m.message;
+            for (m, r) in chunk {
                 query = query
                     .bind(m.id.clone())
                     .bind("in")

@@ -74,14 +74,14 @@ impl<C: Connection> Session<C> {
         let history: Vec<_> = changes.iter().map(|c| &c.history).collect();
         self.add_history_rows(&history).await?;
         // Order events and `message.received` of the forwarded messages, in one statement.
-        let events: Vec<_> = changes
+        let events: Vec<&crate::plan::records::WebhookEvent> = changes
             .iter()
-            .filter_map(|c| c.event.clone())
+            .filter_map(|c| c.event.as_ref())
             .chain(
                 plans
                     .iter()
                     .flat_map(|p| &p.messages)
-                    .filter_map(|m| m.event.clone()),
+                    .filter_map(|m| m.event.as_ref()),
             )
             .collect();
         self.add_webhooks(&events, now).await?;
@@ -98,7 +98,10 @@ impl<C: Connection> Session<C> {
         self.meet_deadlines(&met, now).await?;
         let clearing: Vec<_> = plans.iter().flat_map(|p| &p.clearing).collect();
         self.add_clearing_items(&clearing, now).await?;
-        let messages: Vec<_> = plans.iter().flat_map(|p| &p.messages).collect();
+        let messages: Vec<_> = plans
+            .iter()
+            .flat_map(|p| p.messages.iter().zip(&p.report.routed))
+            .collect();
         self.add_received_messages(&messages, now).await?;
 
         let answers: Vec<_> = plans

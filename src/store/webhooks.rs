@@ -49,9 +49,9 @@ impl<C: Connection> Session<C> {
     }
 
     /// Queues several events (one statement per `ROWS_PER_STATEMENT` (500)).
-    pub async fn add_webhooks(
+    pub async fn add_webhooks<E: std::borrow::Borrow<WebhookEvent> + Sync>(
         &mut self,
-        events: &[WebhookEvent],
+        events: &[E],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
@@ -60,9 +60,9 @@ impl<C: Connection> Session<C> {
         Ok(())
     }
 
-    async fn add_webhook_rows(
+    async fn add_webhook_rows<E: std::borrow::Borrow<WebhookEvent> + Sync>(
         &mut self,
-        events: &[WebhookEvent],
+        events: &[E],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         if events.is_empty() {
@@ -88,6 +88,7 @@ impl<C: Connection> Session<C> {
         );
         let mut query = sqlx::query(&statement);
         for event in events {
+            let event = event.borrow();
             query = query
                 .bind(event.id.clone())
                 .bind(event.topic.clone())
