@@ -19,6 +19,10 @@ pub const RAW_PART_BYTES: usize = 1 << 20;
 /// Parts read per statement after the first (at most 4 MiB held by the driver at once).
 const PARTS_PER_READ: i64 = 4;
 
+/// Bytes of parts written per statement (4 MiB: the copies on the way into the database are
+/// of this much at most, and small interchanges still share statements).
+const BYTES_PER_WRITE: usize = 4 * RAW_PART_BYTES;
+
 pub(crate) const JOURNAL_COLUMNS: &str = "id, direction, partner, transport, interchange_ref, \
     message_refs, pids, message_types, document_numbers, received_at, sent_at, state, \
     outcome, attempts, size";
@@ -419,8 +423,8 @@ impl<C: Connection> Session<C> {
     /// `migrations/0009_journal_raw.sql`) in parts of [`RAW_PART_BYTES`]
     /// (`migrations/0011_journal_raw_parts.sql`); a statement holds up to
     /// `ROWS_PER_STATEMENT` parts and stops after the one that brings it to
-    /// [`RAW_PART_BYTES`], so that the copies made on the way into the database (sqlx's, the
-    /// driver's) are of one part, not of the interchange.
+    /// [`BYTES_PER_WRITE`], so that the copies made on the way into the database (sqlx's, the
+    /// driver's) are of a few parts, not of the interchange.
     pub(crate) async fn insert_raw(&mut self, raws: &[(&str, &[u8])]) -> Result<(), StoreError> {
         let parts: Vec<(&str, i64, &[u8])> = raws
             .iter()
@@ -442,7 +446,7 @@ impl<C: Connection> Session<C> {
             let mut bytes = 0;
             while take < rest.len()
                 && take < super::sql::ROWS_PER_STATEMENT
-                && bytes < RAW_PART_BYTES
+                && bytes < BYTES_PER_WRITE
             {
                 bytes += rest[take].2.len();
                 take += 1;
