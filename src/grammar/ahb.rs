@@ -255,7 +255,7 @@ pub struct Ahb {
     /// Blocks by format version.
     pub blocks: Vec<AhbBlock>,
     /// File name under `grammars/`.
-    pub file: String,
+    pub file: std::sync::Arc<str>,
 }
 
 fn tag3(i: &str) -> IResult<&str, &str> {
@@ -372,7 +372,7 @@ pub fn parse_ahb(file: &str, text: &str) -> Result<Ahb, GrammarFileError> {
         title: String::new(),
         sources: Vec::new(),
         blocks: Vec::new(),
-        file: file.to_string(),
+        file: file.into(),
     };
     for (n, raw) in text.lines().enumerate() {
         let number = n + 1;

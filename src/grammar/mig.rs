@@ -289,7 +289,7 @@ pub struct Mig {
     /// Top-level positions.
     pub root: Vec<Node>,
     /// File name under `grammars/`.
-    pub file: String,
+    pub file: std::sync::Arc<str>,
     /// Number of segment positions (see [`SegmentDef::index`]).
     pub positions: usize,
 }
@@ -496,7 +496,7 @@ pub fn parse_mig(file: &str, text: &str) -> Result<Mig, GrammarFileError> {
         unverified_rules: RuleClasses::NONE,
         based_on: None,
         root: Vec::new(),
-        file: file.to_string(),
+        file: file.into(),
         positions: 0,
     };
     let mut i = 0;

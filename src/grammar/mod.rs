@@ -114,7 +114,7 @@ impl Registry {
                         m.set_unh_version_code();
                     }
                     None => errors.push(GrammarFileError {
-                        file: m.file.clone(),
+                        file: m.file.to_string(),
                         line: 1,
                         message: format!("based-on {base}: no such version of {}", m.message_type),
                     }),
@@ -131,14 +131,14 @@ impl Registry {
                     Some(mig) => {
                         for (line, message) in block.compile(mig) {
                             errors.push(GrammarFileError {
-                                file: a.file.clone(),
+                                file: a.file.to_string(),
                                 line,
                                 message,
                             });
                         }
                     }
                     None => errors.push(GrammarFileError {
-                        file: a.file.clone(),
+                        file: a.file.to_string(),
                         line: 1,
                         message: format!(
                             "no MIG {} {} for the rules of this version",
@@ -152,7 +152,7 @@ impl Registry {
             if let Some(pid) = a.pid {
                 if registry.by_pid.insert(pid, i).is_some() {
                     errors.push(GrammarFileError {
-                        file: a.file.clone(),
+                        file: a.file.to_string(),
                         line: 1,
                         message: format!("PID {pid} defined twice"),
                     });

@@ -24,8 +24,6 @@ mod report;
 mod split;
 mod values;
 
-use std::borrow::Cow;
-
 use chrono::NaiveDate;
 
 use super::Registry;
@@ -227,11 +225,23 @@ fn validate_segments<'a>(
     // UNH S009 as text, components joined with `:` whatever the delimiters (trailing empty
     // components dropped), e.g. `ORDERS:D:09B:UN:1.4b`.
     let identifier = {
-        let mut parts: Vec<Cow<'_, str>> = (1..=6).map(|c| split.value(0, 2, c)).collect();
-        while parts.last().is_some_and(|p| p.is_empty()) {
-            parts.pop();
+        // Written into one string: an empty component only once a non-empty one follows.
+        let mut text = String::with_capacity(24);
+        let mut separators = 0;
+        for c in 1..=6 {
+            if c > 1 {
+                separators += 1;
+            }
+            let value = split.value(0, 2, c);
+            if !value.is_empty() {
+                for _ in 0..separators {
+                    text.push(':');
+                }
+                separators = 0;
+                text.push_str(&value);
+            }
         }
-        parts.join(":")
+        text
     };
     let pid = split.pid();
     let message_date = split.date();
@@ -441,7 +451,7 @@ fn validate_segments<'a>(
                 ahb.file, mig.message_type, mig.association
             ),
             None,
-            ahb.file.clone(),
+            ahb.file.to_string(),
             None,
             None,
         )),

@@ -198,10 +198,10 @@ pub struct MessageReport<'a> {
     pub pid: Option<u32>,
     /// The message date (DTM+137) or, failing that, the interchange date.
     pub date: Option<NaiveDate>,
-    /// The MIG file used, if any.
-    pub mig: Option<String>,
-    /// The AHB file used, if any.
-    pub ahb: Option<String>,
+    /// The MIG file used, if any (shared with the registry, not copied per message).
+    pub mig: Option<std::sync::Arc<str>>,
+    /// The AHB file used, if any (shared likewise).
+    pub ahb: Option<std::sync::Arc<str>>,
     /// Everything found, in message order (MIG findings first, then AHB findings).
     pub findings: Vec<Finding>,
     /// The message placed in its groups, when the structure matched the MIG.
