@@ -11,7 +11,6 @@ use super::sql::{
 use super::types::*;
 use super::{Connection, Session, StoreError};
 
-/// The columns of a journal item; its bytes are in `journal_raw` (see [`Session::with_raw`]).
 /// The largest part of a journal item's bytes stored in one row (1 MiB; see
 /// `migrations/0011_journal_raw_parts.sql`).
 pub const RAW_PART_BYTES: usize = 1 << 20;
@@ -23,6 +22,7 @@ const PARTS_PER_READ: i64 = 4;
 /// of this much at most, and small interchanges still share statements).
 const BYTES_PER_WRITE: usize = 4 * RAW_PART_BYTES;
 
+/// The columns of a journal item; its bytes are in `journal_raw` (see [`Session::with_raw`]).
 pub(crate) const JOURNAL_COLUMNS: &str = "id, direction, partner, transport, interchange_ref, \
     message_refs, pids, message_types, document_numbers, received_at, sent_at, state, \
     outcome, attempts, size";
