@@ -131,13 +131,12 @@ impl OutboundWorker {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Option<OutboundReport>, WorkerError> {
-        let Some(item) = self
-            .store
-            .conn()
-            .await?
-            .claim_outbox(&self.name, now, self.leases.lease)
-            .await?
-        else {
+        // In a short transaction: on SQLite it waits for this instance's turn to write (see
+        // `Store::begin`) instead of polling SQLite's lock behind the inbound batches.
+        let mut tx = self.store.begin().await?;
+        let claimed = tx.claim_outbox(&self.name, now, self.leases.lease).await?;
+        tx.commit().await?;
+        let Some(item) = claimed else {
             return Ok(None);
         };
         let span = tracing::info_span!("outbound", outbox = %item.id, partner = %item.partner, order = item.order_id.as_deref().unwrap_or(""));

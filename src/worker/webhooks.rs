@@ -51,13 +51,11 @@ impl WebhookWorker {
         let Some(config) = &self.config else {
             return Ok(None);
         };
-        let Some(delivery) = self
-            .store
-            .conn()
-            .await?
-            .claim_webhook(&self.name, now, self.leases.lease)
-            .await?
-        else {
+        // In a short transaction, as the outbound worker claims (see `Store::begin`).
+        let mut tx = self.store.begin().await?;
+        let claimed = tx.claim_webhook(&self.name, now, self.leases.lease).await?;
+        tx.commit().await?;
+        let Some(delivery) = claimed else {
             return Ok(None);
         };
         let signature = signature(config.secret.as_bytes(), now, delivery.payload.as_bytes());
