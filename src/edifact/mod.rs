@@ -34,7 +34,7 @@ pub use envelope::{
 pub use error::{Position, SegmentTag, SyntaxError, SyntaxErrorKind};
 pub use parse::{parse, parse_lenient, ParseOutcome};
 pub use tree::{
-    version_of, Document, Element, Group, Interchange, Message, PartyRef, Segment,
+    join_components, version_of, Document, Element, Group, Interchange, Message, PartyRef, Segment,
     SyntaxIdentifier, Value,
 };
 pub use write::{

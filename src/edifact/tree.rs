@@ -290,23 +290,29 @@ impl<'d, 'a> Message<'d, 'a> {
     }
 }
 
-/// DE0052:0054:0051:0057 of a UNH S009 (components 2 on, joined with `:` whatever the
-/// delimiters, trailing empty ones dropped), written into one string.
+/// DE0052:0054:0051:0057 of a UNH S009: its components from the second on, as
+/// [`join_components`] writes them.
 pub fn version_of(s009: &Element<'_>) -> String {
-    let mut out = String::with_capacity(16);
+    join_components(s009.components().skip(1).map(|c| c.text()))
+}
+
+/// Component texts joined with `:` whatever the delimiters, trailing empty ones dropped
+/// (`D::UN` for `D`, ``, `UN`, ``), written into one string.
+pub fn join_components<S: AsRef<str>>(components: impl IntoIterator<Item = S>) -> String {
+    let mut out = String::with_capacity(24);
     // Empty components are written only once a non-empty one follows them.
     let mut pending_separators = 0;
-    for (n, component) in s009.components().skip(1).enumerate() {
+    for (n, component) in components.into_iter().enumerate() {
         if n > 0 {
             pending_separators += 1;
         }
-        let text = component.text();
+        let text = component.as_ref();
         if !text.is_empty() {
             for _ in 0..pending_separators {
                 out.push(':');
             }
             pending_separators = 0;
-            out.push_str(&text);
+            out.push_str(text);
         }
     }
     out

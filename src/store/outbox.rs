@@ -197,16 +197,16 @@ impl<C: Connection> Session<C> {
             &[],
         )
         .await?;
-        let mut indexed: Vec<(String, Vec<String>)> = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let payload: Vec<u8> = get(row, "payload")?;
-            indexed.push((get(row, "id")?, written_references(&payload)));
-        }
-        let borrowed: Vec<(&str, Vec<String>)> = indexed
+        let ids: Vec<String> = rows
             .iter()
-            .map(|(id, refs)| (id.as_str(), refs.clone()))
-            .collect();
-        self.index_outbox_references(&borrowed).await?;
+            .map(|row| get(row, "id"))
+            .collect::<Result<_, _>>()?;
+        let mut indexed: Vec<(&str, Vec<String>)> = Vec::with_capacity(rows.len());
+        for (id, row) in ids.iter().zip(&rows) {
+            let payload: Vec<u8> = get(row, "payload")?;
+            indexed.push((id.as_str(), written_references(&payload)));
+        }
+        self.index_outbox_references(&indexed).await?;
         Ok(rows.len())
     }
 
@@ -448,18 +448,9 @@ pub fn names_value(interchange: &[u8], value: &str) -> bool {
     if value.is_empty() {
         return false;
     }
-    names_value_with(
-        interchange,
-        value.len(),
-        &memchr::memmem::Finder::new(value.as_bytes()),
-    )
-}
-
-/// [`names_value`] with the searcher for the value (of `len` bytes) made once.
-fn names_value_with(interchange: &[u8], len: usize, finder: &memchr::memmem::Finder<'_>) -> bool {
     let separated = |b: Option<&u8>| matches!(b, Some(b'+' | b':' | b'\''));
-    finder.find_iter(interchange).any(|at| {
-        at > 0 && separated(interchange.get(at - 1)) && separated(interchange.get(at + len))
+    memchr::memmem::find_iter(interchange, value.as_bytes()).any(|at| {
+        at > 0 && separated(interchange.get(at - 1)) && separated(interchange.get(at + value.len()))
     })
 }
 

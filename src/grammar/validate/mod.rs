@@ -224,25 +224,7 @@ fn validate_segments<'a>(
     };
     // UNH S009 as text, components joined with `:` whatever the delimiters (trailing empty
     // components dropped), e.g. `ORDERS:D:09B:UN:1.4b`.
-    let identifier = {
-        // Written into one string: an empty component only once a non-empty one follows.
-        let mut text = String::with_capacity(24);
-        let mut separators = 0;
-        for c in 1..=6 {
-            if c > 1 {
-                separators += 1;
-            }
-            let value = split.value(0, 2, c);
-            if !value.is_empty() {
-                for _ in 0..separators {
-                    text.push(':');
-                }
-                separators = 0;
-                text.push_str(&value);
-            }
-        }
-        text
-    };
+    let identifier = crate::edifact::join_components((1..=6).map(|c| split.value(0, 2, c)));
     let pid = split.pid();
     let message_date = split.date();
     let date = message_date.map(|(d, _)| d).or(fallback_date);
