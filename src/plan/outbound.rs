@@ -306,25 +306,23 @@ fn written_facts(bytes: &[u8]) -> Option<WrittenFacts> {
 
 /// The references of ours an interchange we wrote carries, as answers name them: its UNB
 /// DE0020, each message's UNH DE0062 and BGM DE1004, each once, non-empty, in that order
-/// (nothing for bytes that are not a readable interchange). The store indexes an outbox item
+/// (nothing for bytes that are not a readable interchange), read back by the same parse as
+/// every other fact of written bytes ([`written_facts`]). The store indexes an outbox item
 /// by them, so that an answer naming one while the item is still being sent is recognised.
 pub fn written_references(bytes: &[u8]) -> Vec<String> {
-    let Ok(doc) = crate::edifact::parse(bytes) else {
+    let Some(facts) = written_facts(bytes) else {
         return Vec::new();
     };
     let mut out: Vec<String> = Vec::new();
-    let mut add = |value: std::borrow::Cow<'_, str>| {
-        if !value.is_empty() && !out.iter().any(|o| *o == value) {
-            out.push(value.into_owned());
-        }
-    };
-    for ic in doc.interchanges() {
-        add(ic.control_reference());
-        for m in ic.messages() {
-            add(m.reference());
-            if let Some(bgm) = m.body().find(|s| s.is(b"BGM")) {
-                add(bgm.value(2, 1));
-            }
+    let values = std::iter::once(facts.interchange_ref).chain(
+        facts
+            .messages
+            .into_iter()
+            .flat_map(|m| [m.message_ref, m.document_number]),
+    );
+    for value in values {
+        if !value.is_empty() && !out.contains(&value) {
+            out.push(value);
         }
     }
     out
