@@ -307,7 +307,7 @@ fn written_facts(bytes: &[u8]) -> Option<WrittenFacts> {
 /// The references of ours an interchange we wrote carries, as answers name them: its UNB
 /// DE0020, each message's UNH DE0062 and BGM DE1004, each once, non-empty, in that order
 /// (nothing for bytes that are not a readable interchange), read back by the same parse as
-/// every other fact of written bytes ([`written_facts`]). The store indexes an outbox item
+/// every other fact of written bytes (`written_facts`). The store indexes an outbox item
 /// by them, so that an answer naming one while the item is still being sent is recognised.
 pub fn written_references(bytes: &[u8]) -> Vec<String> {
     let Some(facts) = written_facts(bytes) else {
