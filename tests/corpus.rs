@@ -10,7 +10,7 @@ mod common;
 
 use common::{corpus_dir, edi_files};
 
-use mako_gateway::cli::render_text;
+use mako_gateway::cli::{render_text, summary_json, write_summary_json};
 use mako_gateway::edifact::{parse, parse_lenient, write_document, Document};
 
 fn shape(document: &Document<'_>) -> String {
@@ -84,6 +84,14 @@ fn every_corpus_file_parses_round_trips_and_matches_its_snapshot() {
             write_document(&document),
             input,
             "{name}: round trip is not byte-exact"
+        );
+        // `parse --format json` writes the text of the summary value, by its fast path or not.
+        let mut written = Vec::new();
+        write_summary_json(&document, &mut written).unwrap();
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            summary_json(&document).to_string(),
+            "{name}: the JSON summary writer differs from the summary value"
         );
         report.push_str(&if licensed {
             render_text(&document)

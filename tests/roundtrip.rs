@@ -1,10 +1,12 @@
 //! Property tests of the core round trips:
 //! `parse(write(m)) == m` for generated interchanges, `write(parse(b)) == b` for every input the
-//! parser accepts, and no panic on any input.
+//! parser accepts, and no panic on any input. Also: `parse --format json`'s writer gives the
+//! text of its serde form for every interchange (its fast path for plain headers included).
 
 use chrono::{NaiveDate, NaiveDateTime};
 use proptest::prelude::*;
 
+use mako_gateway::cli::{summary_json, write_summary_json};
 use mako_gateway::edifact::{
     parse, parse_lenient, write_document, Charset, Delimiters, InterchangeHeader, LineBreak,
     MessageIdentifier, OutboundMessage, OwnedInterchange, OwnedSegment, PartnerQualifier, Party,
@@ -235,6 +237,30 @@ proptest! {
         prop_assert_eq!(parsed.delimiters(), delimiters);
         let back = OwnedInterchange::from_parsed(&parsed).unwrap();
         prop_assert_eq!(back, interchange);
+    }
+
+    #[test]
+    fn the_json_summary_writer_gives_the_text_of_the_summary_value(
+        (interchange, delimiters, line_break) in interchange(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+    ) {
+        let mut bytes = Writer::new(interchange.header.syntax)
+            .with_delimiters(delimiters)
+            .with_line_break(line_break)
+            .write_interchange(&interchange)
+            .unwrap();
+        for (at, byte) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        if let Some(document) = parse_lenient(&bytes).document {
+            let mut written = Vec::new();
+            write_summary_json(&document, &mut written).unwrap();
+            prop_assert_eq!(
+                String::from_utf8(written).unwrap(),
+                summary_json(&document).to_string()
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod render;
 mod validate;
 
 pub use answer::template_answer;
-pub use parse::{error_json, render_text, summary_json};
+pub use parse::{error_json, render_text, summary_json, write_summary_json};
 pub use render::render_order;
 pub use validate::{render_findings, render_plan};
 

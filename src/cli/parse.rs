@@ -92,12 +92,113 @@ pub fn summary_json(document: &Document<'_>) -> Json {
 }
 
 /// Writes the JSON summary of `parse --format json` to `out` as it goes: no value tree is built
-/// for an interchange of many messages.
+/// for an interchange of many messages. The text is exactly [`Summary`]'s serialization (the
+/// tests compare both on the corpus and on generated headers); a message whose UNH is plain
+/// (ASCII with nothing to unescape, decode or escape for JSON) is written from its bytes
+/// without serde, which is most of the work for an interchange of many small messages.
 pub fn write_summary_json(
     document: &Document<'_>,
-    out: impl std::io::Write,
+    mut out: impl std::io::Write,
 ) -> std::io::Result<()> {
-    serde_json::to_writer(out, &Summary(document)).map_err(std::io::Error::from)
+    let json = |e: serde_json::Error| std::io::Error::from(e);
+    out.write_all(b"{\"interchanges\":[")?;
+    for (i, ic) in document.interchanges().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        let (sender, recipient) = (ic.sender(), ic.recipient());
+        out.write_all(b"{\"syntax\":")?;
+        serde_json::to_writer(&mut out, &ic.syntax().to_string()).map_err(json)?;
+        out.write_all(b",\"sender\":")?;
+        serde_json::to_writer(&mut out, &Party::of(&sender)).map_err(json)?;
+        out.write_all(b",\"recipient\":")?;
+        serde_json::to_writer(&mut out, &Party::of(&recipient)).map_err(json)?;
+        out.write_all(b",\"control_ref\":")?;
+        serde_json::to_writer(&mut out, &ic.control_reference()).map_err(json)?;
+        out.write_all(b",\"messages\":[")?;
+        let mut version = Vec::with_capacity(32);
+        let plain = PlainBytes::of(&ic.delimiters());
+        let mut number = itoa::Buffer::new();
+        for (n, m) in ic.messages().enumerate() {
+            if n > 0 {
+                out.write_all(b",")?;
+            }
+            let unh = m.unh();
+            match plain_header(&unh, &plain, &mut version) {
+                Some((reference, message_type)) => {
+                    out.write_all(b"{\"ref\":\"")?;
+                    out.write_all(reference)?;
+                    out.write_all(b"\",\"type\":\"")?;
+                    out.write_all(message_type)?;
+                    out.write_all(b"\",\"version\":\"")?;
+                    out.write_all(&version)?;
+                    out.write_all(b"\",\"segments\":")?;
+                    out.write_all(number.format(m.segment_count()).as_bytes())?;
+                    out.write_all(b"}")?;
+                }
+                None => serde_json::to_writer(&mut out, &MessageSummary::of(&m)).map_err(json)?,
+            }
+        }
+        write!(out, "],\"segments\":{}", ic.segment_count())?;
+        let groups = ic.group_count();
+        if groups > 0 {
+            write!(out, ",\"groups\":{groups}")?;
+        }
+        out.write_all(b"}")?;
+    }
+    out.write_all(b"]}")
+}
+
+/// The bytes that a header may hold to be written as they are: printable ASCII (which decodes
+/// to itself in every repertoire) other than the characters JSON escapes (`"`, `\\`) and the
+/// release and repetition characters (a value with them needs unescaping or splitting).
+struct PlainBytes([bool; 256]);
+
+impl PlainBytes {
+    fn of(d: &crate::edifact::Delimiters) -> PlainBytes {
+        let mut table = [false; 256];
+        for b in 0x20u8..0x7f {
+            table[usize::from(b)] =
+                b != b'"' && b != b'\\' && Some(b) != d.release && Some(b) != d.repetition;
+        }
+        PlainBytes(table)
+    }
+}
+
+/// The reference (element 1, first component) and message type of a plain UNH, with its
+/// version written into `version` as [`crate::edifact::version_of`] gives it; `None` where
+/// the header is not plain ([`PlainBytes`]): there the serde form is written.
+fn plain_header<'a>(
+    unh: &Segment<'a>,
+    plain: &PlainBytes,
+    version: &mut Vec<u8>,
+) -> Option<(&'a [u8], &'a [u8])> {
+    let raw = unh.raw();
+    let d = unh.delimiters();
+    if !raw.iter().all(|&b| plain.0[usize::from(b)]) {
+        return None;
+    }
+    // "UNH", then the elements; the tag is never a value.
+    let mut elements = raw.get(4..).unwrap_or_default().split(|&b| b == d.element);
+    let first_component = |e: &'a [u8]| e.split(|&b| b == d.component).next().unwrap_or_default();
+    let reference = elements.next().map_or(&b""[..], first_component);
+    let s009 = elements.next().unwrap_or_default();
+    let mut components = s009.split(|&b| b == d.component);
+    let message_type = components.next().unwrap_or_default();
+    // Joined with `:`, trailing empty components dropped (`join_components`).
+    version.clear();
+    let mut pending_separators = 0;
+    for (n, component) in components.enumerate() {
+        if n > 0 {
+            pending_separators += 1;
+        }
+        if !component.is_empty() {
+            version.extend(std::iter::repeat_n(b':', pending_separators));
+            pending_separators = 0;
+            version.extend_from_slice(component);
+        }
+    }
+    Some((reference, message_type))
 }
 
 /// The summary's shape: `{"interchanges": [...]}`.
@@ -123,30 +224,13 @@ struct InterchangeSummary<'d, 'a>(crate::edifact::Interchange<'d, 'a>);
 
 impl Serialize for InterchangeSummary<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Party<'p> {
-            id: &'p str,
-            qualifier: &'p str,
-        }
         let ic = &self.0;
         let (sender, recipient) = (ic.sender(), ic.recipient());
         let groups = ic.group_count();
         let mut map = serializer.serialize_map(Some(if groups > 0 { 7 } else { 6 }))?;
         map.serialize_entry("syntax", &ic.syntax().to_string())?;
-        map.serialize_entry(
-            "sender",
-            &Party {
-                id: &sender.id,
-                qualifier: &sender.qualifier,
-            },
-        )?;
-        map.serialize_entry(
-            "recipient",
-            &Party {
-                id: &recipient.id,
-                qualifier: &recipient.qualifier,
-            },
-        )?;
+        map.serialize_entry("sender", &Party::of(&sender))?;
+        map.serialize_entry("recipient", &Party::of(&recipient))?;
         map.serialize_entry("control_ref", &ic.control_reference())?;
         map.serialize_entry("messages", &MessageSummaries(ic))?;
         map.serialize_entry("segments", &ic.segment_count())?;
@@ -161,30 +245,63 @@ struct MessageSummaries<'i, 'd, 'a>(&'i crate::edifact::Interchange<'d, 'a>);
 
 impl Serialize for MessageSummaries<'_, '_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct MessageSummary<'m> {
-            #[serde(rename = "ref")]
-            reference: Cow<'m, str>,
-            #[serde(rename = "type")]
-            message_type: Cow<'m, str>,
-            version: String,
-            segments: usize,
+        serializer.collect_seq(self.0.messages().map(|m| MessageSummary::of(&m)))
+    }
+}
+
+/// A party of the summary: UNB S002 or S003.
+#[derive(Serialize)]
+struct Party<'p> {
+    id: &'p str,
+    qualifier: &'p str,
+}
+
+impl<'p> Party<'p> {
+    fn of(party: &'p crate::edifact::PartyRef<'_>) -> Party<'p> {
+        Party {
+            id: &party.id,
+            qualifier: &party.qualifier,
         }
-        // UNH read once per message (its elements found once), as the message's own
-        // `reference()`, `message_type()` and `version()` would give them.
-        serializer.collect_seq(self.0.messages().map(|m| {
-            let mut elements = m.unh().elements();
-            let reference = elements.next().map_or(Cow::Borrowed(""), |e| e.value(1));
-            let s009 = elements.next();
-            MessageSummary {
-                reference,
-                message_type: s009.as_ref().map_or(Cow::Borrowed(""), |e| e.value(1)),
-                version: s009
-                    .as_ref()
-                    .map_or_else(String::new, crate::edifact::version_of),
-                segments: m.segment_count(),
-            }
-        }))
+    }
+}
+
+/// One message of the summary.
+#[derive(Serialize)]
+struct MessageSummary<'m> {
+    #[serde(rename = "ref")]
+    reference: Cow<'m, str>,
+    #[serde(rename = "type")]
+    message_type: Cow<'m, str>,
+    version: VersionField<'m>,
+    segments: usize,
+}
+
+impl<'m> MessageSummary<'m> {
+    /// UNH read once (its elements found once), as the message's own `reference()`,
+    /// `message_type()` and `version()` would give them.
+    fn of(m: &crate::edifact::Message<'_, 'm>) -> MessageSummary<'m> {
+        let unh = m.unh();
+        let mut elements = unh.elements();
+        let reference = elements.next().map_or(Cow::Borrowed(""), |e| e.value(1));
+        let s009 = elements.next();
+        MessageSummary {
+            reference,
+            message_type: s009.as_ref().map_or(Cow::Borrowed(""), |e| e.value(1)),
+            version: VersionField(s009),
+            segments: m.segment_count(),
+        }
+    }
+}
+
+/// S009 from its second component on, written straight into the output.
+struct VersionField<'m>(Option<crate::edifact::Element<'m>>);
+
+impl Serialize for VersionField<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(s009) => serializer.collect_str(&crate::edifact::Version(s009)),
+            None => serializer.serialize_str(""),
+        }
     }
 }
 

@@ -293,13 +293,34 @@ impl<'d, 'a> Message<'d, 'a> {
 /// DE0052:0054:0051:0057 of a UNH S009: its components from the second on, as
 /// [`join_components`] writes them.
 pub fn version_of(s009: &Element<'_>) -> String {
-    join_components(s009.components().skip(1).map(|c| c.text()))
+    Version(s009).to_string()
+}
+
+/// The text of [`version_of`], written where it goes (`format!`, `write!`, serde's
+/// `collect_str`) without a string of its own: `parse --format json` writes one per message.
+#[derive(Debug, Clone, Copy)]
+pub struct Version<'e, 'a>(pub &'e Element<'a>);
+
+impl std::fmt::Display for Version<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_joined(self.0.components().skip(1).map(|c| c.text()), f)
+    }
 }
 
 /// Component texts joined with `:` whatever the delimiters, trailing empty ones dropped
 /// (`D::UN` for `D`, ``, `UN`, ``), written into one string.
 pub fn join_components<S: AsRef<str>>(components: impl IntoIterator<Item = S>) -> String {
     let mut out = String::with_capacity(24);
+    // Writing into a String does not fail.
+    let _ = write_joined(components, &mut out);
+    out
+}
+
+/// The text of [`join_components`], written to `out`.
+fn write_joined<S: AsRef<str>>(
+    components: impl IntoIterator<Item = S>,
+    out: &mut impl std::fmt::Write,
+) -> std::fmt::Result {
     // Empty components are written only once a non-empty one follows them.
     let mut pending_separators = 0;
     for (n, component) in components.into_iter().enumerate() {
@@ -309,13 +330,13 @@ pub fn join_components<S: AsRef<str>>(components: impl IntoIterator<Item = S>) -
         let text = component.as_ref();
         if !text.is_empty() {
             for _ in 0..pending_separators {
-                out.push(':');
+                out.write_char(':')?;
             }
             pending_separators = 0;
-            out.push_str(text);
+            out.write_str(text)?;
         }
     }
-    out
+    Ok(())
 }
 
 /// A party of UNB S002/S003: identification (DE0004) and code qualifier (DE0007).
