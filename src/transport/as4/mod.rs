@@ -277,9 +277,10 @@ struct RecordView {
 
 impl RecordView {
     fn of(record: &asx::AuditRecord) -> Option<RecordView> {
-        serde_json::to_value(record)
+        // Through the JSON text, not a value tree: the record carries the signer's certificate.
+        serde_json::to_vec(record)
             .ok()
-            .and_then(|v| serde_json::from_value(v).ok())
+            .and_then(|json| serde_json::from_slice(&json).ok())
     }
 }
 
@@ -323,9 +324,47 @@ pub enum Refusal {
 pub struct As4Endpoint {
     as4: As4,
     /// Every AS4 partner, with whether it has an endpoint we can send to.
-    partners: Arc<BTreeMap<String, (Partner, bool)>>,
+    partners: Arc<BTreeMap<String, KnownPartner>>,
     own_id: MarketPartnerId,
     max_payload_bytes: u64,
+}
+
+/// An AS4 partner of the registry as the endpoint keeps it.
+#[derive(Debug)]
+struct KnownPartner {
+    partner: Partner,
+    /// Whether it has an endpoint we can send to (`as4_url`).
+    sendable: bool,
+    /// What our checks read from its configured signing certificate.
+    signer: SignerFacts,
+}
+
+/// What our checks read from a signing certificate: its subject (for messages and the
+/// journal) and whether it is an SM-PKI certificate for market communication (`EMT.MAK` in
+/// its CN, phase4 `validateInitiatorIdentity`, transport.md §1.7).
+#[derive(Debug)]
+struct SignerFacts {
+    /// The certificate (DER) these facts are of.
+    der: Vec<u8>,
+    subject: String,
+    market_communication: bool,
+}
+
+impl SignerFacts {
+    fn of(cert: &Certificate) -> SignerFacts {
+        let x509 = x509(cert);
+        SignerFacts {
+            der: cert.der().to_vec(),
+            subject: x509
+                .as_ref()
+                .map(|c| subject_line(c))
+                .unwrap_or_else(|| "<unreadable certificate>".into()),
+            market_communication: x509
+                .as_ref()
+                .and_then(|c| common_name_of(c))
+                .is_some_and(|cn| cn.contains("EMT.MAK")),
+        }
+    }
 }
 
 /// The ebMS checks this endpoint adds to asx-rs's for a message received over a TLS connection
@@ -333,17 +372,17 @@ pub struct As4Endpoint {
 fn check_received(
     msg: &Verified<UserMessage>,
     tls_peer: Option<&str>,
-    known: &BTreeMap<String, (Partner, bool)>,
+    known: &BTreeMap<String, KnownPartner>,
     max_payload_bytes: u64,
 ) -> Result<ReceivedMessage, Refusal> {
     let from = msg.from();
-    if !known.contains_key(from) {
+    let Some(partner) = known.get(from) else {
         // asx-rs accepts any SM-PKI sender whose OU matches; the registry decides who may
         // send to us (asx-rs-audit.md §3).
         return Err(Refusal::Permanent(format!(
             "{from} is not an AS4 partner of this gateway"
         )));
-    }
+    };
     if let Some(peer) = tls_peer {
         // phase4 `validateInitiatorIdentity`: the TLS client certificate's OU must equal the
         // ebMS sender too (transport.md §1.7).
@@ -353,18 +392,19 @@ fn check_received(
             )));
         }
     }
-    // Parsed once: OpenSSL 3 decodes a certificate's public key on every parse, which costs
-    // about as much as an ECDSA verify for brainpool keys (seen in the AS4 bench's profile).
-    let signer = x509(msg.signer());
-    let signer_subject = signer
-        .as_ref()
-        .map(|c| subject_line(c))
-        .unwrap_or_else(|| "<unreadable certificate>".into());
-    if !signer
-        .as_ref()
-        .and_then(|c| common_name_of(c))
-        .is_some_and(|cn| cn.contains("EMT.MAK"))
-    {
+    // The partner's configured signing certificate was read when the endpoint was built
+    // (asx-rs pins it: a message signed with another one does not get here); only another
+    // certificate is parsed now. OpenSSL 3 decodes a certificate's public key on every parse,
+    // which costs about as much as an ECDSA verify for brainpool keys (the AS4 bench's profile).
+    let read_now;
+    let signer = if msg.signer().der() == partner.signer.der.as_slice() {
+        &partner.signer
+    } else {
+        read_now = SignerFacts::of(msg.signer());
+        &read_now
+    };
+    let signer_subject = signer.subject.clone();
+    if !signer.market_communication {
         // SM-PKI certificates for market communication carry EMT.MAK in the CN (phase4
         // `validateInitiatorIdentity`, transport.md §1.7).
         return Err(Refusal::Permanent(format!(
@@ -470,6 +510,7 @@ impl As4Endpoint {
         let mut partners = BTreeMap::new();
         for p in settings.partners {
             let id = p.id.as_str().to_string();
+            let signer = SignerFacts::of(&p.signing_cert);
             let mut partner = Partner::new(id.clone())
                 .party_type(party_type(&id))
                 .signing_cert(p.signing_cert)
@@ -478,7 +519,14 @@ impl As4Endpoint {
                 partner = partner.endpoint(url);
             }
             builder = builder.partner(partner.clone());
-            partners.insert(id, (partner, p.url.is_some()));
+            partners.insert(
+                id,
+                KnownPartner {
+                    partner,
+                    sendable: p.url.is_some(),
+                    signer,
+                },
+            );
         }
         let as4 = builder.build().map_err(|e| As4SetupError::Invalid {
             what: "AS4 endpoint".into(),
@@ -506,11 +554,13 @@ impl As4Endpoint {
     fn sendable(&self, id: &str) -> Result<&Partner, String> {
         match self.partners.get(id) {
             None => Err(format!("{id} is not an AS4 partner")),
-            Some((_, false)) => Err(format!(
+            Some(KnownPartner {
+                sendable: false, ..
+            }) => Err(format!(
                 "partner {id} has no as4_url in [[partners]] (it only sends to us over AS4): \
                  there is no endpoint to send its interchange to"
             )),
-            Some((partner, true)) => Ok(partner),
+            Some(KnownPartner { partner, .. }) => Ok(partner),
         }
     }
 

@@ -509,7 +509,10 @@ where
 
     // The gzip-bomb guard, before asx-rs inflates anything (issue 15, AS4 finding 4).
     let max_payload = endpoint.max_payload_bytes();
-    let verdict = {
+    let verdict = if size_guard::cannot_exceed(raw.len(), max_payload) {
+        // Most requests: no part is big enough to reach the limit, whatever it holds.
+        Verdict::Within
+    } else {
         let (raw, content_type) = (raw.clone(), content_type.clone());
         let _core = cpu_permit().await;
         tokio::task::spawn_blocking(move || {

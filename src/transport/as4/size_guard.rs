@@ -89,6 +89,13 @@ pub enum Verdict {
     Unread(&'static str),
 }
 
+/// Whether a request body of `body_len` bytes is too small for any part of it to inflate past
+/// `limit` (every part is shorter than the body): then [`check`] has nothing to read, and the
+/// receiver skips it.
+pub fn cannot_exceed(body_len: usize, limit: u64) -> bool {
+    (body_len as u64).saturating_mul(MAX_DEFLATE_RATIO) <= limit
+}
+
 /// Whether a payload of the AS4 request `body` (HTTP `content_type`) inflates to more than
 /// `limit` bytes, read with `key`; CPU-bound (ECDH, AES-GCM, inflate): run it off the async
 /// threads.
@@ -461,6 +468,19 @@ mod tests {
             "multipart/related; boundary=b1"
         )
         .is_none());
+    }
+
+    #[test]
+    fn only_a_body_that_could_hold_a_part_inflating_past_the_limit_is_read() {
+        let limit = 128 << 20;
+        let largest_skipped = (limit / MAX_DEFLATE_RATIO) as usize;
+        assert!(cannot_exceed(0, limit));
+        assert!(cannot_exceed(largest_skipped, limit));
+        assert!(!cannot_exceed(largest_skipped + 1, limit));
+        assert!(!cannot_exceed(usize::MAX, limit), "no overflow");
+        // Every part of a body it skips is one `check` would not open either.
+        let part = largest_skipped - GCM_IV - GCM_TAG;
+        assert!((part.saturating_sub(GCM_IV + GCM_TAG) as u64) * MAX_DEFLATE_RATIO <= limit);
     }
 
     #[test]
