@@ -152,6 +152,18 @@ fn the_journal_outcome_text_is_the_report_as_json() {
     let text = report.outcome_text();
     assert_eq!(text, serde_json::to_value(&report).unwrap().to_string());
     assert!(text.contains("\"routed\":[{"), "{text}");
+    // Each routed message's findings are embedded as the JSON array they are, not as a string.
+    let outcome: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let findings = &outcome["routed"][0]["findings"];
+    assert!(
+        findings.as_array().is_some_and(|f| !f.is_empty()),
+        "{findings}"
+    );
+    assert!(findings[0]["severity"].as_str().is_some(), "{findings}");
+    assert_eq!(
+        findings,
+        &serde_json::from_str::<serde_json::Value>(read.messages[0].findings.as_str()).unwrap()
+    );
 }
 
 #[test]

@@ -206,20 +206,30 @@ pub struct WebhookEvent {
     pub id: String,
     /// `grid_fee_reduction.ordered`, …
     pub topic: String,
-    /// The JSON body to POST.
-    pub payload: serde_json::Value,
+    /// The JSON body to POST, as text (kept as text: an interchange of many forwarded
+    /// messages queues as many events).
+    pub payload: String,
 }
 
 impl WebhookEvent {
     /// An event with a new id; `context` holds ids only (`{"meter_order": "mor_…", …}`).
     pub fn new(topic: &str, context: serde_json::Value, now: DateTime<Utc>) -> WebhookEvent {
+        /// The body, in this order.
+        #[derive(Serialize)]
+        struct Body<'b> {
+            id: &'b str,
+            timestamp: String,
+            topic: &'b str,
+            context: serde_json::Value,
+        }
         let id = new_id("evt", now);
-        let payload = serde_json::json!({
-            "id": id,
-            "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "topic": topic,
-            "context": context,
-        });
+        let payload = serde_json::to_string(&Body {
+            id: &id,
+            timestamp: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            topic,
+            context,
+        })
+        .unwrap_or_else(|_| "null".to_string());
         WebhookEvent {
             id,
             topic: topic.to_string(),

@@ -146,7 +146,7 @@ impl<C: Connection> Session<C> {
                     .bind(r.route.as_str())
                     .bind(r.state.as_str())
                     .bind(if r.checked { "checked" } else { "unchecked" })
-                    .bind(r.findings.to_string())
+                    .bind(r.findings.as_str())
                     .bind(r.aperak.as_str())
                     .bind(r.aperak_due.map(|d| ms(d.and_utc())))
                     .bind(ms(now))

@@ -92,7 +92,7 @@ impl<C: Connection> Session<C> {
             query = query
                 .bind(event.id.clone())
                 .bind(event.topic.clone())
-                .bind(event.payload.to_string())
+                .bind(event.payload.as_str())
                 .bind(ms(now));
         }
         query

@@ -230,6 +230,35 @@ impl MessageState {
     }
 }
 
+/// A message's findings as JSON text (an array, [`Finding`](crate::grammar::Finding)'s fields),
+/// written once from the report: what the `messages` row stores, and what the journal outcome
+/// embeds as it is. Text, not a `serde_json::Value`: for an interchange of 27,000 forwarded
+/// messages the value trees were the largest thing held after the bytes (about 1.8 KB per
+/// finding against 270 bytes of text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingsJson(String);
+
+impl FindingsJson {
+    /// The text of `findings`.
+    pub fn of(findings: &[crate::grammar::Finding]) -> FindingsJson {
+        FindingsJson(serde_json::to_string(findings).unwrap_or_else(|_| "[]".to_string()))
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for FindingsJson {
+    /// Embedded as the JSON it is (not as a string).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
 /// A received business message that is not ours to handle: forwarded to the core or refused.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReceivedMessage {
@@ -250,7 +279,7 @@ pub struct ReceivedMessage {
     /// False when we hold no grammar for its type and version (forwarded unchecked).
     pub checked: bool,
     /// What the validation found (errors and warnings with their positions).
-    pub findings: serde_json::Value,
+    pub findings: FindingsJson,
     /// Its state in the feed.
     pub state: MessageState,
     /// Who answers it with an APERAK.
@@ -364,7 +393,7 @@ pub fn read_inbound(
                 document_number,
                 route,
                 checked: !report.is_unchecked(),
-                findings: serde_json::to_value(&report.findings).unwrap_or(serde_json::Value::Null),
+                findings: FindingsJson::of(&report.findings),
                 state,
                 aperak,
                 aperak_due: owed_by_core
