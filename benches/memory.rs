@@ -88,6 +88,8 @@ max_file_bytes = {max}
     let log = std::fs::File::create(dir.join("gateway.log")).expect("log file");
     // `MEMORY_EXEC_PREFIX=heaptrack` runs the daemon under a profiler to see where the memory
     // goes (the peak printed is then the wrapper's, not the daemon's).
+    // The daemon in a process group of its own: under a wrapper, killing the wrapper alone
+    // left the daemon running after the bench (and loading the next runs).
     let mut command = match std::env::var("MEMORY_EXEC_PREFIX") {
         Ok(prefix) if !prefix.is_empty() => {
             let mut c = Command::new(prefix);
@@ -96,6 +98,7 @@ max_file_bytes = {max}
         }
         _ => Command::new(env!("CARGO_BIN_EXE_mako-gateway")),
     };
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut daemon = Gateway(
         command
             .args(["serve", "--config"])
@@ -180,11 +183,17 @@ max_file_bytes = {max}
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The daemon, killed when the bench ends or fails.
+/// The daemon (the leader of its own process group), killed with its group when the bench
+/// ends or fails.
 struct Gateway(Child);
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
