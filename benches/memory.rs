@@ -86,8 +86,9 @@ max_file_bytes = {max}
     )
     .expect("write config");
     let log = std::fs::File::create(dir.join("gateway.log")).expect("log file");
-    // `MEMORY_EXEC_PREFIX=heaptrack` runs the daemon under a profiler to see where the memory
-    // goes (the peak printed is then the wrapper's, not the daemon's).
+    // `MEMORY_EXEC_PREFIX=heaptrack` (with `--features system-allocator`: heaptrack watches
+    // malloc) runs the daemon under a profiler to see where the memory goes (the peak printed
+    // is then the wrapper's, not the daemon's).
     // The daemon in a process group of its own: under a wrapper, killing the wrapper alone
     // left the daemon running after the bench (and loading the next runs).
     let mut command = match std::env::var("MEMORY_EXEC_PREFIX") {
