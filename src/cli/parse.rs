@@ -92,7 +92,7 @@ pub fn summary_json(document: &Document<'_>) -> Json {
 }
 
 /// Writes the JSON summary of `parse --format json` to `out` as it goes: no value tree is built
-/// for an interchange of many messages. The text is exactly [`Summary`]'s serialization (the
+/// for an interchange of many messages. The text is exactly that of [`summary_json`] (the
 /// tests compare both on the corpus and on generated headers); a message whose UNH is plain
 /// (ASCII with nothing to unescape, decode or escape for JSON) is written from its bytes
 /// without serde, which is most of the work for an interchange of many small messages.
