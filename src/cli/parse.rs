@@ -116,7 +116,7 @@ pub fn write_summary_json(
         out.write_all(b",\"control_ref\":")?;
         serde_json::to_writer(&mut out, &ic.control_reference()).map_err(json)?;
         out.write_all(b",\"messages\":[")?;
-        let mut version = Vec::with_capacity(32);
+        let mut version = String::with_capacity(32);
         let plain = PlainBytes::of(&ic.delimiters());
         let mut number = itoa::Buffer::new();
         for (n, m) in ic.messages().enumerate() {
@@ -127,11 +127,11 @@ pub fn write_summary_json(
             match plain_header(&unh, &plain, &mut version) {
                 Some((reference, message_type)) => {
                     out.write_all(b"{\"ref\":\"")?;
-                    out.write_all(reference)?;
+                    out.write_all(reference.as_bytes())?;
                     out.write_all(b"\",\"type\":\"")?;
-                    out.write_all(message_type)?;
+                    out.write_all(message_type.as_bytes())?;
                     out.write_all(b"\",\"version\":\"")?;
-                    out.write_all(&version)?;
+                    out.write_all(version.as_bytes())?;
                     out.write_all(b"\",\"segments\":")?;
                     out.write_all(number.format(m.segment_count()).as_bytes())?;
                     out.write_all(b"}")?;
@@ -171,33 +171,25 @@ impl PlainBytes {
 fn plain_header<'a>(
     unh: &Segment<'a>,
     plain: &PlainBytes,
-    version: &mut Vec<u8>,
-) -> Option<(&'a [u8], &'a [u8])> {
+    version: &mut String,
+) -> Option<(&'a str, &'a str)> {
     let raw = unh.raw();
-    let d = unh.delimiters();
     if !raw.iter().all(|&b| plain.0[usize::from(b)]) {
         return None;
     }
-    // "UNH", then the elements; the tag is never a value.
-    let mut elements = raw.get(4..).unwrap_or_default().split(|&b| b == d.element);
-    let first_component = |e: &'a [u8]| e.split(|&b| b == d.component).next().unwrap_or_default();
-    let reference = elements.next().map_or(&b""[..], first_component);
-    let s009 = elements.next().unwrap_or_default();
-    let mut components = s009.split(|&b| b == d.component);
-    let message_type = components.next().unwrap_or_default();
-    // Joined with `:`, trailing empty components dropped (`join_components`).
+    // Plain bytes are ASCII: the text is the bytes.
+    let raw = std::str::from_utf8(raw).ok()?;
+    let d = unh.delimiters();
+    let (element, component) = (char::from(d.element), char::from(d.component));
+    // The tag's element (`UNH`, or `UNH:1` with a nesting indicator) is no value.
+    let mut elements = raw.split(element).skip(1);
+    let reference = elements
+        .next()
+        .map_or("", |e| e.split(component).next().unwrap_or_default());
+    let mut s009 = elements.next().unwrap_or_default().split(component);
+    let message_type = s009.next().unwrap_or_default();
     version.clear();
-    let mut pending_separators = 0;
-    for (n, component) in components.enumerate() {
-        if n > 0 {
-            pending_separators += 1;
-        }
-        if !component.is_empty() {
-            version.extend(std::iter::repeat_n(b':', pending_separators));
-            pending_separators = 0;
-            version.extend_from_slice(component);
-        }
-    }
+    crate::edifact::write_joined(s009, version).ok()?;
     Some((reference, message_type))
 }
 
@@ -391,4 +383,43 @@ fn render_segment(segment: &Segment<'_>) -> String {
         }
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON summary as `write_summary_json` writes it.
+    fn written(input: &[u8]) -> String {
+        let document = crate::edifact::parse(input).expect("parses");
+        let mut out = Vec::new();
+        write_summary_json(&document, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_interchange_with_a_functional_group_is_written_as_its_summary_value() {
+        let input = b"UNA:+.? 'UNB+UNOC:3+9900000000003:500+9900000000010:500+261001:0815+REF1'\
+UNG+ORDERS+9900000000003:500+9900000000010:500+261001:0815+G1+UN+D:09B'\
+UNH+M1+ORDERS:D:09B:UN:1.4b'BGM+Z12+X'UNT+3+M1'UNE+1+G1'UNZ+1+REF1'";
+        let text = written(input);
+        let document = crate::edifact::parse(input).unwrap();
+        assert_eq!(text, summary_json(&document).to_string());
+        assert!(text.ends_with(r#""segments":7,"groups":1}]}"#), "{text}");
+    }
+
+    #[test]
+    fn regression_a_unh_with_a_nesting_indicator_is_read_from_its_second_element() {
+        // Syntax version 4 lets a tag carry a nesting indicator (`UNH:1`); element 1 is then
+        // the reference. The fast path took byte 4 for the start of element 1.
+        let input = b"UNA:+.? 'UNB+UNOC:4+9900000000003:500+9900000000010:500+20261001:0815+REF1'\
+UNH:1+M1+ORDERS:D:09B:UN:1.4b'BGM+Z12+X'UNT+3+M1'UNZ+1+REF1'";
+        let text = written(input);
+        let document = crate::edifact::parse(input).unwrap();
+        assert_eq!(text, summary_json(&document).to_string());
+        assert!(
+            text.contains(r#""ref":"M1","type":"ORDERS","version":"D:09B:UN:1.4b""#),
+            "{text}"
+        );
+    }
 }

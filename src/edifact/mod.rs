@@ -34,8 +34,8 @@ pub use envelope::{
 pub use error::{Position, SegmentTag, SyntaxError, SyntaxErrorKind};
 pub use parse::{parse, parse_lenient, ParseOutcome};
 pub use tree::{
-    join_components, version_of, Document, Element, Group, Interchange, Message, PartyRef, Segment,
-    SyntaxIdentifier, Value, Version,
+    join_components, version_of, write_joined, Document, Element, Group, Interchange, Message,
+    PartyRef, Segment, SyntaxIdentifier, Value, Version,
 };
 pub use write::{
     write_document, InterchangeHeader, IntoOwnedError, LineBreak, MessageIdentifier,

@@ -317,7 +317,7 @@ pub fn join_components<S: AsRef<str>>(components: impl IntoIterator<Item = S>) -
 }
 
 /// The text of [`join_components`], written to `out`.
-fn write_joined<S: AsRef<str>>(
+pub fn write_joined<S: AsRef<str>>(
     components: impl IntoIterator<Item = S>,
     out: &mut impl std::fmt::Write,
 ) -> std::fmt::Result {
