@@ -235,27 +235,37 @@ impl MessageState {
 /// embeds as it is. Text, not a `serde_json::Value`: for an interchange of 27,000 forwarded
 /// messages the value trees were the largest thing held after the bytes (about 1.8 KB per
 /// finding against 270 bytes of text).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FindingsJson(String);
+#[derive(Debug, Clone)]
+pub struct FindingsJson(Box<serde_json::value::RawValue>);
 
 impl FindingsJson {
     /// The text of `findings`.
     pub fn of(findings: &[crate::grammar::Finding]) -> FindingsJson {
-        FindingsJson(serde_json::to_string(findings).unwrap_or_else(|_| "[]".to_string()))
+        FindingsJson(
+            serde_json::value::to_raw_value(findings)
+                .or_else(|_| serde_json::value::RawValue::from_string("[]".to_string()))
+                .expect("`[]` is JSON"),
+        )
     }
 
     /// The JSON text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.get()
     }
 }
 
+impl PartialEq for FindingsJson {
+    fn eq(&self, other: &FindingsJson) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for FindingsJson {}
+
 impl Serialize for FindingsJson {
-    /// Embedded as the JSON it is (not as a string).
+    /// Embedded as the JSON it is (not as a string), without reading it again.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let raw: &serde_json::value::RawValue =
-            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
-        raw.serialize(serializer)
+        self.0.serialize(serializer)
     }
 }
 
