@@ -89,35 +89,37 @@ max_file_bytes = {max}
     // `MEMORY_EXEC_PREFIX=heaptrack` (with `--features system-allocator`: heaptrack watches
     // malloc) runs the daemon under a profiler to see where the memory goes (the peak printed
     // is then the wrapper's, not the daemon's).
-    // The daemon in a process group of its own: under a wrapper, killing the wrapper alone
-    // left the daemon running after the bench (and loading the next runs).
-    let mut command = match std::env::var("MEMORY_EXEC_PREFIX") {
+    // Under a wrapper, the wrapper and the daemon in a process group of their own, killed
+    // together: killing the wrapper alone left the daemon running after the bench (and
+    // loading the next runs). Without one, the daemon stays in ours (Ctrl-C reaches it).
+    let (mut command, group) = match std::env::var("MEMORY_EXEC_PREFIX") {
         Ok(prefix) if !prefix.is_empty() => {
             let mut c = Command::new(prefix);
             c.arg(env!("CARGO_BIN_EXE_mako-gateway"));
-            c
+            std::os::unix::process::CommandExt::process_group(&mut c, 0);
+            (c, true)
         }
-        _ => Command::new(env!("CARGO_BIN_EXE_mako-gateway")),
+        _ => (Command::new(env!("CARGO_BIN_EXE_mako-gateway")), false),
     };
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut daemon = Gateway(
-        command
+    let mut daemon = Gateway {
+        group,
+        child: command
             .args(["serve", "--config"])
             .arg(&config)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("start mako-gateway serve"),
-    );
+    };
     let base = format!("127.0.0.1:{port}");
     wait_for(Duration::from_secs(60), || {
-        if let Ok(Some(status)) = daemon.0.try_wait() {
+        if let Ok(Some(status)) = daemon.child.try_wait() {
             fail(&dir, &format!("the daemon ended at start ({status})"));
         }
         http_get(&base, "/health").map(|_| ())
     })
     .unwrap_or_else(|| fail(&dir, "the daemon did not answer /health within 60 s"));
-    let idle = status_kib(daemon.0.id(), "VmRSS:").unwrap_or(0) * 1024;
+    let idle = status_kib(daemon.child.id(), "VmRSS:").unwrap_or(0) * 1024;
 
     // Dropped as a writer does it: written beside the inbox, then renamed into it.
     let inbox = dir.join("data/inbox");
@@ -143,13 +145,13 @@ max_file_bytes = {max}
             fail(&dir, &format!("the interchange failed: {body}"));
         }
         if journaled.is_none() && body.contains("\"jrn_") {
-            let peak = status_kib(daemon.0.id(), "VmHWM:").unwrap_or(0) * 1024;
+            let peak = status_kib(daemon.child.id(), "VmHWM:").unwrap_or(0) * 1024;
             journaled = Some((started.elapsed(), peak));
         }
         body.contains("\"processed\"").then_some(())
     });
     let elapsed = started.elapsed();
-    let peak = status_kib(daemon.0.id(), "VmHWM:").unwrap_or(0) * 1024;
+    let peak = status_kib(daemon.child.id(), "VmHWM:").unwrap_or(0) * 1024;
     if done.is_none() {
         fail(&dir, "the interchange was not processed within 30 minutes");
     }
@@ -184,19 +186,26 @@ max_file_bytes = {max}
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The daemon (the leader of its own process group), killed with its group when the bench
-/// ends or fails.
-struct Gateway(Child);
+/// The daemon (or its wrapper, the leader of a process group of their own), killed when the
+/// bench ends or fails.
+struct Gateway {
+    child: Child,
+    /// Whether `child` leads a process group to kill with it.
+    group: bool,
+}
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // Once reaped, its id may be another process's.
+        let running = matches!(self.child.try_wait(), Ok(None));
+        if self.group && running {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
