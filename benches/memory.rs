@@ -114,11 +114,21 @@ max_file_bytes = {max}
     let base = format!("127.0.0.1:{port}");
     wait_for(Duration::from_secs(60), || {
         if let Ok(Some(status)) = daemon.child.try_wait() {
-            fail(&dir, &format!("the daemon ended at start ({status})"));
+            fail(
+                &dir,
+                &format!("the daemon ended at start ({status})"),
+                &mut daemon,
+            );
         }
         http_get(&base, "/health").map(|_| ())
     })
-    .unwrap_or_else(|| fail(&dir, "the daemon did not answer /health within 60 s"));
+    .unwrap_or_else(|| {
+        fail(
+            &dir,
+            "the daemon did not answer /health within 60 s",
+            &mut daemon,
+        )
+    });
     let idle = status_kib(daemon.child.id(), "VmRSS:").unwrap_or(0) * 1024;
 
     // Dropped as a writer does it: written beside the inbox, then renamed into it.
@@ -142,7 +152,11 @@ max_file_bytes = {max}
     let done = wait_for(Duration::from_secs(1800), || {
         let body = http_get(&base, "/journal?filter[direction][eq]=in")?;
         if body.contains("\"failed\"") {
-            fail(&dir, &format!("the interchange failed: {body}"));
+            fail(
+                &dir,
+                &format!("the interchange failed: {body}"),
+                &mut daemon,
+            );
         }
         if journaled.is_none() && body.contains("\"jrn_") {
             let peak = status_kib(daemon.child.id(), "VmHWM:").unwrap_or(0) * 1024;
@@ -153,7 +167,11 @@ max_file_bytes = {max}
     let elapsed = started.elapsed();
     let peak = status_kib(daemon.child.id(), "VmHWM:").unwrap_or(0) * 1024;
     if done.is_none() {
-        fail(&dir, "the interchange was not processed within 30 minutes");
+        fail(
+            &dir,
+            "the interchange was not processed within 30 minutes",
+            &mut daemon,
+        );
     }
     let target = 2 * bytes + (50 << 20);
     println!(
@@ -196,6 +214,12 @@ struct Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Gateway {
+    fn stop(&mut self) {
         // Once reaped, its id may be another process's.
         let running = matches!(self.child.try_wait(), Ok(None));
         if self.group && running {
@@ -209,8 +233,10 @@ impl Drop for Gateway {
     }
 }
 
-fn fail(dir: &Path, why: &str) -> ! {
+/// Prints why the run failed and exits 1, the daemon stopped first (`exit` runs no `Drop`).
+fn fail(dir: &Path, why: &str, daemon: &mut Gateway) -> ! {
     println!("FAIL {why} (log: {})", dir.join("gateway.log").display());
+    daemon.stop();
     std::process::exit(1);
 }
 
