@@ -243,12 +243,30 @@ proptest! {
     fn the_json_summary_writer_gives_the_text_of_the_summary_value(
         (interchange, delimiters, line_break) in interchange(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        nesting in any::<bool>(),
     ) {
         let mut bytes = Writer::new(interchange.header.syntax)
             .with_delimiters(delimiters)
             .with_line_break(line_break)
             .write_interchange(&interchange)
             .unwrap();
+        if nesting {
+            // UNH with a nesting indicator (`UNH:1+…`), which the parser accepts.
+            let plain = [b'U', b'N', b'H', delimiters.element];
+            let nested = [b'U', b'N', b'H', delimiters.component, b'1', delimiters.element];
+            let mut out = Vec::with_capacity(bytes.len() + 16);
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i..].starts_with(&plain) {
+                    out.extend_from_slice(&nested);
+                    i += plain.len();
+                } else {
+                    out.push(bytes[i]);
+                    i += 1;
+                }
+            }
+            bytes = out;
+        }
         for (at, byte) in edits {
             let i = at.index(bytes.len());
             bytes[i] = byte;
