@@ -100,7 +100,6 @@ pub fn write_summary_json(
     document: &Document<'_>,
     mut out: impl std::io::Write,
 ) -> std::io::Result<()> {
-    let json = |e: serde_json::Error| std::io::Error::from(e);
     out.write_all(b"{\"interchanges\":[")?;
     for (i, ic) in document.interchanges().enumerate() {
         if i > 0 {
@@ -108,13 +107,13 @@ pub fn write_summary_json(
         }
         let (sender, recipient) = (ic.sender(), ic.recipient());
         out.write_all(b"{\"syntax\":")?;
-        serde_json::to_writer(&mut out, &ic.syntax().to_string()).map_err(json)?;
+        serde_json::to_writer(&mut out, &ic.syntax().to_string())?;
         out.write_all(b",\"sender\":")?;
-        serde_json::to_writer(&mut out, &Party::of(&sender)).map_err(json)?;
+        serde_json::to_writer(&mut out, &Party::of(&sender))?;
         out.write_all(b",\"recipient\":")?;
-        serde_json::to_writer(&mut out, &Party::of(&recipient)).map_err(json)?;
+        serde_json::to_writer(&mut out, &Party::of(&recipient))?;
         out.write_all(b",\"control_ref\":")?;
-        serde_json::to_writer(&mut out, &ic.control_reference()).map_err(json)?;
+        serde_json::to_writer(&mut out, &ic.control_reference())?;
         out.write_all(b",\"messages\":[")?;
         let mut version = String::with_capacity(32);
         let plain = PlainBytes::of(&ic.delimiters());
@@ -136,7 +135,7 @@ pub fn write_summary_json(
                     out.write_all(number.format(m.segment_count()).as_bytes())?;
                     out.write_all(b"}")?;
                 }
-                None => serde_json::to_writer(&mut out, &MessageSummary::of(&m)).map_err(json)?,
+                None => serde_json::to_writer(&mut out, &MessageSummary::of(&m))?,
             }
         }
         write!(out, "],\"segments\":{}", ic.segment_count())?;
