@@ -9,9 +9,10 @@
 //! processes (start-up, read, parse and exit, as a user runs `mako-gateway parse`): wall time
 //! and peak RSS of our binary (`parse --format stats` and `--format json`, output to
 //! /dev/null) next to the floor (read the file and count unreleased segment terminators with
-//! memchr: `../shared/bench/floor` itself, built into `target/bench-floor`). Targets: whole-process time within 1.5x
-//! the floor with either output (issue 16; issue 2 asked 2x), peak memory below 2x the file
-//! size; validation at least 200 MB/s, next to parsing the same bytes as its limit.
+//! memchr: `../shared/bench/floor` itself, built into `target/bench-floor`). Targets:
+//! whole-process time within 1.5x the floor with either output (issue 16; issue 2 asked 2x),
+//! peak memory below 2x the file size; validation at least 200 MB/s, next to parsing the same
+//! bytes as its limit.
 //!
 //! The generator is `../shared/bench/gen_edifact.py` (or `MAKO_BENCH_GEN`); files are kept in
 //! `target/bench-data/` and reused.
