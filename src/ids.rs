@@ -67,24 +67,26 @@ pub fn gs1_check_digit(payload: &[u32]) -> u32 {
 #[serde(try_from = "String", into = "String")]
 pub struct MarketLocationId(String);
 
+impl MarketLocationId {
+    /// What `s` lacks to be a market location ID, without allocating: `None` when it is one.
+    fn problem(s: &str) -> Option<&'static str> {
+        let Some((d, len)) = digits(s) else {
+            return Some("must be digits only");
+        };
+        if len != 11 {
+            return Some("must have 11 digits");
+        }
+        if d[0] == 0 {
+            return Some("must not start with 0");
+        }
+        (lok_check_digit(&d[..10]) != d[10]).then_some("check digit does not match")
+    }
+}
+
 impl FromStr for MarketLocationId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let fail = |problem| IdError {
-            what: "market location ID",
-            value: s.to_string(),
-            problem,
-        };
-        let (d, len) = digits(s).ok_or_else(|| fail("must be digits only"))?;
-        if len != 11 {
-            return Err(fail("must have 11 digits"));
-        }
-        if d[0] == 0 {
-            return Err(fail("must not start with 0"));
-        }
-        if lok_check_digit(&d[..10]) != d[10] {
-            return Err(fail("check digit does not match"));
-        }
+        Self::check(s)?;
         Ok(MarketLocationId(s.to_string()))
     }
 }
@@ -97,32 +99,30 @@ impl FromStr for MarketLocationId {
 #[serde(try_from = "String", into = "String")]
 pub struct MeteringLocationId(String);
 
+impl MeteringLocationId {
+    /// What `s` lacks to be a metering location ID, without allocating: `None` when it is one.
+    fn problem(s: &str) -> Option<&'static str> {
+        let b = s.as_bytes();
+        if b.len() != 33 {
+            return Some("must have 33 characters");
+        }
+        if &b[..2] != b"DE" {
+            return Some("must start with DE");
+        }
+        if !b[2..13].iter().all(u8::is_ascii_digit) {
+            return Some("characters 3 to 13 must be digits");
+        }
+        (!b[13..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()))
+        .then_some("characters 14 to 33 must be upper-case letters or digits")
+    }
+}
+
 impl FromStr for MeteringLocationId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let fail = |problem| IdError {
-            what: "metering location ID",
-            value: s.to_string(),
-            problem,
-        };
-        let b = s.as_bytes();
-        if b.len() != 33 {
-            return Err(fail("must have 33 characters"));
-        }
-        if &b[..2] != b"DE" {
-            return Err(fail("must start with DE"));
-        }
-        if !b[2..13].iter().all(u8::is_ascii_digit) {
-            return Err(fail("characters 3 to 13 must be digits"));
-        }
-        if !b[13..]
-            .iter()
-            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
-        {
-            return Err(fail(
-                "characters 14 to 33 must be upper-case letters or digits",
-            ));
-        }
+        Self::check(s)?;
         Ok(MeteringLocationId(s.to_string()))
     }
 }
@@ -135,30 +135,44 @@ impl FromStr for MeteringLocationId {
 #[serde(try_from = "String", into = "String")]
 pub struct MarketPartnerId(String);
 
+impl MarketPartnerId {
+    /// What `s` lacks to be a market partner ID, without allocating: `None` when it is one.
+    fn problem(s: &str) -> Option<&'static str> {
+        let Some((d, len)) = digits(s) else {
+            return Some("must be digits only");
+        };
+        if len != 13 {
+            return Some("must have 13 digits");
+        }
+        (lok_check_digit(&d[..12]) != d[12] && gs1_check_digit(&d[..12]) != d[12])
+            .then_some("check digit matches neither the BDEW/DVGW nor the GS1 procedure")
+    }
+}
+
 impl FromStr for MarketPartnerId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let fail = |problem| IdError {
-            what: "market partner ID",
-            value: s.to_string(),
-            problem,
-        };
-        let (d, len) = digits(s).ok_or_else(|| fail("must be digits only"))?;
-        if len != 13 {
-            return Err(fail("must have 13 digits"));
-        }
-        if lok_check_digit(&d[..12]) != d[12] && gs1_check_digit(&d[..12]) != d[12] {
-            return Err(fail(
-                "check digit matches neither the BDEW/DVGW nor the GS1 procedure",
-            ));
-        }
+        Self::check(s)?;
         Ok(MarketPartnerId(s.to_string()))
     }
 }
 
 macro_rules! id_common {
-    ($t:ty) => {
+    ($t:ty, $what:literal) => {
         impl $t {
+            /// Checks that `s` is such an ID, as parsing it does, without allocating unless it
+            /// is not one (the error holds the value): for validation, which keeps nothing.
+            pub fn check(s: &str) -> Result<(), IdError> {
+                match Self::problem(s) {
+                    None => Ok(()),
+                    Some(problem) => Err(IdError {
+                        what: $what,
+                        value: s.to_string(),
+                        problem,
+                    }),
+                }
+            }
+
             /// The ID as text.
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -192,9 +206,9 @@ macro_rules! id_common {
         }
     };
 }
-id_common!(MarketLocationId);
-id_common!(MeteringLocationId);
-id_common!(MarketPartnerId);
+id_common!(MarketLocationId, "market location ID");
+id_common!(MeteringLocationId, "metering location ID");
+id_common!(MarketPartnerId, "market partner ID");
 
 /// Reads a DTM value in format 303 (`CCYYMMDDHHMMZZZ`, BDEW: zone `+00`, i.e. UTC, condition
 /// \[931\]) as UTC.
@@ -342,6 +356,55 @@ mod tests {
         assert!("DE00321067657120000000000000000a7"
             .parse::<MeteringLocationId>()
             .is_err());
+    }
+
+    #[test]
+    fn check_gives_what_parsing_gives_without_keeping_the_value() {
+        let values = [
+            "",
+            "51238696781",
+            "51238696782",
+            "01238696781",
+            "5123869678",
+            "9904292000003",
+            "4012345000023",
+            "9900357000004",
+            "99042920000",
+            "DE0032106765712000000000000000037",
+            "AT0032106765712000000000000000037",
+            "DE00321067657120000000000000000a7",
+            "DE003210676571200000000000000003",
+            "DEx032106765712000000000000000037",
+            "5123869678ä",
+        ];
+        for v in values {
+            assert_eq!(
+                MarketLocationId::check(v),
+                v.parse::<MarketLocationId>().map(|_| ()),
+                "{v}"
+            );
+            assert_eq!(
+                MarketPartnerId::check(v),
+                v.parse::<MarketPartnerId>().map(|_| ()),
+                "{v}"
+            );
+            assert_eq!(
+                MeteringLocationId::check(v),
+                v.parse::<MeteringLocationId>().map(|_| ()),
+                "{v}"
+            );
+        }
+        // The errors as they were before `check` existed.
+        assert_eq!(
+            MarketPartnerId::check("9900357000004").unwrap_err().to_string(),
+            "market partner ID \"9900357000004\": check digit matches neither the BDEW/DVGW nor the GS1 procedure"
+        );
+        assert_eq!(
+            MeteringLocationId::check("AT0032106765712000000000000000037")
+                .unwrap_err()
+                .to_string(),
+            "metering location ID \"AT0032106765712000000000000000037\": must start with DE"
+        );
     }
 
     #[test]

@@ -214,9 +214,9 @@ impl<'v> Placed<'v, '_> {
 /// The problem a `check` rule finds with a value, if any.
 fn check_kind(kind: ValueKind, v: &str) -> Option<String> {
     match kind {
-        ValueKind::MaLo => v.parse::<MarketLocationId>().err().map(|e| e.to_string()),
-        ValueKind::MeLo => v.parse::<MeteringLocationId>().err().map(|e| e.to_string()),
-        ValueKind::MpId => v.parse::<MarketPartnerId>().err().map(|e| e.to_string()),
+        ValueKind::MaLo => MarketLocationId::check(v).err().map(|e| e.to_string()),
+        ValueKind::MeLo => MeteringLocationId::check(v).err().map(|e| e.to_string()),
+        ValueKind::MpId => MarketPartnerId::check(v).err().map(|e| e.to_string()),
         ValueKind::Date303 => parse_date_303(v).err().map(|e| e.to_string()),
         ValueKind::Date203 => parse_date_203(v).err().map(|e| e.to_string()),
         ValueKind::Date102 => parse_date_102(v).err().map(|e| e.to_string()),

@@ -222,9 +222,8 @@ fn validate_segments<'a>(
         }
         _ => registry.mig_index(&split.value(0, 2, 1), &split.value(0, 2, 5)),
     };
-    // UNH S009 as text, components joined with `:` whatever the delimiters (trailing empty
-    // components dropped), e.g. `ORDERS:D:09B:UN:1.4b`.
-    let identifier = crate::edifact::join_components((1..=6).map(|c| split.value(0, 2, c)));
+    // UNH S009 as text, e.g. `ORDERS:D:09B:UN:1.4b`.
+    let identifier = split.identifier();
     let pid = split.pid();
     let message_date = split.date();
     let date = message_date.map(|(d, _)| d).or(fallback_date);
@@ -698,6 +697,36 @@ segment UNT M 1
                 ("format_by_ahb".to_string(), Severity::Error),
             ]
         );
+    }
+
+    #[test]
+    fn the_identifier_is_the_joined_texts_of_unh_s009() {
+        for s009 in [
+            "TSTMSG:D:1:UN:1.0",
+            "TSTMSG:D:1:UN:1.0:",
+            "TSTMSG:D:1:UN::X",
+            "TSTMSG:D:1:UN:::X",
+            "TSTMSG:D:1:UN:1.0:X:7",
+            "TSTMSG:D:1:UN:1.0:X",
+            "TST?:MSG:D:1:UN:1.0",
+            "TSTMSG:D?+:1:UN:1.0",
+            "TST\u{e4}:D:1:UN:1.0",
+            "TSTMSG:D:1:UN:1.0+X",
+        ] {
+            let text = message(GOOD).replace("TSTMSG:D:1:UN:1.0", s009);
+            // One byte per character: UNOC (Latin-1) as the message's UNB says.
+            let bytes: Vec<u8> = text.chars().map(|c| c as u8).collect();
+            let doc = parse(&bytes).unwrap();
+            let ic = doc.interchanges().next().unwrap();
+            let m = ic.messages().next().unwrap();
+            let unh = m.segments().next().unwrap();
+            let expected = crate::edifact::join_components((1..=6).map(|c| unh.value(2, c)));
+            assert_eq!(
+                validate_message(&m, &registry(), None).identifier,
+                expected,
+                "{s009}"
+            );
+        }
     }
 
     #[test]

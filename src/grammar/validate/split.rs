@@ -122,6 +122,35 @@ impl<'v, 'a> Split<'v, 'a> {
         }
     }
 
+    /// UNH S009 as text (segment 0, element 2), components joined with `:` whatever the
+    /// delimiters and trailing empty ones dropped, as
+    /// [`join_components`](crate::edifact::join_components) writes the component texts
+    /// (`ORDERS:D:09B:UN:1.4b`). Written from the bytes when the components are plain ASCII
+    /// (the same text in every repertoire), through the texts otherwise.
+    pub(super) fn identifier(&self) -> String {
+        let raw = self.segments[0].raw();
+        let mut out = String::with_capacity(24);
+        // The last component written (1 before any): a component `c` written next is preceded
+        // by `c - written` separators, the empty ones between them included.
+        let mut written = 1u16;
+        for p in self.parts(0) {
+            if p.element != 2 || !(1..=6).contains(&p.component) || p.end == p.start {
+                continue;
+            }
+            let bytes = &raw[p.start as usize..p.end as usize];
+            let plain = !p.escaped && bytes.is_ascii();
+            let Some(text) = plain.then(|| std::str::from_utf8(bytes).ok()).flatten() else {
+                return crate::edifact::join_components((1..=6).map(|c| self.value(0, 2, c)));
+            };
+            for _ in written..p.component {
+                out.push(':');
+            }
+            out.push_str(text);
+            written = p.component;
+        }
+        out
+    }
+
     /// The PID as [`message_pid`](super::message_pid) reads it.
     pub(super) fn pid(&self) -> Option<u32> {
         let body = 1..self.segments.len().saturating_sub(1);
