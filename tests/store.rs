@@ -510,7 +510,7 @@ async fn lease_expiry(stores: Vec<Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (done.state, done.outcome),
+        (done.state, done.outcome.map(|o| o.value().unwrap())),
         (JournalState::Processed, Some(json!({"matched": "gfr_x"})))
     );
 

@@ -12,14 +12,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
 
 use super::error::{ApiError, FieldError};
 use super::input::ListQuery;
 use super::resources;
 use super::AppState;
 use crate::ids::is_record_id;
-use crate::store::{Direction, JournalEntry, JournalFilter, JournalState};
+use crate::store::{Direction, JournalEntry, JournalFilter, JournalState, JsonText};
 
 /// The filters of `GET /journal`: `filter[<name>][<operator>]`.
 const JOURNAL_FILTERS: &[(&str, &str)] = &[
@@ -143,27 +142,61 @@ pub(super) fn console_filter(pairs: &[(String, String)]) -> Result<JournalFilter
     journal_filter(&query)
 }
 
-/// `object: "journal_entry"`.
-fn journal_entry(e: &JournalEntry) -> Value {
-    json!({
-        "object": "journal_entry",
-        "id": e.id,
-        "direction": e.direction.as_str(),
-        "partner": e.partner,
-        "transport": e.transport,
-        "interchange_ref": e.interchange_ref,
-        "message_refs": e.message_refs,
-        "pids": e.pids,
-        "message_types": e.message_types,
-        "document_numbers": e.document_numbers,
-        "received_at": e.received_at.map(resources::time),
-        "sent_at": e.sent_at.map(resources::time),
-        "state": e.state.as_str(),
-        "outcome": e.outcome,
-        "attempts": e.attempts,
-        "size": e.size,
-        "raw": format!("/journal/{}/raw", e.id),
-    })
+/// `object: "journal_entry"`: an entry as the API writes it, borrowed from the store's record
+/// and serialized straight into the response (no value tree: the outcome is embedded as the
+/// JSON text it is stored as).
+#[derive(serde::Serialize)]
+struct JournalEntryView<'e> {
+    object: &'static str,
+    id: &'e str,
+    direction: &'static str,
+    partner: &'e str,
+    transport: &'e str,
+    interchange_ref: Option<&'e str>,
+    message_refs: &'e [String],
+    pids: &'e [String],
+    message_types: &'e [String],
+    document_numbers: &'e [String],
+    received_at: Option<String>,
+    sent_at: Option<String>,
+    state: &'static str,
+    outcome: Option<&'e JsonText>,
+    attempts: i64,
+    size: u64,
+    raw: String,
+}
+
+impl<'e> JournalEntryView<'e> {
+    fn of(e: &'e JournalEntry) -> JournalEntryView<'e> {
+        JournalEntryView {
+            object: "journal_entry",
+            id: &e.id,
+            direction: e.direction.as_str(),
+            partner: &e.partner,
+            transport: &e.transport,
+            interchange_ref: e.interchange_ref.as_deref(),
+            message_refs: &e.message_refs,
+            pids: &e.pids,
+            message_types: &e.message_types,
+            document_numbers: &e.document_numbers,
+            received_at: e.received_at.map(resources::time),
+            sent_at: e.sent_at.map(resources::time),
+            state: e.state.as_str(),
+            outcome: e.outcome.as_ref(),
+            attempts: e.attempts,
+            size: e.size,
+            raw: format!("/journal/{}/raw", e.id),
+        }
+    }
+}
+
+/// `{"object": "list", "data": [...], "next_cursor": ...}` of journal entries (as
+/// [`resources::list`] writes lists).
+#[derive(serde::Serialize)]
+struct JournalList<'e> {
+    object: &'static str,
+    data: Vec<JournalEntryView<'e>>,
+    next_cursor: Option<&'e str>,
 }
 
 /// `GET /journal`: the interchanges received and sent, oldest first, without their bytes
@@ -173,7 +206,7 @@ fn journal_entry(e: &JournalEntry) -> Value {
 pub async fn list_journal(
     State(state): State<AppState>,
     Query(pairs): Query<Vec<(String, String)>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = ListQuery::parse_with_operators(&pairs, JOURNAL_FILTERS)?;
     let filter = journal_filter(&query)?;
     let page = state
@@ -182,7 +215,12 @@ pub async fn list_journal(
         .await?
         .list_journal(&filter, &query.page)
         .await?;
-    Ok(Json(resources::list(&page, journal_entry)))
+    let list = JournalList {
+        object: "list",
+        data: page.items.iter().map(JournalEntryView::of).collect(),
+        next_cursor: page.next_cursor.as_deref(),
+    };
+    Ok(Json(list).into_response())
 }
 
 /// A download: the bytes with their content type, to be saved as `file_name` (made of a

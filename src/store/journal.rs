@@ -66,7 +66,7 @@ fn entry_from_row(row: &AnyRow, size: u64) -> Result<JournalEntry, StoreError> {
         state: JournalState::parse(&state)
             .ok_or_else(|| corrupt(WHAT, &id, "state", state.clone()))?,
         outcome: outcome
-            .map(|o| serde_json::from_str(&o))
+            .map(JsonText::parse)
             .transpose()
             .map_err(|e| corrupt(WHAT, &id, "outcome", e.to_string()))?,
         attempts: get(row, "attempts")?,

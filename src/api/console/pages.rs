@@ -850,7 +850,7 @@ pub fn journal_detail(
                     h2 id="outcome" { "Processing outcome" }
                     details {
                         summary { "As stored (JSON)" }
-                        pre { (serde_json::to_string_pretty(outcome).unwrap_or_default()) }
+                        pre { (outcome.value().and_then(|v| serde_json::to_string_pretty(&v)).unwrap_or_else(|_| outcome.as_str().to_string())) }
                     }
                 }
             }
