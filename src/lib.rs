@@ -3,8 +3,9 @@
 //! Layers, from the bottom up; a module may only use the ones below it (and
 //! `tests/layering.rs` checks it, with no import cycles at any level):
 //!
-//! - [`clock`], [`ids`], [`edifact`]: the one wall-clock reader; market identifiers, dates and
-//!   record ids as checked newtypes; bytes to tree and back (pure: no I/O).
+//! - [`clock`], [`ids`], [`edifact`], [`alloc`]: the one wall-clock reader; market
+//!   identifiers, dates and record ids as checked newtypes; bytes to tree and back (pure: no
+//!   I/O); the allocator's memory given back after a large interchange.
 //! - [`grammar`]: MIG and AHB data from `grammars/`, and the validator (pure).
 //! - [`acks`]: CONTRL and APERAK both ways, working days and deadlines (pure).
 //! - [`orders`]: the two order kinds, product rules, lead times, builders, `apply` (pure).
@@ -32,6 +33,7 @@
 //! `worker/outbound.rs` → `plan/outbound.rs` → a [`transport::Outbound`].
 
 pub mod acks;
+pub mod alloc;
 pub mod api;
 pub mod cli;
 pub mod clock;

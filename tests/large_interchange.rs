@@ -12,7 +12,7 @@ mod support;
 use chrono::{DateTime, TimeZone, Utc};
 use mako_gateway::config::Config;
 use mako_gateway::daemon::setup::Setup;
-use mako_gateway::store::{Inserted, Store, Transport};
+use mako_gateway::store::{Backend, Inserted, Store, Transport};
 use mako_gateway::worker::inbound::INBOUND_BATCH;
 use mako_gateway::worker::receive::Journal;
 
@@ -98,6 +98,107 @@ async fn an_interchange_of_many_messages_is_processed_once_on_postgres() {
     support::on_postgres(
         "an_interchange_of_many_messages_is_processed_once_on_postgres",
         an_interchange_of_many_messages_is_processed_once,
+    )
+    .await;
+}
+
+/// Processing drops an item's bytes once it has read them (they are the largest thing held
+/// while the plan is applied, `cargo bench --bench memory`). An attempt that fails after that
+/// point is handed back, and the next claim reads the bytes from the store again: the item is
+/// processed whole, its journaled bytes unchanged.
+async fn an_attempt_failing_after_the_bytes_were_read_is_processed_again_whole(stores: Vec<Store>) {
+    const SMALL: usize = 3;
+    let store = &stores[0];
+    let raw = many_meter_readings(SMALL);
+    let journal = Journal::new(store.clone());
+    let Inserted::New(id) = journal
+        .receive(raw.clone(), Transport::File, now())
+        .await
+        .expect("journaled")
+    else {
+        panic!("a new interchange");
+    };
+    // Refuses the forwarded messages' rows: applying the plan fails after reading.
+    let refuse: &[&str] = match store.backend() {
+        Backend::Sqlite => &["CREATE TRIGGER refuse BEFORE INSERT ON messages \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"],
+        Backend::Postgres => &[
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+             RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse BEFORE INSERT ON messages FOR EACH ROW \
+             EXECUTE FUNCTION refuse()",
+        ],
+    };
+    for statement in refuse {
+        sqlx::query(statement).execute(store.pool()).await.unwrap();
+    }
+    let config = Config::load(None, &|_| None).expect("default configuration");
+    let setup = Setup::load(&config, &mako_gateway::clock::Clock::fixed(now())).expect("setup");
+    let worker = setup.inbound_worker(store, "failing-once");
+    let failed = worker.process_batch(now(), INBOUND_BATCH).await;
+    assert!(
+        failed
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("refused by the test")),
+        "{failed:?}"
+    );
+    let state = "SELECT COUNT(*) FROM journal WHERE direction = 'in' AND state = 'received'";
+    assert_eq!(
+        count(store, state).await,
+        1,
+        "handed back after the failure"
+    );
+    assert_eq!(count(store, "SELECT COUNT(*) FROM messages").await, 0);
+
+    sqlx::query("DROP TRIGGER refuse ON messages")
+        .execute(store.pool())
+        .await
+        .or(sqlx::query("DROP TRIGGER refuse")
+            .execute(store.pool())
+            .await)
+        .unwrap();
+    assert_eq!(
+        worker.process_batch(now(), INBOUND_BATCH).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM journal WHERE direction = 'in' AND state = 'processed'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            store,
+            "SELECT COUNT(*) FROM messages WHERE direction = 'in'"
+        )
+        .await,
+        SMALL as i64
+    );
+    let item = store
+        .conn()
+        .await
+        .unwrap()
+        .journal_item(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(item.raw, raw, "the journaled bytes are unchanged");
+    assert_eq!(item.attempts, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_failing_after_the_bytes_were_read_is_processed_again_whole_on_sqlite() {
+    support::on_sqlite(an_attempt_failing_after_the_bytes_were_read_is_processed_again_whole).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_failing_after_the_bytes_were_read_is_processed_again_whole_on_postgres() {
+    support::on_postgres(
+        "an_attempt_failing_after_the_bytes_were_read_is_processed_again_whole_on_postgres",
+        an_attempt_failing_after_the_bytes_were_read_is_processed_again_whole,
     )
     .await;
 }

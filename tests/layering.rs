@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers from the bottom up: a module may use the ones before it (and its own).
 const LAYERS: &[&[&str]] = &[
-    &["clock", "ids", "edifact"],
+    &["clock", "ids", "edifact", "alloc"],
     &["grammar"],
     &["acks"],
     &["orders"],

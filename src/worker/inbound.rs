@@ -123,9 +123,13 @@ impl InboundWorker {
         }
         if items.len() == 1 {
             let item = items.into_iter().next().expect("one item");
-            return self.process_claimed(item, now).await.map(|_| Some(1));
+            let bytes = item.raw.len();
+            let processed = self.process_claimed(item, now).await.map(|_| Some(1));
+            crate::alloc::after_large(bytes);
+            return processed;
         }
         let count = items.len();
+        let largest = items.iter().map(|i| i.raw.len()).max().unwrap_or(0);
         match self.process_together(&items, now).await {
             Ok(()) => {
                 tracing::info!(items = count, "inbound batch processed");
@@ -137,6 +141,7 @@ impl InboundWorker {
                 }
             }
         }
+        crate::alloc::after_large(largest);
         Ok(Some(count))
     }
 
@@ -151,7 +156,10 @@ impl InboundWorker {
         let Some(item) = claimed else {
             return Ok(None);
         };
-        self.process_claimed(item, now).await.map(Some)
+        let bytes = item.raw.len();
+        let processed = self.process_claimed(item, now).await.map(Some);
+        crate::alloc::after_large(bytes);
+        processed
     }
 
     /// Processes one claimed journal item (claimed by this worker): everything it changes
@@ -162,19 +170,52 @@ impl InboundWorker {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<InboundReport, WorkerError> {
+        let (read, refs) = self.read_item(&item.raw, now).await?;
+        self.apply_read(&item.id, read, refs, now, dry_run).await
+    }
+
+    /// As [`InboundWorker::process_item`] (committing), with the item's bytes dropped as soon
+    /// as they are read: nothing after reading looks at them again, and for a large
+    /// interchange they are the largest thing held while the plan is applied (a failed
+    /// attempt is released and claimed again with its bytes).
+    async fn process_claimed_item(
+        &self,
+        item: &mut JournalItem,
+        now: DateTime<Utc>,
+    ) -> Result<InboundReport, WorkerError> {
+        let (read, refs) = self.read_item(&item.raw, now).await?;
+        item.raw = Vec::new();
+        self.apply_read(&item.id, read, refs, now, false).await
+    }
+
+    /// Step 1 of an item: parsed, validated, its acknowledgements built, its items read
+    /// (before any transaction: on SQLite a transaction holds the one writer lock from its
+    /// start); with the reference sequence it drew from.
+    async fn read_item(
+        &self,
+        raw: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(ReadInbound, ReferenceSequence), WorkerError> {
         let first = self.store.reserve_references(REFERENCES_PER_ITEM).await?;
         let mut refs = ReferenceSequence::new(REFERENCE_PREFIX, first).expect("valid prefix");
-        // Parsing, validating and building the acknowledgements before the transaction: on
-        // SQLite a transaction holds the one writer lock from its start.
-        let read = read(&item.raw, now, &mut refs, &self.routing);
+        let read = read(raw, now, &mut refs, &self.routing);
+        Ok((read, refs))
+    }
+
+    /// The rest of an item after [`InboundWorker::read_item`]: planned on what the store
+    /// holds, applied and committed together with marking it processed (rolled back with
+    /// `dry_run`).
+    async fn apply_read(
+        &self,
+        journal_id: &str,
+        read: ReadInbound,
+        mut refs: ReferenceSequence,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<InboundReport, WorkerError> {
         let mut tx = self.store.begin().await?;
         let mut plans = self
-            .plan(
-                &mut tx,
-                vec![(Some(item.id.as_str()), read)],
-                now,
-                &mut refs,
-            )
+            .plan(&mut tx, vec![(Some(journal_id), read)], now, &mut refs)
             .await?;
         tx.apply_inbound_plans(&plans, &self.name, now).await?;
         if dry_run {
@@ -184,7 +225,7 @@ impl InboundWorker {
         }
         let plan = plans.pop().expect("one plan");
         match &plan.waits_for {
-            Some(reference) => log_waiting(&item.id, reference),
+            Some(reference) => log_waiting(journal_id, reference),
             None => tracing::info!(
                 effects = plan.report.effects.len(),
                 replies = plan.report.replies.len(),
@@ -270,11 +311,15 @@ impl InboundWorker {
     /// `retry.max_attempts`, marked failed and put into clearing).
     async fn process_claimed(
         &self,
-        item: JournalItem,
+        mut item: JournalItem,
         now: DateTime<Utc>,
     ) -> Result<InboundReport, WorkerError> {
         let span = tracing::info_span!("inbound", journal = %item.id, partner = %item.partner, interchange = item.interchange_ref.as_deref().unwrap_or(""));
-        match self.process_item(&item, now, false).instrument(span).await {
+        match self
+            .process_claimed_item(&mut item, now)
+            .instrument(span)
+            .await
+        {
             Ok(report) => Ok(report),
             Err(e) if item.attempts >= i64::from(self.leases.max_attempts) => {
                 // Tried often enough: keep it as failed, with the error, for an operator

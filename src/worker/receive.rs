@@ -74,7 +74,10 @@ impl Journal {
         transport: Transport,
         now: DateTime<Utc>,
     ) -> Result<Inserted, StoreError> {
-        match self.enqueue(record_of(raw, transport, now), None).await? {
+        let bytes = raw.len();
+        let arrived = self.enqueue(record_of(raw, transport, now), None).await;
+        crate::alloc::after_large(bytes);
+        match arrived? {
             Arrived::Journaled(inserted) => Ok(inserted),
             // Only a record with an AS4 key can find it taken.
             Arrived::KeyTaken => Err(abandoned()),
@@ -90,8 +93,12 @@ impl Journal {
         arrival: As4Arrival,
         now: DateTime<Utc>,
     ) -> Result<Arrived, StoreError> {
-        self.enqueue(record_of(raw, Transport::As4, now), Some(arrival))
-            .await
+        let bytes = raw.len();
+        let arrived = self
+            .enqueue(record_of(raw, Transport::As4, now), Some(arrival))
+            .await;
+        crate::alloc::after_large(bytes);
+        arrived
     }
 
     async fn enqueue(
