@@ -51,6 +51,7 @@ impl<C: Connection> Session<C> {
             "INSERT INTO clearing (id, journal_id, reason, created_at) VALUES {}",
             value_rows(items.len(), 4)
         );
+        let statement = super::sql::positional(self.backend, statement);
         let mut query = sqlx::query(&statement);
         for (id, item) in ids.iter().zip(items) {
             query = query

@@ -84,6 +84,7 @@ impl<C: Connection> Session<C> {
                  interchange_ref, due_at, created_at) VALUES {}",
                 super::sql::value_rows(chunk.len(), 9)
             );
+            let statement = super::sql::positional(self.backend, statement);
             let mut query = sqlx::query(&statement);
             for d in chunk {
                 query = query

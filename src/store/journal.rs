@@ -457,6 +457,7 @@ impl<C: Connection> Session<C> {
                 "INSERT INTO journal_raw (journal_id, part, raw) VALUES {}",
                 super::sql::value_rows(chunk.len(), 3)
             );
+            let statement = super::sql::positional(self.backend, statement);
             let mut query = sqlx::query(&statement);
             for (id, part, raw) in chunk {
                 query = query.bind(*id).bind(*part).bind(*raw);
@@ -492,6 +493,7 @@ impl<C: Connection> Session<C> {
                 "SELECT journal_id, raw FROM journal_raw WHERE part = 0 AND journal_id IN ({})",
                 super::sql::placeholders(1, chunk.len())
             );
+            let statement = super::sql::positional(self.backend, statement);
             let mut query = sqlx::query(&statement);
             for id in chunk {
                 query = query.bind(id.as_str());

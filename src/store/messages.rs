@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 
-use super::sql::{corrupt, get, ms, page_rows, select_rows, time, value_rows};
+use super::sql::{corrupt, get, ms, page_rows, positional, select_rows, time, value_rows};
 use super::types::{Page, PageRequest};
 use super::{Connection, Session, StoreError};
 use crate::plan::inbound::{NewReceivedMessage, ReceivedMessage};
@@ -124,11 +124,14 @@ impl<C: Connection> Session<C> {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         for chunk in messages.chunks(ROWS_PER_INSERT) {
-            let statement = format!(
-                "INSERT INTO messages (id, direction, journal_id, position, partner, message_type, \
-                 version, pid, message_ref, document_number, route, state, checked, findings, \
-                 aperak, aperak_due, created_at, updated_at) VALUES {}",
-                value_rows(chunk.len(), 18)
+            let statement = positional(
+                self.backend,
+                format!(
+                    "INSERT INTO messages (id, direction, journal_id, position, partner, \
+                     message_type, version, pid, message_ref, document_number, route, state, \
+                     checked, findings, aperak, aperak_due, created_at, updated_at) VALUES {}",
+                    value_rows(chunk.len(), 18)
+                ),
             );
             let mut query = sqlx::query(&statement);
             for (m, r) in chunk {

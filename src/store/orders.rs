@@ -602,6 +602,7 @@ impl<C: Connection> Session<C> {
                  WHERE grid_fee_reductions.id = v.column1 AND grid_fee_reductions.version = v.column5",
                 value_rows(grid.len(), 6)
             );
+            let statement = super::sql::positional(self.backend, statement);
             let mut query = sqlx::query(&statement);
             for (order, expected) in grid {
                 query = query
@@ -628,6 +629,7 @@ impl<C: Connection> Session<C> {
                  WHERE meter_orders.id = v.column1 AND meter_orders.version = v.column6",
                 value_rows(meters.len(), 7)
             );
+            let statement = super::sql::positional(self.backend, statement);
             let mut query = sqlx::query(&statement);
             for (order, expected) in meters {
                 query = query
@@ -676,6 +678,7 @@ impl<C: Connection> Session<C> {
              journal_id, at, detail) VALUES {}",
             value_rows(entries.len(), 9)
         );
+        let statement = super::sql::positional(self.backend, statement);
         let mut query = sqlx::query(&statement);
         for (id, entry) in ids.iter().zip(entries) {
             query = query

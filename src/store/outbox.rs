@@ -128,6 +128,7 @@ impl<C: Connection> Session<C> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let statement = super::sql::positional(self.backend, statement);
         let mut query = sqlx::query(&statement);
         for (i, (id, item)) in ids.iter().zip(items).enumerate() {
             query = query
@@ -173,6 +174,7 @@ impl<C: Connection> Session<C> {
                  ON CONFLICT (reference, outbox_id) DO NOTHING",
                 super::sql::value_rows(chunk.len(), 2)
             );
+            let statement = super::sql::positional(self.backend, statement);
             let mut query = sqlx::query(&statement);
             for (reference, id) in chunk {
                 query = query.bind(*reference).bind(*id);

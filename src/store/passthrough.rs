@@ -317,6 +317,7 @@ impl<C: Connection> Session<C> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            let statement = super::sql::positional(self.backend, statement);
             let mut query = sqlx::query(&statement);
             for &(position, (id, m)) in chunk {
                 let findings = serde_json::to_string(&m.findings)

@@ -76,6 +76,7 @@ impl<C: Connection> Session<C> {
              order_kind, order_id, journal_id, created_at) VALUES {}",
             value_rows(rows.len(), 9)
         );
+        let statement = super::sql::positional(self.backend, statement);
         let mut query = sqlx::query(&statement);
         for (id, sent) in ids.iter().zip(rows) {
             query = query

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::sql::{
-    claim_next, corrupt, finish_work, get, ms, page_rows, time, Queue, ROWS_PER_STATEMENT,
+    claim_next, corrupt, finish_work, get, ms, page_rows, positional, time, Queue,
+    ROWS_PER_STATEMENT,
 };
 use super::types::*;
 use super::{Connection, Session, StoreError};
@@ -68,23 +69,27 @@ impl<C: Connection> Session<C> {
         if events.is_empty() {
             return Ok(());
         }
-        let statement = format!(
-            "INSERT INTO webhook_deliveries (id, topic, payload, state, attempts, \
-             next_attempt_at, created_at) VALUES {}",
-            (0..events.len())
-                .map(|r| {
-                    let p = |i: usize| format!("${}", 1 + r * 4 + i);
-                    format!(
-                        "({}, {}, {}, 'pending', 0, {}, {})",
-                        p(0),
-                        p(1),
-                        p(2),
-                        p(3),
-                        p(3)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
+        // Each value its own placeholder, in order (`now` twice): see `positional`.
+        let statement = positional(
+            self.backend,
+            format!(
+                "INSERT INTO webhook_deliveries (id, topic, payload, state, attempts, \
+                 next_attempt_at, created_at) VALUES {}",
+                (0..events.len())
+                    .map(|r| {
+                        let p = |i: usize| format!("${}", 1 + r * 5 + i);
+                        format!(
+                            "({}, {}, {}, 'pending', 0, {}, {})",
+                            p(0),
+                            p(1),
+                            p(2),
+                            p(3),
+                            p(4)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         );
         let mut query = sqlx::query(&statement);
         for event in events {
@@ -93,6 +98,7 @@ impl<C: Connection> Session<C> {
                 .bind(event.id.clone())
                 .bind(event.topic.clone())
                 .bind(event.payload.as_str())
+                .bind(ms(now))
                 .bind(ms(now));
         }
         query

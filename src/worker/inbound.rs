@@ -184,7 +184,10 @@ impl InboundWorker {
         now: DateTime<Utc>,
     ) -> Result<InboundReport, WorkerError> {
         let (read, refs) = self.read_item(&item.raw, now).await?;
-        item.raw = Vec::new();
+        let bytes = std::mem::take(&mut item.raw).len();
+        // Returned to the system before the plan is applied, not when the allocator gets to
+        // it: applying allocates again at once.
+        crate::alloc::after_large(bytes);
         self.apply_read(&item.id, read, refs, now, false).await
     }
 
