@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use mako_gateway::config::Config;
 use mako_gateway::daemon::setup::Setup;
 use mako_gateway::store::{Backend, Inserted, Store, Transport};
-use mako_gateway::worker::inbound::INBOUND_BATCH;
+use mako_gateway::worker::inbound::{InboundWorker, INBOUND_BATCH};
 use mako_gateway::worker::receive::Journal;
 
 const MESSAGES: usize = 8_400;
@@ -39,6 +39,22 @@ fn many_meter_readings(n: usize) -> Vec<u8> {
     text.into_bytes()
 }
 
+/// The inbound worker `serve` makes with the default configuration, at [`now`].
+fn inbound_worker(store: &Store, name: &str) -> InboundWorker {
+    let config = Config::load(None, &|_| None).expect("default configuration");
+    let setup = Setup::load(&config, &mako_gateway::clock::Clock::fixed(now())).expect("setup");
+    setup.inbound_worker(store, name)
+}
+
+/// Received journal items in state `processed`.
+async fn processed_items(store: &Store) -> i64 {
+    count(
+        store,
+        "SELECT COUNT(*) FROM journal WHERE direction = 'in' AND state = 'processed'",
+    )
+    .await
+}
+
 async fn count(store: &Store, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(store.pool())
@@ -54,22 +70,13 @@ async fn an_interchange_of_many_messages_is_processed_once(stores: Vec<Store>) {
         .await
         .expect("journaled");
     assert!(matches!(inserted, Inserted::New(_)), "{inserted:?}");
-    let config = Config::load(None, &|_| None).expect("default configuration");
-    let setup = Setup::load(&config, &mako_gateway::clock::Clock::fixed(now())).expect("setup");
-    let worker = setup.inbound_worker(store, "large-interchange");
+    let worker = inbound_worker(store, "large-interchange");
     let processed = worker
         .process_batch(now(), INBOUND_BATCH)
         .await
         .expect("the interchange is processed");
     assert_eq!(processed, Some(1));
-    assert_eq!(
-        count(
-            store,
-            "SELECT COUNT(*) FROM journal WHERE direction = 'in' AND state = 'processed'"
-        )
-        .await,
-        1
-    );
+    assert_eq!(processed_items(store).await, 1);
     assert_eq!(
         count(
             store,
@@ -132,9 +139,7 @@ async fn an_attempt_failing_after_the_bytes_were_read_is_processed_again_whole(s
     for statement in refuse {
         sqlx::query(statement).execute(store.pool()).await.unwrap();
     }
-    let config = Config::load(None, &|_| None).expect("default configuration");
-    let setup = Setup::load(&config, &mako_gateway::clock::Clock::fixed(now())).expect("setup");
-    let worker = setup.inbound_worker(store, "failing-once");
+    let worker = inbound_worker(store, "failing-once");
     let failed = worker.process_batch(now(), INBOUND_BATCH).await;
     assert!(
         failed
@@ -161,14 +166,7 @@ async fn an_attempt_failing_after_the_bytes_were_read_is_processed_again_whole(s
         worker.process_batch(now(), INBOUND_BATCH).await.unwrap(),
         Some(1)
     );
-    assert_eq!(
-        count(
-            store,
-            "SELECT COUNT(*) FROM journal WHERE direction = 'in' AND state = 'processed'"
-        )
-        .await,
-        1
-    );
+    assert_eq!(processed_items(store).await, 1);
     assert_eq!(
         count(
             store,

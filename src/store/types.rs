@@ -8,50 +8,10 @@ use crate::acks::{SentLookup, SentMessage};
 pub use crate::ids::new_id;
 use crate::plan::records::text_enum;
 pub use crate::plan::records::{
-    serde_text, GridFeeRecord, HistoryEntry, InboundRecord, JournalState, MeterOrderRecord,
-    NewOutboxItem, OrderKind, OutboundRecord, OutboxKind, SentRecord, Transport, WebhookEvent,
+    serde_text, GridFeeRecord, HistoryEntry, InboundRecord, JournalState, JsonText,
+    MeterOrderRecord, NewOutboxItem, OrderKind, OutboundRecord, OutboxKind, SentRecord, Transport,
+    WebhookEvent,
 };
-
-/// JSON kept as its text: read from the store without building a value tree (checked to be
-/// JSON when read), and written into a response as the JSON it is, not as a string. The journal
-/// outcome of an interchange of 27,000 forwarded messages is about 15 MB of text; as a
-/// `serde_json::Value` it was several times that, and a `GET /journal` page held it twice
-/// (the row's tree and the response's copy).
-#[derive(Debug, Clone)]
-pub struct JsonText(Box<serde_json::value::RawValue>);
-
-impl JsonText {
-    /// `text`, if it is JSON.
-    pub fn parse(text: String) -> Result<JsonText, serde_json::Error> {
-        serde_json::value::RawValue::from_string(text).map(JsonText)
-    }
-
-    /// The JSON text.
-    pub fn as_str(&self) -> &str {
-        self.0.get()
-    }
-
-    /// The text read as a value tree (for the few readers that look inside).
-    pub fn value(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::from_str(self.as_str())
-    }
-}
-
-/// Equal texts (what the store wrote is compact, so equal values are equal texts).
-impl PartialEq for JsonText {
-    fn eq(&self, other: &JsonText) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for JsonText {}
-
-impl Serialize for JsonText {
-    /// Embedded as the JSON it is, without reading it again.
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
-    }
-}
 
 text_enum!(
     /// Which way an interchange went.

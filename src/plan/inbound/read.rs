@@ -231,43 +231,11 @@ impl MessageState {
 }
 
 /// A message's findings as JSON text (an array, [`Finding`](crate::grammar::Finding)'s fields),
-/// written once from the report: what the `messages` row stores, and what the journal outcome
-/// embeds as it is. Text, not a `serde_json::Value`: for an interchange of 27,000 forwarded
-/// messages the value trees were the largest thing held after the bytes (about 1.8 KB per
-/// finding against 270 bytes of text).
-#[derive(Debug, Clone)]
-pub struct FindingsJson(Box<serde_json::value::RawValue>);
-
-impl FindingsJson {
-    /// The text of `findings`.
-    pub fn of(findings: &[crate::grammar::Finding]) -> FindingsJson {
-        FindingsJson(
-            serde_json::value::to_raw_value(findings)
-                .or_else(|_| serde_json::value::RawValue::from_string("[]".to_string()))
-                .expect("`[]` is JSON"),
-        )
-    }
-
-    /// The JSON text.
-    pub fn as_str(&self) -> &str {
-        self.0.get()
-    }
-}
-
-impl PartialEq for FindingsJson {
-    fn eq(&self, other: &FindingsJson) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for FindingsJson {}
-
-impl Serialize for FindingsJson {
-    /// Embedded as the JSON it is (not as a string), without reading it again.
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
-    }
-}
+/// written once from the report ([`JsonText::of_findings`]): what the `messages` row stores,
+/// and what the journal outcome embeds as it is.
+///
+/// [`JsonText::of_findings`]: crate::plan::records::JsonText::of_findings
+pub type FindingsJson = crate::plan::records::JsonText;
 
 /// A received business message that is not ours to handle: forwarded to the core or refused.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -403,7 +371,7 @@ pub fn read_inbound(
                 document_number,
                 route,
                 checked: !report.is_unchecked(),
-                findings: FindingsJson::of(&report.findings),
+                findings: FindingsJson::of_findings(&report.findings),
                 state,
                 aperak,
                 aperak_due: owed_by_core
