@@ -125,6 +125,8 @@ struct Scratch {
     children: Vec<u32>,
     /// The last message date that was written out, and its text.
     date_text: Option<(NaiveDate, String)>,
+    /// The last message date that was read, and the bytes it was read from.
+    last_date: split::LastDate,
     /// The splitter of the last message's delimiters.
     splitter: Option<(Delimiters, Box<Splitter>)>,
     /// The conditions of AHB rules that the segments meet.
@@ -180,6 +182,7 @@ fn validate_segments<'a>(
         members,
         children,
         date_text,
+        last_date,
         splitter,
         ahb: ahb_scratch,
     } = scratch;
@@ -225,7 +228,7 @@ fn validate_segments<'a>(
     // UNH S009 as text, e.g. `ORDERS:D:09B:UN:1.4b`.
     let identifier = split.identifier();
     let pid = split.pid();
-    let message_date = split.date();
+    let message_date = split.date(last_date);
     let date = message_date.map(|(d, _)| d).or(fallback_date);
     let mut report = MessageReport {
         reference: split.value(0, 1, 1).into_owned(),
@@ -727,6 +730,39 @@ segment UNT M 1
                 "{s009}"
             );
         }
+    }
+
+    #[test]
+    fn each_message_has_its_own_date_when_dates_repeat_and_change() {
+        // The date read last is kept by its bytes: repeated, changed, broken, back again.
+        let dates = [
+            "202510010815?+00",
+            "202510010815?+00",
+            "202511010815?+00",
+            "202511010815+00",
+            "202511310815?+00",
+            "202510010815?+00",
+        ];
+        let expected: Vec<Option<NaiveDate>> = vec![
+            NaiveDate::from_ymd_opt(2025, 10, 1),
+            NaiveDate::from_ymd_opt(2025, 10, 1),
+            NaiveDate::from_ymd_opt(2025, 11, 1),
+            None,
+            None,
+            NaiveDate::from_ymd_opt(2025, 10, 1),
+        ];
+        let read: Vec<Option<NaiveDate>> = dates
+            .iter()
+            .map(|d| {
+                let text = message(&GOOD.replace("202510010815?+00", d));
+                let doc = parse(text.as_bytes()).unwrap();
+                let ic = doc.interchanges().next().unwrap();
+                let m = ic.messages().next().unwrap();
+                let date = validate_message(&m, &registry(), None).date;
+                date
+            })
+            .collect();
+        assert_eq!(read, expected);
     }
 
     #[test]

@@ -177,19 +177,58 @@ impl<'v, 'a> Split<'v, 'a> {
     }
 
     /// The message date as [`message_date`](super::message_date) reads it, and the segment
-    /// whose C507 DE2380 it is (a valid date in format 303).
-    pub(super) fn date(&self) -> Option<(NaiveDate, usize)> {
+    /// whose C507 DE2380 it is (a valid date in format 303). `last` holds the date read last:
+    /// the messages of one interchange mostly carry the same one, and reading it is the
+    /// larger part of this.
+    pub(super) fn date(&self, last: &mut LastDate) -> Option<(NaiveDate, usize)> {
         let body = 1..self.segments.len().saturating_sub(1).min(9);
         body.into_iter()
             .filter(|&i| self.tags[i] == *b"DTM")
             .find_map(|i| {
                 let qualifier = self.part(i, 1, 1)?;
-                (self.bytes(i, qualifier) == b"137")
-                    .then(|| self.part(i, 1, 2))
-                    .flatten()
-                    .and_then(|v| self.with_text(i, v, |t| parse_date_303(t).ok()))
-                    .map(|d| (d.date(), i))
+                if self.bytes(i, qualifier) != b"137" {
+                    return None;
+                }
+                let v = self.part(i, 1, 2)?;
+                let (raw, release) = (self.bytes(i, v), self.segments[i].delimiters().release);
+                if let Some(date) = last.of(release, raw) {
+                    return Some((date, i));
+                }
+                let date = self.with_text(i, v, |t| parse_date_303(t).ok())?.date();
+                last.keep(release, raw, date);
+                Some((date, i))
             })
+    }
+}
+
+/// The message date read last ([`Split::date`]), by the bytes it was read from and the release
+/// character they were written with: equal bytes under the same release character are the
+/// same text (ASCII is its own text in every repertoire; only ASCII bytes are kept).
+#[derive(Debug, Default)]
+pub(super) struct LastDate {
+    release: Option<u8>,
+    raw: Vec<u8>,
+    date: Option<NaiveDate>,
+}
+
+impl LastDate {
+    /// Values longer than this are not kept (a date in format 303 has 15 characters).
+    const LONGEST: usize = 32;
+
+    /// The date read last from these bytes, if it was.
+    fn of(&self, release: Option<u8>, raw: &[u8]) -> Option<NaiveDate> {
+        self.date
+            .filter(|_| self.release == release && self.raw == raw)
+    }
+
+    /// Keeps the date read from `raw`.
+    fn keep(&mut self, release: Option<u8>, raw: &[u8], date: NaiveDate) {
+        if raw.len() <= Self::LONGEST && raw.is_ascii() {
+            self.release = release;
+            self.raw.clear();
+            self.raw.extend_from_slice(raw);
+            self.date = Some(date);
+        }
     }
 }
 
