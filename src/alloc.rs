@@ -26,7 +26,7 @@ pub fn after_large(bytes: usize) {
 }
 
 /// Has the allocator return the memory it holds free (nothing with the system's malloc).
-pub fn give_back() {
+fn give_back() {
     #[cfg(not(feature = "system-allocator"))]
     // SAFETY: no arguments but a flag, no return value, callable from any thread at any time.
     unsafe {

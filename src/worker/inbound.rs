@@ -123,10 +123,7 @@ impl InboundWorker {
         }
         if items.len() == 1 {
             let item = items.into_iter().next().expect("one item");
-            let bytes = item.raw.len();
-            let processed = self.process_claimed(item, now).await.map(|_| Some(1));
-            crate::alloc::after_large(bytes);
-            return processed;
+            return self.process_claimed(item, now).await.map(|_| Some(1));
         }
         let count = items.len();
         let largest = items.iter().map(|i| i.raw.len()).max().unwrap_or(0);
@@ -156,10 +153,7 @@ impl InboundWorker {
         let Some(item) = claimed else {
             return Ok(None);
         };
-        let bytes = item.raw.len();
-        let processed = self.process_claimed(item, now).await.map(Some);
-        crate::alloc::after_large(bytes);
-        processed
+        self.process_claimed(item, now).await.map(Some)
     }
 
     /// Processes one claimed journal item (claimed by this worker): everything it changes
@@ -177,7 +171,8 @@ impl InboundWorker {
     /// As [`InboundWorker::process_item`] (committing), with the item's bytes dropped as soon
     /// as they are read: nothing after reading looks at them again, and for a large
     /// interchange they are the largest thing held while the plan is applied (a failed
-    /// attempt is released and claimed again with its bytes).
+    /// attempt is released and claimed again with its bytes). A large item's memory is given
+    /// back after reading and again after applying ([`crate::alloc::after_large`]).
     async fn process_claimed_item(
         &self,
         item: &mut JournalItem,
@@ -188,7 +183,9 @@ impl InboundWorker {
         // Returned to the system before the plan is applied, not when the allocator gets to
         // it: applying allocates again at once.
         crate::alloc::after_large(bytes);
-        self.apply_read(&item.id, read, refs, now, false).await
+        let applied = self.apply_read(&item.id, read, refs, now, false).await;
+        crate::alloc::after_large(bytes);
+        applied
     }
 
     /// Step 1 of an item: parsed, validated, its acknowledgements built, its items read

@@ -74,10 +74,7 @@ impl Journal {
         transport: Transport,
         now: DateTime<Utc>,
     ) -> Result<Inserted, StoreError> {
-        let bytes = raw.len();
-        let arrived = self.enqueue(record_of(raw, transport, now), None).await;
-        crate::alloc::after_large(bytes);
-        match arrived? {
+        match self.enqueue(record_of(raw, transport, now), None).await? {
             Arrived::Journaled(inserted) => Ok(inserted),
             // Only a record with an AS4 key can find it taken.
             Arrived::KeyTaken => Err(abandoned()),
@@ -93,15 +90,24 @@ impl Journal {
         arrival: As4Arrival,
         now: DateTime<Utc>,
     ) -> Result<Arrived, StoreError> {
-        let bytes = raw.len();
-        let arrived = self
-            .enqueue(record_of(raw, Transport::As4, now), Some(arrival))
-            .await;
+        self.enqueue(record_of(raw, Transport::As4, now), Some(arrival))
+            .await
+    }
+
+    /// Queues `record` for the next group commit and waits for its answer; a large one's
+    /// memory is given back once it is written ([`crate::alloc::after_large`]).
+    async fn enqueue(
+        &self,
+        record: InboundRecord,
+        as4: Option<As4Arrival>,
+    ) -> Result<Arrived, StoreError> {
+        let bytes = record.raw.len();
+        let arrived = self.wait_for_commit(record, as4).await;
         crate::alloc::after_large(bytes);
         arrived
     }
 
-    async fn enqueue(
+    async fn wait_for_commit(
         &self,
         record: InboundRecord,
         as4: Option<As4Arrival>,
